@@ -1,0 +1,26 @@
+//! kiln's intermediate representation: the graph IR (typed tensor ops in a
+//! DAG), its text form, its verifier, and the reference interpreter that
+//! gives it meaning.
+//!
+//! Invariant: this crate depends on no other kiln crate and knows nothing of
+//! the frontend, egg, Cranelift or LLVM.
+
+mod graph;
+mod init;
+pub mod interp;
+mod op;
+mod parse;
+mod print;
+pub mod random;
+mod types;
+mod typing;
+mod verify;
+
+pub use graph::{Function, Graph, Init, InputDecl, Module, Node, NodeId, ParamDecl};
+pub use init::{initialize, initialize_params};
+pub use op::{BinaryOp, CompareOp, ConvAttrs, Literal, Op, ReduceKind, UnaryOp};
+pub use parse::{ParseError, parse_float, parse_module};
+pub use print::{mnemonic, print_function, print_module};
+pub use types::{Bindings, DType, Dim, ElementCount, F64Bits, Shape, Symbol, TensorType, write_float};
+pub use typing::{TypeContext, broadcastable, infer, window_output};
+pub use verify::{VerifyError, render_error, verify_module};
