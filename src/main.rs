@@ -1,1 +1,155 @@
-fn main() {}
+//! The `kiln` command line: check, inspect and run models.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use kiln::{Error, compile_file, run_function};
+use kiln_frontend::{Options, Style};
+use kiln_ir::interp::{Precision, Tensor};
+
+#[derive(Parser)]
+#[command(name = "kiln", version, about = "A compiler for deep-learning models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse and type-check a .kiln file (or verify a .ir file) and report errors.
+    Check {
+        file: PathBuf,
+        /// The model to compile, when the file has several.
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Print an intermediate stage of a file.
+    Emit {
+        #[arg(value_enum)]
+        stage: Stage,
+        file: PathBuf,
+        /// Print only this function.
+        #[arg(long = "fn")]
+        function: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Run a function on the reference interpreter.
+    Run {
+        file: PathBuf,
+        /// The function to run.
+        #[arg(long = "fn")]
+        function: String,
+        /// An input as NAME=PATH.npy; repeat for each input.
+        #[arg(long = "input", value_name = "NAME=PATH")]
+        inputs: Vec<String>,
+        /// Write the (single) output to this .npy file.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Seed for parameter initialization and the random key.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Compute f32 tensors in f32 (native) or every float in f64.
+        #[arg(long, value_enum, default_value_t = PrecisionArg::Native)]
+        precision: PrecisionArg,
+        #[arg(long)]
+        model: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Stage {
+    /// The graph IR after lowering and dead-code elimination.
+    Ir,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PrecisionArg {
+    Native,
+    F64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let style = if std::io::stderr().is_terminal() { Style::Color } else { Style::Plain };
+    match execute(cli.command, style) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Error::Diagnostics { rendered, count }) => {
+            eprint!("{rendered}");
+            eprintln!("error: {count} error{} found", if count == 1 { "" } else { "s" });
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(command: Command, style: Style) -> Result<(), Error> {
+    match command {
+        Command::Check { file, model } => {
+            let compiled = compile_file(&file, &Options { model }, style)?;
+            let m = &compiled.module;
+            println!(
+                "{}: ok ({} function{}, {} parameter{})",
+                file.display(),
+                m.functions.len(),
+                if m.functions.len() == 1 { "" } else { "s" },
+                m.params.len(),
+                if m.params.len() == 1 { "" } else { "s" }
+            );
+            Ok(())
+        }
+        Command::Emit { stage: Stage::Ir, file, function, model } => {
+            let compiled = compile_file(&file, &Options { model }, style)?;
+            match function {
+                None => print!("{}", compiled.module),
+                Some(name) => {
+                    let f = compiled.module.function(&name).ok_or_else(|| no_function(&compiled.module, &name))?;
+                    print!("{f}");
+                }
+            }
+            Ok(())
+        }
+        Command::Run { file, function, inputs, output, seed, precision, model } => {
+            let compiled = compile_file(&file, &Options { model }, style)?;
+            let mut named = Vec::new();
+            for spec in &inputs {
+                let Some((name, path)) = spec.split_once('=') else {
+                    return Err(Error::Usage(format!("--input `{spec}` must be NAME=PATH.npy")));
+                };
+                named.push((name.to_string(), kiln_runtime::npy::read(std::path::Path::new(path))?));
+            }
+            let params = kiln_ir::initialize_params(&compiled.module, seed);
+            let precision = match precision {
+                PrecisionArg::Native => Precision::Native,
+                PrecisionArg::F64 => Precision::F64,
+            };
+            let outputs = run_function(&compiled.module, &function, &named, &params, seed, precision)?;
+            for (i, t) in outputs.iter().enumerate() {
+                println!("output {i}: {}", summarize(t));
+            }
+            if let Some(path) = output {
+                kiln_runtime::npy::write(&path, &outputs[0])?;
+                println!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn no_function(module: &kiln_ir::Module, name: &str) -> Error {
+    let names: Vec<&str> = module.functions.iter().map(|f| f.name.as_str()).collect();
+    Error::Usage(format!("no function `{name}`; this module has: {}", names.join(", ")))
+}
+
+/// The type and the first values of a tensor.
+fn summarize(t: &Tensor) -> String {
+    let values = t.to_f64_vec();
+    let shown: Vec<String> = values.iter().take(8).map(|v| format!("{v:.6}")).collect();
+    let more = if values.len() > 8 { ", ..." } else { "" };
+    format!("{} [{}{more}]", t.tensor_type(), shown.join(", "))
+}

@@ -1,1 +1,11 @@
-//! placeholder
+//! Passes over graph IR and the pipeline that runs them.
+//!
+//! A pass is a function from a module to a module with a doc comment stating
+//! what it needs and guarantees; the [`Pipeline`] runs a named list of them,
+//! times each, and verifies the IR after each.
+
+mod eliminate_dead_code;
+mod pipeline;
+
+pub use eliminate_dead_code::eliminate_dead_code;
+pub use pipeline::{Pipeline, PassError, StageReport};

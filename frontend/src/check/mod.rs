@@ -1,0 +1,360 @@
+//! Checking and lowering: resolves names, checks dtypes and shapes, and
+//! builds graph IR, in one walk over the syntax tree.
+//!
+//! kiln lowers by partial evaluation: compile-time values (model arguments,
+//! integers, `for` ranges, `if training`) are computed, model instances are
+//! built from their definitions, and every call of a kiln function is inlined
+//! into the graph being built, so the IR holds only primitives. Each tensor
+//! operation is checked as it is built, against the types of its actual
+//! operands, so an error points at the expression that caused it and names
+//! both shapes. Errors poison their value (see [`env::Value::Poison`]) so
+//! that checking goes on and reports several errors per file.
+//!
+//! What gets lowered: the root model's functions whose inputs have a known
+//! rank and whose compile-time arguments all have defaults, and the `train`
+//! block's functions (with `training` true). A file without a model lowers
+//! its top-level functions that qualify in the same way.
+
+mod builtins;
+mod env;
+mod expr;
+mod model;
+mod signature;
+mod tensor;
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use kiln_ir::{Function, Module, NodeId, Op, TensorType};
+
+use crate::ast::{self, FnDecl, ModelDecl, ParamType};
+use crate::diag::{Code, Diagnostic};
+use crate::source::{SourceMap, Span};
+use crate::train::{Optimizer, TrainSpec};
+use env::{Env, Instance, Value};
+
+/// A checked and lowered program.
+#[derive(Clone, Debug)]
+pub struct Program {
+    pub module: Module,
+    /// The model the module was lowered from, if any.
+    pub model: Option<String>,
+    pub train: Option<TrainSpec>,
+}
+
+/// Choices the caller makes about what to lower.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// The root model; by default the trained one, or the only candidate.
+    pub model: Option<String>,
+}
+
+/// The items of every file, user definitions shadowing the prelude's.
+pub(crate) struct Items {
+    pub fns: HashMap<String, Rc<FnDecl>>,
+    pub models: HashMap<String, Rc<ModelDecl>>,
+    pub trains: Vec<ast::TrainDecl>,
+    /// The file being compiled (not the prelude, not a `use`d file).
+    pub root_file: crate::source::FileId,
+}
+
+pub(crate) struct Checker<'a> {
+    pub sources: &'a SourceMap,
+    pub items: &'a Items,
+    pub diags: Vec<Diagnostic>,
+    pub module: Module,
+    pub instances: Vec<Instance>,
+    /// The function being built, its parameter nodes, and its random key.
+    pub func: Function,
+    pub param_nodes: HashMap<String, NodeId>,
+    pub key: Option<NodeId>,
+    pub next_stream: u64,
+    /// Inlined calls in progress, to stop runaway recursion.
+    pub call_depth: usize,
+    /// Whether the function being built is a training function.
+    pub training: bool,
+    /// Models being instantiated, to report a model that contains itself.
+    pub model_stack: Vec<String>,
+}
+
+/// Checks `file`'s items (already collected with the prelude's) and lowers them.
+pub(crate) fn check_program(sources: &SourceMap, items: &Items, user_models: &[String], options: &Options) -> Result<Program, Vec<Diagnostic>> {
+    let mut c = Checker {
+        sources,
+        items,
+        diags: Vec::new(),
+        module: Module::default(),
+        instances: Vec::new(),
+        func: Function::new("", Vec::new()),
+        param_nodes: HashMap::new(),
+        key: None,
+        next_stream: 0,
+        call_depth: 0,
+        training: false,
+        model_stack: Vec::new(),
+    };
+    let root = c.choose_root(user_models, options);
+    let mut train = None;
+    match &root {
+        Some(model) => {
+            if let Some(instance) = c.instantiate_root(model) {
+                c.lower_model_functions(instance);
+                train = c.lower_train(model, instance);
+            }
+        }
+        None => c.lower_free_functions(),
+    }
+    if c.diags.is_empty() {
+        if let Err(e) = kiln_ir::verify_module(&c.module) {
+            // The frontend checks everything the verifier does; reaching this is a bug.
+            let span = root.as_ref().and_then(|m| items.models.get(m)).map_or(Span::new(crate::source::FileId(0), 0, 0), |m| m.span);
+            c.diags.push(
+                Diagnostic::new(Code("E0801"), span, format!("internal error: the lowered IR does not verify: {}", e.message))
+                    .note(kiln_ir::render_error(&c.module, &e)),
+            );
+        }
+    }
+    if c.diags.is_empty() { Ok(Program { module: c.module, model: root, train }) } else { Err(c.diags) }
+}
+
+impl Checker<'_> {
+    pub fn error(&mut self, d: Diagnostic) -> Value {
+        self.diags.push(d);
+        Value::Poison
+    }
+
+    pub fn ty(&self, id: NodeId) -> TensorType {
+        self.func.graph.ty(id).clone()
+    }
+
+    /// Adds a node to the function being built. The caller has checked the
+    /// operands; a failure here is an internal error, reported, not a panic.
+    pub fn emit(&mut self, op: Op, args: &[NodeId], span: Span) -> Value {
+        let ctx = kiln_ir::TypeContext { inputs: &self.func.inputs, params: &self.module.params };
+        match self.func.graph.add(&ctx, op, args) {
+            Ok(id) => Value::Tensor(id),
+            Err(message) => self.error(Diagnostic::new(Code("E0801"), span, format!("internal error: {message}")).label("while lowering this")),
+        }
+    }
+
+    fn choose_root(&mut self, user_models: &[String], options: &Options) -> Option<String> {
+        if let Some(name) = &options.model {
+            if self.items.models.contains_key(name) {
+                return Some(name.clone());
+            }
+            let span = Span::new(crate::source::FileId(0), 0, 0);
+            self.error(Diagnostic::new(Code("E0701"), span, format!("no model named `{name}` in this file")).label("asked for with --model"));
+            return None;
+        }
+        if let Some(t) = self.items.trains.first() {
+            return Some(t.model.name.clone());
+        }
+        let used: Vec<&str> = user_models
+            .iter()
+            .filter_map(|m| self.items.models.get(m))
+            .flat_map(|m| m.members.iter())
+            .filter_map(|member| match member {
+                ast::Member::Sub { value, .. } => callee_name(value),
+                _ => None,
+            })
+            .collect();
+        let candidates: Vec<&String> = user_models
+            .iter()
+            .filter(|m| !used.contains(&m.as_str()))
+            .filter(|m| self.items.models[*m].params.iter().all(|p| p.default.is_some()))
+            .collect();
+        match candidates.as_slice() {
+            [] => None,
+            [one] => Some((*one).clone()),
+            [first, second, ..] => {
+                let (a, b) = (&self.items.models[*first], &self.items.models[*second]);
+                self.error(
+                    Diagnostic::new(Code("E0701"), b.name.span, "more than one model could be compiled")
+                        .label("this model")
+                        .also(a.name.span, "and this one")
+                        .hint("choose one with `--model NAME`"),
+                );
+                None
+            }
+        }
+    }
+
+    /// Starts a new function with `inputs`; `training` says whether dropout
+    /// and other training-only behaviour is on.
+    fn begin_function(&mut self, name: &str, training: bool) {
+        self.func = Function::new(name, Vec::new());
+        self.param_nodes.clear();
+        self.key = None;
+        self.next_stream = 0;
+        self.training = training;
+    }
+
+    fn finish_function(&mut self, outputs: Vec<NodeId>) {
+        let mut f = std::mem::replace(&mut self.func, Function::new("", Vec::new()));
+        f.outputs = outputs;
+        if self.module.function(&f.name).is_none() {
+            self.module.functions.push(f);
+        }
+    }
+
+    /// Lowers a function as an entry point: its tensor inputs become IR
+    /// inputs with symbolic dimensions; its compile-time arguments take their
+    /// defaults. Returns the output node, or `None` after reporting errors.
+    fn lower_entry(&mut self, decl: &FnDecl, instance: Option<usize>, training: bool) -> Option<NodeId> {
+        self.begin_function(&decl.name.name, training);
+        let errors_before = self.diags.len();
+        let mut env = Env::new(instance);
+        for p in &decl.params {
+            match (&p.ty, &p.default) {
+                (ParamType::Tensor(t), _) => {
+                    let ty = self.entry_type(t, &mut env)?;
+                    let index = self.func.inputs.len() as u32;
+                    self.func.inputs.push(kiln_ir::InputDecl { name: p.name.name.clone(), ty });
+                    let v = self.emit(Op::Input { index }, &[], p.name.span);
+                    env.bind(&p.name.name, v, p.name.span);
+                }
+                (ParamType::Scalar(..), Some(default)) => {
+                    let v = self.eval(default, &mut env);
+                    env.bind(&p.name.name, v, p.name.span);
+                }
+                (ParamType::Scalar(..), None) => return None,
+            }
+        }
+        let result = self.eval_block(&decl.body, &mut env);
+        let result = self.check_result(decl, result, &mut env);
+        if self.diags.len() > errors_before {
+            return None;
+        }
+        match result {
+            Value::Tensor(id) => {
+                self.finish_function(vec![id]);
+                Some(id)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a function can be an entry point: every compile-time argument
+    /// has a default and no input has `...`.
+    fn is_entry(decl: &FnDecl) -> bool {
+        decl.params.iter().all(|p| match &p.ty {
+            ParamType::Tensor(t) => !t.dims.iter().any(|d| matches!(d, ast::DimExpr::Ellipsis(_))),
+            ParamType::Scalar(..) => p.default.is_some(),
+        })
+    }
+
+    fn lower_model_functions(&mut self, instance: usize) {
+        let decl = self.instances[instance].decl.clone();
+        for member in &decl.members {
+            if let ast::Member::Fn(f) = member {
+                if Self::is_entry(f) {
+                    self.lower_entry(f, Some(instance), false);
+                }
+            }
+        }
+    }
+
+    fn lower_free_functions(&mut self) {
+        let mut fns: Vec<Rc<FnDecl>> = self.items.fns.values().filter(|f| f.span.file == self.items.root_file && Self::is_entry(f)).cloned().collect();
+        fns.sort_by_key(|f| (f.span.file, f.span.start));
+        for f in fns {
+            self.lower_entry(&f, None, false);
+        }
+    }
+
+    fn lower_train(&mut self, model: &str, instance: usize) -> Option<TrainSpec> {
+        let train = self.items.trains.iter().find(|t| t.model.name == model)?.clone();
+        if self.module.params.is_empty() {
+            self.error(
+                Diagnostic::new(Code("E0605"), train.model.span, format!("model `{model}` has no parameters to train"))
+                    .label("this model declares no `param`, directly or in its sub-models"),
+            );
+        }
+        for f in &train.fns {
+            if self.module.function(&f.name.name).is_some() {
+                self.error(
+                    Diagnostic::new(Code("E0202"), f.name.span, format!("`{}` is already a function of `{model}`", f.name.name))
+                        .label("defined again here"),
+                );
+                continue;
+            }
+            self.lower_entry(f, Some(instance), true);
+        }
+        let Some(loss) = train.fns.iter().find(|f| f.name.name == "loss") else {
+            self.error(
+                Diagnostic::new(Code("E0602"), train.span, "a `train` block needs a `fn loss`")
+                    .label("no `fn loss` in this block")
+                    .hint("add `fn loss(x: f32[N, 784], y: i32[N]) -> f32 { mean(cross_entropy(forward(x), y)) }`"),
+            );
+            return None;
+        };
+        if let Some(f) = self.module.function("loss") {
+            let ty = f.output_types()[0].clone();
+            if !(ty.rank() == 0 && ty.dtype.is_float()) {
+                let span = loss.ret.as_ref().map_or(loss.name.span, |r| r.span);
+                self.error(
+                    Diagnostic::new(Code("E0410"), span, format!("the loss must be a float scalar, but it is {ty}"))
+                        .label("the loss's type")
+                        .hint("reduce it, for example with `mean(...)`"),
+                );
+            }
+        }
+        let optimizer = match &train.optimizer {
+            Some(o) => self.optimizer(o)?,
+            None => {
+                self.error(
+                    Diagnostic::new(Code("E0604"), train.span, "a `train` block needs an optimizer")
+                        .label("no `optimizer` in this block")
+                        .hint("add for example `optimizer sgd(lr = 0.1)`"),
+                );
+                return None;
+            }
+        };
+        Some(TrainSpec { model: model.to_string(), loss: "loss".into(), optimizer })
+    }
+
+    fn optimizer(&mut self, decl: &ast::OptimizerDecl) -> Option<Optimizer> {
+        let mut env = Env::new(None);
+        let mut args = Vec::new();
+        for a in &decl.args {
+            let Some(name) = &a.name else {
+                self.error(
+                    Diagnostic::new(Code("E0301"), a.value.span, "optimizer arguments are named")
+                        .label("give this argument a name")
+                        .hint("write for example `sgd(lr = 0.1)`"),
+                );
+                return None;
+            };
+            let value = match self.eval(&a.value, &mut env) {
+                Value::Float(x) => x,
+                Value::Int(i) => i as f64,
+                Value::Poison => return None,
+                other => {
+                    let what = other.describe(|_| TensorType::scalar(kiln_ir::DType::F32));
+                    self.error(Diagnostic::new(Code("E0304"), a.value.span, format!("`{}` must be a number, not {what}", name.name)).label("expected a number"));
+                    return None;
+                }
+            };
+            args.push((name.clone(), value));
+        }
+        match Optimizer::from_args(&decl.name.name, &args) {
+            Ok(o) => Some(o),
+            Err((span, message, hint)) => {
+                let span = span.unwrap_or(decl.name.span);
+                self.error(Diagnostic::new(Code("E0603"), span, message).label("here").hint(hint));
+                None
+            }
+        }
+    }
+}
+
+/// The name a sub-model expression calls: `Linear` in `Linear(784, 10)`.
+fn callee_name(e: &ast::Expr) -> Option<&str> {
+    match &e.kind {
+        ast::ExprKind::Call(f, _) => match &f.kind {
+            ast::ExprKind::Name(n) => Some(n),
+            _ => None,
+        },
+        _ => None,
+    }
+}

@@ -1,0 +1,205 @@
+//! Instantiating models: binding their compile-time arguments, declaring
+//! their parameters (with path-qualified names like `fc1.w`) and
+//! initializers in the module, and instantiating sub-models recursively.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use kiln_ir::{F64Bits, Init, ParamDecl};
+
+use super::Checker;
+use super::env::{Callable, Env, Instance, MemberValue, Value};
+use crate::ast::{Expr, ExprKind, Member, ModelDecl};
+use crate::diag::{Code, Diagnostic};
+use crate::source::Span;
+
+const INITIALIZERS: &str = "kiln has zeros, ones, normal(mean, std), uniform(low, high), xavier_uniform and kaiming_normal";
+
+impl Checker<'_> {
+    /// Instantiates the root model with its default arguments.
+    pub fn instantiate_root(&mut self, name: &str) -> Option<usize> {
+        let decl = self.items.models.get(name)?.clone();
+        let mut env = Env::new(None);
+        let mut args = Vec::new();
+        for p in &decl.params {
+            let Some(default) = &p.default else {
+                self.error(
+                    Diagnostic::new(Code("E0702"), p.name.span, format!("model `{name}` is compiled on its own, but `{}` has no default", p.name.name))
+                        .label("needs a default value")
+                        .hint(format!("write for example `{}: int = 10`", p.name.name)),
+                );
+                return None;
+            };
+            let value = self.eval(default, &mut env);
+            let value = self.check_scalar_param(p, value, default.span)?;
+            env.bind(&p.name.name, value.clone(), p.name.span);
+            args.push((p.name.name.clone(), value));
+        }
+        let span = decl.name.span;
+        self.instantiate(decl, args, String::new(), span)
+    }
+
+    /// Instantiates `decl` with bound arguments at `path`.
+    fn instantiate(&mut self, decl: Rc<ModelDecl>, args: Vec<(String, Value)>, path: String, use_span: Span) -> Option<usize> {
+        let name = decl.name.name.clone();
+        if self.model_stack.contains(&name) {
+            let chain = self.model_stack.iter().chain(std::iter::once(&name)).cloned().collect::<Vec<_>>().join(" -> ");
+            self.error(
+                Diagnostic::new(Code("E0206"), use_span, format!("model `{name}` contains itself"))
+                    .label("instantiated again here")
+                    .also(decl.name.span, "defined here")
+                    .note(format!("the chain is {chain}; a model cannot be infinitely deep")),
+            );
+            return None;
+        }
+        self.model_stack.push(name);
+        let id = self.instances.len();
+        let mut members = HashMap::new();
+        let mut defined: HashMap<String, Span> = HashMap::new();
+        for p in &decl.params {
+            defined.insert(p.name.name.clone(), p.name.span);
+        }
+        for (arg, value) in args {
+            members.insert(arg, MemberValue::Arg(value));
+        }
+        for m in &decl.members {
+            let (ident, is_fn) = match m {
+                Member::Param { name, .. } | Member::Sub { name, .. } => (name, false),
+                Member::Fn(f) => (&f.name, true),
+            };
+            if let Some(previous) = defined.get(&ident.name) {
+                self.error(
+                    Diagnostic::new(Code("E0202"), ident.span, format!("`{}` is defined twice in model `{}`", ident.name, decl.name.name))
+                        .label("defined again here")
+                        .also(*previous, "first defined here"),
+                );
+                continue;
+            }
+            defined.insert(ident.name.clone(), ident.span);
+            if is_fn {
+                if let Member::Fn(f) = m {
+                    members.insert(ident.name.clone(), MemberValue::Fn(Rc::new(f.clone())));
+                }
+            }
+        }
+        self.instances.push(Instance { decl: decl.clone(), path, members });
+        let mut env = Env::new(Some(id));
+        for m in &decl.members {
+            match m {
+                Member::Param { name, ty, init, .. } => {
+                    if self.instances[id].members.contains_key(&name.name) {
+                        continue;
+                    }
+                    let Some(ty) = self.static_type(ty, &mut env) else { continue };
+                    let Some(init) = self.initializer(init, ty.dtype, &mut env) else { continue };
+                    let qualified = self.instances[id].qualify(&name.name);
+                    self.module.params.push(ParamDecl { name: qualified.clone(), ty, init });
+                    self.instances[id].members.insert(name.name.clone(), MemberValue::Param(qualified));
+                }
+                Member::Sub { name, value, .. } => {
+                    if self.instances[id].members.contains_key(&name.name) {
+                        continue;
+                    }
+                    let path = self.instances[id].qualify(&name.name);
+                    if let Some(child) = self.sub_model(value, path, &mut env) {
+                        self.instances[id].members.insert(name.name.clone(), MemberValue::Sub(child));
+                    }
+                }
+                Member::Fn(_) => {}
+            }
+        }
+        self.model_stack.pop();
+        Some(id)
+    }
+
+    /// `Linear(784, 256)` as a member: evaluates the arguments and instantiates.
+    fn sub_model(&mut self, value: &Expr, path: String, env: &mut Env) -> Option<usize> {
+        let ExprKind::Call(callee, args) = &value.kind else {
+            self.error(
+                Diagnostic::new(Code("E0203"), value.span, "a model member must instantiate a model")
+                    .label("expected a model call like `Linear(784, 10)`"),
+            );
+            return None;
+        };
+        let decl = match self.eval(callee, env) {
+            Value::Callable(Callable::Model(m)) => m,
+            Value::Poison => return None,
+            other => {
+                let what = other.describe(|id| self.ty(id));
+                self.error(
+                    Diagnostic::new(Code("E0203"), callee.span, format!("expected a model here, found {what}"))
+                        .label("not a model"),
+                );
+                return None;
+            }
+        };
+        let actual = self.eval_args(args, env)?;
+        let slots = self.bind_args(&decl.params, &actual, &format!("model `{}`", decl.name.name), value.span)?;
+        let mut callee_env = Env::new(None);
+        let mut bound = Vec::new();
+        for (p, slot) in decl.params.iter().zip(slots) {
+            let (v, span) = match slot {
+                Some(v) => v,
+                None => {
+                    let default = p.default.as_ref()?;
+                    (self.eval(default, &mut callee_env), default.span)
+                }
+            };
+            let v = self.check_scalar_param(p, v, span)?;
+            callee_env.bind(&p.name.name, v.clone(), p.name.span);
+            bound.push((p.name.name.clone(), v));
+        }
+        self.instantiate(decl, bound, path, value.span)
+    }
+
+    /// A parameter initializer: `zeros`, `normal(0.0, 0.01)`, ...
+    fn initializer(&mut self, e: &Expr, dtype: kiln_ir::DType, env: &mut Env) -> Option<Init> {
+        let (name, args) = match &e.kind {
+            ExprKind::Name(n) => (n.as_str(), &[][..]),
+            ExprKind::Call(f, args) => match &f.kind {
+                ExprKind::Name(n) => (n.as_str(), &args[..]),
+                _ => ("", &[][..]),
+            },
+            _ => ("", &[][..]),
+        };
+        let bad = |c: &mut Self, message: String| {
+            c.error(Diagnostic::new(Code("E0501"), e.span, message).label("not a valid initializer").hint(INITIALIZERS));
+            None
+        };
+        let takes = match name {
+            "zeros" | "ones" | "xavier_uniform" | "kaiming_normal" => 0,
+            "normal" | "uniform" => 2,
+            "" => return bad(self, "expected an initializer".into()),
+            other => return bad(self, format!("unknown initializer `{other}`")),
+        };
+        if args.len() != takes {
+            return bad(self, format!("`{name}` takes {takes} arguments, got {}", args.len()));
+        }
+        if !dtype.is_float() && !matches!(name, "zeros" | "ones") {
+            return bad(self, format!("`{name}` draws floats, but the parameter is {dtype}"));
+        }
+        let mut values = Vec::new();
+        for a in args {
+            match self.eval(&a.value, env) {
+                Value::Float(x) => values.push(x),
+                Value::Int(i) => values.push(i as f64),
+                Value::Poison => return None,
+                _ => return bad(self, format!("the arguments of `{name}` must be numbers")),
+            }
+        }
+        Some(match name {
+            "zeros" => Init::Zeros,
+            "ones" => Init::Ones,
+            "xavier_uniform" => Init::XavierUniform,
+            "kaiming_normal" => Init::KaimingNormal,
+            "normal" if values[1] >= 0.0 && values.iter().all(|v| v.is_finite()) => {
+                Init::Normal { mean: F64Bits::new(values[0]), std: F64Bits::new(values[1]) }
+            }
+            "uniform" if values[0] < values[1] && values.iter().all(|v| v.is_finite()) => {
+                Init::Uniform { low: F64Bits::new(values[0]), high: F64Bits::new(values[1]) }
+            }
+            "normal" => return bad(self, format!("normal needs a finite mean and a non-negative std, got {values:?}")),
+            _ => return bad(self, format!("uniform needs finite bounds with low < high, got {values:?}")),
+        })
+    }
+}

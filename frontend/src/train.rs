@@ -1,0 +1,58 @@
+//! What a `train` block asks for: the loss function and the optimizer with
+//! its hyperparameters. The autodiff and training passes consume this.
+
+use crate::ast::Ident;
+use crate::source::Span;
+
+/// A checked `train` block.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainSpec {
+    /// The model whose parameters are trained.
+    pub model: String,
+    /// The module function that computes the scalar loss.
+    pub loss: String,
+    pub optimizer: Optimizer,
+}
+
+/// An optimizer and its hyperparameters, with the defaults of the book's
+/// frameworks where an argument is left out.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Optimizer {
+    /// `sgd(lr, momentum = 0, weight_decay = 0)`
+    Sgd { lr: f64, momentum: f64, weight_decay: f64 },
+    /// `adam(lr = 0.001, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0)`
+    Adam { lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64 },
+}
+
+type ArgError = (Option<Span>, String, String);
+
+impl Optimizer {
+    /// Builds an optimizer from its name and named arguments.
+    pub fn from_args(name: &str, args: &[(Ident, f64)]) -> Result<Optimizer, ArgError> {
+        let (known, defaults): (&[&str], &[Option<f64>]) = match name {
+            "sgd" => (&["lr", "momentum", "weight_decay"], &[None, Some(0.0), Some(0.0)]),
+            "adam" => (&["lr", "beta1", "beta2", "eps", "weight_decay"], &[Some(0.001), Some(0.9), Some(0.999), Some(1e-8), Some(0.0)]),
+            other => {
+                return Err((None, format!("unknown optimizer `{other}`"), "kiln has `sgd` and `adam`".into()));
+            }
+        };
+        let mut values: Vec<Option<f64>> = defaults.to_vec();
+        for (arg, value) in args {
+            let Some(i) = known.iter().position(|k| *k == arg.name) else {
+                return Err((Some(arg.span), format!("`{name}` has no argument `{}`", arg.name), format!("its arguments are {}", known.join(", "))));
+            };
+            if !value.is_finite() || *value < 0.0 {
+                return Err((Some(arg.span), format!("`{}` must be a finite non-negative number, not {value}", arg.name), String::new()));
+            }
+            values[i] = Some(*value);
+        }
+        if let Some(i) = values.iter().position(Option::is_none) {
+            return Err((None, format!("`{name}` needs `{}`", known[i]), format!("write for example `{name}({} = 0.1)`", known[i])));
+        }
+        let v: Vec<f64> = values.into_iter().map(|v| v.unwrap_or(0.0)).collect();
+        Ok(match name {
+            "sgd" => Optimizer::Sgd { lr: v[0], momentum: v[1], weight_decay: v[2] },
+            _ => Optimizer::Adam { lr: v[0], beta1: v[1], beta2: v[2], eps: v[3], weight_decay: v[4] },
+        })
+    }
+}

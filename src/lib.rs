@@ -1,0 +1,97 @@
+//! kiln, the facade: compile a `.kiln` source or a textual `.ir` file to a
+//! verified graph IR module, and run its functions on the reference
+//! interpreter. The `kiln` binary is a thin command line over this.
+
+use std::path::{Path, PathBuf};
+
+pub use kiln_frontend as frontend;
+pub use kiln_ir as ir;
+pub use kiln_passes as passes;
+pub use kiln_runtime as runtime;
+
+use kiln_frontend::{Options, Style, TrainSpec};
+use kiln_ir::interp::{EvalOptions, Params, Precision, Tensor};
+use kiln_ir::{DType, Module};
+
+/// Everything that can go wrong, each with a message for people.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The program has errors; `rendered` shows them with their source.
+    #[error("{rendered}")]
+    Diagnostics { rendered: String, count: usize },
+    #[error("{path}:{error}")]
+    IrText { path: PathBuf, error: kiln_ir::ParseError },
+    #[error("cannot read `{path}`: {message}")]
+    Io { path: PathBuf, message: String },
+    #[error("{0}")]
+    Eval(#[from] kiln_ir::interp::EvalError),
+    #[error("{0}")]
+    Npy(#[from] kiln_runtime::npy::NpyError),
+    #[error("{0}")]
+    Pass(#[from] kiln_passes::PassError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// A compiled file: its module and, for a `.kiln` source with a `train`
+/// block, what to train.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    pub module: Module,
+    pub train: Option<TrainSpec>,
+}
+
+/// Compiles a `.kiln` source (lowered, then cleaned up by the pass
+/// pipeline) or parses a `.ir` file (verified), by the file's extension.
+pub fn compile_file(path: &Path, options: &Options, style: Style) -> Result<Compiled, Error> {
+    if path.extension().is_some_and(|e| e == "ir") {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Io { path: path.to_path_buf(), message: e.to_string() })?;
+        let module = kiln_ir::parse_module(&text).map_err(|error| Error::IrText { path: path.to_path_buf(), error })?;
+        return Ok(Compiled { module, train: None });
+    }
+    let (sources, result) = kiln_frontend::compile_path(path, options);
+    match result {
+        Ok(program) => {
+            let (module, _) = kiln_passes::Pipeline::cleanup().run(&program.module)?;
+            Ok(Compiled { module, train: program.train })
+        }
+        Err(diagnostics) => Err(Error::Diagnostics {
+            rendered: kiln_frontend::render(&diagnostics, &sources, style),
+            count: diagnostics.len(),
+        }),
+    }
+}
+
+/// Runs `function` on the interpreter with inputs given by name. Parameters
+/// are drawn from their initializers with `seed`; an implicit random `key`
+/// input, if the function has one and it is not given, is `seed` too.
+pub fn run_function(
+    module: &Module,
+    function: &str,
+    named_inputs: &[(String, Tensor)],
+    params: &Params,
+    seed: u64,
+    precision: Precision,
+) -> Result<Vec<Tensor>, Error> {
+    let Some(f) = module.function(function) else {
+        let names: Vec<&str> = module.functions.iter().map(|f| f.name.as_str()).collect();
+        return Err(Error::Usage(format!("no function `{function}`; this module has: {}", names.join(", "))));
+    };
+    for (name, _) in named_inputs {
+        if !f.inputs.iter().any(|i| &i.name == name) {
+            let names: Vec<&str> = f.inputs.iter().map(|i| i.name.as_str()).collect();
+            return Err(Error::Usage(format!("`{function}` has no input `{name}`; its inputs are: {}", names.join(", "))));
+        }
+    }
+    let mut inputs = Vec::new();
+    for decl in &f.inputs {
+        match named_inputs.iter().find(|(n, _)| n == &decl.name) {
+            Some((_, t)) => inputs.push(t.clone()),
+            None if decl.name == "key" && decl.ty.dtype == DType::I64 && decl.ty.rank() == 0 => {
+                inputs.push(Tensor::int(DType::I64, ndarray::arr0(seed as i64).into_dyn()));
+            }
+            None => return Err(Error::Usage(format!("missing input `{}` ({}): pass --input {}=PATH.npy", decl.name, decl.ty, decl.name))),
+        }
+    }
+    Ok(kiln_ir::interp::evaluate(module, function, &inputs, params, EvalOptions { precision })?)
+}
