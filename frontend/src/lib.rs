@@ -81,7 +81,13 @@ fn parse_file(sources: &SourceMap, id: FileId, diagnostics: &mut Vec<Diagnostic>
 
 /// Parses `id` and, depth first, every file it `use`s (each once).
 fn load(sources: &mut SourceMap, id: FileId, files: &mut Vec<(FileId, ast::File)>, diagnostics: &mut Vec<Diagnostic>) {
+    let errors_before = diagnostics.len();
     let file = parse_file(sources, id, diagnostics);
+    if diagnostics.len() > errors_before {
+        // A file with syntax errors may have a mangled `use`: follow none.
+        files.push((id, file));
+        return;
+    }
     let dir = sources.file(id).path.as_ref().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_default();
     let uses: Vec<ast::Use> = file.items.iter().filter_map(|i| if let ast::Item::Use(u) = i { Some(u.clone()) } else { None }).collect();
     files.push((id, file));
@@ -97,11 +103,20 @@ fn load(sources: &mut SourceMap, id: FileId, files: &mut Vec<(FileId, ast::File)
                 load(sources, child, files, diagnostics);
             }
             Err(e) => diagnostics.push(
-                Diagnostic::new(Code("E0205"), u.span, format!("cannot read `{}`: {e}", path.display()))
+                Diagnostic::new(Code("E0205"), u.span, format!("cannot read `{}`: {}", u.path, io_reason(&e)))
                     .label("this file could not be read")
                     .hint("`use` paths are relative to the file that contains them"),
             ),
         }
+    }
+}
+
+/// An I/O error's reason without the OS error number.
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
     }
 }
 

@@ -215,6 +215,7 @@ impl Checker<'_> {
         candidates.extend(self.items.fns.keys().cloned());
         candidates.extend(self.items.models.keys().cloned());
         candidates.extend(super::builtins::NAMES.iter().map(|s| s.to_string()));
+        candidates.extend(kiln_ir::DType::ALL.iter().map(|d| d.name().to_string()));
         let mut d = Diagnostic::new(Code("E0201"), span, format!("unknown name `{name}`")).label("not defined here");
         if let Some(best) = closest(name, &candidates) {
             d = d.hint(format!("did you mean `{best}`?"));
@@ -493,7 +494,9 @@ impl Checker<'_> {
             env.bind(&p.name.name, value, p.name.span);
         }
         self.call_depth += 1;
+        self.call_stack.push(span);
         let result = self.eval_block(&f.body, &mut env);
+        self.call_stack.pop();
         self.call_depth -= 1;
         self.check_result(f, result, &mut env)
     }

@@ -71,6 +71,8 @@ pub(crate) struct Checker<'a> {
     pub next_stream: u64,
     /// Inlined calls in progress, to stop runaway recursion.
     pub call_depth: usize,
+    /// The spans of the inlined calls in progress, outermost first.
+    pub call_stack: Vec<Span>,
     /// Whether the function being built is a training function.
     pub training: bool,
     /// Models being instantiated, to report a model that contains itself.
@@ -90,6 +92,7 @@ pub(crate) fn check_program(sources: &SourceMap, items: &Items, user_models: &[S
         key: None,
         next_stream: 0,
         call_depth: 0,
+        call_stack: Vec::new(),
         training: false,
         model_stack: Vec::new(),
     };
@@ -118,7 +121,14 @@ pub(crate) fn check_program(sources: &SourceMap, items: &Items, user_models: &[S
 }
 
 impl Checker<'_> {
-    pub fn error(&mut self, d: Diagnostic) -> Value {
+    /// Reports `d`. An error inside an inlined function of another file
+    /// (the prelude, a `use`d file) also points at the call in this file.
+    pub fn error(&mut self, mut d: Diagnostic) -> Value {
+        if let Some(&outer) = self.call_stack.iter().find(|s| s.file == self.items.root_file) {
+            if d.span.file != outer.file && !d.secondary.iter().any(|(s, _)| s.file == outer.file) {
+                d = d.also(outer, "in this call");
+            }
+        }
         self.diags.push(d);
         Value::Poison
     }
@@ -158,11 +168,12 @@ impl Checker<'_> {
                 _ => None,
             })
             .collect();
-        let candidates: Vec<&String> = user_models
-            .iter()
-            .filter(|m| !used.contains(&m.as_str()))
-            .filter(|m| self.items.models[*m].params.iter().all(|p| p.default.is_some()))
-            .collect();
+        let complete: Vec<&String> =
+            user_models.iter().filter(|m| self.items.models[*m].params.iter().all(|p| p.default.is_some())).collect();
+        let unused: Vec<&String> = complete.iter().copied().filter(|m| !used.contains(&m.as_str())).collect();
+        // Models that contain each other are all "used"; fall back to them so
+        // that the cycle is reported.
+        let candidates = if unused.is_empty() { complete } else { unused };
         match candidates.as_slice() {
             [] => None,
             [one] => Some((*one).clone()),

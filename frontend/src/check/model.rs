@@ -90,8 +90,15 @@ impl Checker<'_> {
                     if self.instances[id].members.contains_key(&name.name) {
                         continue;
                     }
-                    let Some(ty) = self.static_type(ty, &mut env) else { continue };
-                    let Some(init) = self.initializer(init, ty.dtype, &mut env) else { continue };
+                    let poison = MemberValue::Arg(Value::Poison);
+                    let Some(ty) = self.static_type(ty, &mut env) else {
+                        self.instances[id].members.insert(name.name.clone(), poison);
+                        continue;
+                    };
+                    let Some(init) = self.initializer(init, ty.dtype, &mut env) else {
+                        self.instances[id].members.insert(name.name.clone(), poison);
+                        continue;
+                    };
                     let qualified = self.instances[id].qualify(&name.name);
                     self.module.params.push(ParamDecl { name: qualified.clone(), ty, init });
                     self.instances[id].members.insert(name.name.clone(), MemberValue::Param(qualified));
@@ -101,9 +108,11 @@ impl Checker<'_> {
                         continue;
                     }
                     let path = self.instances[id].qualify(&name.name);
-                    if let Some(child) = self.sub_model(value, path, &mut env) {
-                        self.instances[id].members.insert(name.name.clone(), MemberValue::Sub(child));
-                    }
+                    let member = match self.sub_model(value, path, &mut env) {
+                        Some(child) => MemberValue::Sub(child),
+                        None => MemberValue::Arg(Value::Poison),
+                    };
+                    self.instances[id].members.insert(name.name.clone(), member);
                 }
                 Member::Fn(_) => {}
             }

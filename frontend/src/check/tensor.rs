@@ -54,7 +54,7 @@ impl Checker<'_> {
                 let what = v.describe(|id| self.ty(id));
                 self.error(
                     Diagnostic::new(Code("E0401"), span, format!("{what} cannot be used as {dtype}"))
-                        .label(format!("not a {dtype} value"))
+                        .label(format!("not of dtype {dtype}"))
                         .also(other, format!("the other operand is {dtype}")),
                 );
                 return None;
