@@ -93,23 +93,23 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
         Command::Check { file, model } => {
             let compiled = compile_file(&file, &Options { model }, style)?;
             let m = &compiled.module;
-            println!(
-                "{}: ok ({} function{}, {} parameter{})",
+            out(&format!(
+                "{}: ok ({} function{}, {} parameter{})\n",
                 file.display(),
                 m.functions.len(),
                 if m.functions.len() == 1 { "" } else { "s" },
                 m.params.len(),
                 if m.params.len() == 1 { "" } else { "s" }
-            );
+            ));
             Ok(())
         }
         Command::Emit { stage: Stage::Ir, file, function, model } => {
             let compiled = compile_file(&file, &Options { model }, style)?;
             match function {
-                None => print!("{}", compiled.module),
+                None => out(&compiled.module.to_string()),
                 Some(name) => {
                     let f = compiled.module.function(&name).ok_or_else(|| no_function(&compiled.module, &name))?;
-                    print!("{f}");
+                    out(&f.to_string());
                 }
             }
             Ok(())
@@ -130,15 +130,22 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
             };
             let outputs = run_function(&compiled.module, &function, &named, &params, seed, precision)?;
             for (i, t) in outputs.iter().enumerate() {
-                println!("output {i}: {}", summarize(t));
+                out(&format!("output {i}: {}\n", summarize(t)));
             }
             if let Some(path) = output {
                 kiln_runtime::npy::write(&path, &outputs[0])?;
-                println!("wrote {}", path.display());
+                out(&format!("wrote {}\n", path.display()));
             }
             Ok(())
         }
     }
+}
+
+/// Writes to standard output; a closed pipe (`kiln emit ir f | head`) is
+/// not an error worth a panic.
+fn out(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 fn no_function(module: &kiln_ir::Module, name: &str) -> Error {

@@ -38,7 +38,7 @@ impl Checker<'_> {
                     self.error(
                         Diagnostic::new(Code("E0401"), span, format!("dtype mismatch: {} and {dtype}", ty.dtype))
                             .label(format!("this is {ty}"))
-                            .also(other, format!("this is {dtype}"))
+                            .also(other, format!("the other operand is {dtype}"))
                             .hint(format!("convert one side with `cast(x, {dtype})`")),
                     );
                     return None;
