@@ -64,10 +64,12 @@ pub(super) fn apply(op: &Op, args: &[&Tensor], shape: &[usize], bindings: &Bindi
         | Op::Pad { .. }
         | Op::Concat { .. }
         | Op::Gather { .. } => {
+            // Every operand holds data, except gather's indices.
+            let data_args = if matches!(op, Op::Gather { .. }) { &args[..1] } else { args };
             let data = match &args[0].data {
-                Data::Float(_) => Data::Float(movement(op, &floats(args)?, args, shape)?),
-                Data::Int(_) => Data::Int(movement(op, &ints(args)?, args, shape)?),
-                Data::Bool(_) => Data::Bool(movement(op, &bools(args)?, args, shape)?),
+                Data::Float(_) => Data::Float(movement(op, &floats(data_args)?, args, shape)?),
+                Data::Int(_) => Data::Int(movement(op, &ints(data_args)?, args, shape)?),
+                Data::Bool(_) => Data::Bool(movement(op, &bools(data_args)?, args, shape)?),
             };
             Ok(Tensor { dtype: args[0].dtype, data })
         }
