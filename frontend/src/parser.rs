@@ -125,6 +125,7 @@ impl Parser<'_> {
     fn enter(&mut self) -> PResult<()> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
+            self.depth -= 1;
             let span = self.span();
             self.diagnostics.push(
                 Diagnostic::new(Code("E0102"), span, "the program nests too deeply")
@@ -483,9 +484,19 @@ impl Parser<'_> {
             return self.unary();
         }
         let mut lhs = self.binary(level + 1)?;
+        let depth = self.depth;
         while let Some(op) = self.binary_op(level) {
             self.bump();
-            let rhs = self.binary(level + 1)?;
+            // Each operator in a chain deepens the tree the checker walks.
+            if let Err(r) = self.enter() {
+                self.depth = depth;
+                return Err(r);
+            }
+            let rhs = self.binary(level + 1);
+            let Ok(rhs) = rhs else {
+                self.depth = depth;
+                return rhs;
+            };
             let span = lhs.span.to(rhs.span);
             lhs = Expr { kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)), span };
             // Comparisons do not chain: `a < b < c` is an error.
@@ -500,6 +511,7 @@ impl Parser<'_> {
                 }
             }
         }
+        self.depth = depth;
         Ok(lhs)
     }
 
@@ -533,10 +545,20 @@ impl Parser<'_> {
     }
 
     fn postfix(&mut self) -> PResult<Expr> {
+        let depth = self.depth;
+        let result = self.postfix_chain();
+        self.depth = depth;
+        result
+    }
+
+    fn postfix_chain(&mut self) -> PResult<Expr> {
         let mut e = self.primary()?;
         loop {
             if self.at_line_start() {
                 break;
+            }
+            if matches!(self.peek(), TokenKind::LParen | TokenKind::LBracket | TokenKind::Dot) {
+                self.enter()?;
             }
             match self.peek() {
                 TokenKind::LParen => {

@@ -136,8 +136,10 @@ pub fn infer(op: &Op, args: &[&TensorType], ctx: &TypeContext<'_>) -> Result<Ten
             }
             let mut shape = args[0].shape.clone();
             for (axis, &(lo, hi)) in padding.iter().enumerate() {
-                if lo + hi > 0 {
-                    shape.0[axis] = Dim::Const(const_dim(&args[0].shape, axis, "padded")? + lo + hi);
+                if (lo, hi) != (0, 0) {
+                    let size = const_dim(&args[0].shape, axis, "padded")?;
+                    let padded = size.checked_add(lo).and_then(|s| s.checked_add(hi));
+                    shape.0[axis] = Dim::Const(padded.ok_or_else(|| format!("padding axis {axis} overflows"))?);
                 }
             }
             Ok(TensorType::new(args[0].dtype, shape))
@@ -155,7 +157,9 @@ pub fn infer(op: &Op, args: &[&TensorType], ctx: &TypeContext<'_>) -> Result<Ten
                         return Err(format!("operand {i} is {a}, operand 0 is {first}: dimension {d} differs"));
                     }
                 }
-                total += const_dim(&a.shape, *axis, "concatenated")?;
+                total = const_dim(&a.shape, *axis, "concatenated")?
+                    .checked_add(total)
+                    .ok_or_else(|| format!("concatenating along axis {axis} overflows"))?;
             }
             let mut shape = first.shape.clone();
             shape.0[*axis] = Dim::Const(total);
@@ -210,8 +214,9 @@ pub fn window_output(size: u64, window: u64, stride: u64, padding: (u64, u64), d
     if window == 0 || stride == 0 || dilation == 0 {
         return Err(format!("axis {axis}: window, stride and dilation must be at least 1"));
     }
-    let padded = size + padding.0 + padding.1;
-    let span = dilation * (window - 1) + 1;
+    let too_big = || format!("axis {axis}: the window or padding is too large");
+    let padded = size.checked_add(padding.0).and_then(|p| p.checked_add(padding.1)).ok_or_else(too_big)?;
+    let span = dilation.checked_mul(window - 1).and_then(|s| s.checked_add(1)).ok_or_else(too_big)?;
     if span > padded {
         return Err(format!("axis {axis}: a window spanning {span} does not fit in {padded} (size {size} padded by {padding:?})"));
     }

@@ -534,7 +534,7 @@ impl Checker<'_> {
                 IndexItem::At(e) => match self.eval(e, env) {
                     Value::Int(i) => {
                         dropped.push(axis);
-                        let stop = if i == -1 { None } else { Some(i + 1) };
+                        let stop = if i == -1 { None } else { Some(i.saturating_add(1)) };
                         (Some(i), stop, 1)
                     }
                     Value::Tensor(idx) if self.ty(idx).dtype.is_int() && gathered.is_none() => {
