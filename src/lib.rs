@@ -44,6 +44,9 @@ pub struct Compiled {
 /// Compiles a `.kiln` source (lowered, then cleaned up by the pass
 /// pipeline) or parses a `.ir` file (verified), by the file's extension.
 pub fn compile_file(path: &Path, options: &Options, style: Style) -> Result<Compiled, Error> {
+    if let Err(e) = std::fs::metadata(path) {
+        return Err(Error::Io { path: path.to_path_buf(), message: e.to_string() });
+    }
     if path.extension().is_some_and(|e| e == "ir") {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Io { path: path.to_path_buf(), message: e.to_string() })?;
         let module = kiln_ir::parse_module(&text).map_err(|error| Error::IrText { path: path.to_path_buf(), error })?;

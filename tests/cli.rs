@@ -1,0 +1,158 @@
+//! The `kiln` command line, run as a user runs it: exit codes, output, and
+//! error messages for bad files and bad arguments.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kiln_ir::interp::Tensor;
+
+fn kiln(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().expect("kiln runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kiln-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn write_npy(name: &str, t: &Tensor) -> String {
+    let path = scratch(name);
+    kiln_runtime::npy::write(&path, t).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn check_accepts_every_example() {
+    for example in ["examples/linear_regression.kiln", "examples/softmax_regression.kiln", "examples/mlp.kiln"] {
+        let o = kiln(&["check", example]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stdout(&o).contains(": ok ("), "{}", stdout(&o));
+    }
+}
+
+#[test]
+fn check_reports_errors_plainly_with_a_nonzero_exit() {
+    let o = kiln(&["check", "tests/filetests/err/several_type_errors.kiln"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("[E0401] Error: dtype mismatch") && err.contains("[E0405]") && err.contains("[E0404]"), "{err}");
+    assert!(err.ends_with("error: 3 errors found\n"), "{err}");
+    assert!(!err.contains('\u{1b}'), "no colour codes when stderr is not a terminal");
+}
+
+#[test]
+fn emit_ir_prints_a_module_that_parses_back() {
+    let o = kiln(&["emit", "ir", "examples/mlp.kiln"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.starts_with("param fc1.w: f32[784, 256] = xavier_uniform\n"), "{text}");
+    kiln_ir::parse_module(&text).expect("the printed module parses");
+
+    let path = scratch("mlp.ir");
+    std::fs::write(&path, &text).unwrap();
+    let again = kiln(&["emit", "ir", path.to_str().unwrap()]);
+    assert_eq!(stdout(&again), text, "an .ir file goes through every command too");
+
+    let one = kiln(&["emit", "ir", "examples/mlp.kiln", "--fn", "forward"]);
+    assert!(stdout(&one).starts_with("func forward(x: f32[N, 784]) -> (f32[N, 10]) {"), "{}", stdout(&one));
+    let missing = kiln(&["emit", "ir", "examples/mlp.kiln", "--fn", "backward"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stderr(&missing).contains("no function `backward`; this module has: forward, loss"), "{}", stderr(&missing));
+}
+
+#[test]
+fn run_reads_npy_inputs_and_writes_the_output() {
+    let x = write_npy("x.npy", &Tensor::from_f32(&[2, 2], &[1.0, 2.0, 3.0, 4.0]));
+    let out = scratch("y.npy");
+    let o = kiln(&["run", "examples/linear_regression.kiln", "--fn", "forward", "--input", &format!("x={x}"), "--output", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("output 0: f32[2, 1] ["), "{}", stdout(&o));
+    let y = kiln_runtime::npy::read(&out).unwrap();
+    assert_eq!(y.shape(), &[2, 1]);
+
+    // The same run through the IR text gives the same numbers.
+    let ir = scratch("lr.ir");
+    std::fs::write(&ir, stdout(&kiln(&["emit", "ir", "examples/linear_regression.kiln"]))).unwrap();
+    let again = kiln(&["run", ir.to_str().unwrap(), "--fn", "forward", "--input", &format!("x={x}")]);
+    assert_eq!(stdout(&again).lines().next(), stdout(&o).lines().next());
+}
+
+#[test]
+fn run_explains_bad_inputs() {
+    let wrong = write_npy("wrong.npy", &Tensor::from_f32(&[2, 3], &[0.0; 6]));
+    let o = kiln(&["run", "examples/linear_regression.kiln", "--fn", "forward", "--input", &format!("x={wrong}")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("input `x` must be f32[N, 2], got f32[2, 3] (dimension 1 is 3, not 2)"), "{}", stderr(&o));
+
+    let o = kiln(&["run", "examples/linear_regression.kiln", "--fn", "forward"]);
+    assert!(stderr(&o).contains("missing input `x` (f32[N, 2]): pass --input x=PATH.npy"), "{}", stderr(&o));
+
+    let o = kiln(&["run", "examples/linear_regression.kiln", "--fn", "forward", "--input", "x"]);
+    assert!(stderr(&o).contains("must be NAME=PATH.npy"), "{}", stderr(&o));
+
+    let o = kiln(&["run", "examples/linear_regression.kiln", "--fn", "forward", "--input", "z=/nonexistent.npy"]);
+    assert!(stderr(&o).contains("cannot read `/nonexistent.npy`"), "{}", stderr(&o));
+
+    let corrupt = scratch("corrupt.npy");
+    std::fs::write(&corrupt, b"\x93NUMPY garbage").unwrap();
+    let o = kiln(&["run", "examples/linear_regression.kiln", "--fn", "forward", "--input", &format!("x={}", corrupt.display())]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot read"), "{}", stderr(&o));
+}
+
+#[test]
+fn missing_files_and_bad_ir_are_clear_errors() {
+    let o = kiln(&["check", "no/such/model.kiln"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot read `no/such/model.kiln`"), "{}", stderr(&o));
+
+    let bad = scratch("bad.ir");
+    std::fs::write(&bad, "func f(x: f32[3]) -> (f32[2]) {\n  %0: f32[3] = input 0\n  %1: f32[2] = exp %0\n  return %1\n}\n").unwrap();
+    let o = kiln(&["check", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("bad.ir:3:3: type is f32[2], but the op gives f32[3]"), "{err}");
+}
+
+#[test]
+fn the_model_flag_picks_among_several() {
+    let o = kiln(&["check", "tests/filetests/err/ambiguous_root.kiln"]);
+    assert!(stderr(&o).contains("choose one with `--model NAME`"), "{}", stderr(&o));
+    let o = kiln(&["check", "tests/filetests/err/ambiguous_root.kiln", "--model", "B"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = kiln(&["check", "tests/filetests/err/ambiguous_root.kiln", "--model", "C"]);
+    assert!(stderr(&o).contains("no model named `C`"), "{}", stderr(&o));
+}
+
+#[test]
+fn every_source_file_opens_with_a_doc_comment() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut missing = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if path.is_dir() {
+                if !matches!(name.as_str(), "target" | ".git" | "snapshots" | "corpus" | "artifacts") {
+                    stack.push(path);
+                }
+            } else if name.ends_with(".rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                if !text.starts_with("//!") {
+                    missing.push(path.strip_prefix(root).unwrap().display().to_string());
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "these files do not open with a `//!` doc comment: {missing:?}");
+}
