@@ -48,7 +48,8 @@ pub fn compile_file(path: &Path, options: &Options, style: Style) -> Result<Comp
         return Err(Error::Io { path: path.to_path_buf(), message: e.to_string() });
     }
     if path.extension().is_some_and(|e| e == "ir") {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io { path: path.to_path_buf(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Io { path: path.to_path_buf(), message: e.to_string() })?;
         let module = kiln_ir::parse_module(&text).map_err(|error| Error::IrText { path: path.to_path_buf(), error })?;
         return Ok(Compiled { module, train: None });
     }
@@ -83,7 +84,10 @@ pub fn run_function(
     for (name, _) in named_inputs {
         if !f.inputs.iter().any(|i| &i.name == name) {
             let names: Vec<&str> = f.inputs.iter().map(|i| i.name.as_str()).collect();
-            return Err(Error::Usage(format!("`{function}` has no input `{name}`; its inputs are: {}", names.join(", "))));
+            return Err(Error::Usage(format!(
+                "`{function}` has no input `{name}`; its inputs are: {}",
+                names.join(", ")
+            )));
         }
     }
     let mut inputs = Vec::new();
@@ -93,7 +97,12 @@ pub fn run_function(
             None if decl.name == "key" && decl.ty.dtype == DType::I64 && decl.ty.rank() == 0 => {
                 inputs.push(Tensor::int(DType::I64, ndarray::arr0(seed as i64).into_dyn()));
             }
-            None => return Err(Error::Usage(format!("missing input `{}` ({}): pass --input {}=PATH.npy", decl.name, decl.ty, decl.name))),
+            None => {
+                return Err(Error::Usage(format!(
+                    "missing input `{}` ({}): pass --input {}=PATH.npy",
+                    decl.name, decl.ty, decl.name
+                )));
+            }
         }
     }
     Ok(kiln_ir::interp::evaluate(module, function, &inputs, params, EvalOptions { precision })?)

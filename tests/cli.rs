@@ -7,7 +7,11 @@ use std::process::{Command, Output};
 use kiln_ir::interp::Tensor;
 
 fn kiln(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().expect("kiln runs")
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("kiln runs")
 }
 
 fn stdout(o: &Output) -> String {
@@ -44,7 +48,10 @@ fn check_reports_errors_plainly_with_a_nonzero_exit() {
     let o = kiln(&["check", "tests/filetests/err/several_type_errors.kiln"]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("[E0401] Error: dtype mismatch") && err.contains("[E0405]") && err.contains("[E0404]"), "{err}");
+    assert!(
+        err.contains("[E0401] Error: dtype mismatch") && err.contains("[E0405]") && err.contains("[E0404]"),
+        "{err}"
+    );
     assert!(err.ends_with("error: 3 errors found\n"), "{err}");
     assert!(!err.contains('\u{1b}'), "no colour codes when stderr is not a terminal");
 }
@@ -66,14 +73,27 @@ fn emit_ir_prints_a_module_that_parses_back() {
     assert!(stdout(&one).starts_with("func forward(x: f32[N, 784]) -> (f32[N, 10]) {"), "{}", stdout(&one));
     let missing = kiln(&["emit", "ir", "examples/mlp.kiln", "--fn", "backward"]);
     assert_eq!(missing.status.code(), Some(1));
-    assert!(stderr(&missing).contains("no function `backward`; this module has: forward, loss"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("no function `backward`; this module has: forward, loss"),
+        "{}",
+        stderr(&missing)
+    );
 }
 
 #[test]
 fn run_reads_npy_inputs_and_writes_the_output() {
     let x = write_npy("x.npy", &Tensor::from_f32(&[2, 2], &[1.0, 2.0, 3.0, 4.0]));
     let out = scratch("y.npy");
-    let o = kiln(&["run", "examples/linear_regression.kiln", "--fn", "forward", "--input", &format!("x={x}"), "--output", out.to_str().unwrap()]);
+    let o = kiln(&[
+        "run",
+        "examples/linear_regression.kiln",
+        "--fn",
+        "forward",
+        "--input",
+        &format!("x={x}"),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).starts_with("output 0: f32[2, 1] ["), "{}", stdout(&o));
     let y = kiln_runtime::npy::read(&out).unwrap();
@@ -91,7 +111,11 @@ fn run_explains_bad_inputs() {
     let wrong = write_npy("wrong.npy", &Tensor::from_f32(&[2, 3], &[0.0; 6]));
     let o = kiln(&["run", "examples/linear_regression.kiln", "--fn", "forward", "--input", &format!("x={wrong}")]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("input `x` must be f32[N, 2], got f32[2, 3] (dimension 1 is 3, not 2)"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("input `x` must be f32[N, 2], got f32[2, 3] (dimension 1 is 3, not 2)"),
+        "{}",
+        stderr(&o)
+    );
 
     let o = kiln(&["run", "examples/linear_regression.kiln", "--fn", "forward"]);
     assert!(stderr(&o).contains("missing input `x` (f32[N, 2]): pass --input x=PATH.npy"), "{}", stderr(&o));
@@ -104,7 +128,14 @@ fn run_explains_bad_inputs() {
 
     let corrupt = scratch("corrupt.npy");
     std::fs::write(&corrupt, b"\x93NUMPY garbage").unwrap();
-    let o = kiln(&["run", "examples/linear_regression.kiln", "--fn", "forward", "--input", &format!("x={}", corrupt.display())]);
+    let o = kiln(&[
+        "run",
+        "examples/linear_regression.kiln",
+        "--fn",
+        "forward",
+        "--input",
+        &format!("x={}", corrupt.display()),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("cannot read"), "{}", stderr(&o));
 }
@@ -116,7 +147,11 @@ fn missing_files_and_bad_ir_are_clear_errors() {
     assert!(stderr(&o).contains("cannot read `no/such/model.kiln`"), "{}", stderr(&o));
 
     let bad = scratch("bad.ir");
-    std::fs::write(&bad, "func f(x: f32[3]) -> (f32[2]) {\n  %0: f32[3] = input 0\n  %1: f32[2] = exp %0\n  return %1\n}\n").unwrap();
+    std::fs::write(
+        &bad,
+        "func f(x: f32[3]) -> (f32[2]) {\n  %0: f32[3] = input 0\n  %1: f32[2] = exp %0\n  return %1\n}\n",
+    )
+    .unwrap();
     let o = kiln(&["check", bad.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);

@@ -25,7 +25,9 @@ fn ok_programs_lower_to_verified_ir() {
         let (sources, result) = compile(path);
         let program = match result {
             Ok(p) => p,
-            Err(d) => panic!("{} should compile:\n{}", path.display(), kiln_frontend::render(&d, &sources, Style::Plain)),
+            Err(d) => {
+                panic!("{} should compile:\n{}", path.display(), kiln_frontend::render(&d, &sources, Style::Plain))
+            }
         };
         kiln_ir::verify_module(&program.module).expect("lowered IR verifies");
         let (cleaned, _) = kiln_passes::Pipeline::cleanup().run(&program.module).expect("cleanup verifies");
@@ -66,6 +68,11 @@ fn ir_errors_point_at_the_marked_line() {
             .expect("an `// error:` marker");
         let error = kiln_ir::parse_module(&text).expect_err("the IR is invalid");
         assert_eq!(error.line, line, "{}: error on the wrong line: {error}", path.display());
-        assert!(error.message.contains(&expected), "{}: `{}` does not contain `{expected}`", path.display(), error.message);
+        assert!(
+            error.message.contains(&expected),
+            "{}: `{}` does not contain `{expected}`",
+            path.display(),
+            error.message
+        );
     });
 }

@@ -102,9 +102,18 @@ pub struct ModelDecl {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Member {
     /// `param w: f32[2, 1] = normal(0.0, 0.01)`
-    Param { name: Ident, ty: TypeExpr, init: Expr, span: Span },
+    Param {
+        name: Ident,
+        ty: TypeExpr,
+        init: Expr,
+        span: Span,
+    },
     /// `fc1 = Linear(784, 256)`
-    Sub { name: Ident, value: Expr, span: Span },
+    Sub {
+        name: Ident,
+        value: Expr,
+        span: Span,
+    },
     Fn(FnDecl),
 }
 

@@ -232,8 +232,12 @@ pub fn lex(file: FileId, text: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec<T
                     let ch = text[i..].chars().next().unwrap_or('?');
                     i += ch.len_utf8();
                     diagnostics.push(
-                        Diagnostic::new(Code("E0001"), Span::new(file, start, i), format!("unexpected character `{ch}`"))
-                            .label("kiln does not use this character"),
+                        Diagnostic::new(
+                            Code("E0001"),
+                            Span::new(file, start, i),
+                            format!("unexpected character `{ch}`"),
+                        )
+                        .label("kiln does not use this character"),
                     );
                     continue;
                 }

@@ -89,7 +89,8 @@ fn load(sources: &mut SourceMap, id: FileId, files: &mut Vec<(FileId, ast::File)
         return;
     }
     let dir = sources.file(id).path.as_ref().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_default();
-    let uses: Vec<ast::Use> = file.items.iter().filter_map(|i| if let ast::Item::Use(u) = i { Some(u.clone()) } else { None }).collect();
+    let uses: Vec<ast::Use> =
+        file.items.iter().filter_map(|i| if let ast::Item::Use(u) = i { Some(u.clone()) } else { None }).collect();
     files.push((id, file));
     for u in uses {
         let path = dir.join(&u.path);
@@ -126,7 +127,12 @@ fn canonical(path: &Path) -> PathBuf {
 
 /// Adds a file's definitions. Names defined twice across the user's files
 /// are errors; a user's definition replaces a prelude one of the same name.
-fn collect(file: &ast::File, items: &mut check::Items, seen: &mut HashMap<String, Span>, diagnostics: &mut Vec<Diagnostic>) {
+fn collect(
+    file: &ast::File,
+    items: &mut check::Items,
+    seen: &mut HashMap<String, Span>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
     for item in &file.items {
         let name = match item {
             ast::Item::Fn(f) => &f.name,

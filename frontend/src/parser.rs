@@ -105,11 +105,7 @@ impl Parser<'_> {
     }
 
     fn expect(&mut self, kind: TokenKind) -> PResult<Span> {
-        if self.at(&kind) {
-            Ok(self.bump().span)
-        } else {
-            Err(self.expected(&kind.describe()))
-        }
+        if self.at(&kind) { Ok(self.bump().span) } else { Err(self.expected(&kind.describe())) }
     }
 
     fn ident(&mut self, what: &str) -> PResult<Ident> {
@@ -162,8 +158,10 @@ impl Parser<'_> {
 
     fn skip_to_item(&mut self) {
         self.bump();
-        while !matches!(self.peek(), TokenKind::Eof | TokenKind::Fn | TokenKind::Model | TokenKind::Train | TokenKind::Use)
-            || !self.newline_before.get(self.pos).copied().unwrap_or(true)
+        while !matches!(
+            self.peek(),
+            TokenKind::Eof | TokenKind::Fn | TokenKind::Model | TokenKind::Train | TokenKind::Use
+        ) || !self.newline_before.get(self.pos).copied().unwrap_or(true)
         {
             if self.at(&TokenKind::Eof) {
                 break;
@@ -226,8 +224,9 @@ impl Parser<'_> {
                 let kind = if matches!(value.kind, ExprKind::Int(_)) { ScalarKind::Int } else { ScalarKind::Float };
                 (ParamType::Scalar(kind, value.span), Some(value))
             }
-            TokenKind::Ident(word) if matches!(word.as_str(), "int" | "float")
-                || (word == "bool" && self.peek_at(1) != &TokenKind::LBracket) =>
+            TokenKind::Ident(word)
+                if matches!(word.as_str(), "int" | "float")
+                    || (word == "bool" && self.peek_at(1) != &TokenKind::LBracket) =>
             {
                 let span = self.bump().span;
                 let kind = match word.as_str() {
@@ -299,7 +298,9 @@ impl Parser<'_> {
                 TokenKind::LBrace => depth += 1,
                 TokenKind::RBrace => depth -= 1,
                 TokenKind::Fn | TokenKind::Param if depth == 0 => return,
-                TokenKind::Ident(_) if depth == 0 && self.newline_before[self.pos] && self.peek_at(1) == &TokenKind::Assign => {
+                TokenKind::Ident(_)
+                    if depth == 0 && self.newline_before[self.pos] && self.peek_at(1) == &TokenKind::Assign =>
+                {
                     return;
                 }
                 _ => {}
@@ -625,7 +626,11 @@ impl Parser<'_> {
             return start.map(IndexItem::At).ok_or_else(|| self.expected("an index"));
         }
         let bound = |p: &mut Self| -> PResult<Option<Expr>> {
-            if matches!(p.peek(), TokenKind::Colon | TokenKind::Comma | TokenKind::RBracket) { Ok(None) } else { p.expr().map(Some) }
+            if matches!(p.peek(), TokenKind::Colon | TokenKind::Comma | TokenKind::RBracket) {
+                Ok(None)
+            } else {
+                p.expr().map(Some)
+            }
         };
         let stop = bound(self)?;
         let step = if self.eat(&TokenKind::Colon) { bound(self)? } else { None };

@@ -31,7 +31,10 @@ impl Optimizer {
     pub fn from_args(name: &str, args: &[(Ident, f64)]) -> Result<Optimizer, ArgError> {
         let (known, defaults): (&[&str], &[Option<f64>]) = match name {
             "sgd" => (&["lr", "momentum", "weight_decay"], &[None, Some(0.0), Some(0.0)]),
-            "adam" => (&["lr", "beta1", "beta2", "eps", "weight_decay"], &[Some(0.001), Some(0.9), Some(0.999), Some(1e-8), Some(0.0)]),
+            "adam" => (
+                &["lr", "beta1", "beta2", "eps", "weight_decay"],
+                &[Some(0.001), Some(0.9), Some(0.999), Some(1e-8), Some(0.0)],
+            ),
             other => {
                 return Err((None, format!("unknown optimizer `{other}`"), "kiln has `sgd` and `adam`".into()));
             }
@@ -39,15 +42,27 @@ impl Optimizer {
         let mut values: Vec<Option<f64>> = defaults.to_vec();
         for (arg, value) in args {
             let Some(i) = known.iter().position(|k| *k == arg.name) else {
-                return Err((Some(arg.span), format!("`{name}` has no argument `{}`", arg.name), format!("its arguments are {}", known.join(", "))));
+                return Err((
+                    Some(arg.span),
+                    format!("`{name}` has no argument `{}`", arg.name),
+                    format!("its arguments are {}", known.join(", ")),
+                ));
             };
             if !value.is_finite() || *value < 0.0 {
-                return Err((Some(arg.span), format!("`{}` must be a finite non-negative number, not {value}", arg.name), String::new()));
+                return Err((
+                    Some(arg.span),
+                    format!("`{}` must be a finite non-negative number, not {value}", arg.name),
+                    String::new(),
+                ));
             }
             values[i] = Some(*value);
         }
         if let Some(i) = values.iter().position(Option::is_none) {
-            return Err((None, format!("`{name}` needs `{}`", known[i]), format!("write for example `{name}({} = 0.1)`", known[i])));
+            return Err((
+                None,
+                format!("`{name}` needs `{}`", known[i]),
+                format!("write for example `{name}({} = 0.1)`", known[i]),
+            ));
         }
         let v: Vec<f64> = values.into_iter().map(|v| v.unwrap_or(0.0)).collect();
         Ok(match name {

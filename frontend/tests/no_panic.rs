@@ -18,10 +18,77 @@ const SEEDS: &[&str] = &[
 ];
 
 const TOKENS: &[&str] = &[
-    "fn", "model", "train", "param", "let", "for", "in", "if", "else", "use", "optimizer", "true", "false", "(", ")", "[", "]", "{",
-    "}", ",", ":", ".", "..", "...", "->", "=", "+", "-", "*", "**", "/", "%", "@", "==", "!=", "<", "<=", ">", ">=", "&&", "||",
-    "!", "x", "N", "f32", "i32", "bool", "int", "float", "relu", "sum", "axis", "reshape", "Linear", "forward", "0", "1", "-1",
-    "2.5", "1e-3", "\"a.kiln\"", "\n", "//c\n", "$", "99999999999999999999", "training", "w", "zeros", "normal", "sgd", "loss",
+    "fn",
+    "model",
+    "train",
+    "param",
+    "let",
+    "for",
+    "in",
+    "if",
+    "else",
+    "use",
+    "optimizer",
+    "true",
+    "false",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ":",
+    ".",
+    "..",
+    "...",
+    "->",
+    "=",
+    "+",
+    "-",
+    "*",
+    "**",
+    "/",
+    "%",
+    "@",
+    "==",
+    "!=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "&&",
+    "||",
+    "!",
+    "x",
+    "N",
+    "f32",
+    "i32",
+    "bool",
+    "int",
+    "float",
+    "relu",
+    "sum",
+    "axis",
+    "reshape",
+    "Linear",
+    "forward",
+    "0",
+    "1",
+    "-1",
+    "2.5",
+    "1e-3",
+    "\"a.kiln\"",
+    "\n",
+    "//c\n",
+    "$",
+    "99999999999999999999",
+    "training",
+    "w",
+    "zeros",
+    "normal",
+    "sgd",
+    "loss",
 ];
 
 /// Compiles `text` and checks the outcome is well-formed.
@@ -30,7 +97,10 @@ fn check_no_panic(text: &str) -> Result<(), TestCaseError> {
     let root = sources.add("input.kiln", None, text);
     match compile(&mut sources, root, &Options::default()) {
         Ok(program) => {
-            prop_assert!(kiln_ir::verify_module(&program.module).is_ok(), "accepted program lowers to invalid IR:\n{text}");
+            prop_assert!(
+                kiln_ir::verify_module(&program.module).is_ok(),
+                "accepted program lowers to invalid IR:\n{text}"
+            );
         }
         Err(diagnostics) => {
             prop_assert!(!diagnostics.is_empty());
@@ -109,6 +179,10 @@ fn deep_nesting_and_long_chains_are_errors_not_stack_overflows() {
         let mut sources = SourceMap::new();
         let root = sources.add("deep.kiln", None, text);
         let errors = compile(&mut sources, root, &Options::default()).expect_err("too deep");
-        assert!(errors.iter().any(|d| d.code.0 == "E0102"), "{:?}", errors.iter().map(|d| &d.message).collect::<Vec<_>>());
+        assert!(
+            errors.iter().any(|d| d.code.0 == "E0102"),
+            "{:?}",
+            errors.iter().map(|d| &d.message).collect::<Vec<_>>()
+        );
     }
 }

@@ -9,8 +9,8 @@
 use std::fmt;
 
 use crate::op::Op;
-use crate::typing::{self, TypeContext};
 use crate::types::{F64Bits, TensorType};
+use crate::typing::{self, TypeContext};
 
 /// The handle of a node in its function's graph; displays as `%3`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -96,9 +96,15 @@ pub enum Init {
     Zeros,
     Ones,
     /// Normal with this mean and standard deviation.
-    Normal { mean: F64Bits, std: F64Bits },
+    Normal {
+        mean: F64Bits,
+        std: F64Bits,
+    },
     /// Uniform on `[low, high)`.
-    Uniform { low: F64Bits, high: F64Bits },
+    Uniform {
+        low: F64Bits,
+        high: F64Bits,
+    },
     /// Uniform on `±sqrt(6 / (fan_in + fan_out))` (Glorot and Bengio).
     XavierUniform,
     /// Normal with standard deviation `sqrt(2 / fan_in)` (He et al.).

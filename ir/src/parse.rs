@@ -87,9 +87,11 @@ fn tokenize(text: &str) -> std::result::Result<Vec<Token>, ParseError> {
                     i += 1;
                 }
                 let digits: String = chars[start..i].iter().collect();
-                let n = digits
-                    .parse()
-                    .map_err(|_| ParseError { line, column, message: "expected a node number after `%`".into() })?;
+                let n = digits.parse().map_err(|_| ParseError {
+                    line,
+                    column,
+                    message: "expected a node number after `%`".into(),
+                })?;
                 tokens.push(Token { tok: Tok::Node(n), line, column });
                 continue;
             } else if c.is_alphanumeric() || c == '_' || c == '-' {

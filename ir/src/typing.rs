@@ -210,7 +210,14 @@ pub fn infer(op: &Op, args: &[&TensorType], ctx: &TypeContext<'_>) -> Result<Ten
 
 /// The output size of a window of `window` elements with `dilation`, moved by
 /// `stride` over `size` elements padded by `padding`.
-pub fn window_output(size: u64, window: u64, stride: u64, padding: (u64, u64), dilation: u64, axis: usize) -> Result<u64, String> {
+pub fn window_output(
+    size: u64,
+    window: u64,
+    stride: u64,
+    padding: (u64, u64),
+    dilation: u64,
+    axis: usize,
+) -> Result<u64, String> {
     if window == 0 || stride == 0 || dilation == 0 {
         return Err(format!("axis {axis}: window, stride and dilation must be at least 1"));
     }
@@ -218,7 +225,9 @@ pub fn window_output(size: u64, window: u64, stride: u64, padding: (u64, u64), d
     let padded = size.checked_add(padding.0).and_then(|p| p.checked_add(padding.1)).ok_or_else(too_big)?;
     let span = dilation.checked_mul(window - 1).and_then(|s| s.checked_add(1)).ok_or_else(too_big)?;
     if span > padded {
-        return Err(format!("axis {axis}: a window spanning {span} does not fit in {padded} (size {size} padded by {padding:?})"));
+        return Err(format!(
+            "axis {axis}: a window spanning {span} does not fit in {padded} (size {size} padded by {padding:?})"
+        ));
     }
     Ok((padded - span) / stride + 1)
 }
@@ -234,7 +243,11 @@ fn matmul(a: &TensorType, b: &TensorType) -> Result<TensorType, String> {
         return Err(format!("batch dimensions differ: {a} and {b}"));
     }
     if a.shape.0[r - 1] != b.shape.0[r - 2] {
-        return Err(format!("contraction dimensions differ: {} in {a} and {} in {b}", a.shape.0[r - 1], b.shape.0[r - 2]));
+        return Err(format!(
+            "contraction dimensions differ: {} in {a} and {} in {b}",
+            a.shape.0[r - 1],
+            b.shape.0[r - 2]
+        ));
     }
     let mut dims = a.shape.0[..r - 1].to_vec();
     dims.push(b.shape.0[r - 1].clone());
@@ -248,7 +261,9 @@ fn conv(x: &TensorType, w: &TensorType, attrs: &ConvAttrs) -> Result<TensorType,
     }
     let rank = x.rank();
     if rank < 3 || w.rank() != rank {
-        return Err(format!("convolution needs input [n, c, spatial..] and a weight of the same rank, got {x} and {w}"));
+        return Err(format!(
+            "convolution needs input [n, c, spatial..] and a weight of the same rank, got {x} and {w}"
+        ));
     }
     let spatial = rank - 2;
     let ConvAttrs { stride, padding, dilation, groups } = attrs;
@@ -280,7 +295,10 @@ pub fn broadcastable(from: &Shape, to: &Shape) -> Result<(), String> {
     let offset = to.rank() - from.rank();
     for (i, d) in from.0.iter().enumerate() {
         if *d != Dim::Const(1) && *d != to.0[offset + i] {
-            return Err(format!("cannot broadcast {from} to {to}: dimension {i} is {d}, not 1 or {}", to.0[offset + i]));
+            return Err(format!(
+                "cannot broadcast {from} to {to}: dimension {i} is {d}, not 1 or {}",
+                to.0[offset + i]
+            ));
         }
     }
     Ok(())

@@ -47,7 +47,10 @@ pub fn verify_module(module: &Module) -> Result<(), VerifyError> {
     let mut funcs = BTreeSet::new();
     for (index, f) in module.functions.iter().enumerate() {
         if !funcs.insert(f.name.as_str()) {
-            return Err(VerifyError { location: Some((index, None)), message: format!("function `{}` is defined twice", f.name) });
+            return Err(VerifyError {
+                location: Some((index, None)),
+                message: format!("function `{}` is defined twice", f.name),
+            });
         }
         verify_function(module, f).map_err(|(node, message)| VerifyError { location: Some((index, node)), message })?;
     }
@@ -70,7 +73,8 @@ fn verify_function(module: &Module, f: &Function) -> Result<(), (Option<NodeId>,
             return Err(at(format!("operand {bad} is not defined before {id}")));
         }
         let arg_types: Vec<&TensorType> = node.args.iter().map(|&a| f.graph.ty(a)).collect();
-        let ty = typing::infer(&node.op, &arg_types, &ctx).map_err(|m| at(format!("{}: {m}", crate::print::mnemonic(&node.op))))?;
+        let ty = typing::infer(&node.op, &arg_types, &ctx)
+            .map_err(|m| at(format!("{}: {m}", crate::print::mnemonic(&node.op))))?;
         if ty != node.ty {
             return Err(at(format!("type is {}, but the op gives {ty}", node.ty)));
         }

@@ -23,7 +23,8 @@ fn bools(shape: &[usize], values: &[bool]) -> Tensor {
 fn check(signature: &str, body: &str, inputs: &[Tensor], expected: Tensor) {
     let text = format!("func f({signature}) -> ({}) {{\n{body}\n}}\n", expected_type(&expected, body));
     let module = parse_module(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let out = evaluate(&module, "f", inputs, &Params::new(), EvalOptions::default()).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let out = evaluate(&module, "f", inputs, &Params::new(), EvalOptions::default())
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(out[0], expected, "\n{text}");
 }
 
@@ -39,7 +40,12 @@ fn elementwise_unary() {
     let x = f32s(&[4], &[-2.0, -0.5, 0.0, 4.0]);
     let sig = "x: f32[4]";
     let run = |op: &str, expected: &[f32]| {
-        check(sig, &format!("  %0: f32[4] = input 0\n  %1: f32[4] = {op} %0\n  return %1"), &[x.clone()], f32s(&[4], expected));
+        check(
+            sig,
+            &format!("  %0: f32[4] = input 0\n  %1: f32[4] = {op} %0\n  return %1"),
+            &[x.clone()],
+            f32s(&[4], expected),
+        );
     };
     run("neg", &[2.0, 0.5, -0.0, -4.0]);
     run("abs", &[2.0, 0.5, 0.0, 4.0]);
@@ -49,10 +55,25 @@ fn elementwise_unary() {
     run("exp", &[(-2.0f32).exp(), (-0.5f32).exp(), 1.0, 4.0f32.exp()]);
     run("tanh", &[(-2.0f32).tanh(), (-0.5f32).tanh(), 0.0, 4.0f32.tanh()]);
     let y = f32s(&[3], &[1.0, 4.0, 0.25]);
-    check("x: f32[3]", "  %0: f32[3] = input 0\n  %1: f32[3] = sqrt %0\n  return %1", &[y.clone()], f32s(&[3], &[1.0, 2.0, 0.5]));
-    check("x: f32[3]", "  %0: f32[3] = input 0\n  %1: f32[3] = log %0\n  return %1", &[y], f32s(&[3], &[0.0, 4.0f32.ln(), 0.25f32.ln()]));
+    check(
+        "x: f32[3]",
+        "  %0: f32[3] = input 0\n  %1: f32[3] = sqrt %0\n  return %1",
+        &[y.clone()],
+        f32s(&[3], &[1.0, 2.0, 0.5]),
+    );
+    check(
+        "x: f32[3]",
+        "  %0: f32[3] = input 0\n  %1: f32[3] = log %0\n  return %1",
+        &[y],
+        f32s(&[3], &[0.0, 4.0f32.ln(), 0.25f32.ln()]),
+    );
     let b = bools(&[2], &[true, false]);
-    check("x: bool[2]", "  %0: bool[2] = input 0\n  %1: bool[2] = not %0\n  return %1", &[b], bools(&[2], &[false, true]));
+    check(
+        "x: bool[2]",
+        "  %0: bool[2] = input 0\n  %1: bool[2] = not %0\n  return %1",
+        &[b],
+        bools(&[2], &[false, true]),
+    );
 }
 
 #[test]
@@ -101,20 +122,60 @@ fn broadcasting_follows_numpy() {
 fn reductions_with_and_without_keepdims() {
     let x = f32s(&[2, 3], &[1.0, 5.0, 3.0, -4.0, 2.0, 0.5]);
     let sig = "x: f32[2, 3]";
-    check(sig, "  %0: f32[2, 3] = input 0\n  %1: f32[2] = reduce_sum %0 axes=[1] keepdims=false\n  return %1", &[x.clone()], f32s(&[2], &[9.0, -1.5]));
-    check(sig, "  %0: f32[2, 3] = input 0\n  %1: f32[1, 3] = reduce_sum %0 axes=[0] keepdims=true\n  return %1", &[x.clone()], f32s(&[1, 3], &[-3.0, 7.0, 3.5]));
-    check(sig, "  %0: f32[2, 3] = input 0\n  %1: f32[2, 1] = reduce_max %0 axes=[1] keepdims=true\n  return %1", &[x.clone()], f32s(&[2, 1], &[5.0, 2.0]));
-    check(sig, "  %0: f32[2, 3] = input 0\n  %1: f32[] = reduce_max %0 axes=[0, 1] keepdims=false\n  return %1", &[x.clone()], f32s(&[], &[5.0]));
-    check(sig, "  %0: f32[2, 3] = input 0\n  %1: f32[2, 3] = reduce_sum %0 axes=[] keepdims=false\n  return %1", &[x.clone()], x);
+    check(
+        sig,
+        "  %0: f32[2, 3] = input 0\n  %1: f32[2] = reduce_sum %0 axes=[1] keepdims=false\n  return %1",
+        &[x.clone()],
+        f32s(&[2], &[9.0, -1.5]),
+    );
+    check(
+        sig,
+        "  %0: f32[2, 3] = input 0\n  %1: f32[1, 3] = reduce_sum %0 axes=[0] keepdims=true\n  return %1",
+        &[x.clone()],
+        f32s(&[1, 3], &[-3.0, 7.0, 3.5]),
+    );
+    check(
+        sig,
+        "  %0: f32[2, 3] = input 0\n  %1: f32[2, 1] = reduce_max %0 axes=[1] keepdims=true\n  return %1",
+        &[x.clone()],
+        f32s(&[2, 1], &[5.0, 2.0]),
+    );
+    check(
+        sig,
+        "  %0: f32[2, 3] = input 0\n  %1: f32[] = reduce_max %0 axes=[0, 1] keepdims=false\n  return %1",
+        &[x.clone()],
+        f32s(&[], &[5.0]),
+    );
+    check(
+        sig,
+        "  %0: f32[2, 3] = input 0\n  %1: f32[2, 3] = reduce_sum %0 axes=[] keepdims=false\n  return %1",
+        &[x.clone()],
+        x,
+    );
 }
 
 #[test]
 fn movement_ops() {
     let x = f32s(&[2, 3], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
     let sig = "x: f32[2, 3]";
-    check(sig, "  %0: f32[2, 3] = input 0\n  %1: f32[3, 2] = permute %0 perm=[1, 0]\n  return %1", &[x.clone()], f32s(&[3, 2], &[0.0, 3.0, 1.0, 4.0, 2.0, 5.0]));
-    check(sig, "  %0: f32[2, 3] = input 0\n  %1: f32[3, 2] = reshape %0\n  return %1", &[x.clone()], f32s(&[3, 2], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]));
-    check(sig, "  %0: f32[2, 3] = input 0\n  %1: f32[2, 2] = slice %0 axis=1 start=0 stop=3 step=2\n  return %1", &[x.clone()], f32s(&[2, 2], &[0.0, 2.0, 3.0, 5.0]));
+    check(
+        sig,
+        "  %0: f32[2, 3] = input 0\n  %1: f32[3, 2] = permute %0 perm=[1, 0]\n  return %1",
+        &[x.clone()],
+        f32s(&[3, 2], &[0.0, 3.0, 1.0, 4.0, 2.0, 5.0]),
+    );
+    check(
+        sig,
+        "  %0: f32[2, 3] = input 0\n  %1: f32[3, 2] = reshape %0\n  return %1",
+        &[x.clone()],
+        f32s(&[3, 2], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]),
+    );
+    check(
+        sig,
+        "  %0: f32[2, 3] = input 0\n  %1: f32[2, 2] = slice %0 axis=1 start=0 stop=3 step=2\n  return %1",
+        &[x.clone()],
+        f32s(&[2, 2], &[0.0, 2.0, 3.0, 5.0]),
+    );
     check(
         sig,
         "  %0: f32[2, 3] = input 0\n  %1: f32[3, 4] = pad %0 padding=[(1, 0), (0, 1)]\n  return %1",
@@ -137,7 +198,8 @@ fn matmul_plain_and_batched() {
     check("a: f32[2, 2], b: f32[2, 2]", body, &[a, b], f32s(&[2, 2], &[19.0, 22.0, 43.0, 50.0]));
     let a = f32s(&[2, 1, 2], &[1.0, 1.0, 2.0, -1.0]);
     let b = f32s(&[2, 2, 1], &[3.0, 4.0, 5.0, 6.0]);
-    let body = "  %0: f32[2, 1, 2] = input 0\n  %1: f32[2, 2, 1] = input 1\n  %2: f32[2, 1, 1] = matmul %0, %1\n  return %2";
+    let body =
+        "  %0: f32[2, 1, 2] = input 0\n  %1: f32[2, 2, 1] = input 1\n  %2: f32[2, 1, 1] = matmul %0, %1\n  return %2";
     check("a: f32[2, 1, 2], b: f32[2, 2, 1]", body, &[a, b], f32s(&[2, 1, 1], &[7.0, 4.0]));
 }
 
@@ -176,12 +238,23 @@ fn pooling_by_reduce_window() {
 fn gather_and_scatter_add() {
     let table = f32s(&[3, 2], &[0.0, 1.0, 10.0, 11.0, 20.0, 21.0]);
     let ids = ints(DType::I32, &[2, 2], &[2, 0, 1, 2]);
-    let body = "  %0: f32[3, 2] = input 0\n  %1: i32[2, 2] = input 1\n  %2: f32[2, 2, 2] = gather %0, %1 axis=0\n  return %2";
-    check("t: f32[3, 2], i: i32[2, 2]", body, &[table.clone(), ids], f32s(&[2, 2, 2], &[20.0, 21.0, 0.0, 1.0, 10.0, 11.0, 20.0, 21.0]));
+    let body =
+        "  %0: f32[3, 2] = input 0\n  %1: i32[2, 2] = input 1\n  %2: f32[2, 2, 2] = gather %0, %1 axis=0\n  return %2";
+    check(
+        "t: f32[3, 2], i: i32[2, 2]",
+        body,
+        &[table.clone(), ids],
+        f32s(&[2, 2, 2], &[20.0, 21.0, 0.0, 1.0, 10.0, 11.0, 20.0, 21.0]),
+    );
     let idx = ints(DType::I32, &[3], &[1, 1, 0]);
     let updates = f32s(&[3, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
     let body = "  %0: f32[3, 2] = input 0\n  %1: i32[3] = input 1\n  %2: f32[3, 2] = input 2\n  %3: f32[3, 2] = scatter_add %0, %1, %2 axis=0\n  return %3";
-    check("t: f32[3, 2], i: i32[3], u: f32[3, 2]", body, &[table, idx, updates], f32s(&[3, 2], &[5.0, 7.0, 14.0, 17.0, 20.0, 21.0]));
+    check(
+        "t: f32[3, 2], i: i32[3], u: f32[3, 2]",
+        body,
+        &[table, idx, updates],
+        f32s(&[3, 2], &[5.0, 7.0, 14.0, 17.0, 20.0, 21.0]),
+    );
 }
 
 #[test]
@@ -194,8 +267,18 @@ fn sources_constants_iota_dims_and_casts() {
     let body = "  %0: f32[N, 3] = input 0\n  %1: f32[N, 3] = const 0.5\n  return %1";
     check("x: f32[N, 3]", body, &[x], f32s(&[2, 3], &[0.5; 6]));
     let y = f32s(&[3], &[-1.7, 0.0, 2.9]);
-    check("x: f32[3]", "  %0: f32[3] = input 0\n  %1: i32[3] = cast %0\n  return %1", &[y.clone()], ints(DType::I32, &[3], &[-1, 0, 2]));
-    check("x: f32[3]", "  %0: f32[3] = input 0\n  %1: bool[3] = cast %0\n  return %1", &[y], bools(&[3], &[true, false, true]));
+    check(
+        "x: f32[3]",
+        "  %0: f32[3] = input 0\n  %1: i32[3] = cast %0\n  return %1",
+        &[y.clone()],
+        ints(DType::I32, &[3], &[-1, 0, 2]),
+    );
+    check(
+        "x: f32[3]",
+        "  %0: f32[3] = input 0\n  %1: bool[3] = cast %0\n  return %1",
+        &[y],
+        bools(&[3], &[true, false, true]),
+    );
 }
 
 #[test]
@@ -225,7 +308,8 @@ fn f64_precision_keeps_what_f32_rounds_away() {
     let text = "func f(x: f32[]) -> (f32[]) {\n  %0: f32[] = input 0\n  %1: f32[] = const 1e-9\n  %2: f32[] = add %0, %1\n  return %2\n}\n";
     let module = parse_module(text).unwrap();
     let one = f32s(&[], &[1.0]);
-    let native = evaluate(&module, "f", &[one.clone()], &Params::new(), EvalOptions { precision: Precision::Native }).unwrap();
+    let native =
+        evaluate(&module, "f", &[one.clone()], &Params::new(), EvalOptions { precision: Precision::Native }).unwrap();
     let wide = evaluate(&module, "f", &[one], &Params::new(), EvalOptions { precision: Precision::F64 }).unwrap();
     assert_eq!(native[0].to_f64_vec(), vec![1.0]);
     assert_eq!(wide[0].to_f64_vec(), vec![1.0 + 1e-9]);
@@ -244,20 +328,32 @@ fn bad_inputs_are_errors_not_panics() {
     let module = parse_module(text).unwrap();
     let mut params = Params::new();
     let x = f32s(&[2, 3], &[0.0; 6]);
-    let err = |inputs: &[Tensor], params: &Params| evaluate(&module, "f", inputs, params, EvalOptions::default()).unwrap_err();
+    let err = |inputs: &[Tensor], params: &Params| {
+        evaluate(&module, "f", inputs, params, EvalOptions::default()).unwrap_err()
+    };
     assert!(matches!(err(&[x.clone(), f32s(&[2], &[0.0; 2])], &params), EvalError::MissingParam(_)));
     params.insert("w".into(), f32s(&[4], &[0.0; 4]));
     assert!(matches!(err(&[x.clone(), f32s(&[2], &[0.0; 2])], &params), EvalError::ParamType { .. }));
     params.insert("w".into(), f32s(&[3], &[1.0; 3]));
     let e = err(&[x.clone(), f32s(&[5], &[0.0; 5])], &params);
-    assert_eq!(e.to_string(), "input `y` must be f32[N], got f32[5] (dimension 0 is 5, but N = 2 from an earlier input)");
+    assert_eq!(
+        e.to_string(),
+        "input `y` must be f32[N], got f32[5] (dimension 0 is 5, but N = 2 from an earlier input)"
+    );
     let e = err(&[f32s(&[2, 4], &[0.0; 8]), f32s(&[2], &[0.0; 2])], &params);
     assert!(e.to_string().contains("dimension 1 is 4, not 3"), "{e}");
     assert!(matches!(err(&[x.clone()], &params), EvalError::InputCount { .. }));
     assert!(matches!(evaluate(&module, "g", &[], &params, EvalOptions::default()), Err(EvalError::UnknownFunction(_))));
 
     let gather = parse_module("func g(t: f32[3], i: i32[2]) -> (f32[2]) {\n  %0: f32[3] = input 0\n  %1: i32[2] = input 1\n  %2: f32[2] = gather %0, %1 axis=0\n  return %2\n}\n").unwrap();
-    let e = evaluate(&gather, "g", &[f32s(&[3], &[0.0; 3]), ints(DType::I32, &[2], &[0, 3])], &params, EvalOptions::default()).unwrap_err();
+    let e = evaluate(
+        &gather,
+        "g",
+        &[f32s(&[3], &[0.0; 3]), ints(DType::I32, &[2], &[0, 3])],
+        &params,
+        EvalOptions::default(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("index 3 is out of range 0..3"), "{e}");
     let div = parse_module("func d(a: i64[1]) -> (i64[1]) {\n  %0: i64[1] = input 0\n  %1: i64[1] = const 0\n  %2: i64[1] = div %0, %1\n  return %2\n}\n").unwrap();
     let e = evaluate(&div, "d", &[ints(DType::I64, &[1], &[5])], &params, EvalOptions::default()).unwrap_err();

@@ -6,8 +6,8 @@
 //! dtype and attribute kind (checked by `the_generator_reaches_every_op`).
 
 use kiln_ir::{
-    BinaryOp, CompareOp, ConvAttrs, DType, Dim, F64Bits, Function, Init, InputDecl, Literal, Module, NodeId, Op, ParamDecl,
-    ReduceKind, Shape, Symbol, TensorType, UnaryOp, parse_module, verify_module,
+    BinaryOp, CompareOp, ConvAttrs, DType, Dim, F64Bits, Function, Init, InputDecl, Literal, Module, NodeId, Op,
+    ParamDecl, ReduceKind, Shape, Symbol, TensorType, UnaryOp, parse_module, verify_module,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{RngAlgorithm, TestRng};
@@ -30,12 +30,20 @@ impl Gen {
 
     fn float(&mut self) -> f64 {
         let specials = [0.0, -0.0, 1.0, -2.5, 1e-8, 3.25e12, f64::INFINITY, f64::NEG_INFINITY, 0.1];
-        if self.below(3) == 0 { specials[self.below(specials.len())] } else { (self.rng.next_u64() as f64 / 7.0).sin() * 1e3 }
+        if self.below(3) == 0 {
+            specials[self.below(specials.len())]
+        } else {
+            (self.rng.next_u64() as f64 / 7.0).sin() * 1e3
+        }
     }
 
     fn module(&mut self) -> Module {
         let params = vec![
-            ParamDecl { name: "layer.w".into(), ty: TensorType::new(DType::F32, Shape::of(&[4, 3])), init: Init::XavierUniform },
+            ParamDecl {
+                name: "layer.w".into(),
+                ty: TensorType::new(DType::F32, Shape::of(&[4, 3])),
+                init: Init::XavierUniform,
+            },
             ParamDecl {
                 name: "b".into(),
                 ty: TensorType::new(DType::F32, Shape::of(&[3])),
@@ -46,7 +54,11 @@ impl Gen {
                 ty: TensorType::new(DType::F64, Shape::of(&[2])),
                 init: Init::Uniform { low: F64Bits::new(-1.0), high: F64Bits::new(2.0) },
             },
-            ParamDecl { name: "k".into(), ty: TensorType::new(DType::F32, Shape::of(&[3, 3, 3, 3])), init: Init::KaimingNormal },
+            ParamDecl {
+                name: "k".into(),
+                ty: TensorType::new(DType::F32, Shape::of(&[3, 3, 3, 3])),
+                init: Init::KaimingNormal,
+            },
         ];
         let mut module = Module { params, functions: Vec::new() };
         for i in 0..1 + self.below(2) {
@@ -113,7 +125,9 @@ impl Gen {
             10 => Op::Permute { perm: (0..rank).rev().collect() },
             11 => Op::Slice { axis: self.below(rank), start: 0, stop: 1, step: 1 + self.below(2) as u64 },
             12 => Op::Pad {
-                padding: (0..rank).map(|i| if ta.shape.0[i].as_const().is_some() { (self.below(2) as u64, 1) } else { (0, 0) }).collect(),
+                padding: (0..rank)
+                    .map(|i| if ta.shape.0[i].as_const().is_some() { (self.below(2) as u64, 1) } else { (0, 0) })
+                    .collect(),
             },
             13 => return add(module, f, Op::Concat { axis: self.below(rank.max(1)) }, &[a, a, a]),
             14 => {
@@ -122,7 +136,8 @@ impl Gen {
             }
             15 => {
                 let w = add(module, f, Op::Param { name: "k".into() }, &[])?;
-                let attrs = ConvAttrs { stride: vec![1, 2], padding: vec![(1, 1), (0, 2)], dilation: vec![1, 2], groups: 1 };
+                let attrs =
+                    ConvAttrs { stride: vec![1, 2], padding: vec![(1, 1), (0, 2)], dilation: vec![1, 2], groups: 1 };
                 return add(module, f, Op::Conv(attrs), &[a, w]);
             }
             16 => Op::ReduceWindow {
@@ -146,7 +161,14 @@ impl Gen {
                 };
                 return add(module, f, Op::Constant { value, dtype, shape: ta.shape.clone() }, &[]);
             }
-            20 => return add(module, f, Op::Iota { axis: self.below(rank.max(1)), dtype: DType::I64, shape: ta.shape.clone() }, &[]),
+            20 => {
+                return add(
+                    module,
+                    f,
+                    Op::Iota { axis: self.below(rank.max(1)), dtype: DType::I64, shape: ta.shape.clone() },
+                    &[],
+                );
+            }
             21 => {
                 let key = add(module, f, Op::Input { index: 3 }, &[])?;
                 let stream = self.rng.next_u64() % 100;
@@ -194,9 +216,32 @@ fn the_generator_reaches_every_op() {
         }
     }
     for op in [
-        "input", "param", "const", "dim", "iota", "random_bits", "select", "cast", "stop_gradient", "reduce_sum", "reduce_max",
-        "reshape", "broadcast", "permute", "slice", "pad", "concat", "matmul", "conv", "reduce_window_sum", "reduce_window_max",
-        "gather", "scatter_add", "eq", "add", "exp",
+        "input",
+        "param",
+        "const",
+        "dim",
+        "iota",
+        "random_bits",
+        "select",
+        "cast",
+        "stop_gradient",
+        "reduce_sum",
+        "reduce_max",
+        "reshape",
+        "broadcast",
+        "permute",
+        "slice",
+        "pad",
+        "concat",
+        "matmul",
+        "conv",
+        "reduce_window_sum",
+        "reduce_window_max",
+        "gather",
+        "scatter_add",
+        "eq",
+        "add",
+        "exp",
     ] {
         assert!(seen.contains(op), "the generator never produced `{op}`; it produced {seen:?}");
     }

@@ -8,4 +8,4 @@ mod eliminate_dead_code;
 mod pipeline;
 
 pub use eliminate_dead_code::eliminate_dead_code;
-pub use pipeline::{Pipeline, PassError, StageReport};
+pub use pipeline::{PassError, Pipeline, StageReport};

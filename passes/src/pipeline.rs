@@ -57,7 +57,12 @@ impl Pipeline {
                 rendered: kiln_ir::render_error(&next, &error),
                 error,
             })?;
-            reports.push(StageReport { name: stage.name, time, nodes_before: count(&current), nodes_after: count(&next) });
+            reports.push(StageReport {
+                name: stage.name,
+                time,
+                nodes_before: count(&current),
+                nodes_after: count(&next),
+            });
             current = next;
         }
         Ok((current, reports))

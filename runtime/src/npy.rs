@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use kiln_ir::interp::{Data, Tensor};
 use kiln_ir::DType;
+use kiln_ir::interp::{Data, Tensor};
 use ndarray::ArrayD;
 use ndarray_npy::{ReadNpyError, read_npy, write_npy};
 
@@ -31,7 +31,9 @@ pub fn read(path: &Path) -> Result<Tensor, NpyError> {
         };
         match result {
             Ok(t) => return Ok(t),
-            Err(ReadNpyError::WrongDescriptor(_)) => last = Some("its dtype is not one of float32, float64, int32, int64, bool".to_string()),
+            Err(ReadNpyError::WrongDescriptor(_)) => {
+                last = Some("its dtype is not one of float32, float64, int32, int64, bool".to_string())
+            }
             Err(e) => return Err(fail(e.to_string())),
         }
     }

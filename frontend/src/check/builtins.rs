@@ -14,9 +14,38 @@ use crate::source::Span;
 
 /// Every builtin name, for lookup and suggestions.
 pub const NAMES: &[&str] = &[
-    "exp", "log", "sqrt", "sin", "cos", "tanh", "abs", "sign", "floor", "sum", "mean", "max", "min", "where", "cast", "reshape",
-    "transpose", "broadcast_to", "unsqueeze", "squeeze", "concat", "stack", "pad", "iota", "gather", "scatter_add", "conv",
-    "pool_max", "pool_sum", "stop_gradient", "uniform_like", "size",
+    "exp",
+    "log",
+    "sqrt",
+    "sin",
+    "cos",
+    "tanh",
+    "abs",
+    "sign",
+    "floor",
+    "sum",
+    "mean",
+    "max",
+    "min",
+    "where",
+    "cast",
+    "reshape",
+    "transpose",
+    "broadcast_to",
+    "unsqueeze",
+    "squeeze",
+    "concat",
+    "stack",
+    "pad",
+    "iota",
+    "gather",
+    "scatter_add",
+    "conv",
+    "pool_max",
+    "pool_sum",
+    "stop_gradient",
+    "uniform_like",
+    "size",
 ];
 
 pub fn find(name: &str) -> Option<&'static str> {
@@ -27,7 +56,14 @@ type Slot = Option<(Value, Span)>;
 
 impl Checker<'_> {
     /// Binds builtin arguments to `params`; the first `required` must be given.
-    fn builtin_args(&mut self, name: &str, params: &[&str], required: usize, args: Vec<ActualArg>, span: Span) -> Option<Vec<Slot>> {
+    fn builtin_args(
+        &mut self,
+        name: &str,
+        params: &[&str],
+        required: usize,
+        args: Vec<ActualArg>,
+        span: Span,
+    ) -> Option<Vec<Slot>> {
         let mut slots: Vec<Slot> = vec![None; params.len()];
         let mut positional = 0;
         for a in args {
@@ -38,9 +74,13 @@ impl Checker<'_> {
                 }
                 None => {
                     self.error(
-                        Diagnostic::new(Code("E0301"), a.span, format!("`{name}` takes at most {} arguments", params.len()))
-                            .label("extra argument")
-                            .note(format!("`{name}({})`", params.join(", "))),
+                        Diagnostic::new(
+                            Code("E0301"),
+                            a.span,
+                            format!("`{name}` takes at most {} arguments", params.len()),
+                        )
+                        .label("extra argument")
+                        .note(format!("`{name}({})`", params.join(", "))),
                     );
                     return None;
                 }
@@ -57,7 +97,10 @@ impl Checker<'_> {
                 },
             };
             if slots[index].is_some() {
-                self.error(Diagnostic::new(Code("E0303"), a.span, format!("`{}` of `{name}` is given twice", params[index])).label("given again"));
+                self.error(
+                    Diagnostic::new(Code("E0303"), a.span, format!("`{}` of `{name}` is given twice", params[index]))
+                        .label("given again"),
+                );
                 return None;
             }
             slots[index] = Some((a.value, a.span));
@@ -79,7 +122,10 @@ impl Checker<'_> {
             Some((Value::Poison, _)) | None => None,
             Some((other, s)) => {
                 let what = other.describe(|id| self.ty(id));
-                self.error(Diagnostic::new(Code("E0304"), *s, format!("`{name}` needs a tensor here, not {what}")).label("expected a tensor"));
+                self.error(
+                    Diagnostic::new(Code("E0304"), *s, format!("`{name}` needs a tensor here, not {what}"))
+                        .label("expected a tensor"),
+                );
                 None
             }
         }
@@ -92,7 +138,14 @@ impl Checker<'_> {
             Some((Value::Poison, _)) => None,
             Some((other, s)) => {
                 let what = other.describe(|id| self.ty(id));
-                self.error(Diagnostic::new(Code("E0304"), *s, format!("`{name}` needs a compile-time integer here, not {what}")).label("expected an integer"));
+                self.error(
+                    Diagnostic::new(
+                        Code("E0304"),
+                        *s,
+                        format!("`{name}` needs a compile-time integer here, not {what}"),
+                    )
+                    .label("expected an integer"),
+                );
                 None
             }
         }
@@ -105,7 +158,10 @@ impl Checker<'_> {
             Some((Value::Poison, _)) => None,
             Some((other, s)) => {
                 let what = other.describe(|id| self.ty(id));
-                self.error(Diagnostic::new(Code("E0304"), *s, format!("`{name}` needs `true` or `false` here, not {what}")).label("expected a boolean"));
+                self.error(
+                    Diagnostic::new(Code("E0304"), *s, format!("`{name}` needs `true` or `false` here, not {what}"))
+                        .label("expected a boolean"),
+                );
                 None
             }
         }
@@ -117,7 +173,8 @@ impl Checker<'_> {
             None => return Some(vec![default; n]),
             Some((Value::Int(i), _)) if *i >= 0 => return Some(vec![*i as u64; n]),
             Some((Value::List(items), s)) => {
-                let ints: Option<Vec<u64>> = items.iter().map(|v| if let Value::Int(i) = v { u64::try_from(*i).ok() } else { None }).collect();
+                let ints: Option<Vec<u64>> =
+                    items.iter().map(|v| if let Value::Int(i) = v { u64::try_from(*i).ok() } else { None }).collect();
                 match ints {
                     Some(v) if v.len() == n => return Some(v),
                     _ => (s, format!("a list of {n} non-negative integers")),
@@ -137,7 +194,14 @@ impl Checker<'_> {
             Some((Value::Poison, _)) | None => None,
             Some((other, s)) => {
                 let what = other.describe(|id| self.ty(id));
-                self.error(Diagnostic::new(Code("E0304"), *s, format!("`{name}` needs a list of dimensions like `[N, 10]`, not {what}")).label("expected a list"));
+                self.error(
+                    Diagnostic::new(
+                        Code("E0304"),
+                        *s,
+                        format!("`{name}` needs a list of dimensions like `[N, 10]`, not {what}"),
+                    )
+                    .label("expected a list"),
+                );
                 None
             }
         }
@@ -151,7 +215,14 @@ impl Checker<'_> {
                 Some(d) => shape.push(d),
                 None => {
                     let what = v.describe(|id| self.ty(id));
-                    self.error(Diagnostic::new(Code("E0405"), s, format!("a dimension must be a size or a symbol, not {what}")).label("not a dimension"));
+                    self.error(
+                        Diagnostic::new(
+                            Code("E0405"),
+                            s,
+                            format!("a dimension must be a size or a symbol, not {what}"),
+                        )
+                        .label("not a dimension"),
+                    );
                     return None;
                 }
             }
@@ -194,13 +265,17 @@ impl Checker<'_> {
                 let (c, x, y) = (a[0].clone()?, a[1].clone()?, a[2].clone()?);
                 let cond = self.operand(&c.0, DType::Bool, c.1, c.1)?;
                 let Some(dtype) = self.tensor_dtype(&[&x.0, &y.0]) else {
-                    self.error(Diagnostic::new(Code("E0304"), span, "`where` needs a tensor among its values").label("both values are numbers"));
+                    self.error(
+                        Diagnostic::new(Code("E0304"), span, "`where` needs a tensor among its values")
+                            .label("both values are numbers"),
+                    );
                     return None;
                 };
                 let anchor = if matches!(x.0, Value::Tensor(_)) { x.1 } else { y.1 };
                 let ox = self.operand(&x.0, dtype, x.1, anchor)?;
                 let oy = self.operand(&y.0, dtype, y.1, anchor)?;
-                let ids = self.broadcast_all(&[(cond, c.1), (ox, x.1), (oy, y.1)], &[DType::Bool, dtype, dtype], span)?;
+                let ids =
+                    self.broadcast_all(&[(cond, c.1), (ox, x.1), (oy, y.1)], &[DType::Bool, dtype, dtype], span)?;
                 Some(self.emit(Op::Select, &ids, span))
             }
             "cast" => {
@@ -216,7 +291,14 @@ impl Checker<'_> {
                     (Value::Poison, _) => None,
                     (other, s) => {
                         let what = other.describe(|id| self.ty(id));
-                        self.error(Diagnostic::new(Code("E0304"), s, format!("`cast` needs a dtype such as `f32`, not {what}")).label("not a dtype"));
+                        self.error(
+                            Diagnostic::new(
+                                Code("E0304"),
+                                s,
+                                format!("`cast` needs a dtype such as `f32`, not {what}"),
+                            )
+                            .label("not a dtype"),
+                        );
                         None
                     }
                 }
@@ -238,18 +320,38 @@ impl Checker<'_> {
                         p
                     }
                     None => {
-                        self.error(Diagnostic::new(Code("E0404"), span, format!("`transpose` without `perm` swaps the last two axes, but {ty} has rank {}", ty.rank())).label("rank below 2"));
+                        self.error(
+                            Diagnostic::new(
+                                Code("E0404"),
+                                span,
+                                format!(
+                                    "`transpose` without `perm` swaps the last two axes, but {ty} has rank {}",
+                                    ty.rank()
+                                ),
+                            )
+                            .label("rank below 2"),
+                        );
                         return None;
                     }
                     Some((v, s)) => {
                         let p = match v {
-                            Value::List(items) => items.iter().map(|i| if let Value::Int(i) = i { normalize_axis(*i, ty.rank()) } else { None }).collect::<Option<Vec<_>>>(),
+                            Value::List(items) => items
+                                .iter()
+                                .map(|i| if let Value::Int(i) = i { normalize_axis(*i, ty.rank()) } else { None })
+                                .collect::<Option<Vec<_>>>(),
                             _ => None,
                         };
                         let mut sorted = p.clone().unwrap_or_default();
                         sorted.sort_unstable();
                         if p.is_none() || sorted != (0..ty.rank()).collect::<Vec<_>>() {
-                            self.error(Diagnostic::new(Code("E0404"), *s, format!("`perm` must be a permutation of the {} axes of {ty}", ty.rank())).label("not a permutation"));
+                            self.error(
+                                Diagnostic::new(
+                                    Code("E0404"),
+                                    *s,
+                                    format!("`perm` must be a permutation of the {} axes of {ty}", ty.rank()),
+                                )
+                                .label("not a permutation"),
+                            );
                             return None;
                         }
                         p.unwrap_or_default()
@@ -276,13 +378,27 @@ impl Checker<'_> {
                 let mut dims = ty.shape.0.clone();
                 let rank = if name == "unsqueeze" { ty.rank() + 1 } else { ty.rank() };
                 let Some(at) = normalize_axis(axis, rank) else {
-                    self.error(Diagnostic::new(Code("E0404"), a[1].as_ref()?.1, format!("axis {axis} is out of range for `{name}` of {ty}")).label("bad axis"));
+                    self.error(
+                        Diagnostic::new(
+                            Code("E0404"),
+                            a[1].as_ref()?.1,
+                            format!("axis {axis} is out of range for `{name}` of {ty}"),
+                        )
+                        .label("bad axis"),
+                    );
                     return None;
                 };
                 if name == "unsqueeze" {
                     dims.insert(at, Dim::Const(1));
                 } else if dims[at] != Dim::Const(1) {
-                    self.error(Diagnostic::new(Code("E0405"), a[1].as_ref()?.1, format!("cannot squeeze axis {axis} of {ty}: its size is {}, not 1", dims[at])).label("not a size-1 axis"));
+                    self.error(
+                        Diagnostic::new(
+                            Code("E0405"),
+                            a[1].as_ref()?.1,
+                            format!("cannot squeeze axis {axis} of {ty}: its size is {}, not 1", dims[at]),
+                        )
+                        .label("not a size-1 axis"),
+                    );
                     return None;
                 } else {
                     dims.remove(at);
@@ -300,7 +416,9 @@ impl Checker<'_> {
                         .iter()
                         .map(|p| match p {
                             Value::List(pair) => match pair.as_slice() {
-                                [Value::Int(lo), Value::Int(hi)] if *lo >= 0 && *hi >= 0 => Some((*lo as u64, *hi as u64)),
+                                [Value::Int(lo), Value::Int(hi)] if *lo >= 0 && *hi >= 0 => {
+                                    Some((*lo as u64, *hi as u64))
+                                }
                                 _ => None,
                             },
                             _ => None,
@@ -309,12 +427,26 @@ impl Checker<'_> {
                     _ => None,
                 };
                 let Some(pairs) = pairs else {
-                    self.error(Diagnostic::new(Code("E0304"), s, format!("`pad` needs one `[before, after]` pair per axis of {ty}")).label("bad padding"));
+                    self.error(
+                        Diagnostic::new(
+                            Code("E0304"),
+                            s,
+                            format!("`pad` needs one `[before, after]` pair per axis of {ty}"),
+                        )
+                        .label("bad padding"),
+                    );
                     return None;
                 };
                 for (axis, p) in pairs.iter().enumerate() {
                     if *p != (0, 0) && ty.shape.0[axis].as_const().is_none() {
-                        self.error(Diagnostic::new(Code("E0408"), s, format!("cannot pad axis {axis} of {ty}: its size is symbolic")).label("padding a symbolic axis"));
+                        self.error(
+                            Diagnostic::new(
+                                Code("E0408"),
+                                s,
+                                format!("cannot pad axis {axis} of {ty}: its size is symbolic"),
+                            )
+                            .label("padding a symbolic axis"),
+                        );
                         return None;
                     }
                 }
@@ -328,12 +460,18 @@ impl Checker<'_> {
                     None => DType::I32,
                     Some((Value::DType(d), _)) if d.is_numeric() => *d,
                     Some((_, s)) => {
-                        self.error(Diagnostic::new(Code("E0304"), *s, "`iota` needs a numeric dtype").label("not a numeric dtype"));
+                        self.error(
+                            Diagnostic::new(Code("E0304"), *s, "`iota` needs a numeric dtype")
+                                .label("not a numeric dtype"),
+                        );
                         return None;
                     }
                 };
                 let Some(axis) = normalize_axis(axis, shape.rank()) else {
-                    self.error(Diagnostic::new(Code("E0404"), span, format!("axis {axis} is out of range for shape {shape}")).label("bad axis"));
+                    self.error(
+                        Diagnostic::new(Code("E0404"), span, format!("axis {axis} is out of range for shape {shape}"))
+                            .label("bad axis"),
+                    );
                     return None;
                 };
                 Some(self.emit(Op::Iota { axis, dtype, shape }, &[], span))
@@ -356,7 +494,10 @@ impl Checker<'_> {
                 let ctx = kiln_ir::TypeContext { inputs: &[], params: &[] };
                 let (ti, tu) = (self.ty(idx), self.ty(updates));
                 if let Err(message) = kiln_ir::infer(&Op::ScatterAdd { axis }, &[&ty, &ti, &tu], &ctx) {
-                    self.error(Diagnostic::new(Code("E0402"), span, format!("`scatter_add`: {message}")).label(format!("base {ty}, indices {ti}, updates {tu}")));
+                    self.error(
+                        Diagnostic::new(Code("E0402"), span, format!("`scatter_add`: {message}"))
+                            .label(format!("base {ty}, indices {ti}, updates {tu}")),
+                    );
                     return None;
                 }
                 Some(self.emit(Op::ScatterAdd { axis }, &[base, idx, updates], span))
@@ -383,7 +524,14 @@ impl Checker<'_> {
                 Some(super::signature::dim_value(&ty.shape.0[axis]))
             }
             _ => {
-                self.error(Diagnostic::new(Code("E0801"), span, format!("internal error: builtin `{name}` has no implementation")).label("here"));
+                self.error(
+                    Diagnostic::new(
+                        Code("E0801"),
+                        span,
+                        format!("internal error: builtin `{name}` has no implementation"),
+                    )
+                    .label("here"),
+                );
                 None
             }
         }
@@ -393,7 +541,10 @@ impl Checker<'_> {
         let idx = self.tensor_arg(name, slot)?;
         if !self.ty(idx).dtype.is_int() {
             let ty = self.ty(idx);
-            self.error(Diagnostic::new(Code("E0401"), slot.as_ref()?.1, format!("indices must be integers, not {ty}")).label("not integer indices"));
+            self.error(
+                Diagnostic::new(Code("E0401"), slot.as_ref()?.1, format!("indices must be integers, not {ty}"))
+                    .label("not integer indices"),
+            );
             return None;
         }
         Some(idx)
@@ -404,7 +555,9 @@ impl Checker<'_> {
         let at = normalize_axis(axis, ty.rank());
         if at.is_none() {
             let s = slot.as_ref().map_or(span, |s| s.1);
-            self.error(Diagnostic::new(Code("E0404"), s, format!("axis {axis} is out of range for {ty}")).label("bad axis"));
+            self.error(
+                Diagnostic::new(Code("E0404"), s, format!("axis {axis} is out of range for {ty}")).label("bad axis"),
+            );
         }
         at
     }
@@ -413,7 +566,8 @@ impl Checker<'_> {
     fn max_min(&mut self, name: &'static str, args: Vec<ActualArg>, span: Span) -> Option<Value> {
         let positional = args.iter().filter(|a| a.name.is_none()).count();
         let is_min = name == "min";
-        let second_is_value = positional >= 2 && !matches!(args[1].value, Value::Int(_) | Value::List(_)) && args[1].name.is_none();
+        let second_is_value =
+            positional >= 2 && !matches!(args[1].value, Value::Int(_) | Value::List(_)) && args[1].name.is_none();
         if second_is_value {
             let a = self.builtin_args(name, &["a", "b"], 2, args, span)?;
             let (x, y) = (a[0].clone()?, a[1].clone()?);
@@ -435,7 +589,10 @@ impl Checker<'_> {
         let a = self.builtin_args(name, &["tensors", "axis"], 1, args, span)?;
         let (list, list_span) = a[0].clone()?;
         let Value::List(items) = list else {
-            self.error(Diagnostic::new(Code("E0304"), list_span, format!("`{name}` needs a list of tensors like `[a, b]`")).label("not a list"));
+            self.error(
+                Diagnostic::new(Code("E0304"), list_span, format!("`{name}` needs a list of tensors like `[a, b]`"))
+                    .label("not a list"),
+            );
             return None;
         };
         let mut ids = Vec::new();
@@ -445,13 +602,19 @@ impl Checker<'_> {
                 Value::Poison => return None,
                 other => {
                     let what = other.describe(|id| self.ty(id));
-                    self.error(Diagnostic::new(Code("E0304"), list_span, format!("`{name}` needs tensors, found {what}")).label("not a tensor"));
+                    self.error(
+                        Diagnostic::new(Code("E0304"), list_span, format!("`{name}` needs tensors, found {what}"))
+                            .label("not a tensor"),
+                    );
                     return None;
                 }
             }
         }
         let Some(&first) = ids.first() else {
-            self.error(Diagnostic::new(Code("E0304"), list_span, format!("`{name}` needs at least one tensor")).label("empty list"));
+            self.error(
+                Diagnostic::new(Code("E0304"), list_span, format!("`{name}` needs at least one tensor"))
+                    .label("empty list"),
+            );
             return None;
         };
         let first_ty = self.ty(first);
@@ -459,7 +622,14 @@ impl Checker<'_> {
         let axis_value = self.int_arg(name, &a[1], 0)?;
         let axis_span = a[1].as_ref().map_or(span, |s| s.1);
         let Some(axis) = normalize_axis(axis_value, rank) else {
-            self.error(Diagnostic::new(Code("E0404"), axis_span, format!("axis {axis_value} is out of range for `{name}` of {first_ty}")).label("bad axis"));
+            self.error(
+                Diagnostic::new(
+                    Code("E0404"),
+                    axis_span,
+                    format!("axis {axis_value} is out of range for `{name}` of {first_ty}"),
+                )
+                .label("bad axis"),
+            );
             return None;
         };
         if name == "stack" {
@@ -480,14 +650,25 @@ impl Checker<'_> {
                 && (0..t.rank()).all(|d| d == axis || t.shape.0[d] == base.shape.0[d]);
             if !same {
                 self.error(
-                    Diagnostic::new(Code("E0402"), list_span, format!("`{name}` along axis {axis}: tensor {i} is {t}, tensor 0 is {base}"))
-                        .label("these tensors do not fit together")
-                        .hint(format!("all dimensions but axis {axis} must be equal, and the dtypes too")),
+                    Diagnostic::new(
+                        Code("E0402"),
+                        list_span,
+                        format!("`{name}` along axis {axis}: tensor {i} is {t}, tensor 0 is {base}"),
+                    )
+                    .label("these tensors do not fit together")
+                    .hint(format!("all dimensions but axis {axis} must be equal, and the dtypes too")),
                 );
                 return None;
             }
             if t.shape.0[axis].as_const().is_none() {
-                self.error(Diagnostic::new(Code("E0408"), list_span, format!("`{name}` along a symbolic axis of {t} is not supported")).label("symbolic axis"));
+                self.error(
+                    Diagnostic::new(
+                        Code("E0408"),
+                        list_span,
+                        format!("`{name}` along a symbolic axis of {t} is not supported"),
+                    )
+                    .label("symbolic axis"),
+                );
                 return None;
             }
         }
@@ -500,7 +681,14 @@ impl Checker<'_> {
         let w = self.tensor_arg("conv", &a[1])?;
         let (tx, tw) = (self.ty(x), self.ty(w));
         if tx.rank() < 3 {
-            self.error(Diagnostic::new(Code("E0404"), a[0].as_ref()?.1, format!("`conv` needs an input [batch, channels, spatial...], got {tx}")).label("rank below 3"));
+            self.error(
+                Diagnostic::new(
+                    Code("E0404"),
+                    a[0].as_ref()?.1,
+                    format!("`conv` needs an input [batch, channels, spatial...], got {tx}"),
+                )
+                .label("rank below 3"),
+            );
             return None;
         }
         let n = tx.rank() - 2;
@@ -526,7 +714,14 @@ impl Checker<'_> {
         let x = self.tensor_arg(name, &a[0])?;
         let tx = self.ty(x);
         if tx.rank() < 3 {
-            self.error(Diagnostic::new(Code("E0404"), a[0].as_ref()?.1, format!("`{name}` needs an input [batch, channels, spatial...], got {tx}")).label("rank below 3"));
+            self.error(
+                Diagnostic::new(
+                    Code("E0404"),
+                    a[0].as_ref()?.1,
+                    format!("`{name}` needs an input [batch, channels, spatial...], got {tx}"),
+                )
+                .label("rank below 3"),
+            );
             return None;
         }
         let n = tx.rank() - 2;
@@ -542,7 +737,10 @@ impl Checker<'_> {
         let op = Op::ReduceWindow { kind, window: full(&window, 1), stride: full(&stride, 1), padding };
         let ctx = kiln_ir::TypeContext { inputs: &[], params: &[] };
         if let Err(message) = kiln_ir::infer(&op, &[&tx], &ctx) {
-            self.error(Diagnostic::new(Code("E0402"), span, format!("`{name}` of {tx}: {message}")).label("this window does not fit"));
+            self.error(
+                Diagnostic::new(Code("E0402"), span, format!("`{name}` of {tx}: {message}"))
+                    .label("this window does not fit"),
+            );
             return None;
         }
         Some(self.emit(op, &[x], span))
@@ -563,7 +761,11 @@ impl Checker<'_> {
         };
         let stream = self.next_stream;
         self.next_stream += 1;
-        let Value::Tensor(bits) = self.emit(Op::RandomBits { stream, dtype: DType::I32, shape: shape.clone() }, &[key], span) else { return None };
+        let Value::Tensor(bits) =
+            self.emit(Op::RandomBits { stream, dtype: DType::I32, shape: shape.clone() }, &[key], span)
+        else {
+            return None;
+        };
         let Value::Tensor(f) = self.emit(Op::Cast { to: dtype }, &[bits], span) else { return None };
         let scale = Operand::Lit(Literal::float(1.0 / 2147483648.0));
         let ids = self.broadcast_all(&[(Operand::Node(f), span), (scale, span)], &[dtype, dtype], span)?;

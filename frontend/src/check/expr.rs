@@ -60,14 +60,21 @@ impl Checker<'_> {
                 Value::Model(inst) => self.member(inst, &field.name, field.span).unwrap_or_else(|| {
                     let model = self.instances[inst].decl.name.name.clone();
                     self.error(
-                        Diagnostic::new(Code("E0201"), field.span, format!("model `{model}` has no member `{}`", field.name))
-                            .label("unknown member"),
+                        Diagnostic::new(
+                            Code("E0201"),
+                            field.span,
+                            format!("model `{model}` has no member `{}`", field.name),
+                        )
+                        .label("unknown member"),
                     )
                 }),
                 Value::Poison => Value::Poison,
                 other => {
                     let what = other.describe(|id| self.ty(id));
-                    self.error(Diagnostic::new(Code("E0201"), field.span, format!("{what} has no members")).label("`.` needs a model on its left"))
+                    self.error(
+                        Diagnostic::new(Code("E0201"), field.span, format!("{what} has no members"))
+                            .label("`.` needs a model on its left"),
+                    )
                 }
             },
             ExprKind::If(cond, then, otherwise) => match self.eval(cond, env) {
@@ -77,9 +84,13 @@ impl Checker<'_> {
                 other => {
                     let what = other.describe(|id| self.ty(id));
                     self.error(
-                        Diagnostic::new(Code("E0411"), cond.span, format!("`if` needs a compile-time boolean, not {what}"))
-                            .label("not known at compile time")
-                            .hint("to choose between tensors elementwise, use `where(condition, a, b)`"),
+                        Diagnostic::new(
+                            Code("E0411"),
+                            cond.span,
+                            format!("`if` needs a compile-time boolean, not {what}"),
+                        )
+                        .label("not known at compile time")
+                        .hint("to choose between tensors elementwise, use `where(condition, a, b)`"),
                     )
                 }
             },
@@ -88,8 +99,10 @@ impl Checker<'_> {
     }
 
     pub fn eval_args(&mut self, args: &[Arg], env: &mut Env) -> Option<Vec<ActualArg>> {
-        let actual: Vec<ActualArg> =
-            args.iter().map(|a| ActualArg { name: a.name.clone(), value: self.eval(&a.value, env), span: a.value.span }).collect();
+        let actual: Vec<ActualArg> = args
+            .iter()
+            .map(|a| ActualArg { name: a.name.clone(), value: self.eval(&a.value, env), span: a.value.span })
+            .collect();
         Some(actual)
     }
 
@@ -122,9 +135,13 @@ impl Checker<'_> {
                 let v = self.eval(value, env);
                 let Some(old) = env.get(&name.name).cloned() else {
                     self.error(
-                        Diagnostic::new(Code("E0201"), name.span, format!("cannot assign to `{}`: no such variable", name.name))
-                            .label("not declared")
-                            .hint(format!("declare it first with `let {} = ...`", name.name)),
+                        Diagnostic::new(
+                            Code("E0201"),
+                            name.span,
+                            format!("cannot assign to `{}`: no such variable", name.name),
+                        )
+                        .label("not declared")
+                        .hint(format!("declare it first with `let {} = ...`", name.name)),
                     );
                     return;
                 };
@@ -132,10 +149,14 @@ impl Checker<'_> {
                     let (ta, tb) = (self.ty(*a), self.ty(*b));
                     if ta != tb {
                         self.error(
-                            Diagnostic::new(Code("E0417"), value.span, format!("`{}` is {ta}, but the new value is {tb}", name.name))
-                                .label(format!("this is {tb}"))
-                                .also(old.span, "declared here")
-                                .hint("a variable keeps its type; use `let` to declare a new one"),
+                            Diagnostic::new(
+                                Code("E0417"),
+                                value.span,
+                                format!("`{}` is {ta}, but the new value is {tb}", name.name),
+                            )
+                            .label(format!("this is {tb}"))
+                            .also(old.span, "declared here")
+                            .hint("a variable keeps its type; use `let` to declare a new one"),
                         );
                         env.assign(&name.name, Value::Poison);
                         return;
@@ -152,17 +173,25 @@ impl Checker<'_> {
                         let what = if matches!(a, Value::Int(_)) { b } else { a };
                         let what = what.describe(|id| self.ty(id));
                         self.error(
-                            Diagnostic::new(Code("E0411"), start.span.to(end.span), format!("a `for` range needs compile-time integers, not {what}"))
-                                .label("not a constant range")
-                                .hint("loops are unrolled when the model is compiled"),
+                            Diagnostic::new(
+                                Code("E0411"),
+                                start.span.to(end.span),
+                                format!("a `for` range needs compile-time integers, not {what}"),
+                            )
+                            .label("not a constant range")
+                            .hint("loops are unrolled when the model is compiled"),
                         );
                         return;
                     }
                 };
                 if to - from > MAX_UNROLL {
                     self.error(
-                        Diagnostic::new(Code("E0416"), start.span.to(end.span), format!("this loop runs {} times; kiln unrolls at most {MAX_UNROLL}", to - from))
-                            .label("too many iterations"),
+                        Diagnostic::new(
+                            Code("E0416"),
+                            start.span.to(end.span),
+                            format!("this loop runs {} times; kiln unrolls at most {MAX_UNROLL}", to - from),
+                        )
+                        .label("too many iterations"),
                     );
                     return;
                 }
@@ -287,8 +316,12 @@ impl Checker<'_> {
             BinaryOp::Mul => self.elementwise(Op::Binary(IrBinary::Mul), &args, span, numeric, &what),
             BinaryOp::Div => self.elementwise(Op::Binary(IrBinary::Div), &args, span, numeric, &what),
             BinaryOp::Pow => self.elementwise(Op::Binary(IrBinary::Pow), &args, span, |d| d.is_float(), &what),
-            BinaryOp::And => self.elementwise(Op::Binary(IrBinary::And), &args, span, |d| d == kiln_ir::DType::Bool, &what),
-            BinaryOp::Or => self.elementwise(Op::Binary(IrBinary::Or), &args, span, |d| d == kiln_ir::DType::Bool, &what),
+            BinaryOp::And => {
+                self.elementwise(Op::Binary(IrBinary::And), &args, span, |d| d == kiln_ir::DType::Bool, &what)
+            }
+            BinaryOp::Or => {
+                self.elementwise(Op::Binary(IrBinary::Or), &args, span, |d| d == kiln_ir::DType::Bool, &what)
+            }
             BinaryOp::Eq => self.elementwise(Op::Compare(CompareOp::Eq), &args, span, |_| true, &what),
             BinaryOp::Ne => self.elementwise(Op::Compare(CompareOp::Ne), &args, span, |_| true, &what),
             BinaryOp::Lt => self.elementwise(Op::Compare(CompareOp::Lt), &args, span, numeric, &what),
@@ -314,7 +347,10 @@ impl Checker<'_> {
             BinaryOp::Sub => x.checked_sub(y),
             BinaryOp::Mul => x.checked_mul(y),
             BinaryOp::Div | BinaryOp::Rem if y == 0 => {
-                return self.error(Diagnostic::new(Code("E0412"), rhs, "division by zero in a compile-time integer").label("this is 0"));
+                return self.error(
+                    Diagnostic::new(Code("E0412"), rhs, "division by zero in a compile-time integer")
+                        .label("this is 0"),
+                );
             }
             BinaryOp::Div => x.checked_div_euclid(y),
             BinaryOp::Rem => x.checked_rem_euclid(y),
@@ -332,8 +368,12 @@ impl Checker<'_> {
         match checked {
             Some(v) => Int(v),
             None => self.error(
-                Diagnostic::new(Code("E0412"), span, format!("compile-time integer arithmetic overflows: {x} {} {y}", op.symbol()))
-                    .label("overflows 64 bits"),
+                Diagnostic::new(
+                    Code("E0412"),
+                    span,
+                    format!("compile-time integer arithmetic overflows: {x} {} {y}", op.symbol()),
+                )
+                .label("overflows 64 bits"),
             ),
         }
     }
@@ -350,7 +390,13 @@ impl Checker<'_> {
 
     /// Matches actual arguments to declared parameters: positional first,
     /// then by name. Returns one slot per parameter (`None`: use its default).
-    pub fn bind_args(&mut self, params: &[FnParam], args: &[ActualArg], callee: &str, span: Span) -> Option<Vec<Option<(Value, Span)>>> {
+    pub fn bind_args(
+        &mut self,
+        params: &[FnParam],
+        args: &[ActualArg],
+        callee: &str,
+        span: Span,
+    ) -> Option<Vec<Option<(Value, Span)>>> {
         let mut slots: Vec<Option<(Value, Span)>> = vec![None; params.len()];
         let mut positional = 0;
         for a in args {
@@ -358,8 +404,12 @@ impl Checker<'_> {
                 None => {
                     if positional >= params.len() {
                         self.error(
-                            Diagnostic::new(Code("E0301"), a.span, format!("{callee} takes {} arguments, but more were given", params.len()))
-                                .label("extra argument"),
+                            Diagnostic::new(
+                                Code("E0301"),
+                                a.span,
+                                format!("{callee} takes {} arguments, but more were given", params.len()),
+                            )
+                            .label("extra argument"),
                         );
                         return None;
                     }
@@ -370,8 +420,12 @@ impl Checker<'_> {
                     Some(i) => i,
                     None => {
                         let names: Vec<String> = params.iter().map(|p| p.name.name.clone()).collect();
-                        let mut d = Diagnostic::new(Code("E0302"), name.span, format!("{callee} has no parameter `{}`", name.name))
-                            .label("unknown argument name");
+                        let mut d = Diagnostic::new(
+                            Code("E0302"),
+                            name.span,
+                            format!("{callee} has no parameter `{}`", name.name),
+                        )
+                        .label("unknown argument name");
                         d = d.hint(match closest(&name.name, &names) {
                             Some(best) => format!("did you mean `{best}`?"),
                             None => format!("its parameters are: {}", names.join(", ")),
@@ -383,8 +437,12 @@ impl Checker<'_> {
             };
             if slots[index].is_some() {
                 self.error(
-                    Diagnostic::new(Code("E0303"), a.span, format!("`{}` of {callee} is given twice", params[index].name.name))
-                        .label("given again here"),
+                    Diagnostic::new(
+                        Code("E0303"),
+                        a.span,
+                        format!("`{}` of {callee} is given twice", params[index].name.name),
+                    )
+                    .label("given again here"),
                 );
                 return None;
             }
@@ -417,22 +475,33 @@ impl Checker<'_> {
                     _ => {
                         let model = self.instances[inst].decl.name.name.clone();
                         self.error(
-                            Diagnostic::new(Code("E0204"), callee_span, format!("model `{model}` has no `forward` function to call"))
-                                .label("called here"),
+                            Diagnostic::new(
+                                Code("E0204"),
+                                callee_span,
+                                format!("model `{model}` has no `forward` function to call"),
+                            )
+                            .label("called here"),
                         )
                     }
                 }
             }
             Value::Callable(Callable::Builtin(name)) => self.builtin(name, args, span),
             Value::Callable(Callable::Model(m)) => self.error(
-                Diagnostic::new(Code("E0204"), span, format!("model `{}` can only be instantiated as a member of a model", m.name.name))
-                    .label("instantiated inside a function")
-                    .hint(format!("declare it in the model: `layer = {}(...)`", m.name.name)),
+                Diagnostic::new(
+                    Code("E0204"),
+                    span,
+                    format!("model `{}` can only be instantiated as a member of a model", m.name.name),
+                )
+                .label("instantiated inside a function")
+                .hint(format!("declare it in the model: `layer = {}(...)`", m.name.name)),
             ),
             Value::Poison => Value::Poison,
             other => {
                 let what = other.describe(|id| self.ty(id));
-                self.error(Diagnostic::new(Code("E0204"), callee_span, format!("{what} cannot be called")).label("not a function"))
+                self.error(
+                    Diagnostic::new(Code("E0204"), callee_span, format!("{what} cannot be called"))
+                        .label("not a function"),
+                )
             }
         }
     }
@@ -442,9 +511,13 @@ impl Checker<'_> {
     fn inline(&mut self, f: &Rc<FnDecl>, instance: Option<usize>, args: Vec<ActualArg>, span: Span) -> Value {
         if self.call_depth >= MAX_CALL_DEPTH {
             return self.error(
-                Diagnostic::new(Code("E0207"), span, format!("calls nest more than {MAX_CALL_DEPTH} deep; is `{}` recursive?", f.name.name))
-                    .label("this call")
-                    .note("kiln inlines every call, so a function cannot call itself"),
+                Diagnostic::new(
+                    Code("E0207"),
+                    span,
+                    format!("calls nest more than {MAX_CALL_DEPTH} deep; is `{}` recursive?", f.name.name),
+                )
+                .label("this call")
+                .note("kiln inlines every call, so a function cannot call itself"),
             );
         }
         let callee = format!("`{}`", f.name.name);
@@ -468,9 +541,11 @@ impl Checker<'_> {
                         Value::Float(_) | Value::Int(_) | Value::Bool(_) if pat.dims.is_empty() => {
                             let Some(dtype) = self.dtype_name(&pat.dtype) else { return Value::Poison };
                             match self.operand(&value, dtype, vspan, pat.span) {
-                                Some(super::tensor::Operand::Lit(l)) => {
-                                    self.emit(Op::Constant { value: l, dtype, shape: kiln_ir::Shape::scalar() }, &[], vspan)
-                                }
+                                Some(super::tensor::Operand::Lit(l)) => self.emit(
+                                    Op::Constant { value: l, dtype, shape: kiln_ir::Shape::scalar() },
+                                    &[],
+                                    vspan,
+                                ),
                                 _ => return Value::Poison,
                             }
                         }
@@ -479,13 +554,24 @@ impl Checker<'_> {
                     let Value::Tensor(id) = value else {
                         let what = value.describe(|id| self.ty(id));
                         return self.error(
-                            Diagnostic::new(Code("E0304"), vspan, format!("argument `{}` of {callee} must be a tensor, not {what}", p.name.name))
-                                .label("expected a tensor")
-                                .also(pat.span, "declared here"),
+                            Diagnostic::new(
+                                Code("E0304"),
+                                vspan,
+                                format!("argument `{}` of {callee} must be a tensor, not {what}", p.name.name),
+                            )
+                            .label("expected a tensor")
+                            .also(pat.span, "declared here"),
                         );
                     };
                     let ty = self.ty(id);
-                    if !self.match_type(pat, &ty, &mut env, &format!("argument `{}` of {callee}", p.name.name), vspan, "E0406") {
+                    if !self.match_type(
+                        pat,
+                        &ty,
+                        &mut env,
+                        &format!("argument `{}` of {callee}", p.name.name),
+                        vspan,
+                        "E0406",
+                    ) {
                         return Value::Poison;
                     }
                     value
@@ -518,13 +604,19 @@ impl Checker<'_> {
                 return v;
             }
             let what = v.describe(|id| self.ty(id));
-            return self.error(Diagnostic::new(Code("E0304"), span, format!("{what} cannot be indexed")).label("not a tensor"));
+            return self.error(
+                Diagnostic::new(Code("E0304"), span, format!("{what} cannot be indexed")).label("not a tensor"),
+            );
         };
         let ty = self.ty(x);
         if items.len() > ty.rank() {
             return self.error(
-                Diagnostic::new(Code("E0404"), span, format!("{} indices for {ty}, which has rank {}", items.len(), ty.rank()))
-                    .label("too many indices"),
+                Diagnostic::new(
+                    Code("E0404"),
+                    span,
+                    format!("{} indices for {ty}, which has rank {}", items.len(), ty.rank()),
+                )
+                .label("too many indices"),
             );
         }
         let mut dropped = Vec::new();
@@ -545,8 +637,12 @@ impl Checker<'_> {
                     other => {
                         let what = other.describe(|id| self.ty(id));
                         return self.error(
-                            Diagnostic::new(Code("E0404"), e.span, format!("an index must be an integer or one integer tensor, not {what}"))
-                                .label("bad index"),
+                            Diagnostic::new(
+                                Code("E0404"),
+                                e.span,
+                                format!("an index must be an integer or one integer tensor, not {what}"),
+                            )
+                            .label("bad index"),
                         );
                     }
                 },
@@ -558,12 +654,21 @@ impl Checker<'_> {
                             Some((Value::Poison, _)) => Err(()),
                             Some((other, s)) => {
                                 let what = other.describe(|id| c.ty(id));
-                                c.error(Diagnostic::new(Code("E0404"), s, format!("slice bounds must be integers, not {what}")).label("bad bound"));
+                                c.error(
+                                    Diagnostic::new(
+                                        Code("E0404"),
+                                        s,
+                                        format!("slice bounds must be integers, not {what}"),
+                                    )
+                                    .label("bad bound"),
+                                );
                                 Err(())
                             }
                         }
                     };
-                    let (Ok(a), Ok(b), Ok(c)) = (bound(self, start), bound(self, stop), bound(self, step)) else { return Value::Poison };
+                    let (Ok(a), Ok(b), Ok(c)) = (bound(self, start), bound(self, stop), bound(self, step)) else {
+                        return Value::Poison;
+                    };
                     let _ = s;
                     (a, b, c.unwrap_or(1))
                 }
@@ -579,7 +684,9 @@ impl Checker<'_> {
         }
         if !dropped.is_empty() {
             let shape = self.ty(x).shape;
-            let kept = kiln_ir::Shape(shape.0.iter().enumerate().filter(|(i, _)| !dropped.contains(i)).map(|(_, d)| d.clone()).collect());
+            let kept = kiln_ir::Shape(
+                shape.0.iter().enumerate().filter(|(i, _)| !dropped.contains(i)).map(|(_, d)| d.clone()).collect(),
+            );
             match self.reshape_node(x, kept, span) {
                 Some(id) => x = id,
                 None => return Value::Poison,

@@ -80,7 +80,12 @@ pub(crate) struct Checker<'a> {
 }
 
 /// Checks `file`'s items (already collected with the prelude's) and lowers them.
-pub(crate) fn check_program(sources: &SourceMap, items: &Items, user_models: &[String], options: &Options) -> Result<Program, Vec<Diagnostic>> {
+pub(crate) fn check_program(
+    sources: &SourceMap,
+    items: &Items,
+    user_models: &[String],
+    options: &Options,
+) -> Result<Program, Vec<Diagnostic>> {
     let mut c = Checker {
         sources,
         items,
@@ -110,10 +115,17 @@ pub(crate) fn check_program(sources: &SourceMap, items: &Items, user_models: &[S
     if c.diags.is_empty() {
         if let Err(e) = kiln_ir::verify_module(&c.module) {
             // The frontend checks everything the verifier does; reaching this is a bug.
-            let span = root.as_ref().and_then(|m| items.models.get(m)).map_or(Span::new(crate::source::FileId(0), 0, 0), |m| m.span);
+            let span = root
+                .as_ref()
+                .and_then(|m| items.models.get(m))
+                .map_or(Span::new(crate::source::FileId(0), 0, 0), |m| m.span);
             c.diags.push(
-                Diagnostic::new(Code("E0801"), span, format!("internal error: the lowered IR does not verify: {}", e.message))
-                    .note(kiln_ir::render_error(&c.module, &e)),
+                Diagnostic::new(
+                    Code("E0801"),
+                    span,
+                    format!("internal error: the lowered IR does not verify: {}", e.message),
+                )
+                .note(kiln_ir::render_error(&c.module, &e)),
             );
         }
     }
@@ -143,7 +155,9 @@ impl Checker<'_> {
         let ctx = kiln_ir::TypeContext { inputs: &self.func.inputs, params: &self.module.params };
         match self.func.graph.add(&ctx, op, args) {
             Ok(id) => Value::Tensor(id),
-            Err(message) => self.error(Diagnostic::new(Code("E0801"), span, format!("internal error: {message}")).label("while lowering this")),
+            Err(message) => self.error(
+                Diagnostic::new(Code("E0801"), span, format!("internal error: {message}")).label("while lowering this"),
+            ),
         }
     }
 
@@ -153,7 +167,10 @@ impl Checker<'_> {
                 return Some(name.clone());
             }
             let span = Span::new(crate::source::FileId(0), 0, 0);
-            self.error(Diagnostic::new(Code("E0701"), span, format!("no model named `{name}` in this file")).label("asked for with --model"));
+            self.error(
+                Diagnostic::new(Code("E0701"), span, format!("no model named `{name}` in this file"))
+                    .label("asked for with --model"),
+            );
             return None;
         }
         if let Some(t) = self.items.trains.first() {
@@ -266,7 +283,13 @@ impl Checker<'_> {
     }
 
     fn lower_free_functions(&mut self) {
-        let mut fns: Vec<Rc<FnDecl>> = self.items.fns.values().filter(|f| f.span.file == self.items.root_file && Self::is_entry(f)).cloned().collect();
+        let mut fns: Vec<Rc<FnDecl>> = self
+            .items
+            .fns
+            .values()
+            .filter(|f| f.span.file == self.items.root_file && Self::is_entry(f))
+            .cloned()
+            .collect();
         fns.sort_by_key(|f| (f.span.file, f.span.start));
         for f in fns {
             self.lower_entry(&f, None, false);
@@ -284,8 +307,12 @@ impl Checker<'_> {
         for f in &train.fns {
             if self.module.function(&f.name.name).is_some() {
                 self.error(
-                    Diagnostic::new(Code("E0202"), f.name.span, format!("`{}` is already a function of `{model}`", f.name.name))
-                        .label("defined again here"),
+                    Diagnostic::new(
+                        Code("E0202"),
+                        f.name.span,
+                        format!("`{}` is already a function of `{model}`", f.name.name),
+                    )
+                    .label("defined again here"),
                 );
                 continue;
             }
@@ -342,7 +369,14 @@ impl Checker<'_> {
                 Value::Poison => return None,
                 other => {
                     let what = other.describe(|_| TensorType::scalar(kiln_ir::DType::F32));
-                    self.error(Diagnostic::new(Code("E0304"), a.value.span, format!("`{}` must be a number, not {what}", name.name)).label("expected a number"));
+                    self.error(
+                        Diagnostic::new(
+                            Code("E0304"),
+                            a.value.span,
+                            format!("`{}` must be a number, not {what}", name.name),
+                        )
+                        .label("expected a number"),
+                    );
                     return None;
                 }
             };

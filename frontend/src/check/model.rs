@@ -13,7 +13,8 @@ use crate::ast::{Expr, ExprKind, Member, ModelDecl};
 use crate::diag::{Code, Diagnostic};
 use crate::source::Span;
 
-const INITIALIZERS: &str = "kiln has zeros, ones, normal(mean, std), uniform(low, high), xavier_uniform and kaiming_normal";
+const INITIALIZERS: &str =
+    "kiln has zeros, ones, normal(mean, std), uniform(low, high), xavier_uniform and kaiming_normal";
 
 impl Checker<'_> {
     /// Instantiates the root model with its default arguments.
@@ -24,9 +25,13 @@ impl Checker<'_> {
         for p in &decl.params {
             let Some(default) = &p.default else {
                 self.error(
-                    Diagnostic::new(Code("E0702"), p.name.span, format!("model `{name}` is compiled on its own, but `{}` has no default", p.name.name))
-                        .label("needs a default value")
-                        .hint(format!("write for example `{}: int = 10`", p.name.name)),
+                    Diagnostic::new(
+                        Code("E0702"),
+                        p.name.span,
+                        format!("model `{name}` is compiled on its own, but `{}` has no default", p.name.name),
+                    )
+                    .label("needs a default value")
+                    .hint(format!("write for example `{}: int = 10`", p.name.name)),
                 );
                 return None;
             };
@@ -40,7 +45,13 @@ impl Checker<'_> {
     }
 
     /// Instantiates `decl` with bound arguments at `path`.
-    fn instantiate(&mut self, decl: Rc<ModelDecl>, args: Vec<(String, Value)>, path: String, use_span: Span) -> Option<usize> {
+    fn instantiate(
+        &mut self,
+        decl: Rc<ModelDecl>,
+        args: Vec<(String, Value)>,
+        path: String,
+        use_span: Span,
+    ) -> Option<usize> {
         let name = decl.name.name.clone();
         if self.model_stack.contains(&name) {
             let chain = self.model_stack.iter().chain(std::iter::once(&name)).cloned().collect::<Vec<_>>().join(" -> ");
@@ -69,9 +80,13 @@ impl Checker<'_> {
             };
             if let Some(previous) = defined.get(&ident.name) {
                 self.error(
-                    Diagnostic::new(Code("E0202"), ident.span, format!("`{}` is defined twice in model `{}`", ident.name, decl.name.name))
-                        .label("defined again here")
-                        .also(*previous, "first defined here"),
+                    Diagnostic::new(
+                        Code("E0202"),
+                        ident.span,
+                        format!("`{}` is defined twice in model `{}`", ident.name, decl.name.name),
+                    )
+                    .label("defined again here")
+                    .also(*previous, "first defined here"),
                 );
                 continue;
             }
@@ -172,7 +187,9 @@ impl Checker<'_> {
             _ => ("", &[][..]),
         };
         let bad = |c: &mut Self, message: String| {
-            c.error(Diagnostic::new(Code("E0501"), e.span, message).label("not a valid initializer").hint(INITIALIZERS));
+            c.error(
+                Diagnostic::new(Code("E0501"), e.span, message).label("not a valid initializer").hint(INITIALIZERS),
+            );
             None
         };
         let takes = match name {

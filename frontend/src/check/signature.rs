@@ -48,8 +48,12 @@ impl Checker<'_> {
             other => {
                 let what = other.describe(|id| self.ty(id));
                 self.error(
-                    Diagnostic::new(Code("E0408"), e.span, format!("a dimension must be a non-negative integer, not {what}"))
-                        .label("not a dimension"),
+                    Diagnostic::new(
+                        Code("E0408"),
+                        e.span,
+                        format!("a dimension must be a non-negative integer, not {what}"),
+                    )
+                    .label("not a dimension"),
                 );
                 DimPattern::Error
             }
@@ -70,15 +74,25 @@ impl Checker<'_> {
         let mut dims = Vec::new();
         for d in &t.dims {
             let DimExpr::Expr(e) = d else {
-                self.error(Diagnostic::new(Code("E0502"), t.span, "a parameter's shape must be fully known").label("`...` is not allowed here"));
+                self.error(
+                    Diagnostic::new(Code("E0502"), t.span, "a parameter's shape must be fully known")
+                        .label("`...` is not allowed here"),
+                );
                 return None;
             };
             if let ExprKind::Name(n) = &e.kind {
-                if env.get(n).is_none() && self.instance_arg(env, n).is_none() && n.starts_with(|c: char| c.is_ascii_uppercase()) {
+                if env.get(n).is_none()
+                    && self.instance_arg(env, n).is_none()
+                    && n.starts_with(|c: char| c.is_ascii_uppercase())
+                {
                     self.error(
-                        Diagnostic::new(Code("E0502"), e.span, format!("a parameter's shape must be constant, but `{n}` is a symbolic dimension"))
-                            .label("symbolic here")
-                            .hint("parameters are allocated when the model is built; use the model's integer arguments"),
+                        Diagnostic::new(
+                            Code("E0502"),
+                            e.span,
+                            format!("a parameter's shape must be constant, but `{n}` is a symbolic dimension"),
+                        )
+                        .label("symbolic here")
+                        .hint("parameters are allocated when the model is built; use the model's integer arguments"),
                     );
                     return None;
                 }
@@ -89,9 +103,13 @@ impl Checker<'_> {
                 other => {
                     let what = other.describe(|id| self.ty(id));
                     self.error(
-                        Diagnostic::new(Code("E0502"), e.span, format!("a parameter's dimensions must be constant integers, not {what}"))
-                            .label("not a constant size")
-                            .hint("use the model's integer arguments, like `f32[inputs, outputs]`"),
+                        Diagnostic::new(
+                            Code("E0502"),
+                            e.span,
+                            format!("a parameter's dimensions must be constant integers, not {what}"),
+                        )
+                        .label("not a constant size")
+                        .hint("use the model's integer arguments, like `f32[inputs, outputs]`"),
                     );
                     return None;
                 }
@@ -121,7 +139,15 @@ impl Checker<'_> {
 
     /// Checks `ty` against the annotation `pat`, binding its names in `env`.
     /// On a mismatch it reports `code` at `span` (the value) and returns false.
-    pub fn match_type(&mut self, pat: &TypeExpr, ty: &TensorType, env: &mut Env, what: &str, span: Span, code: &'static str) -> bool {
+    pub fn match_type(
+        &mut self,
+        pat: &TypeExpr,
+        ty: &TensorType,
+        env: &mut Env,
+        what: &str,
+        span: Span,
+        code: &'static str,
+    ) -> bool {
         let Some(dtype) = self.dtype_name(&pat.dtype) else { return false };
         let expected = self.sources.snippet(pat.span).to_string();
         let mismatch = |c: &mut Self, detail: String| {
@@ -136,9 +162,13 @@ impl Checker<'_> {
         if dtype != ty.dtype {
             return mismatch(self, format!("the dtype is {}, expected {dtype}", ty.dtype));
         }
-        let ellipses: Vec<usize> = pat.dims.iter().enumerate().filter(|(_, d)| matches!(d, DimExpr::Ellipsis(_))).map(|(i, _)| i).collect();
+        let ellipses: Vec<usize> =
+            pat.dims.iter().enumerate().filter(|(_, d)| matches!(d, DimExpr::Ellipsis(_))).map(|(i, _)| i).collect();
         if ellipses.len() > 1 {
-            self.error(Diagnostic::new(Code("E0406"), pat.span, "a type may contain at most one `...`").label("more than one `...`"));
+            self.error(
+                Diagnostic::new(Code("E0406"), pat.span, "a type may contain at most one `...`")
+                    .label("more than one `...`"),
+            );
             return false;
         }
         let fixed = pat.dims.len() - ellipses.len();
@@ -156,7 +186,14 @@ impl Checker<'_> {
                     match &env.ellipsis {
                         Some(previous) if !same_dims(previous, &covered) => {
                             let show = |v: &[Value]| Shape(v.iter().filter_map(value_dim).collect()).to_string();
-                            return mismatch(self, format!("`...` stands for {} here but for {} earlier in the signature", show(&covered), show(previous)));
+                            return mismatch(
+                                self,
+                                format!(
+                                    "`...` stands for {} here but for {} earlier in the signature",
+                                    show(&covered),
+                                    show(previous)
+                                ),
+                            );
                         }
                         _ => env.ellipsis = Some(covered),
                     }
@@ -193,16 +230,26 @@ impl Checker<'_> {
         };
         match (kind, value) {
             (_, Value::Poison) => None,
-            (ScalarKind::Int, v @ Value::Int(_)) | (ScalarKind::Bool, v @ Value::Bool(_)) | (ScalarKind::Float, v @ Value::Float(_)) => Some(v),
+            (ScalarKind::Int, v @ Value::Int(_))
+            | (ScalarKind::Bool, v @ Value::Bool(_))
+            | (ScalarKind::Float, v @ Value::Float(_)) => Some(v),
             (ScalarKind::Float, Value::Int(i)) => Some(Value::Float(i as f64)),
             (kind, other) => {
                 let what = other.describe(|id| self.ty(id));
-                let hint = if matches!(other, Value::Dim(_)) { "a symbolic dimension is only known when the function runs" } else { "" };
+                let hint = if matches!(other, Value::Dim(_)) {
+                    "a symbolic dimension is only known when the function runs"
+                } else {
+                    ""
+                };
                 self.error(
-                    Diagnostic::new(Code("E0304"), span, format!("`{}` must be a compile-time {}, not {what}", p.name.name, kind.name()))
-                        .label(format!("expected {}", kind.name()))
-                        .also(p.name.span, "declared here")
-                        .hint(hint),
+                    Diagnostic::new(
+                        Code("E0304"),
+                        span,
+                        format!("`{}` must be a compile-time {}, not {what}", p.name.name, kind.name()),
+                    )
+                    .label(format!("expected {}", kind.name()))
+                    .also(p.name.span, "declared here")
+                    .hint(hint),
                 );
                 None
             }
@@ -243,7 +290,11 @@ impl Checker<'_> {
         } else {
             format!("`{}` must return a tensor, not {what}", decl.name.name)
         };
-        self.error(Diagnostic::new(Code("E0407"), span, message).label("the function's result").also(decl.name.span, "in this function"))
+        self.error(
+            Diagnostic::new(Code("E0407"), span, message)
+                .label("the function's result")
+                .also(decl.name.span, "in this function"),
+        )
     }
 }
 

@@ -61,7 +61,10 @@ impl Checker<'_> {
             }
             other_value => {
                 let what = other_value.describe(|id| self.ty(id));
-                self.error(Diagnostic::new(Code("E0304"), span, format!("expected a tensor or a number, found {what}")).label("not a tensor"));
+                self.error(
+                    Diagnostic::new(Code("E0304"), span, format!("expected a tensor or a number, found {what}"))
+                        .label("not a tensor"),
+                );
                 return None;
             }
         };
@@ -82,11 +85,15 @@ impl Checker<'_> {
                 _ => {
                     let (ta, tb) = (TensorType::new(dtype, a.clone()), TensorType::new(dtype, b.clone()));
                     self.error(
-                        Diagnostic::new(Code("E0402"), spans.0.to(spans.1), format!("shapes {a} and {b} do not broadcast"))
-                            .label(format!("dimension {i} of the result would need {da} == {db}"))
-                            .also(spans.0, format!("this is {ta}"))
-                            .also(spans.1, format!("this is {tb}"))
-                            .hint("broadcasting aligns trailing dimensions; each pair must be equal or 1"),
+                        Diagnostic::new(
+                            Code("E0402"),
+                            spans.0.to(spans.1),
+                            format!("shapes {a} and {b} do not broadcast"),
+                        )
+                        .label(format!("dimension {i} of the result would need {da} == {db}"))
+                        .also(spans.0, format!("this is {ta}"))
+                        .also(spans.1, format!("this is {tb}"))
+                        .hint("broadcasting aligns trailing dimensions; each pair must be equal or 1"),
                     );
                     return None;
                 }
@@ -109,7 +116,12 @@ impl Checker<'_> {
 
     /// Brings operands to one shape: nodes are broadcast, literals become
     /// constants of `dtypes[i]` with the common shape.
-    pub fn broadcast_all(&mut self, operands: &[(Operand, Span)], dtypes: &[DType], span: Span) -> Option<Vec<kiln_ir::NodeId>> {
+    pub fn broadcast_all(
+        &mut self,
+        operands: &[(Operand, Span)],
+        dtypes: &[DType],
+        span: Span,
+    ) -> Option<Vec<kiln_ir::NodeId>> {
         let mut shape = Shape::scalar();
         let mut shape_span: Option<Span> = None;
         for (op, s) in operands {
@@ -126,10 +138,12 @@ impl Checker<'_> {
         for ((op, _), &dtype) in operands.iter().zip(dtypes) {
             let id = match op {
                 Operand::Node(id) => self.broadcast_to(*id, &shape, span)?,
-                Operand::Lit(value) => match self.emit(Op::Constant { value: *value, dtype, shape: shape.clone() }, &[], span) {
-                    Value::Tensor(id) => id,
-                    _ => return None,
-                },
+                Operand::Lit(value) => {
+                    match self.emit(Op::Constant { value: *value, dtype, shape: shape.clone() }, &[], span) {
+                        Value::Tensor(id) => id,
+                        _ => return None,
+                    }
+                }
             };
             out.push(id);
         }
@@ -142,13 +156,22 @@ impl Checker<'_> {
     }
 
     /// An elementwise op over operands that broadcast, with literal promotion.
-    pub fn elementwise(&mut self, op: Op, args: &[(Value, Span)], span: Span, accepts: impl Fn(DType) -> bool, what: &str) -> Value {
+    pub fn elementwise(
+        &mut self,
+        op: Op,
+        args: &[(Value, Span)],
+        span: Span,
+        accepts: impl Fn(DType) -> bool,
+        what: &str,
+    ) -> Value {
         if args.iter().any(|(v, _)| matches!(v, Value::Poison)) {
             return Value::Poison;
         }
         let values: Vec<&Value> = args.iter().map(|(v, _)| v).collect();
         let Some(dtype) = self.tensor_dtype(&values) else {
-            return self.error(Diagnostic::new(Code("E0304"), span, format!("{what} needs a tensor operand")).label("no tensor here"));
+            return self.error(
+                Diagnostic::new(Code("E0304"), span, format!("{what} needs a tensor operand")).label("no tensor here"),
+            );
         };
         if !accepts(dtype) {
             let first = args.iter().find(|(v, _)| matches!(v, Value::Tensor(_))).map_or(span, |a| a.1);
@@ -176,18 +199,27 @@ impl Checker<'_> {
             if matches!(a.0, Value::Poison) || matches!(b.0, Value::Poison) {
                 return Value::Poison;
             }
-            return self.error(Diagnostic::new(Code("E0304"), span, "`@` needs two tensors").label("matrix product of non-tensors"));
+            return self.error(
+                Diagnostic::new(Code("E0304"), span, "`@` needs two tensors").label("matrix product of non-tensors"),
+            );
         };
         let (tx, ty) = (self.ty(*x), self.ty(*y));
         if tx.dtype != ty.dtype || !tx.dtype.is_numeric() {
             return self.error(
-                Diagnostic::new(Code("E0401"), span, format!("`@` needs two numeric tensors of one dtype, got {tx} and {ty}"))
-                    .also(a.1, format!("this is {tx}"))
-                    .also(b.1, format!("this is {ty}")),
+                Diagnostic::new(
+                    Code("E0401"),
+                    span,
+                    format!("`@` needs two numeric tensors of one dtype, got {tx} and {ty}"),
+                )
+                .also(a.1, format!("this is {tx}"))
+                .also(b.1, format!("this is {ty}")),
             );
         }
         if tx.rank() == 0 || ty.rank() == 0 {
-            return self.error(Diagnostic::new(Code("E0403"), span, "`@` needs operands of rank at least 1; use `*` for scalars").label("scalar operand"));
+            return self.error(
+                Diagnostic::new(Code("E0403"), span, "`@` needs operands of rank at least 1; use `*` for scalars")
+                    .label("scalar operand"),
+            );
         }
         let mut xs = tx.shape.clone();
         let mut ys = ty.shape.clone();
@@ -201,10 +233,14 @@ impl Checker<'_> {
         let (k1, k2) = (xs.0[xs.rank() - 1].clone(), ys.0[ys.rank() - 2].clone());
         if k1 != k2 {
             return self.error(
-                Diagnostic::new(Code("E0403"), span, format!("matrix product of {tx} and {ty}: the inner dimensions {k1} and {k2} differ"))
-                    .label("inner dimensions must be equal")
-                    .also(a.1, format!("this is {tx}, with {k1} columns"))
-                    .also(b.1, format!("this is {ty}, with {k2} rows")),
+                Diagnostic::new(
+                    Code("E0403"),
+                    span,
+                    format!("matrix product of {tx} and {ty}: the inner dimensions {k1} and {k2} differ"),
+                )
+                .label("inner dimensions must be equal")
+                .also(a.1, format!("this is {tx}, with {k1} columns"))
+                .also(b.1, format!("this is {ty}, with {k2} rows")),
             );
         }
         let batch_x = Shape(xs.0[..xs.rank() - 2].to_vec());
@@ -249,21 +285,34 @@ impl Checker<'_> {
             Value::Poison => return None,
             other => {
                 let what = other.describe(|id| self.ty(id));
-                self.error(Diagnostic::new(Code("E0404"), span, format!("an axis must be an integer or a list of integers, not {what}")).label("not an axis"));
+                self.error(
+                    Diagnostic::new(
+                        Code("E0404"),
+                        span,
+                        format!("an axis must be an integer or a list of integers, not {what}"),
+                    )
+                    .label("not an axis"),
+                );
                 return None;
             }
         };
         let mut axes = Vec::new();
         for a in raw {
             let Some(n) = normalize_axis(a, ty.rank()) else {
-                self.error(
-                    Diagnostic::new(Code("E0404"), span, format!("axis {a} is out of range for {ty}"))
-                        .label(format!("a tensor of rank {} has axes {} to {}", ty.rank(), -(ty.rank() as i64), ty.rank() as i64 - 1)),
-                );
+                self.error(Diagnostic::new(Code("E0404"), span, format!("axis {a} is out of range for {ty}")).label(
+                    format!(
+                        "a tensor of rank {} has axes {} to {}",
+                        ty.rank(),
+                        -(ty.rank() as i64),
+                        ty.rank() as i64 - 1
+                    ),
+                ));
                 return None;
             };
             if axes.contains(&n) {
-                self.error(Diagnostic::new(Code("E0404"), span, format!("axis {a} is given twice")).label("repeated axis"));
+                self.error(
+                    Diagnostic::new(Code("E0404"), span, format!("axis {a} is given twice")).label("repeated axis"),
+                );
                 return None;
             }
             axes.push(n);
@@ -273,7 +322,15 @@ impl Checker<'_> {
     }
 
     /// `sum`, `max` or `mean` over `axes` (all when `None`).
-    pub fn reduce(&mut self, kind: ReduceKind, mean: bool, x: kiln_ir::NodeId, axes: Option<(Value, Span)>, keepdims: bool, span: Span) -> Value {
+    pub fn reduce(
+        &mut self,
+        kind: ReduceKind,
+        mean: bool,
+        x: kiln_ir::NodeId,
+        axes: Option<(Value, Span)>,
+        keepdims: bool,
+        span: Span,
+    ) -> Value {
         let ty = self.ty(x);
         if !ty.dtype.is_numeric() || (mean && !ty.dtype.is_float()) {
             return self.error(
@@ -289,13 +346,21 @@ impl Checker<'_> {
             },
             None => (0..ty.rank()).collect(),
         };
-        let Value::Tensor(r) = self.emit(Op::Reduce { kind, axes: axes.clone(), keepdims }, &[x], span) else { return Value::Poison };
+        let Value::Tensor(r) = self.emit(Op::Reduce { kind, axes: axes.clone(), keepdims }, &[x], span) else {
+            return Value::Poison;
+        };
         if !mean {
             return Value::Tensor(r);
         }
         let reduced = Shape(axes.iter().map(|&a| ty.shape.0[a].clone()).collect());
         let Some(count) = self.element_count(&reduced, ty.dtype, span) else { return Value::Poison };
-        self.elementwise(Op::Binary(kiln_ir::BinaryOp::Div), &[(Value::Tensor(r), span), (count, span)], span, |d| d.is_float(), "`mean`")
+        self.elementwise(
+            Op::Binary(kiln_ir::BinaryOp::Div),
+            &[(Value::Tensor(r), span), (count, span)],
+            span,
+            |d| d.is_float(),
+            "`mean`",
+        )
     }
 
     /// The number of elements of `shape` as a value: a number when every
@@ -308,13 +373,25 @@ impl Checker<'_> {
             let Value::Tensor(d) = self.emit(Op::Cast { to: dtype }, &[d], span) else { return None };
             value = Some(match value {
                 None => Value::Tensor(d),
-                Some(v) => self.elementwise(Op::Binary(kiln_ir::BinaryOp::Mul), &[(v, span), (Value::Tensor(d), span)], span, |_| true, "`*`"),
+                Some(v) => self.elementwise(
+                    Op::Binary(kiln_ir::BinaryOp::Mul),
+                    &[(v, span), (Value::Tensor(d), span)],
+                    span,
+                    |_| true,
+                    "`*`",
+                ),
             });
         }
         Some(match value {
             None => Value::Float(constant as f64),
             Some(v) if constant == 1 => v,
-            Some(v) => self.elementwise(Op::Binary(kiln_ir::BinaryOp::Mul), &[(v, span), (Value::Float(constant as f64), span)], span, |_| true, "`*`"),
+            Some(v) => self.elementwise(
+                Op::Binary(kiln_ir::BinaryOp::Mul),
+                &[(v, span), (Value::Float(constant as f64), span)],
+                span,
+                |_| true,
+                "`*`",
+            ),
         })
     }
 
@@ -335,8 +412,12 @@ impl Checker<'_> {
                     None => {
                         let what = other.describe(|id| self.ty(id));
                         return self.error(
-                            Diagnostic::new(Code("E0405"), *s, format!("a reshape dimension must be a size, a symbol or one -1, not {what}"))
-                                .label("not a dimension"),
+                            Diagnostic::new(
+                                Code("E0405"),
+                                *s,
+                                format!("a reshape dimension must be a size, a symbol or one -1, not {what}"),
+                            )
+                            .label("not a dimension"),
                         );
                     }
                 },
@@ -361,8 +442,12 @@ impl Checker<'_> {
                 (true, [s]) if quotient == 1 => Dim::Sym(s.clone()),
                 _ => {
                     return self.error(
-                        Diagnostic::new(Code("E0405"), span, format!("cannot infer the -1 dimension when reshaping {ty}"))
-                            .label(format!("{total} elements do not divide into the other dimensions' {known}")),
+                        Diagnostic::new(
+                            Code("E0405"),
+                            span,
+                            format!("cannot infer the -1 dimension when reshaping {ty}"),
+                        )
+                        .label(format!("{total} elements do not divide into the other dimensions' {known}")),
                     );
                 }
             };
@@ -379,7 +464,13 @@ impl Checker<'_> {
     }
 
     /// Slices one axis: elements `start, start+step, ... < stop`.
-    pub fn slice_axis(&mut self, x: kiln_ir::NodeId, axis: usize, bounds: (Option<i64>, Option<i64>, i64), span: Span) -> Option<kiln_ir::NodeId> {
+    pub fn slice_axis(
+        &mut self,
+        x: kiln_ir::NodeId,
+        axis: usize,
+        bounds: (Option<i64>, Option<i64>, i64),
+        span: Span,
+    ) -> Option<kiln_ir::NodeId> {
         let ty = self.ty(x);
         let (start, stop, step) = bounds;
         let size = match &ty.shape.0[axis] {
@@ -389,23 +480,38 @@ impl Checker<'_> {
                     return Some(x);
                 }
                 self.error(
-                    Diagnostic::new(Code("E0408"), span, format!("cannot slice axis {axis} of {ty}: its size {s} is symbolic"))
-                        .label("slice of a symbolic dimension")
-                        .hint("only a whole symbolic axis (`:`) can be taken"),
+                    Diagnostic::new(
+                        Code("E0408"),
+                        span,
+                        format!("cannot slice axis {axis} of {ty}: its size {s} is symbolic"),
+                    )
+                    .label("slice of a symbolic dimension")
+                    .hint("only a whole symbolic axis (`:`) can be taken"),
                 );
                 return None;
             }
         };
         if step <= 0 {
-            self.error(Diagnostic::new(Code("E0409"), span, format!("a slice step must be positive, not {step}")).label("bad step"));
+            self.error(
+                Diagnostic::new(Code("E0409"), span, format!("a slice step must be positive, not {step}"))
+                    .label("bad step"),
+            );
             return None;
         }
         let norm = |i: i64| if i < 0 { i + size } else { i };
         let (s, e) = (norm(start.unwrap_or(0)), norm(stop.unwrap_or(size)));
         if s < 0 || e > size || s > e {
             self.error(
-                Diagnostic::new(Code("E0409"), span, format!("slice {}..{} is out of range for axis {axis} of {ty}", start.unwrap_or(0), stop.unwrap_or(size)))
-                    .label(format!("axis {axis} has {size} elements")),
+                Diagnostic::new(
+                    Code("E0409"),
+                    span,
+                    format!(
+                        "slice {}..{} is out of range for axis {axis} of {ty}",
+                        start.unwrap_or(0),
+                        stop.unwrap_or(size)
+                    ),
+                )
+                .label(format!("axis {axis} has {size} elements")),
             );
             return None;
         }
@@ -462,7 +568,10 @@ impl Checker<'_> {
             Value::Poison => Value::Poison,
             other => {
                 let what = other.describe(|id| self.ty(id));
-                self.error(Diagnostic::new(Code("E0304"), span, format!("`{name}` cannot be applied to {what}")).label("wrong kind of value"))
+                self.error(
+                    Diagnostic::new(Code("E0304"), span, format!("`{name}` cannot be applied to {what}"))
+                        .label("wrong kind of value"),
+                )
             }
         }
     }

@@ -108,7 +108,9 @@ pub fn bind_inputs(f: &Function, inputs: &[Tensor]) -> Result<Bindings, EvalErro
                 Dim::Const(n) if *n != size => return Err(mismatch(format!(" (dimension {axis} is {size}, not {n})"))),
                 Dim::Sym(s) => match bindings.get(s) {
                     Some(&bound) if bound != size => {
-                        return Err(mismatch(format!(" (dimension {axis} is {size}, but {s} = {bound} from an earlier input)")));
+                        return Err(mismatch(format!(
+                            " (dimension {axis} is {size}, but {s} = {bound} from an earlier input)"
+                        )));
                     }
                     _ => {
                         bindings.insert(s.clone(), size);
@@ -125,7 +127,11 @@ fn param_value(module: &Module, params: &Params, name: &str) -> Result<Tensor, E
     let value = params.get(name).ok_or_else(|| EvalError::MissingParam(name.to_string()))?;
     let decl = module.param(name).ok_or_else(|| EvalError::MissingParam(name.to_string()))?;
     if value.tensor_type() != decl.ty {
-        return Err(EvalError::ParamType { name: name.to_string(), expected: decl.ty.clone(), got: value.tensor_type() });
+        return Err(EvalError::ParamType {
+            name: name.to_string(),
+            expected: decl.ty.clone(),
+            got: value.tensor_type(),
+        });
     }
     Ok(value.clone())
 }

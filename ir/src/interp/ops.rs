@@ -28,7 +28,11 @@ pub(super) fn apply(op: &Op, args: &[&Tensor], shape: &[usize], bindings: &Bindi
         }
         Op::Iota { axis, dtype, .. } => {
             let ints = ArrayD::from_shape_fn(dim, |i| i[*axis] as i64);
-            Ok(if dtype.is_float() { Tensor::float(*dtype, ints.mapv(|x| x as f64)) } else { Tensor::int(*dtype, ints) })
+            Ok(if dtype.is_float() {
+                Tensor::float(*dtype, ints.mapv(|x| x as f64))
+            } else {
+                Tensor::int(*dtype, ints)
+            })
         }
         Op::RandomBits { stream, dtype, .. } => {
             let key = int_array(args[0])?.iter().next().copied().unwrap_or(0) as u64;
@@ -76,7 +80,9 @@ pub(super) fn apply(op: &Op, args: &[&Tensor], shape: &[usize], bindings: &Bindi
         Op::MatMul => matmul(args[0], args[1], shape),
         Op::Conv(attrs) => conv(float_array(args[0])?, float_array(args[1])?, attrs, shape)
             .map(|a| Tensor { dtype: args[0].dtype, data: Data::Float(a) }),
-        Op::ReduceWindow { kind, window, stride, padding } => reduce_window(args[0], *kind, window, stride, padding, shape),
+        Op::ReduceWindow { kind, window, stride, padding } => {
+            reduce_window(args[0], *kind, window, stride, padding, shape)
+        }
         Op::ScatterAdd { axis } => scatter_add(args[0], int_array(args[1])?, args[2], *axis),
     }
 }
@@ -184,7 +190,9 @@ fn binary(op: BinaryOp, x: &Tensor, y: &Tensor) -> Result<Tensor> {
                 _ => 0,
             })?)
         }
-        (Data::Bool(a), Data::Bool(b)) => Data::Bool(zip(a, b, |p, q| if op == BinaryOp::And { p && q } else { p || q })?),
+        (Data::Bool(a), Data::Bool(b)) => {
+            Data::Bool(zip(a, b, |p, q| if op == BinaryOp::And { p && q } else { p || q })?)
+        }
         _ => return Err("operand dtypes differ".into()),
     };
     if !op.accepts(x.dtype) {
@@ -265,18 +273,22 @@ fn reduce(kind: ReduceKind, x: &Tensor, axes: &[usize], keepdims: bool) -> Resul
 }
 
 /// Movement ops and gather, the same for every element type.
-fn movement<T: Clone + Default>(op: &Op, arrays: &[&ArrayD<T>], args: &[&Tensor], shape: &[usize]) -> Result<ArrayD<T>> {
+fn movement<T: Clone + Default>(
+    op: &Op,
+    arrays: &[&ArrayD<T>],
+    args: &[&Tensor],
+    shape: &[usize],
+) -> Result<ArrayD<T>> {
     let x = arrays[0];
     let dim = IxDyn(shape);
     match op {
-        Op::Reshape { .. } => x
-            .as_standard_layout()
-            .into_owned()
-            .into_shape_with_order(dim)
-            .map_err(|e| format!("reshape: {e}")),
-        Op::Broadcast { .. } => {
-            x.broadcast(dim).map(|v| v.to_owned()).ok_or_else(|| format!("cannot broadcast {:?} to {shape:?}", x.shape()))
+        Op::Reshape { .. } => {
+            x.as_standard_layout().into_owned().into_shape_with_order(dim).map_err(|e| format!("reshape: {e}"))
         }
+        Op::Broadcast { .. } => x
+            .broadcast(dim)
+            .map(|v| v.to_owned())
+            .ok_or_else(|| format!("cannot broadcast {:?} to {shape:?}", x.shape())),
         Op::Permute { perm } => Ok(x.view().permuted_axes(IxDyn(perm)).as_standard_layout().into_owned()),
         Op::Slice { axis, start, stop, step } => {
             let slice = Slice::new(*start as isize, Some(*stop as isize), *step as isize);
@@ -322,8 +334,10 @@ fn matmul(a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Tensor> {
     let batch: usize = sa[..r - 2].iter().product();
     let data = match (&a.data, &b.data) {
         (Data::Float(x), Data::Float(y)) => {
-            let x = x.as_standard_layout().into_owned().into_shape_with_order((batch, m, k)).map_err(|e| e.to_string())?;
-            let y = y.as_standard_layout().into_owned().into_shape_with_order((batch, k, n)).map_err(|e| e.to_string())?;
+            let x =
+                x.as_standard_layout().into_owned().into_shape_with_order((batch, m, k)).map_err(|e| e.to_string())?;
+            let y =
+                y.as_standard_layout().into_owned().into_shape_with_order((batch, k, n)).map_err(|e| e.to_string())?;
             let mut out = Vec::with_capacity(batch * m * n);
             for i in 0..batch {
                 out.extend(x.index_axis(Axis(0), i).dot(&y.index_axis(Axis(0), i)).iter().copied());
@@ -331,8 +345,10 @@ fn matmul(a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Tensor> {
             Data::Float(ArrayD::from_shape_vec(IxDyn(shape), out).map_err(|e| e.to_string())?)
         }
         (Data::Int(x), Data::Int(y)) => {
-            let x = x.as_standard_layout().into_owned().into_shape_with_order((batch, m, k)).map_err(|e| e.to_string())?;
-            let y = y.as_standard_layout().into_owned().into_shape_with_order((batch, k, n)).map_err(|e| e.to_string())?;
+            let x =
+                x.as_standard_layout().into_owned().into_shape_with_order((batch, m, k)).map_err(|e| e.to_string())?;
+            let y =
+                y.as_standard_layout().into_owned().into_shape_with_order((batch, k, n)).map_err(|e| e.to_string())?;
             let mut out = Vec::with_capacity(batch * m * n);
             for i in 0..batch {
                 out.extend(int_matmul(x.index_axis(Axis(0), i), y.index_axis(Axis(0), i)).iter().copied());
@@ -346,7 +362,9 @@ fn matmul(a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Tensor> {
 
 fn int_matmul(x: ArrayView2<i64>, y: ArrayView2<i64>) -> Array2<i64> {
     let (m, k, n) = (x.nrows(), x.ncols(), y.ncols());
-    Array2::from_shape_fn((m, n), |(i, j)| (0..k).fold(0i64, |acc, l| acc.wrapping_add(x[[i, l]].wrapping_mul(y[[l, j]]))))
+    Array2::from_shape_fn((m, n), |(i, j)| {
+        (0..k).fold(0i64, |acc, l| acc.wrapping_add(x[[i, l]].wrapping_mul(y[[l, j]])))
+    })
 }
 
 /// The input index a window position reads, or `None` when it falls in padding.
@@ -374,9 +392,14 @@ fn conv(x: &ArrayD<f64>, w: &ArrayD<f64>, attrs: &ConvAttrs, shape: &[usize]) ->
                 xi[0] = n;
                 xi[1] = group * c_in_group + ci;
                 for d in 0..spatial {
-                    let Some(pos) =
-                        window_source(out[d + 2], k[d], attrs.stride[d], attrs.dilation[d], attrs.padding[d].0, x.shape()[d + 2])
-                    else {
+                    let Some(pos) = window_source(
+                        out[d + 2],
+                        k[d],
+                        attrs.stride[d],
+                        attrs.dilation[d],
+                        attrs.padding[d].0,
+                        x.shape()[d + 2],
+                    ) else {
                         continue 'kernel;
                     };
                     xi[d + 2] = pos;
@@ -399,7 +422,15 @@ fn reduce_window(
     padding: &[(u64, u64)],
     shape: &[usize],
 ) -> Result<Tensor> {
-    fn pool<T: Copy>(a: &ArrayD<T>, win: &[usize], stride: &[u64], padding: &[(u64, u64)], shape: &[usize], init: T, f: impl Fn(T, T) -> T) -> ArrayD<T> {
+    fn pool<T: Copy>(
+        a: &ArrayD<T>,
+        win: &[usize],
+        stride: &[u64],
+        padding: &[(u64, u64)],
+        shape: &[usize],
+        init: T,
+        f: impl Fn(T, T) -> T,
+    ) -> ArrayD<T> {
         let mut at = vec![0usize; a.ndim()];
         ArrayD::from_shape_fn(IxDyn(shape), |out| {
             let out = out.slice();
@@ -430,7 +461,13 @@ fn reduce_window(
 }
 
 fn scatter_add(base: &Tensor, indices: &ArrayD<i64>, updates: &Tensor, axis: usize) -> Result<Tensor> {
-    fn scatter<T: Copy>(out: &mut ArrayD<T>, indices: &ArrayD<i64>, updates: &ArrayD<T>, axis: usize, add: impl Fn(T, T) -> T) {
+    fn scatter<T: Copy>(
+        out: &mut ArrayD<T>,
+        indices: &ArrayD<i64>,
+        updates: &ArrayD<T>,
+        axis: usize,
+        add: impl Fn(T, T) -> T,
+    ) {
         let index_rank = indices.ndim();
         let mut at = vec![0usize; out.ndim()];
         for (u, &v) in updates.indexed_iter() {
