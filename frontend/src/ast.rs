@@ -237,5 +237,5 @@ pub enum IndexItem {
     /// `i`: one element (the axis disappears), or a gather with a tensor.
     At(Expr),
     /// `start:stop:step`, each optional.
-    Range { start: Option<Expr>, stop: Option<Expr>, step: Option<Expr>, span: Span },
+    Range { start: Option<Box<Expr>>, stop: Option<Box<Expr>>, step: Option<Box<Expr>>, span: Span },
 }

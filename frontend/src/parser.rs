@@ -501,15 +501,15 @@ impl Parser<'_> {
             let span = lhs.span.to(rhs.span);
             lhs = Expr { kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)), span };
             // Comparisons do not chain: `a < b < c` is an error.
-            if level == 2 {
-                if let Some(op) = self.binary_op(2) {
-                    let span = self.span();
-                    return Err(self.error(
-                        span,
-                        format!("comparisons cannot be chained with `{}`", op.symbol()),
-                        "a second comparison",
-                    ));
-                }
+            if level == 2
+                && let Some(op) = self.binary_op(2)
+            {
+                let span = self.span();
+                return Err(self.error(
+                    span,
+                    format!("comparisons cannot be chained with `{}`", op.symbol()),
+                    "a second comparison",
+                ));
             }
         }
         self.depth = depth;
@@ -621,15 +621,15 @@ impl Parser<'_> {
 
     fn index_item(&mut self) -> PResult<IndexItem> {
         let start_span = self.span();
-        let start = if self.at(&TokenKind::Colon) { None } else { Some(self.expr()?) };
+        let start = if self.at(&TokenKind::Colon) { None } else { Some(Box::new(self.expr()?)) };
         if !self.eat(&TokenKind::Colon) {
-            return start.map(IndexItem::At).ok_or_else(|| self.expected("an index"));
+            return start.map(|e| IndexItem::At(*e)).ok_or_else(|| self.expected("an index"));
         }
-        let bound = |p: &mut Self| -> PResult<Option<Expr>> {
+        let bound = |p: &mut Self| -> PResult<Option<Box<Expr>>> {
             if matches!(p.peek(), TokenKind::Colon | TokenKind::Comma | TokenKind::RBracket) {
                 Ok(None)
             } else {
-                p.expr().map(Some)
+                p.expr().map(|e| Some(Box::new(e)))
             }
         };
         let stop = bound(self)?;

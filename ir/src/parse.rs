@@ -118,11 +118,15 @@ fn tokenize(text: &str) -> std::result::Result<Vec<Token>, ParseError> {
     Ok(tokens)
 }
 
+/// Where a function's header starts and where each of its nodes is defined,
+/// as (line, column).
+type FunctionPositions = ((usize, usize), Vec<(usize, usize)>);
+
 struct Parser {
     tokens: Vec<Token>,
     pos: usize,
     /// Per function: where its header starts and where each node is defined.
-    positions: Vec<((usize, usize), Vec<(usize, usize)>)>,
+    positions: Vec<FunctionPositions>,
 }
 
 type Result<T> = std::result::Result<T, ParseError>;

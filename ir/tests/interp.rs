@@ -43,7 +43,7 @@ fn elementwise_unary() {
         check(
             sig,
             &format!("  %0: f32[4] = input 0\n  %1: f32[4] = {op} %0\n  return %1"),
-            &[x.clone()],
+            std::slice::from_ref(&x),
             f32s(&[4], expected),
         );
     };
@@ -58,7 +58,7 @@ fn elementwise_unary() {
     check(
         "x: f32[3]",
         "  %0: f32[3] = input 0\n  %1: f32[3] = sqrt %0\n  return %1",
-        &[y.clone()],
+        std::slice::from_ref(&y),
         f32s(&[3], &[1.0, 2.0, 0.5]),
     );
     check(
@@ -125,32 +125,32 @@ fn reductions_with_and_without_keepdims() {
     check(
         sig,
         "  %0: f32[2, 3] = input 0\n  %1: f32[2] = reduce_sum %0 axes=[1] keepdims=false\n  return %1",
-        &[x.clone()],
+        std::slice::from_ref(&x),
         f32s(&[2], &[9.0, -1.5]),
     );
     check(
         sig,
         "  %0: f32[2, 3] = input 0\n  %1: f32[1, 3] = reduce_sum %0 axes=[0] keepdims=true\n  return %1",
-        &[x.clone()],
+        std::slice::from_ref(&x),
         f32s(&[1, 3], &[-3.0, 7.0, 3.5]),
     );
     check(
         sig,
         "  %0: f32[2, 3] = input 0\n  %1: f32[2, 1] = reduce_max %0 axes=[1] keepdims=true\n  return %1",
-        &[x.clone()],
+        std::slice::from_ref(&x),
         f32s(&[2, 1], &[5.0, 2.0]),
     );
     check(
         sig,
         "  %0: f32[2, 3] = input 0\n  %1: f32[] = reduce_max %0 axes=[0, 1] keepdims=false\n  return %1",
-        &[x.clone()],
+        std::slice::from_ref(&x),
         f32s(&[], &[5.0]),
     );
     check(
         sig,
         "  %0: f32[2, 3] = input 0\n  %1: f32[2, 3] = reduce_sum %0 axes=[] keepdims=false\n  return %1",
-        &[x.clone()],
-        x,
+        std::slice::from_ref(&x),
+        x.clone(),
     );
 }
 
@@ -161,25 +161,25 @@ fn movement_ops() {
     check(
         sig,
         "  %0: f32[2, 3] = input 0\n  %1: f32[3, 2] = permute %0 perm=[1, 0]\n  return %1",
-        &[x.clone()],
+        std::slice::from_ref(&x),
         f32s(&[3, 2], &[0.0, 3.0, 1.0, 4.0, 2.0, 5.0]),
     );
     check(
         sig,
         "  %0: f32[2, 3] = input 0\n  %1: f32[3, 2] = reshape %0\n  return %1",
-        &[x.clone()],
+        std::slice::from_ref(&x),
         f32s(&[3, 2], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]),
     );
     check(
         sig,
         "  %0: f32[2, 3] = input 0\n  %1: f32[2, 2] = slice %0 axis=1 start=0 stop=3 step=2\n  return %1",
-        &[x.clone()],
+        std::slice::from_ref(&x),
         f32s(&[2, 2], &[0.0, 2.0, 3.0, 5.0]),
     );
     check(
         sig,
         "  %0: f32[2, 3] = input 0\n  %1: f32[3, 4] = pad %0 padding=[(1, 0), (0, 1)]\n  return %1",
-        &[x.clone()],
+        std::slice::from_ref(&x),
         f32s(&[3, 4], &[0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 0.0, 3.0, 4.0, 5.0, 0.0]),
     );
     check(
@@ -226,9 +226,9 @@ fn pooling_by_reduce_window() {
     let x = f32s(&[1, 1, 2, 4], &[1.0, 5.0, 2.0, 0.0, -1.0, 3.0, 8.0, 4.0]);
     let sig = "x: f32[1, 1, 2, 4]";
     let body = "  %0: f32[1, 1, 2, 4] = input 0\n  %1: f32[1, 1, 1, 2] = reduce_window_max %0 window=[1, 1, 2, 2] stride=[1, 1, 2, 2] padding=[(0, 0), (0, 0), (0, 0), (0, 0)]\n  return %1";
-    check(sig, body, &[x.clone()], f32s(&[1, 1, 1, 2], &[5.0, 8.0]));
+    check(sig, body, std::slice::from_ref(&x), f32s(&[1, 1, 1, 2], &[5.0, 8.0]));
     let body = "  %0: f32[1, 1, 2, 4] = input 0\n  %1: f32[1, 1, 1, 2] = reduce_window_sum %0 window=[1, 1, 2, 2] stride=[1, 1, 2, 2] padding=[(0, 0), (0, 0), (0, 0), (0, 0)]\n  return %1";
-    check(sig, body, &[x.clone()], f32s(&[1, 1, 1, 2], &[8.0, 14.0]));
+    check(sig, body, std::slice::from_ref(&x), f32s(&[1, 1, 1, 2], &[8.0, 14.0]));
     // Max padding holds -inf, so a padded border never wins.
     let body = "  %0: f32[1, 1, 2, 4] = input 0\n  %1: f32[1, 1, 1, 5] = reduce_window_max %0 window=[1, 1, 2, 1] stride=[1, 1, 1, 1] padding=[(0, 0), (0, 0), (0, 0), (1, 0)]\n  return %1";
     check(sig, body, &[x], f32s(&[1, 1, 1, 5], &[f32::NEG_INFINITY, 1.0, 5.0, 8.0, 4.0]));
@@ -261,16 +261,16 @@ fn gather_and_scatter_add() {
 fn sources_constants_iota_dims_and_casts() {
     let x = f32s(&[2, 3], &[0.0; 6]);
     let body = "  %0: f32[N, 3] = input 0\n  %1: i64[] = dim N\n  %2: f32[] = cast %1\n  return %2";
-    check("x: f32[N, 3]", body, &[x.clone()], f32s(&[], &[2.0]));
+    check("x: f32[N, 3]", body, std::slice::from_ref(&x), f32s(&[], &[2.0]));
     let body = "  %0: f32[N, 3] = input 0\n  %1: i32[N, 3] = iota axis=1\n  return %1";
-    check("x: f32[N, 3]", body, &[x.clone()], ints(DType::I32, &[2, 3], &[0, 1, 2, 0, 1, 2]));
+    check("x: f32[N, 3]", body, std::slice::from_ref(&x), ints(DType::I32, &[2, 3], &[0, 1, 2, 0, 1, 2]));
     let body = "  %0: f32[N, 3] = input 0\n  %1: f32[N, 3] = const 0.5\n  return %1";
     check("x: f32[N, 3]", body, &[x], f32s(&[2, 3], &[0.5; 6]));
     let y = f32s(&[3], &[-1.7, 0.0, 2.9]);
     check(
         "x: f32[3]",
         "  %0: f32[3] = input 0\n  %1: i32[3] = cast %0\n  return %1",
-        &[y.clone()],
+        std::slice::from_ref(&y),
         ints(DType::I32, &[3], &[-1, 0, 2]),
     );
     check(
@@ -308,8 +308,14 @@ fn f64_precision_keeps_what_f32_rounds_away() {
     let text = "func f(x: f32[]) -> (f32[]) {\n  %0: f32[] = input 0\n  %1: f32[] = const 1e-9\n  %2: f32[] = add %0, %1\n  return %2\n}\n";
     let module = parse_module(text).unwrap();
     let one = f32s(&[], &[1.0]);
-    let native =
-        evaluate(&module, "f", &[one.clone()], &Params::new(), EvalOptions { precision: Precision::Native }).unwrap();
+    let native = evaluate(
+        &module,
+        "f",
+        std::slice::from_ref(&one),
+        &Params::new(),
+        EvalOptions { precision: Precision::Native },
+    )
+    .unwrap();
     let wide = evaluate(&module, "f", &[one], &Params::new(), EvalOptions { precision: Precision::F64 }).unwrap();
     assert_eq!(native[0].to_f64_vec(), vec![1.0]);
     assert_eq!(wide[0].to_f64_vec(), vec![1.0 + 1e-9]);
@@ -342,7 +348,7 @@ fn bad_inputs_are_errors_not_panics() {
     );
     let e = err(&[f32s(&[2, 4], &[0.0; 8]), f32s(&[2], &[0.0; 2])], &params);
     assert!(e.to_string().contains("dimension 1 is 4, not 3"), "{e}");
-    assert!(matches!(err(&[x.clone()], &params), EvalError::InputCount { .. }));
+    assert!(matches!(err(std::slice::from_ref(&x), &params), EvalError::InputCount { .. }));
     assert!(matches!(evaluate(&module, "g", &[], &params, EvalOptions::default()), Err(EvalError::UnknownFunction(_))));
 
     let gather = parse_module("func g(t: f32[3], i: i32[2]) -> (f32[2]) {\n  %0: f32[3] = input 0\n  %1: i32[2] = input 1\n  %2: f32[2] = gather %0, %1 axis=0\n  return %2\n}\n").unwrap();

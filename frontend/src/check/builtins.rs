@@ -263,6 +263,21 @@ impl Checker<'_> {
             "where" => {
                 let a = self.builtin_args(name, &["condition", "a", "b"], 3, args, span)?;
                 let (c, x, y) = (a[0].clone()?, a[1].clone()?, a[2].clone()?);
+                if let Value::Tensor(id) = &c.0 {
+                    let ty = self.ty(*id);
+                    if ty.dtype != DType::Bool {
+                        self.error(
+                            Diagnostic::new(
+                                Code("E0401"),
+                                c.1,
+                                format!("the condition of `where` must be bool, not {ty}"),
+                            )
+                            .label(format!("this is {ty}"))
+                            .hint("compare to get a condition, for example `x > 0.0`"),
+                        );
+                        return None;
+                    }
+                }
                 let cond = self.operand(&c.0, DType::Bool, c.1, c.1)?;
                 let Some(dtype) = self.tensor_dtype(&[&x.0, &y.0]) else {
                     self.error(

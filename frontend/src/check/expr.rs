@@ -217,10 +217,10 @@ impl Checker<'_> {
         if let Some(b) = env.get(name) {
             return b.value.clone();
         }
-        if let Some(inst) = env.instance {
-            if let Some(v) = self.member(inst, name, span) {
-                return v;
-            }
+        if let Some(inst) = env.instance
+            && let Some(v) = self.member(inst, name, span)
+        {
+            return v;
         }
         if name == "training" {
             return Value::Bool(self.training);
@@ -591,14 +591,12 @@ impl Checker<'_> {
     /// ranges slice, and one integer tensor gathers along its axis.
     fn index(&mut self, v: Value, items: &[IndexItem], env: &mut Env, span: Span) -> Value {
         let Value::Tensor(mut x) = v else {
-            if let Value::List(list) = &v {
-                if let [IndexItem::At(e)] = items {
-                    if let Value::Int(i) = self.eval(e, env) {
-                        if let Some(i) = normalize_axis(i, list.len()) {
-                            return list[i].clone();
-                        }
-                    }
-                }
+            if let Value::List(list) = &v
+                && let [IndexItem::At(e)] = items
+                && let Value::Int(i) = self.eval(e, env)
+                && let Some(i) = normalize_axis(i, list.len())
+            {
+                return list[i].clone();
             }
             if matches!(v, Value::Poison) {
                 return v;
@@ -647,7 +645,7 @@ impl Checker<'_> {
                     }
                 },
                 IndexItem::Range { start, stop, step, span: s } => {
-                    let mut bound = |c: &mut Self, e: &Option<Expr>| -> Result<Option<i64>, ()> {
+                    let mut bound = |c: &mut Self, e: &Option<Box<Expr>>| -> Result<Option<i64>, ()> {
                         match e.as_ref().map(|e| (c.eval(e, env), e.span)) {
                             None => Ok(None),
                             Some((Value::Int(i), _)) => Ok(Some(i)),

@@ -112,22 +112,22 @@ pub(crate) fn check_program(
         }
         None => c.lower_free_functions(),
     }
-    if c.diags.is_empty() {
-        if let Err(e) = kiln_ir::verify_module(&c.module) {
-            // The frontend checks everything the verifier does; reaching this is a bug.
-            let span = root
-                .as_ref()
-                .and_then(|m| items.models.get(m))
-                .map_or(Span::new(crate::source::FileId(0), 0, 0), |m| m.span);
-            c.diags.push(
-                Diagnostic::new(
-                    Code("E0801"),
-                    span,
-                    format!("internal error: the lowered IR does not verify: {}", e.message),
-                )
-                .note(kiln_ir::render_error(&c.module, &e)),
-            );
-        }
+    if c.diags.is_empty()
+        && let Err(e) = kiln_ir::verify_module(&c.module)
+    {
+        // The frontend checks everything the verifier does; reaching this is a bug.
+        let span = root
+            .as_ref()
+            .and_then(|m| items.models.get(m))
+            .map_or(Span::new(crate::source::FileId(0), 0, 0), |m| m.span);
+        c.diags.push(
+            Diagnostic::new(
+                Code("E0801"),
+                span,
+                format!("internal error: the lowered IR does not verify: {}", e.message),
+            )
+            .note(kiln_ir::render_error(&c.module, &e)),
+        );
     }
     if c.diags.is_empty() { Ok(Program { module: c.module, model: root, train }) } else { Err(c.diags) }
 }
@@ -136,10 +136,11 @@ impl Checker<'_> {
     /// Reports `d`. An error inside an inlined function of another file
     /// (the prelude, a `use`d file) also points at the call in this file.
     pub fn error(&mut self, mut d: Diagnostic) -> Value {
-        if let Some(&outer) = self.call_stack.iter().find(|s| s.file == self.items.root_file) {
-            if d.span.file != outer.file && !d.secondary.iter().any(|(s, _)| s.file == outer.file) {
-                d = d.also(outer, "in this call");
-            }
+        if let Some(&outer) = self.call_stack.iter().find(|s| s.file == self.items.root_file)
+            && d.span.file != outer.file
+            && !d.secondary.iter().any(|(s, _)| s.file == outer.file)
+        {
+            d = d.also(outer, "in this call");
         }
         self.diags.push(d);
         Value::Poison
@@ -274,10 +275,10 @@ impl Checker<'_> {
     fn lower_model_functions(&mut self, instance: usize) {
         let decl = self.instances[instance].decl.clone();
         for member in &decl.members {
-            if let ast::Member::Fn(f) = member {
-                if Self::is_entry(f) {
-                    self.lower_entry(f, Some(instance), false);
-                }
+            if let ast::Member::Fn(f) = member
+                && Self::is_entry(f)
+            {
+                self.lower_entry(f, Some(instance), false);
             }
         }
     }

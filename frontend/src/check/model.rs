@@ -91,10 +91,8 @@ impl Checker<'_> {
                 continue;
             }
             defined.insert(ident.name.clone(), ident.span);
-            if is_fn {
-                if let Member::Fn(f) = m {
-                    members.insert(ident.name.clone(), MemberValue::Fn(Rc::new(f.clone())));
-                }
+            if is_fn && let Member::Fn(f) = m {
+                members.insert(ident.name.clone(), MemberValue::Fn(Rc::new(f.clone())));
             }
         }
         self.instances.push(Instance { decl: decl.clone(), path, members });

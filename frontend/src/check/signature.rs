@@ -80,22 +80,21 @@ impl Checker<'_> {
                 );
                 return None;
             };
-            if let ExprKind::Name(n) = &e.kind {
-                if env.get(n).is_none()
-                    && self.instance_arg(env, n).is_none()
-                    && n.starts_with(|c: char| c.is_ascii_uppercase())
-                {
-                    self.error(
-                        Diagnostic::new(
-                            Code("E0502"),
-                            e.span,
-                            format!("a parameter's shape must be constant, but `{n}` is a symbolic dimension"),
-                        )
-                        .label("symbolic here")
-                        .hint("parameters are allocated when the model is built; use the model's integer arguments"),
-                    );
-                    return None;
-                }
+            if let ExprKind::Name(n) = &e.kind
+                && env.get(n).is_none()
+                && self.instance_arg(env, n).is_none()
+                && n.starts_with(|c: char| c.is_ascii_uppercase())
+            {
+                self.error(
+                    Diagnostic::new(
+                        Code("E0502"),
+                        e.span,
+                        format!("a parameter's shape must be constant, but `{n}` is a symbolic dimension"),
+                    )
+                    .label("symbolic here")
+                    .hint("parameters are allocated when the model is built; use the model's integer arguments"),
+                );
+                return None;
             }
             match self.eval(e, env) {
                 Value::Int(i) if i >= 0 => dims.push(Dim::Const(i as u64)),

@@ -427,7 +427,7 @@ impl Checker<'_> {
         if let Some(at) = infer_at {
             let known = Shape(shape.clone()).element_count();
             let mut rest = total.symbols.clone();
-            let mut ok = known.constant != 0 && total.constant % known.constant == 0;
+            let mut ok = known.constant != 0 && total.constant.is_multiple_of(known.constant);
             for s in &known.symbols {
                 match rest.iter().position(|r| r == s) {
                     Some(p) => {
@@ -436,7 +436,7 @@ impl Checker<'_> {
                     None => ok = false,
                 }
             }
-            let quotient = if known.constant == 0 { 0 } else { total.constant / known.constant };
+            let quotient = total.constant.checked_div(known.constant).unwrap_or(0);
             shape[at] = match (ok, rest.as_slice()) {
                 (true, []) => Dim::Const(quotient as u64),
                 (true, [s]) if quotient == 1 => Dim::Sym(s.clone()),

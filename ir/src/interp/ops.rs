@@ -37,11 +37,9 @@ pub(super) fn apply(op: &Op, args: &[&Tensor], shape: &[usize], bindings: &Bindi
         Op::RandomBits { stream, dtype, .. } => {
             let key = int_array(args[0])?.iter().next().copied().unwrap_or(0) as u64;
             let shift = if *dtype == DType::I32 { 33 } else { 1 };
-            let mut counter = 0u64;
             let mut bits = ArrayD::zeros(dim);
-            for x in bits.iter_mut() {
-                *x = (random::bits(key, *stream, counter) >> shift) as i64;
-                counter += 1;
+            for (counter, x) in bits.iter_mut().enumerate() {
+                *x = (random::bits(key, *stream, counter as u64) >> shift) as i64;
             }
             Ok(Tensor::int(*dtype, bits))
         }
