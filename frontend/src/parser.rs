@@ -273,7 +273,7 @@ impl Parser<'_> {
         let start = self.expect(TokenKind::Model)?;
         let name = self.ident("a model name")?;
         let params = if self.at(&TokenKind::LParen) { self.params()? } else { Vec::new() };
-        self.expect(TokenKind::LBrace)?;
+        let open = self.expect(TokenKind::LBrace)?;
         let members = self.nested(false, |p| {
             let mut members = Vec::new();
             while !matches!(p.peek(), TokenKind::RBrace | TokenKind::Eof) {
@@ -284,7 +284,7 @@ impl Parser<'_> {
             }
             Ok(members)
         })?;
-        let end = self.expect(TokenKind::RBrace)?;
+        let end = self.close_brace(open)?;
         Ok(ModelDecl { name, params, members, span: start.to(end) })
     }
 
@@ -343,7 +343,7 @@ impl Parser<'_> {
     fn train(&mut self) -> PResult<TrainDecl> {
         let start = self.expect(TokenKind::Train)?;
         let model = self.ident("the name of the model to train")?;
-        self.expect(TokenKind::LBrace)?;
+        let open = self.expect(TokenKind::LBrace)?;
         let (fns, optimizer) = self.nested(false, |p| {
             let mut fns = Vec::new();
             let mut optimizer = None;
@@ -366,11 +366,21 @@ impl Parser<'_> {
             }
             Ok((fns, optimizer))
         })?;
-        let end = self.expect(TokenKind::RBrace)?;
+        let end = self.close_brace(open)?;
         Ok(TrainDecl { model, fns, optimizer, span: start.to(end) })
     }
 
     // ----------------------------------------------------------- statements
+
+    /// Expects the `}` that closes the `{` at `open`, pointing at both if it
+    /// is missing.
+    fn close_brace(&mut self, open: Span) -> PResult<Span> {
+        self.expect(TokenKind::RBrace).inspect_err(|_| {
+            if let Some(d) = self.diagnostics.last_mut() {
+                d.secondary.push((open, "this `{` is never closed".into()));
+            }
+        })
+    }
 
     fn block(&mut self) -> PResult<Block> {
         let start = self.expect(TokenKind::LBrace)?;
@@ -389,7 +399,7 @@ impl Parser<'_> {
             }
             Ok((stmts, value.map(Box::new)))
         })?;
-        let end = self.expect(TokenKind::RBrace)?;
+        let end = self.close_brace(start)?;
         Ok(Block { stmts, value, span: start.to(end) })
     }
 

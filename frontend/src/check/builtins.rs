@@ -77,7 +77,7 @@ impl Checker<'_> {
                         Diagnostic::new(
                             Code("E0301"),
                             a.span,
-                            format!("`{name}` takes at most {} arguments", params.len()),
+                            format!("`{name}` takes at most {}", count(params.len(), "argument")),
                         )
                         .label("extra argument")
                         .note(format!("`{name}({})`", params.join(", "))),
@@ -786,4 +786,9 @@ impl Checker<'_> {
         let ids = self.broadcast_all(&[(Operand::Node(f), span), (scale, span)], &[dtype, dtype], span)?;
         Some(self.emit(Op::Binary(BinaryOp::Mul), &ids, span))
     }
+}
+
+/// `1 argument`, `2 arguments`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }

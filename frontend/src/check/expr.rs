@@ -59,13 +59,16 @@ impl Checker<'_> {
             ExprKind::Field(x, field) => match self.eval(x, env) {
                 Value::Model(inst) => self.member(inst, &field.name, field.span).unwrap_or_else(|| {
                     let model = self.instances[inst].decl.name.name.clone();
+                    let members: Vec<String> = self.instances[inst].members.keys().cloned().collect();
+                    let hint = closest(&field.name, &members).map(|m| format!("did you mean `{m}`?"));
                     self.error(
                         Diagnostic::new(
                             Code("E0201"),
                             field.span,
                             format!("model `{model}` has no member `{}`", field.name),
                         )
-                        .label("unknown member"),
+                        .label("unknown member")
+                        .hint(hint.unwrap_or_else(|| format!("its members are: {}", sorted(&members)))),
                     )
                 }),
                 Value::Poison => Value::Poison,
@@ -407,7 +410,10 @@ impl Checker<'_> {
                             Diagnostic::new(
                                 Code("E0301"),
                                 a.span,
-                                format!("{callee} takes {} arguments, but more were given", params.len()),
+                                format!(
+                                    "{callee} takes {}, but more were given",
+                                    super::builtins::count(params.len(), "argument")
+                                ),
                             )
                             .label("extra argument"),
                         );
@@ -696,6 +702,13 @@ impl Checker<'_> {
         }
         Value::Tensor(x)
     }
+}
+
+/// Names sorted and joined, for messages.
+fn sorted(names: &[String]) -> String {
+    let mut names = names.to_vec();
+    names.sort();
+    names.join(", ")
 }
 
 fn as_f64(v: &Value) -> f64 {
