@@ -61,7 +61,9 @@ pub enum Op {
     /// rank >= 2, equal batch dimensions, numeric `T`.
     MatMul,
     /// Convolution (cross-correlation, as in the frameworks) over `d` spatial
-    /// axes: input `T[n, c_in, x..]`, weight `T[c_out, c_in / groups, k..]`,
+    /// axes: input `T[n, c_in, x..]`, weight `T[c_out, c_in / groups, k..]`
+    /// (with one group the channel counts may be symbolic; with more they
+    /// must be constants that the groups divide), constant spatial sizes,
     /// output `T[n, c_out, y..]` with
     /// `y = (x + lo + hi - dilation * (k - 1) - 1) / stride + 1`.
     Conv(ConvAttrs),

@@ -270,15 +270,25 @@ fn conv(x: &TensorType, w: &TensorType, attrs: &ConvAttrs) -> Result<TensorType,
     if stride.len() != spatial || padding.len() != spatial || dilation.len() != spatial {
         return Err(format!("stride, padding and dilation need {spatial} entries each"));
     }
-    let c_in = const_dim(&x.shape, 1, "convolved channel")?;
-    let c_out = const_dim(&w.shape, 0, "output channel")?;
-    if *groups == 0 || c_in % groups != 0 || c_out % groups != 0 {
-        return Err(format!("{groups} groups do not divide {c_in} input and {c_out} output channels"));
+    if *groups == 0 {
+        return Err("a convolution needs at least one group".into());
     }
-    if w.shape.0[1] != Dim::Const(c_in / groups) {
-        return Err(format!("weight {w} needs {} input channels per group ({c_in} / {groups})", c_in / groups));
+    if *groups == 1 {
+        // One group: the channel counts may be symbols, as long as they agree.
+        if w.shape.0[1] != x.shape.0[1] {
+            return Err(format!("weight {w} needs {} input channels, as the input {x} has", x.shape.0[1]));
+        }
+    } else {
+        let c_in = const_dim(&x.shape, 1, "convolved channel")?;
+        let c_out = const_dim(&w.shape, 0, "output channel")?;
+        if c_in % groups != 0 || c_out % groups != 0 {
+            return Err(format!("{groups} groups do not divide {c_in} input and {c_out} output channels"));
+        }
+        if w.shape.0[1] != Dim::Const(c_in / groups) {
+            return Err(format!("weight {w} needs {} input channels per group ({c_in} / {groups})", c_in / groups));
+        }
     }
-    let mut dims = vec![x.shape.0[0].clone(), Dim::Const(c_out)];
+    let mut dims = vec![x.shape.0[0].clone(), w.shape.0[0].clone()];
     for i in 0..spatial {
         let size = const_dim(&x.shape, i + 2, "spatial")?;
         let k = const_dim(&w.shape, i + 2, "kernel")?;

@@ -4,8 +4,10 @@
 //! what it needs and guarantees; the [`Pipeline`] runs a named list of them,
 //! times each, and verifies the IR after each.
 
+pub mod autodiff;
 mod eliminate_dead_code;
 mod pipeline;
 
+pub use autodiff::{AutodiffError, Source, differentiate};
 pub use eliminate_dead_code::eliminate_dead_code;
 pub use pipeline::{PassError, Pipeline, StageReport};
