@@ -118,13 +118,11 @@ pub fn differentiate(module: &Module, function: &str, sources: &[Source]) -> Res
     for s in sources {
         let mut total: Option<NodeId> = None;
         for (id, node) in original.graph.nodes() {
-            if is_source(&node.op) && matches_source(&node.op, s) {
-                if let Some(g) = adjoint[id.index()] {
-                    total = Some(match total {
-                        None => g,
-                        Some(t) => b.add_n(t, g)?,
-                    });
-                }
+            if let (true, Some(g)) = (matches_source(&node.op, s), adjoint[id.index()]) {
+                total = Some(match total {
+                    None => g,
+                    Some(t) => b.add_n(t, g)?,
+                });
             }
         }
         let gradient = match total {

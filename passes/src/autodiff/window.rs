@@ -13,25 +13,26 @@ use kiln_ir::{CompareOp, ConvAttrs, DType, Dim, NodeId, Op, ReduceKind, Shape};
 
 use super::builder::{Builder, Result};
 
-/// `g` dilated by `stride` and padded so that a stride-1 correlation with
-/// window `k` and `dilation` gives `size` outputs on `axis`.
-fn spread(
-    b: &mut Builder<'_>,
-    g: NodeId,
-    axis: usize,
+/// One spatial axis of a windowed op: input size, window, stride,
+/// dilation and leading padding.
+struct Axis {
     size: u64,
-    k: u64,
+    window: u64,
     stride: u64,
     dilation: u64,
     lo: u64,
-) -> Result<NodeId> {
+}
+
+/// `g` dilated by the stride and padded so that a stride-1 correlation with
+/// the (dilated) window gives `size` outputs on `axis`.
+fn spread(b: &mut Builder<'_>, g: NodeId, axis: usize, a: Axis) -> Result<NodeId> {
     let outputs = b.const_dim(g, axis)?;
-    let dilated = b.dilate(g, axis, stride)?;
+    let dilated = b.dilate(g, axis, a.stride)?;
     // Keep (outputs - 1) * stride + 1 elements: drop the trailing zeros.
-    let kept = if outputs == 0 { 0 } else { (outputs - 1) * stride + 1 };
+    let kept = if outputs == 0 { 0 } else { (outputs - 1) * a.stride + 1 };
     let trimmed = b.slice(dilated, axis, 0, kept, 1)?;
-    let before = ((k - 1) * dilation) as i64 - lo as i64;
-    let after = size as i64 + lo as i64 - kept as i64;
+    let before = ((a.window - 1) * a.dilation) as i64 - a.lo as i64;
+    let after = a.size as i64 + a.lo as i64 - kept as i64;
     b.pad_or_crop(trimmed, axis, before, after)
 }
 
@@ -57,7 +58,12 @@ fn conv_input(b: &mut Builder<'_>, attrs: &ConvAttrs, x: NodeId, w: NodeId, g: N
     for i in 0..spatial {
         let axis = i + 2;
         let (size, k) = (b.const_dim(x, axis)?, b.const_dim(w, axis)?);
-        spread_g = spread(b, spread_g, axis, size, k, attrs.stride[i], attrs.dilation[i], attrs.padding[i].0)?;
+        spread_g = spread(
+            b,
+            spread_g,
+            axis,
+            Axis { size, window: k, stride: attrs.stride[i], dilation: attrs.dilation[i], lo: attrs.padding[i].0 },
+        )?;
         flipped = b.reverse(flipped, axis)?;
     }
     // [c_out, c_in/G, k..] -> [G, c_out/G, c_in/G, k..] -> [G, c_in/G, c_out/G, k..] -> [c_in, c_out/G, k..]
@@ -158,7 +164,12 @@ pub fn reduce_window(
                     continue;
                 }
                 let size = b.const_dim(x, axis)?;
-                spread_g = spread(b, spread_g, axis, size, window[axis], stride[axis], 1, padding[axis].0)?;
+                spread_g = spread(
+                    b,
+                    spread_g,
+                    axis,
+                    Axis { size, window: window[axis], stride: stride[axis], dilation: 1, lo: padding[axis].0 },
+                )?;
             }
             let rank = window.len();
             b.add(
