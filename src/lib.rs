@@ -30,6 +30,10 @@ pub enum Error {
     #[error("{0}")]
     Pass(#[from] kiln_passes::PassError),
     #[error("{0}")]
+    Autodiff(#[from] kiln_passes::AutodiffError),
+    #[error("{0}")]
+    TrainStep(#[from] kiln_passes::TrainStepError),
+    #[error("{0}")]
     Usage(String),
 }
 
@@ -78,8 +82,7 @@ pub fn run_function(
     precision: Precision,
 ) -> Result<Vec<Tensor>, Error> {
     let Some(f) = module.function(function) else {
-        let names: Vec<&str> = module.functions.iter().map(|f| f.name.as_str()).collect();
-        return Err(Error::Usage(format!("no function `{function}`; this module has: {}", names.join(", "))));
+        return Err(no_function(module, function));
     };
     for (name, _) in named_inputs {
         if !f.inputs.iter().any(|i| &i.name == name) {
@@ -106,4 +109,45 @@ pub fn run_function(
         }
     }
     Ok(kiln_ir::interp::evaluate(module, function, &inputs, params, EvalOptions { precision })?)
+}
+
+/// The gradient function of `function`: with respect to every float
+/// parameter of the module, or, for a module without parameters, every
+/// float input. Dead code is removed.
+pub fn gradient(module: &Module, function: &str) -> Result<kiln_ir::Function, Error> {
+    let f = module.function(function).ok_or_else(|| no_function(module, function))?;
+    let mut sources: Vec<kiln_passes::Source> = module
+        .params
+        .iter()
+        .filter(|p| p.ty.dtype.is_float() && !p.name.starts_with("opt."))
+        .map(|p| kiln_passes::Source::Param(p.name.clone()))
+        .collect();
+    if sources.is_empty() {
+        sources = f
+            .inputs
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.ty.dtype.is_float())
+            .map(|(i, _)| kiln_passes::Source::Input(i))
+            .collect();
+    }
+    let grad = kiln_passes::differentiate(module, function, &sources)?;
+    let cleaned = kiln_passes::eliminate_dead_code(&Module { params: module.params.clone(), functions: vec![grad] });
+    Ok(cleaned.functions.into_iter().next().expect("one function in, one out"))
+}
+
+/// The module with its `train_step` function added, built from the `train`
+/// block's loss and update.
+pub fn with_train_step(compiled: &Compiled) -> Result<Module, Error> {
+    let spec = compiled.train.as_ref().ok_or_else(|| Error::Usage("this file has no `train` block".into()))?;
+    let step = kiln_passes::build_train_step(&compiled.module, &spec.loss, &spec.params, &spec.apply)?;
+    let mut module = compiled.module.clone();
+    module.functions.push(step);
+    Ok(kiln_passes::eliminate_dead_code(&module))
+}
+
+/// A usage error naming the functions a module has.
+pub fn no_function(module: &Module, name: &str) -> Error {
+    let names: Vec<&str> = module.functions.iter().map(|f| f.name.as_str()).collect();
+    Error::Usage(format!("no function `{name}`; this module has: {}", names.join(", ")))
 }

@@ -63,6 +63,11 @@ enum Command {
 enum Stage {
     /// The graph IR after lowering and dead-code elimination.
     Ir,
+    /// The gradient function of `--fn` (default `loss`) with respect to
+    /// every parameter (or, without parameters, every float input).
+    Grad,
+    /// The training step: loss, gradients and optimizer update in one graph.
+    Step,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -91,7 +96,7 @@ fn main() -> ExitCode {
 fn execute(command: Command, style: Style) -> Result<(), Error> {
     match command {
         Command::Check { file, model } => {
-            let compiled = compile_file(&file, &Options { model }, style)?;
+            let compiled = compile_file(&file, &Options { model, ..Options::default() }, style)?;
             let m = &compiled.module;
             out(&format!(
                 "{}: ok ({} function{}, {} parameter{})\n",
@@ -103,19 +108,28 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
             ));
             Ok(())
         }
-        Command::Emit { stage: Stage::Ir, file, function, model } => {
-            let compiled = compile_file(&file, &Options { model }, style)?;
-            match function {
-                None => out(&compiled.module.to_string()),
-                Some(name) => {
-                    let f = compiled.module.function(&name).ok_or_else(|| no_function(&compiled.module, &name))?;
-                    out(&f.to_string());
+        Command::Emit { stage, file, function, model } => {
+            let compiled = compile_file(&file, &Options { model, ..Options::default() }, style)?;
+            let text = match stage {
+                Stage::Ir => match function {
+                    None => compiled.module.to_string(),
+                    Some(name) => compiled
+                        .module
+                        .function(&name)
+                        .ok_or_else(|| kiln::no_function(&compiled.module, &name))?
+                        .to_string(),
+                },
+                Stage::Grad => kiln::gradient(&compiled.module, function.as_deref().unwrap_or("loss"))?.to_string(),
+                Stage::Step => {
+                    let module = kiln::with_train_step(&compiled)?;
+                    module.function("train_step").map(|f| f.to_string()).unwrap_or_default()
                 }
-            }
+            };
+            out(&text);
             Ok(())
         }
         Command::Run { file, function, inputs, output, seed, precision, model } => {
-            let compiled = compile_file(&file, &Options { model }, style)?;
+            let compiled = compile_file(&file, &Options { model, ..Options::default() }, style)?;
             let mut named = Vec::new();
             for spec in &inputs {
                 let Some((name, path)) = spec.split_once('=') else {
@@ -146,11 +160,6 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
 fn out(text: &str) {
     use std::io::Write;
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
-}
-
-fn no_function(module: &kiln_ir::Module, name: &str) -> Error {
-    let names: Vec<&str> = module.functions.iter().map(|f| f.name.as_str()).collect();
-    Error::Usage(format!("no function `{name}`; this module has: {}", names.join(", ")))
 }
 
 /// The type and the first values of a tensor.

@@ -12,6 +12,12 @@ pub struct TrainSpec {
     /// The module function that computes the scalar loss.
     pub loss: String,
     pub optimizer: Optimizer,
+    /// The trained parameters, in the order `apply` takes their gradients.
+    pub params: Vec<String>,
+    /// The module function that takes one gradient per trained parameter and
+    /// returns the new values of the parameters named in `updates`.
+    pub apply: String,
+    pub updates: Vec<String>,
 }
 
 /// An optimizer and its hyperparameters, with the defaults of the book's

@@ -5,9 +5,11 @@
 //! times each, and verifies the IR after each.
 
 pub mod autodiff;
+mod build_train_step;
 mod eliminate_dead_code;
 mod pipeline;
 
 pub use autodiff::{AutodiffError, Source, differentiate};
+pub use build_train_step::{TrainStepError, build_train_step};
 pub use eliminate_dead_code::eliminate_dead_code;
 pub use pipeline::{PassError, Pipeline, StageReport};

@@ -514,7 +514,13 @@ impl Checker<'_> {
 
     /// Inlines a call of a kiln function: binds and checks its arguments,
     /// lowers its body in a fresh scope, and checks its result.
-    fn inline(&mut self, f: &Rc<FnDecl>, instance: Option<usize>, args: Vec<ActualArg>, span: Span) -> Value {
+    pub(super) fn inline(
+        &mut self,
+        f: &Rc<FnDecl>,
+        instance: Option<usize>,
+        args: Vec<ActualArg>,
+        span: Span,
+    ) -> Value {
         if self.call_depth >= MAX_CALL_DEPTH {
             return self.error(
                 Diagnostic::new(

@@ -19,6 +19,7 @@ mod builtins;
 mod env;
 mod expr;
 mod model;
+mod optimize;
 mod signature;
 mod tensor;
 
@@ -47,6 +48,8 @@ pub struct Program {
 pub struct Options {
     /// The root model; by default the trained one, or the only candidate.
     pub model: Option<String>,
+    /// A learning rate that replaces the `train` block's.
+    pub lr: Option<f64>,
 }
 
 /// The items of every file, user definitions shadowing the prelude's.
@@ -77,6 +80,8 @@ pub(crate) struct Checker<'a> {
     pub training: bool,
     /// Models being instantiated, to report a model that contains itself.
     pub model_stack: Vec<String>,
+    /// A learning rate that replaces the `train` block's.
+    pub lr_override: Option<f64>,
 }
 
 /// Checks `file`'s items (already collected with the prelude's) and lowers them.
@@ -100,6 +105,7 @@ pub(crate) fn check_program(
         call_stack: Vec::new(),
         training: false,
         model_stack: Vec::new(),
+        lr_override: options.lr,
     };
     let root = c.choose_root(user_models, options);
     let mut train = None;
@@ -349,7 +355,15 @@ impl Checker<'_> {
                 return None;
             }
         };
-        Some(TrainSpec { model: model.to_string(), loss: "loss".into(), optimizer })
+        let update = self.lower_apply_gradients(&optimizer, train.optimizer.as_ref().map_or(train.span, |o| o.span))?;
+        Some(TrainSpec {
+            model: model.to_string(),
+            loss: "loss".into(),
+            optimizer,
+            params: update.params,
+            apply: "apply_gradients".into(),
+            updates: update.updates,
+        })
     }
 
     fn optimizer(&mut self, decl: &ast::OptimizerDecl) -> Option<Optimizer> {
@@ -382,6 +396,10 @@ impl Checker<'_> {
                 }
             };
             args.push((name.clone(), value));
+        }
+        if let Some(lr) = self.lr_override {
+            args.retain(|(n, _)| n.name != "lr");
+            args.push((crate::ast::Ident { name: "lr".into(), span: decl.name.span }, lr));
         }
         match Optimizer::from_args(&decl.name.name, &args) {
             Ok(o) => Some(o),
