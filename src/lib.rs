@@ -2,6 +2,8 @@
 //! verified graph IR module, and run its functions on the reference
 //! interpreter. The `kiln` binary is a thin command line over this.
 
+pub mod train;
+
 use std::path::{Path, PathBuf};
 
 pub use kiln_frontend as frontend;
@@ -29,6 +31,8 @@ pub enum Error {
     Npy(#[from] kiln_runtime::npy::NpyError),
     #[error("{0}")]
     Pass(#[from] kiln_passes::PassError),
+    #[error("{0}")]
+    Checkpoint(#[from] kiln_runtime::checkpoint::CheckpointError),
     #[error("{0}")]
     Autodiff(#[from] kiln_passes::AutodiffError),
     #[error("{0}")]

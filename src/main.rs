@@ -54,6 +54,40 @@ enum Command {
         /// Compute f32 tensors in f32 (native) or every float in f64.
         #[arg(long, value_enum, default_value_t = PrecisionArg::Native)]
         precision: PrecisionArg,
+        /// Parameters saved by `kiln train --save` (instead of fresh ones).
+        #[arg(long)]
+        params: Option<PathBuf>,
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Train the model of a file's `train` block.
+    Train {
+        file: PathBuf,
+        /// An MNIST-style directory (default: /usr/share/datasets/fashion-mnist).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long, default_value_t = 10)]
+        epochs: usize,
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Replace the train block's learning rate.
+        #[arg(long)]
+        lr: Option<f64>,
+        /// Seed for initialization, shuffling and dropout.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Save the trained parameters as safetensors.
+        #[arg(long)]
+        save: Option<PathBuf>,
+        /// Draw loss and accuracy against epoch as SVG.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// Train on the first N examples only.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Measure test accuracy on the first N test examples only.
+        #[arg(long)]
+        test_limit: Option<usize>,
         #[arg(long)]
         model: Option<String>,
     },
@@ -128,7 +162,11 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
             out(&text);
             Ok(())
         }
-        Command::Run { file, function, inputs, output, seed, precision, model } => {
+        Command::Train { file, data, epochs, batch, lr, seed, save, plot, limit, test_limit, model } => {
+            let options = kiln::train::TrainOptions { data, epochs, batch, lr, seed, limit, test_limit, model };
+            train(&file, &options, style, save, plot)
+        }
+        Command::Run { file, function, inputs, output, seed, precision, params, model } => {
             let compiled = compile_file(&file, &Options { model, ..Options::default() }, style)?;
             let mut named = Vec::new();
             for spec in &inputs {
@@ -137,7 +175,17 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
                 };
                 named.push((name.to_string(), kiln_runtime::npy::read(std::path::Path::new(path))?));
             }
-            let params = kiln_ir::initialize_params(&compiled.module, seed);
+            let params = match params {
+                Some(path) => {
+                    let mut loaded =
+                        kiln_runtime::checkpoint::load(&path, &compiled.module, |n| !n.starts_with("opt."))?;
+                    for p in compiled.module.params.iter().filter(|p| p.name.starts_with("opt.")) {
+                        loaded.insert(p.name.clone(), kiln_ir::initialize(p, seed));
+                    }
+                    loaded
+                }
+                None => kiln_ir::initialize_params(&compiled.module, seed),
+            };
             let precision = match precision {
                 PrecisionArg::Native => Precision::Native,
                 PrecisionArg::F64 => Precision::F64,
@@ -153,6 +201,60 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
             Ok(())
         }
     }
+}
+
+fn train(
+    file: &std::path::Path,
+    options: &kiln::train::TrainOptions,
+    style: Style,
+    save: Option<PathBuf>,
+    plot: Option<PathBuf>,
+) -> Result<(), Error> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} batches {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix("1");
+    let report = kiln::train::train(
+        file,
+        options,
+        style,
+        |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+        |e| {
+            bar.finish_and_clear();
+            bar.reset();
+            bar.set_prefix((e.epoch + 1).to_string());
+            let accuracy = match (e.train_accuracy, e.test_accuracy) {
+                (Some(train), Some(test)) => format!(", train acc {train:.4}, test acc {test:.4}"),
+                _ => String::new(),
+            };
+            out(&format!("epoch {}: train loss {:.4}{accuracy} ({:.1} s)\n", e.epoch, e.train_loss, e.seconds));
+        },
+    )?;
+    bar.finish_and_clear();
+    let total: f64 = report.epochs.iter().map(|e| e.seconds).sum();
+    out(&format!("trained {} epochs in {total:.1} s\n", report.epochs.len()));
+    for name in &report.model_params {
+        let values = report.params[name].to_f64_vec();
+        if values.len() <= 4 {
+            let shown: Vec<String> = values.iter().map(|v| format!("{v:.4}")).collect();
+            out(&format!("{name} = [{}]\n", shown.join(", ")));
+        }
+    }
+    if let Some(path) = save {
+        kiln_runtime::checkpoint::save(&path, &report.params, &report.model_params)?;
+        out(&format!("saved {}\n", path.display()));
+    }
+    if let Some(path) = plot {
+        kiln::train::plot(&path, &report.epochs)?;
+        out(&format!("plotted {}\n", path.display()));
+    }
+    Ok(())
 }
 
 /// Writes to standard output; a closed pipe (`kiln emit ir f | head`) is

@@ -1,6 +1,11 @@
-//! kiln's runtime: what running a compiled model needs besides generated
-//! code. Today that is tensors on disk (NPY); the executor, thread pool,
-//! buffers, data loaders and checkpoints arrive with the code generation and
-//! training issues (see docs/ARCHITECTURE.md).
+//! kiln's runtime: what running and training a compiled model needs besides
+//! generated code: tensors on disk (NPY), data sets (IDX files and the
+//! book's synthetic data) with shuffled minibatches, checkpoints
+//! (safetensors), and the training loop's step. The executor, thread pool
+//! and buffers arrive with code generation (see docs/ARCHITECTURE.md).
 
+pub mod checkpoint;
+pub mod dataset;
+pub mod idx;
 pub mod npy;
+pub mod trainer;

@@ -1,0 +1,317 @@
+//! `kiln train`: compiles a file's `train` block into a training step and
+//! runs it over a data set for some epochs, reporting loss and accuracy per
+//! epoch, and optionally saving the parameters and plotting the curves.
+//!
+//! The data follow from the loss's signature: integer labels mean image
+//! classification from an MNIST-style directory (Fashion-MNIST by default);
+//! float targets mean the book's synthetic linear-regression data.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use kiln_frontend::{Options, Style};
+use kiln_ir::interp::{Params, Tensor};
+use kiln_ir::{DType, Dim, Module, TensorType};
+use kiln_runtime::dataset::{Dataset, Split, load_image_classification, synthetic_linear};
+use kiln_runtime::trainer::Trainer;
+use ndarray::{ArrayD, IxDyn};
+
+use crate::{Error, compile_file, with_train_step};
+
+/// Where `kiln train` looks for data when `--data` is not given: the
+/// Debian package `dataset-fashion-mnist`.
+pub const DEFAULT_DATA: &str = "/usr/share/datasets/fashion-mnist";
+
+/// How many synthetic examples linear regression trains on (the book's 1000).
+const SYNTHETIC_EXAMPLES: usize = 1000;
+
+/// What `kiln train` was asked to do.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    pub data: Option<PathBuf>,
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: Option<f64>,
+    pub seed: u64,
+    /// Train on the first this many examples only (for quick runs).
+    pub limit: Option<usize>,
+    /// Evaluate on the first this many test examples only.
+    pub test_limit: Option<usize>,
+    pub model: Option<String>,
+}
+
+/// The figures of one epoch.
+#[derive(Clone, Debug)]
+pub struct EpochReport {
+    pub epoch: usize,
+    pub train_loss: f64,
+    /// Accuracy of the predictions made on each batch before its update.
+    pub train_accuracy: Option<f64>,
+    pub test_accuracy: Option<f64>,
+    pub seconds: f64,
+}
+
+/// The outcome of a run: the epochs and the trained parameters.
+pub struct TrainReport {
+    pub epochs: Vec<EpochReport>,
+    pub params: Params,
+    /// The model's parameters (not the optimizer's state), for checkpoints.
+    pub model_params: Vec<String>,
+}
+
+enum Task {
+    Classification { classes: usize },
+    Regression,
+}
+
+/// Trains the model of `path`; `on_epoch` sees each epoch's report as it
+/// ends and `on_batch` each finished batch (for a progress bar).
+pub fn train(
+    path: &Path,
+    options: &TrainOptions,
+    style: Style,
+    mut on_batch: impl FnMut(usize, usize),
+    mut on_epoch: impl FnMut(&EpochReport),
+) -> Result<TrainReport, Error> {
+    let compiled = compile_file(path, &Options { model: options.model.clone(), lr: options.lr }, style)?;
+    let spec =
+        compiled.train.clone().ok_or_else(|| Error::Usage(format!("{} has no `train` block", path.display())))?;
+    let module = with_train_step(&compiled)?;
+    let loss = module.function(&spec.loss).ok_or_else(|| Error::Usage("the loss function is missing".into()))?;
+    let data_inputs: Vec<&TensorType> = loss.inputs.iter().filter(|i| i.name != "key").map(|i| &i.ty).collect();
+    let [x_type, y_type] = data_inputs.as_slice() else {
+        return Err(Error::Usage(format!(
+            "`{}` takes {} data inputs; `kiln train` feeds two: inputs and labels or targets",
+            spec.loss,
+            data_inputs.len()
+        )));
+    };
+    let task =
+        if y_type.dtype.is_int() { Task::Classification { classes: classes(&module)? } } else { Task::Regression };
+    let Split { train: mut train_set, test: mut test_set } = match (&task, &options.data) {
+        (Task::Regression, None) => {
+            Split { train: synthetic_linear(SYNTHETIC_EXAMPLES, options.seed), test: Dataset::default() }
+        }
+        (Task::Regression, Some(_)) => {
+            return Err(Error::Usage("a regression loss trains on the book's synthetic data; leave out --data".into()));
+        }
+        (Task::Classification { .. }, dir) => {
+            let dir = dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
+            if !dir.exists() {
+                return Err(Error::Usage(format!(
+                    "no training data: looked for Fashion-MNIST in `{}`; pass --data DIR (a directory with \
+                     train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and \
+                     t10k-labels-idx1-ubyte.gz) or install the Debian package dataset-fashion-mnist",
+                    dir.display()
+                )));
+            }
+            load_image_classification(&dir).map_err(|e| Error::Usage(e.to_string()))?
+        }
+    };
+    if let Some(n) = options.limit {
+        train_set = train_set.take(n);
+    }
+    if let Some(n) = options.test_limit {
+        test_set = test_set.take(n);
+    }
+    if let Task::Classification { classes } = task {
+        check_labels(&train_set, classes, "training")?;
+        check_labels(&test_set, classes, "test")?;
+    }
+    input_shape(x_type, 1, train_set.features)?;
+    if options.batch == 0 {
+        return Err(Error::Usage("--batch must be at least 1".into()));
+    }
+
+    let params = kiln_ir::initialize_params(&module, options.seed);
+    let model_params: Vec<String> =
+        compiled.module.params.iter().map(|p| p.name.clone()).filter(|n| !n.starts_with("opt.")).collect();
+    let mut trainer = Trainer::new(&module, spec.updates.clone(), params, options.seed);
+    let mut epochs = Vec::new();
+    for epoch in 0..options.epochs {
+        let start = Instant::now();
+        let batches = train_set.batches(options.batch, options.seed, epoch as u64);
+        let (mut loss_sum, mut seen, mut correct) = (0.0, 0usize, 0usize);
+        for (b, indices) in batches.iter().enumerate() {
+            let x = batch_inputs(&train_set, indices, x_type)?;
+            let y = batch_targets(&train_set, indices, y_type);
+            if let Task::Classification { .. } = task {
+                let logits = trainer.run("forward", std::slice::from_ref(&x))?;
+                correct += count_correct(&logits[0], &train_set.labels, indices);
+            }
+            let loss = trainer.step(vec![x, y])?;
+            if !loss.is_finite() {
+                return Err(Error::Usage(format!(
+                    "the loss became {loss} in epoch {} batch {}: lower the learning rate",
+                    epoch + 1,
+                    b + 1
+                )));
+            }
+            loss_sum += loss * indices.len() as f64;
+            seen += indices.len();
+            on_batch(b + 1, batches.len());
+        }
+        let (train_accuracy, test_accuracy) = match task {
+            Task::Classification { .. } => {
+                (Some(correct as f64 / seen.max(1) as f64), Some(accuracy(&trainer, &test_set, x_type)?))
+            }
+            Task::Regression => (None, None),
+        };
+        let report = EpochReport {
+            epoch: epoch + 1,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy,
+            test_accuracy,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        on_epoch(&report);
+        epochs.push(report);
+    }
+    Ok(TrainReport { epochs, params: trainer.params, model_params })
+}
+
+/// The number of classes: the last dimension of `forward`'s output.
+fn classes(module: &Module) -> Result<usize, Error> {
+    let forward = module
+        .function("forward")
+        .ok_or_else(|| Error::Usage("a classifier needs a `forward` function to measure accuracy".into()))?;
+    let out = forward.output_types()[0].clone();
+    match out.shape.0.last() {
+        Some(Dim::Const(c)) if out.rank() == 2 => Ok(*c as usize),
+        _ => Err(Error::Usage(format!(
+            "`forward` returns {out}; a classifier returns [N, classes] with a constant class count"
+        ))),
+    }
+}
+
+fn check_labels(data: &Dataset, classes: usize, which: &str) -> Result<(), Error> {
+    if let Some((i, l)) = data.labels.iter().enumerate().find(|(_, l)| **l < 0 || **l as usize >= classes) {
+        return Err(Error::Usage(format!(
+            "label {l} of {which} example {i} is out of range for a model with {classes} classes (0..{})",
+            classes - 1
+        )));
+    }
+    Ok(())
+}
+
+/// The concrete input shape for a batch of `rows`: the declared type with
+/// its symbolic dimension set to `rows`; the other dimensions must hold
+/// exactly the data's features.
+fn input_shape(ty: &TensorType, rows: usize, features: usize) -> Result<Vec<usize>, Error> {
+    let mut shape = Vec::new();
+    let mut per_row = 1u64;
+    for (axis, d) in ty.shape.0.iter().enumerate() {
+        match d {
+            Dim::Sym(_) if axis == 0 => shape.push(rows),
+            Dim::Const(n) if axis > 0 => {
+                per_row *= n;
+                shape.push(*n as usize);
+            }
+            _ => {
+                return Err(Error::Usage(format!(
+                    "the model's input {ty} should be [N, ...] with constant sizes after N"
+                )));
+            }
+        }
+    }
+    if ty.dtype != DType::F32 || per_row as usize != features {
+        return Err(Error::Usage(format!(
+            "the model's input {ty} does not fit the data: examples have {features} f32 features"
+        )));
+    }
+    Ok(shape)
+}
+
+fn batch_inputs(data: &Dataset, indices: &[usize], ty: &TensorType) -> Result<Tensor, Error> {
+    let shape = input_shape(ty, indices.len(), data.features)?;
+    let values: Vec<f64> = data.gather_inputs(indices).into_iter().map(f64::from).collect();
+    Ok(Tensor::float(DType::F32, ArrayD::from_shape_vec(IxDyn(&shape), values).expect("rows times features")))
+}
+
+fn batch_targets(data: &Dataset, indices: &[usize], ty: &TensorType) -> Tensor {
+    let mut shape = vec![indices.len()];
+    shape.extend(ty.shape.0.iter().skip(1).map(|d| d.as_const().unwrap_or(1) as usize));
+    if ty.dtype.is_int() {
+        let v = indices.iter().map(|&i| i64::from(data.labels[i])).collect();
+        Tensor::int(ty.dtype, ArrayD::from_shape_vec(IxDyn(&shape), v).expect("one label per row"))
+    } else {
+        let v = indices.iter().map(|&i| f64::from(data.targets[i])).collect();
+        Tensor::float(ty.dtype, ArrayD::from_shape_vec(IxDyn(&shape), v).expect("one target per row"))
+    }
+}
+
+fn count_correct(logits: &Tensor, labels: &[i32], indices: &[usize]) -> usize {
+    let values = logits.to_f64_vec();
+    let classes = logits.shape().last().copied().unwrap_or(1).max(1);
+    indices
+        .iter()
+        .enumerate()
+        .filter(|(row, i)| {
+            let r = &values[row * classes..(row + 1) * classes];
+            let best = r.iter().enumerate().fold(0, |b, (k, v)| if *v > r[b] { k } else { b });
+            best as i32 == labels[**i]
+        })
+        .count()
+}
+
+/// Accuracy of `forward` on a data set, in batches of 1000.
+fn accuracy(trainer: &Trainer<'_>, data: &Dataset, x_type: &TensorType) -> Result<f64, Error> {
+    if data.is_empty() {
+        return Ok(0.0);
+    }
+    let mut correct = 0;
+    let all: Vec<usize> = (0..data.len()).collect();
+    for chunk in all.chunks(1000) {
+        let x = batch_inputs(data, chunk, x_type)?;
+        let logits = trainer.run("forward", &[x])?;
+        correct += count_correct(&logits[0], &data.labels, chunk);
+    }
+    Ok(correct as f64 / data.len() as f64)
+}
+
+/// Draws train loss and accuracies against epochs as an SVG, like the
+/// book's figures.
+pub fn plot(path: &Path, epochs: &[EpochReport]) -> Result<(), Error> {
+    use plotters::prelude::*;
+    let fail = |e: String| Error::Io { path: path.to_path_buf(), message: e };
+    let root = SVGBackend::new(path, (640, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| fail(e.to_string()))?;
+    let last = epochs.len().max(1) as f64;
+    let top = epochs.iter().map(|e| e.train_loss).fold(1.0f64, f64::max) * 1.05;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("training", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(44)
+        .build_cartesian_2d(1.0..last.max(2.0), 0.0..top)
+        .map_err(|e| fail(e.to_string()))?;
+    chart.configure_mesh().x_desc("epoch").draw().map_err(|e| fail(e.to_string()))?;
+    let series: [(&str, RGBColor, Box<dyn Fn(&EpochReport) -> Option<f64>>); 3] = [
+        ("train loss", BLUE, Box::new(|e| Some(e.train_loss))),
+        ("train acc", MAGENTA, Box::new(|e| e.train_accuracy)),
+        ("test acc", GREEN, Box::new(|e| e.test_accuracy)),
+    ];
+    for (name, color, value) in series {
+        let points: Vec<(f64, f64)> = epochs.iter().filter_map(|e| value(e).map(|v| (e.epoch as f64, v))).collect();
+        if points.is_empty() {
+            continue;
+        }
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(|e| fail(e.to_string()))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+        chart
+            .draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::MiddleRight)
+        .draw()
+        .map_err(|e| fail(e.to_string()))?;
+    root.present().map_err(|e| fail(e.to_string()))?;
+    Ok(())
+}
