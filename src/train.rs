@@ -269,6 +269,9 @@ fn accuracy(trainer: &Trainer<'_>, data: &Dataset, x_type: &TensorType) -> Resul
     Ok(correct as f64 / data.len() as f64)
 }
 
+/// One curve of the plot: a figure of each epoch, if it has one.
+type Metric = fn(&EpochReport) -> Option<f64>;
+
 /// Draws train loss and accuracies against epochs as an SVG, like the
 /// book's figures.
 pub fn plot(path: &Path, epochs: &[EpochReport]) -> Result<(), Error> {
@@ -286,10 +289,10 @@ pub fn plot(path: &Path, epochs: &[EpochReport]) -> Result<(), Error> {
         .build_cartesian_2d(1.0..last.max(2.0), 0.0..top)
         .map_err(|e| fail(e.to_string()))?;
     chart.configure_mesh().x_desc("epoch").draw().map_err(|e| fail(e.to_string()))?;
-    let series: [(&str, RGBColor, Box<dyn Fn(&EpochReport) -> Option<f64>>); 3] = [
-        ("train loss", BLUE, Box::new(|e| Some(e.train_loss))),
-        ("train acc", MAGENTA, Box::new(|e| e.train_accuracy)),
-        ("test acc", GREEN, Box::new(|e| e.test_accuracy)),
+    let series: [(&str, RGBColor, Metric); 3] = [
+        ("train loss", BLUE, |e| Some(e.train_loss)),
+        ("train acc", MAGENTA, |e| e.train_accuracy),
+        ("test acc", GREEN, |e| e.test_accuracy),
     ];
     for (name, color, value) in series {
         let points: Vec<(f64, f64)> = epochs.iter().filter_map(|e| value(e).map(|v| (e.epoch as f64, v))).collect();

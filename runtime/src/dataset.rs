@@ -20,7 +20,7 @@ pub struct Dataset {
 
 impl Dataset {
     pub fn len(&self) -> usize {
-        if self.features == 0 { 0 } else { self.inputs.len() / self.features }
+        self.inputs.len().checked_div(self.features).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -56,11 +56,10 @@ fn read(path: &Path, magic: u32, rank: usize) -> Result<Idx, DataError> {
 
 fn parse(path: &Path, bytes: &[u8], magic: u32, rank: usize) -> Result<Idx, DataError> {
     let header = 4 + 4 * rank;
-    if bytes.len() < header {
-        return Err(DataError::new(
-            path,
-            format!("truncated: {} bytes, shorter than the {header}-byte IDX header", bytes.len()),
-        ));
+    let truncated =
+        || DataError::new(path, format!("truncated: {} bytes, shorter than the {header}-byte IDX header", bytes.len()));
+    if bytes.len() < 4 {
+        return Err(truncated());
     }
     let word = |i: usize| u32::from_be_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]]);
     let found = word(0);
@@ -70,6 +69,9 @@ fn parse(path: &Path, bytes: &[u8], magic: u32, rank: usize) -> Result<Idx, Data
             path,
             format!("wrong magic number {found:#010x}: expected {magic:#010x} for {what}"),
         ));
+    }
+    if bytes.len() < header {
+        return Err(truncated());
     }
     let dims: Vec<usize> = (1..=rank).map(|i| word(i) as usize).collect();
     let expected = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX);
@@ -118,8 +120,8 @@ mod tests {
     #[test]
     fn bad_files_are_clear_errors() {
         let p = Path::new("f");
-        let e = parse(p, &idx(LABELS, &[3], &[1, 2, 3]), IMAGES, 3).unwrap_err();
-        assert!(e.to_string().contains("truncated"), "{e}");
+        let e = parse(p, &idx(IMAGES, &[3], &[]), IMAGES, 3).unwrap_err();
+        assert_eq!(e.to_string(), "f: truncated: 8 bytes, shorter than the 16-byte IDX header");
         let e = parse(p, &idx(LABELS, &[3], &[1, 2, 3]), IMAGES, 1).unwrap_err();
         assert_eq!(e.to_string(), "f: wrong magic number 0x00000801: expected 0x00000803 for an image file");
         let e = parse(p, &idx(LABELS, &[4], &[1, 2, 3]), LABELS, 1).unwrap_err();
