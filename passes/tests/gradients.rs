@@ -473,3 +473,132 @@ fn literal_constants_have_no_adjoint() {
     let m = c.finish(y);
     assert_gradient(&m, &[values(&[2], 1, -1.0, 1.0)]);
 }
+
+/// A random elementwise unary op with a safe input range.
+fn unary_strategy() -> impl Strategy<Value = (UnaryOp, f64, f64)> {
+    prop_oneof![
+        Just((UnaryOp::Neg, -2.0, 2.0)),
+        Just((UnaryOp::Abs, 0.2, 2.0)),
+        Just((UnaryOp::Exp, -2.0, 2.0)),
+        Just((UnaryOp::Log, 0.5, 3.0)),
+        Just((UnaryOp::Sqrt, 0.5, 3.0)),
+        Just((UnaryOp::Recip, 0.5, 3.0)),
+        Just((UnaryOp::Sin, -3.0, 3.0)),
+        Just((UnaryOp::Cos, -3.0, 3.0)),
+        Just((UnaryOp::Tanh, -2.0, 2.0)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn unary_rules_on_random_shapes(
+        shape in proptest::collection::vec(1u64..5, 0..4),
+        (op, low, high) in unary_strategy(),
+        seed in 0u64..1000,
+    ) {
+        let mut c = Case::new(&[&shape]);
+        let x = c.input(0);
+        let y = c.add(Op::Unary(op), &[x]);
+        let m = c.finish(y);
+        let error = check(&m, &[values(&shape, seed, low, high)]);
+        prop_assert!(error < TOLERANCE, "{op:?} on {shape:?}: {error}");
+    }
+
+    #[test]
+    fn batched_matmul_with_random_sizes(
+        batch in proptest::collection::vec(1u64..3, 0..2),
+        (m, k, n) in (1u64..5, 1u64..5, 1u64..5),
+        seed in 0u64..1000,
+    ) {
+        let a: Vec<u64> = batch.iter().copied().chain([m, k]).collect();
+        let b: Vec<u64> = batch.iter().copied().chain([k, n]).collect();
+        let mut c = Case::new(&[&a, &b]);
+        let (x, w) = (c.input(0), c.input(1));
+        let p = c.add(Op::MatMul, &[x, w]);
+        let y = c.add(Op::Unary(UnaryOp::Tanh), &[p]);
+        let module = c.finish(y);
+        let error = check(&module, &[values(&a, seed, -1.0, 1.0), values(&b, seed + 1, -1.0, 1.0)]);
+        prop_assert!(error < TOLERANCE, "{a:?} @ {b:?}: {error}");
+    }
+
+    #[test]
+    fn movement_on_random_shapes(
+        shape in proptest::collection::vec(1u64..6, 1..4),
+        choice in 0usize..4,
+        axis_pick in 0usize..3,
+        (lo, hi, start, step) in (0u64..3, 0u64..3, 0u64..3, 1u64..4),
+        seed in 0u64..1000,
+    ) {
+        let rank = shape.len();
+        let axis = axis_pick % rank;
+        let size = shape[axis];
+        let op = match choice {
+            0 => Op::Permute { perm: (0..rank).rev().collect() },
+            1 => {
+                let start = start.min(size);
+                Op::Slice { axis, start, stop: size, step }
+            }
+            2 => {
+                let mut padding = vec![(0, 0); rank];
+                padding[axis] = (lo, hi);
+                Op::Pad { padding }
+            }
+            _ => {
+                let mut to: Vec<u64> = shape.clone();
+                to.insert(0, 2);
+                Op::Broadcast { shape: Shape::of(&to) }
+            }
+        };
+        let mut c = Case::new(&[&shape]);
+        let x = c.input(0);
+        let r = c.add(op.clone(), &[x]);
+        let y = c.add(Op::Unary(UnaryOp::Sin), &[r]);
+        let module = c.finish(y);
+        let error = check(&module, &[values(&shape, seed, -1.0, 1.0)]);
+        prop_assert!(error < TOLERANCE, "{op:?} on {shape:?}: {error}");
+    }
+
+    #[test]
+    fn convolution_with_random_attributes(
+        (size, k) in (3u64..7, 1u64..4),
+        (stride, dilation, lo, hi) in (1u64..3, 1u64..3, 0u64..3, 0u64..3),
+        (c_in, c_out, grouped) in (1u64..3, 1u64..3, any::<bool>()),
+        seed in 0u64..1000,
+    ) {
+        let groups = if grouped { 2 } else { 1 };
+        let (c_in, c_out) = (c_in * groups, c_out * groups);
+        prop_assume!(size + lo + hi > dilation * (k - 1));
+        let x = [2, c_in, size];
+        let w = [c_out, c_in / groups, k];
+        let attrs = ConvAttrs { stride: vec![stride], padding: vec![(lo, hi)], dilation: vec![dilation], groups };
+        let mut c = Case::new(&[&x, &w]);
+        let (i, kernel) = (c.input(0), c.input(1));
+        let p = c.add(Op::Conv(attrs.clone()), &[i, kernel]);
+        let y = c.add(Op::Unary(UnaryOp::Sin), &[p]);
+        let module = c.finish(y);
+        let error = check(&module, &[values(&x, seed, -1.0, 1.0), values(&w, seed + 1, -1.0, 1.0)]);
+        prop_assert!(error < TOLERANCE, "{attrs:?} on {x:?} with {w:?}: {error}");
+    }
+
+    #[test]
+    fn pooling_with_random_windows(
+        size in 2u64..7,
+        (window, stride, lo, hi) in (1u64..4, 1u64..3, 0u64..2, 0u64..2),
+        max in any::<bool>(),
+        seed in 0u64..1000,
+    ) {
+        prop_assume!(size + lo + hi >= window);
+        let kind = if max { ReduceKind::Max } else { ReduceKind::Sum };
+        let shape = [2, 1, size];
+        let op = Op::ReduceWindow { kind, window: vec![1, 1, window], stride: vec![1, 1, stride], padding: vec![(0, 0), (0, 0), (lo, hi)] };
+        let mut c = Case::new(&[&shape]);
+        let x = c.input(0);
+        let p = c.add(op.clone(), &[x]);
+        let y = c.add(Op::Binary(BinaryOp::Mul), &[p, p]);
+        let module = c.finish(y);
+        let error = check(&module, &[values(&shape, seed, -1.0, 1.0)]);
+        prop_assert!(error < TOLERANCE, "{op:?}: {error}");
+    }
+}
