@@ -251,7 +251,7 @@ fn train(
         out(&format!("saved {}\n", path.display()));
     }
     if let Some(path) = plot {
-        kiln::train::plot(&path, &report.epochs)?;
+        kiln::train::plot(&path, &format!("{} on the interpreter", report.model), &report.epochs)?;
         out(&format!("plotted {}\n", path.display()));
     }
     Ok(())

@@ -53,6 +53,8 @@ pub struct EpochReport {
 
 /// The outcome of a run: the epochs and the trained parameters.
 pub struct TrainReport {
+    /// The trained model's name.
+    pub model: String,
     pub epochs: Vec<EpochReport>,
     pub params: Params,
     /// The model's parameters (not the optimizer's state), for checkpoints.
@@ -167,7 +169,7 @@ pub fn train(
         on_epoch(&report);
         epochs.push(report);
     }
-    Ok(TrainReport { epochs, params: trainer.params, model_params })
+    Ok(TrainReport { model: spec.model.clone(), epochs, params: trainer.params, model_params })
 }
 
 /// The number of classes: the last dimension of `forward`'s output.
@@ -274,7 +276,7 @@ type Metric = fn(&EpochReport) -> Option<f64>;
 
 /// Draws train loss and accuracies against epochs as an SVG, like the
 /// book's figures.
-pub fn plot(path: &Path, epochs: &[EpochReport]) -> Result<(), Error> {
+pub fn plot(path: &Path, title: &str, epochs: &[EpochReport]) -> Result<(), Error> {
     use plotters::prelude::*;
     let fail = |e: String| Error::Io { path: path.to_path_buf(), message: e };
     let root = SVGBackend::new(path, (640, 420)).into_drawing_area();
@@ -282,7 +284,7 @@ pub fn plot(path: &Path, epochs: &[EpochReport]) -> Result<(), Error> {
     let last = epochs.len().max(1) as f64;
     let top = epochs.iter().map(|e| e.train_loss).fold(1.0f64, f64::max) * 1.05;
     let mut chart = ChartBuilder::on(&root)
-        .caption("training", ("sans-serif", 20))
+        .caption(title, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(44)
