@@ -191,3 +191,32 @@ fn every_source_file_opens_with_a_doc_comment() {
     }
     assert!(missing.is_empty(), "these files do not open with a `//!` doc comment: {missing:?}");
 }
+
+#[test]
+fn emit_grad_and_step_print_verified_functions() {
+    let o = kiln(&["emit", "grad", "examples/linear_regression.kiln"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.starts_with("func loss_grad(x: f32[N, 2], y: f32[N, 1]) -> (f32[], f32[2, 1], f32[1]) {"), "{text}");
+
+    let o = kiln(&["emit", "grad", "examples/mlp.kiln", "--fn", "forward"]);
+    assert!(
+        stdout(&o).starts_with(
+            "func forward_grad(x: f32[N, 784]) -> (f32[N, 10], f32[784, 256], f32[256], f32[256, 10], f32[10])"
+        ),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = kiln(&["emit", "step", "examples/mlp.kiln"]);
+    let text = stdout(&o);
+    assert!(text.starts_with("func train_step(x: f32[N, 784], y: i32[N], key: i64[]) -> (f32[], f32[784, 256], f32[256], f32[256, 10], f32[10])"), "{text}");
+    // The step is a complete, parseable function of the module.
+    let module = format!("{}\n{text}", stdout(&kiln(&["emit", "ir", "examples/mlp.kiln"])));
+    kiln_ir::parse_module(&module).expect("the module with its training step parses and verifies");
+
+    let o = kiln(&["emit", "step", "tests/filetests/ok/lenet.kiln"]);
+    assert!(!o.status.success() && stderr(&o).contains("no `train` block"), "{}", stderr(&o));
+    let o = kiln(&["emit", "grad", "tests/filetests/ok/lenet.kiln"]);
+    assert!(stderr(&o).contains("no function `loss`; this module has: forward"), "{}", stderr(&o));
+}
