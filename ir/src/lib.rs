@@ -1,6 +1,7 @@
-//! kiln's intermediate representation: the graph IR (typed tensor ops in a
+//! kiln's intermediate representations: the graph IR (typed tensor ops in a
 //! DAG), its text form, its verifier, and the reference interpreter that
-//! gives it meaning.
+//! gives it meaning; and the kernel IR (`kernel`: loop nests over buffers,
+//! what backends consume), with its own text form and verifier.
 //!
 //! Invariant: this crate depends on no other kiln crate and knows nothing of
 //! the frontend, egg, Cranelift or LLVM.
@@ -8,6 +9,7 @@
 mod graph;
 mod init;
 pub mod interp;
+pub mod kernel;
 mod op;
 mod parse;
 mod print;

@@ -1,0 +1,292 @@
+//! Kernel IR: what a backend consumes. A [`Plan`] is an ordered list of
+//! [`Kernel`] launches over buffers of known dtype and length; a kernel is a
+//! loop nest whose loads and stores use affine index expressions of the loop
+//! variables, with scalar arithmetic, reductions into accumulators, gathers
+//! and scatters through computed indices, and calls into the runtime (GEMM).
+//!
+//! Shapes are concrete here: a plan is specialized to one binding of the
+//! graph's symbolic dimensions. Vectorization is a property of a loop
+//! (`vector 4`): expressions stay scalar and the backend widens the loop.
+//!
+//! The text form (see `print.rs`) round-trips through `parse.rs`, and
+//! `verify.rs` checks types and proves every affine access in bounds.
+
+mod parse;
+mod print;
+mod verify;
+
+pub use parse::parse_plan;
+pub use verify::{KernelVerifyError, verify_plan};
+
+use std::fmt;
+
+use crate::op::{BinaryOp, CompareOp, Literal, ReduceKind, UnaryOp};
+use crate::types::DType;
+
+/// A loop variable, written `i3`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VarId(pub u32);
+
+/// A buffer of a plan, written `b3`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BufferId(pub u32);
+
+/// An accumulator of a kernel, written `a3`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccId(pub u32);
+
+impl fmt::Display for VarId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "i{}", self.0)
+    }
+}
+
+impl fmt::Display for BufferId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "b{}", self.0)
+    }
+}
+
+impl fmt::Display for AccId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a{}", self.0)
+    }
+}
+
+/// Where a buffer's contents come from or go to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum BufferRole {
+    /// The function's input number `n`.
+    Input(u32),
+    /// The function's output number `n`.
+    Output(u32),
+    /// A parameter of the module, by name.
+    Param(String),
+    /// An intermediate, owned by the plan.
+    Temp,
+}
+
+/// A buffer: a flat array of `len` elements of `dtype`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BufferDecl {
+    pub role: BufferRole,
+    pub dtype: DType,
+    pub len: u64,
+}
+
+/// `constant + sum(coefficient * variable)`, terms sorted by variable with
+/// non-zero coefficients, so that equal expressions are equal values.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Affine {
+    pub constant: i64,
+    pub terms: Vec<(VarId, i64)>,
+}
+
+impl Affine {
+    pub fn constant(c: i64) -> Affine {
+        Affine { constant: c, terms: Vec::new() }
+    }
+
+    pub fn var(v: VarId) -> Affine {
+        Affine { constant: 0, terms: vec![(v, 1)] }
+    }
+
+    /// `self + coefficient * v`, kept canonical.
+    pub fn plus_term(mut self, v: VarId, coefficient: i64) -> Affine {
+        match self.terms.binary_search_by_key(&v, |t| t.0) {
+            Ok(i) => {
+                self.terms[i].1 += coefficient;
+                if self.terms[i].1 == 0 {
+                    self.terms.remove(i);
+                }
+            }
+            Err(i) if coefficient != 0 => self.terms.insert(i, (v, coefficient)),
+            Err(_) => {}
+        }
+        self
+    }
+
+    pub fn plus(mut self, c: i64) -> Affine {
+        self.constant += c;
+        self
+    }
+}
+
+/// A scalar expression.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum KExpr {
+    Const {
+        value: Literal,
+        dtype: DType,
+    },
+    /// The value of an affine expression of loop variables, as `dtype`
+    /// (an integer or float type); iota lowers to this.
+    Index {
+        index: Affine,
+        dtype: DType,
+    },
+    Load {
+        buffer: BufferId,
+        index: Affine,
+    },
+    /// `buffer[base + stride * index]` where `index` is computed; it must lie
+    /// in `0..bound`, which the backend checks at run time.
+    Gather {
+        buffer: BufferId,
+        base: Affine,
+        index: Box<KExpr>,
+        stride: i64,
+        bound: u64,
+    },
+    Acc(AccId),
+    Unary(UnaryOp, Box<KExpr>),
+    Binary(BinaryOp, Box<KExpr>, Box<KExpr>),
+    Compare(CompareOp, Box<KExpr>, Box<KExpr>),
+    Select(Box<KExpr>, Box<KExpr>, Box<KExpr>),
+    Cast(DType, Box<KExpr>),
+    /// Random bits (as the graph op `random_bits`) for the element whose
+    /// row-major position is `counter`.
+    RandomBits {
+        key: Box<KExpr>,
+        stream: u64,
+        counter: Affine,
+        dtype: DType,
+    },
+}
+
+/// A statement of a kernel body.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum KStmt {
+    /// `for var in 0..extent`; `parallel` loops may run their iterations on
+    /// several threads, `vector` > 1 asks for that many lanes.
+    For {
+        var: VarId,
+        extent: u64,
+        parallel: bool,
+        vector: u32,
+        body: Vec<KStmt>,
+    },
+    Store {
+        buffer: BufferId,
+        index: Affine,
+        value: KExpr,
+    },
+    /// `buffer[base + stride * index] += value`, `index` checked in `0..bound`.
+    ScatterAdd {
+        buffer: BufferId,
+        base: Affine,
+        index: KExpr,
+        stride: i64,
+        bound: u64,
+        value: KExpr,
+    },
+    /// Declares an accumulator holding the identity of `kind` (0 or -inf/min).
+    AccInit {
+        acc: AccId,
+        dtype: DType,
+        kind: ReduceKind,
+    },
+    /// Combines `value` into the accumulator.
+    AccUpdate {
+        acc: AccId,
+        value: KExpr,
+    },
+    Call(RuntimeCall),
+}
+
+/// A call into the runtime.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RuntimeCall {
+    /// `batch` row-major matrix products `c = a @ b` (`m x k` times `k x n`),
+    /// matrix `j` starting at `offset + j * batch_stride` in each buffer.
+    Gemm { batch: u64, m: u64, n: u64, k: u64, a: MatrixRef, b: MatrixRef, c: MatrixRef },
+}
+
+/// A matrix inside a buffer: its first element, the distance between rows,
+/// and between consecutive matrices of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MatrixRef {
+    pub buffer: BufferId,
+    pub offset: u64,
+    pub row_stride: u64,
+    pub batch_stride: u64,
+}
+
+/// One kernel: a name and a body.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Kernel {
+    pub name: String,
+    pub body: Vec<KStmt>,
+}
+
+/// A compiled function: buffers and the kernels to launch, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Plan {
+    pub name: String,
+    pub buffers: Vec<BufferDecl>,
+    pub kernels: Vec<Kernel>,
+}
+
+impl Plan {
+    pub fn buffer(&self, id: BufferId) -> Option<&BufferDecl> {
+        self.buffers.get(id.0 as usize)
+    }
+
+    /// For each buffer, the first and last kernel that use it (`None` for a
+    /// buffer no kernel touches): what buffer reuse by liveness needs.
+    pub fn lifetimes(&self) -> Vec<Option<(usize, usize)>> {
+        let mut spans: Vec<Option<(usize, usize)>> = vec![None; self.buffers.len()];
+        for (k, kernel) in self.kernels.iter().enumerate() {
+            let mut used = Vec::new();
+            for s in &kernel.body {
+                buffers_of_stmt(s, &mut used);
+            }
+            for b in used {
+                if let Some(slot) = spans.get_mut(b.0 as usize) {
+                    *slot = Some(slot.map_or((k, k), |(first, _)| (first, k)));
+                }
+            }
+        }
+        spans
+    }
+}
+
+fn buffers_of_stmt(s: &KStmt, out: &mut Vec<BufferId>) {
+    match s {
+        KStmt::For { body, .. } => body.iter().for_each(|s| buffers_of_stmt(s, out)),
+        KStmt::Store { buffer, value, .. } => {
+            out.push(*buffer);
+            buffers_of_expr(value, out);
+        }
+        KStmt::ScatterAdd { buffer, index, value, .. } => {
+            out.push(*buffer);
+            buffers_of_expr(index, out);
+            buffers_of_expr(value, out);
+        }
+        KStmt::AccInit { .. } => {}
+        KStmt::AccUpdate { value, .. } => buffers_of_expr(value, out),
+        KStmt::Call(RuntimeCall::Gemm { a, b, c, .. }) => out.extend([a.buffer, b.buffer, c.buffer]),
+    }
+}
+
+fn buffers_of_expr(e: &KExpr, out: &mut Vec<BufferId>) {
+    match e {
+        KExpr::Load { buffer, .. } => out.push(*buffer),
+        KExpr::Gather { buffer, index, .. } => {
+            out.push(*buffer);
+            buffers_of_expr(index, out);
+        }
+        KExpr::Unary(_, a) | KExpr::Cast(_, a) => buffers_of_expr(a, out),
+        KExpr::Binary(_, a, b) | KExpr::Compare(_, a, b) => {
+            buffers_of_expr(a, out);
+            buffers_of_expr(b, out);
+        }
+        KExpr::Select(c, a, b) => {
+            buffers_of_expr(c, out);
+            buffers_of_expr(a, out);
+            buffers_of_expr(b, out);
+        }
+        KExpr::RandomBits { key, .. } => buffers_of_expr(key, out),
+        KExpr::Const { .. } | KExpr::Index { .. } | KExpr::Acc(_) => {}
+    }
+}
