@@ -33,6 +33,9 @@ enum Command {
         /// Print only this function.
         #[arg(long = "fn")]
         function: Option<String>,
+        /// A value for a symbolic dimension, as SYMBOL=VALUE (for `kernels`).
+        #[arg(long = "bind", value_name = "SYMBOL=VALUE")]
+        binds: Vec<String>,
         #[arg(long)]
         model: Option<String>,
     },
@@ -102,6 +105,9 @@ enum Stage {
     Grad,
     /// The training step: loss, gradients and optimizer update in one graph.
     Step,
+    /// The kernel IR plan of `--fn` (default `forward`), one kernel per op,
+    /// specialized to `--bind` values (symbols not given are 1).
+    Kernels,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -142,7 +148,7 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
             ));
             Ok(())
         }
-        Command::Emit { stage, file, function, model } => {
+        Command::Emit { stage, file, function, binds, model } => {
             let compiled = compile_file(&file, &Options { model, ..Options::default() }, style)?;
             let text = match stage {
                 Stage::Ir => match function {
@@ -157,6 +163,20 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
                 Stage::Step => {
                     let module = kiln::with_train_step(&compiled)?;
                     module.function("train_step").map(|f| f.to_string()).unwrap_or_default()
+                }
+                Stage::Kernels => {
+                    let module = match compiled.train {
+                        Some(_) => kiln::with_train_step(&compiled)?,
+                        None => compiled.module.clone(),
+                    };
+                    let name = function.as_deref().unwrap_or("forward");
+                    let f = module.function(name).ok_or_else(|| kiln::no_function(&module, name))?;
+                    let bindings = bindings(f, &binds)?;
+                    let shown: Vec<String> = bindings.iter().map(|(s, v)| format!("{s} = {v}")).collect();
+                    let plan = kiln_passes::lower_to_kernels(&module, name, &bindings)
+                        .map_err(|e| Error::Usage(e.to_string()))?;
+                    let header = if shown.is_empty() { String::new() } else { format!("// {}\n", shown.join(", ")) };
+                    format!("{header}{plan}")
                 }
             };
             out(&text);
@@ -255,6 +275,31 @@ fn train(
         out(&format!("plotted {}\n", path.display()));
     }
     Ok(())
+}
+
+/// Values for the function's symbols: from `--bind SYMBOL=VALUE`, else 1.
+fn bindings(f: &kiln_ir::Function, binds: &[String]) -> Result<kiln_ir::Bindings, Error> {
+    let mut bindings = kiln_ir::Bindings::new();
+    for input in &f.inputs {
+        for d in &input.ty.shape.0 {
+            if let kiln_ir::Dim::Sym(s) = d {
+                bindings.insert(s.clone(), 1);
+            }
+        }
+    }
+    for spec in binds {
+        let parsed =
+            spec.split_once('=').and_then(|(s, v)| v.trim().parse::<u64>().ok().map(|v| (s.trim().to_string(), v)));
+        let Some((symbol, value)) = parsed else {
+            return Err(Error::Usage(format!("--bind `{spec}` must be SYMBOL=VALUE, such as N=256")));
+        };
+        let key = kiln_ir::Symbol::new(symbol.clone());
+        if !bindings.contains_key(&key) {
+            return Err(Error::Usage(format!("`{}` has no symbolic dimension `{symbol}`", f.name)));
+        }
+        bindings.insert(key, value);
+    }
+    Ok(bindings)
 }
 
 /// Writes to standard output; a closed pipe (`kiln emit ir f | head`) is

@@ -220,3 +220,18 @@ fn emit_grad_and_step_print_verified_functions() {
     let o = kiln(&["emit", "grad", "tests/filetests/ok/lenet.kiln"]);
     assert!(stderr(&o).contains("no function `loss`; this module has: forward"), "{}", stderr(&o));
 }
+
+#[test]
+fn emit_kernels_prints_a_plan_that_parses_back() {
+    let o = kiln(&["emit", "kernels", "examples/mlp.kiln", "--bind", "N=8"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.starts_with("// N = 8\nplan forward {\n  b0: f32[6272] input 0\n"), "{text}");
+    assert!(text.contains("gemm(batch=1, m=8, n=256, k=784"), "{text}");
+    kiln_ir::kernel::parse_plan(&text).expect("the plan parses and verifies");
+
+    let o = kiln(&["emit", "kernels", "examples/mlp.kiln", "--fn", "train_step", "--bind", "M=8"]);
+    assert!(stderr(&o).contains("`train_step` has no symbolic dimension `M`"), "{}", stderr(&o));
+    let o = kiln(&["emit", "kernels", "examples/mlp.kiln", "--bind", "N"]);
+    assert!(stderr(&o).contains("must be SYMBOL=VALUE"), "{}", stderr(&o));
+}

@@ -7,9 +7,11 @@
 pub mod autodiff;
 mod build_train_step;
 mod eliminate_dead_code;
+mod lower_to_kernels;
 mod pipeline;
 
 pub use autodiff::{AutodiffError, Source, differentiate};
 pub use build_train_step::{TrainStepError, build_train_step};
 pub use eliminate_dead_code::eliminate_dead_code;
+pub use lower_to_kernels::{LowerError, lower_to_kernels};
 pub use pipeline::{PassError, Pipeline, StageReport};

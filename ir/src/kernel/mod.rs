@@ -13,9 +13,11 @@
 
 mod parse;
 mod print;
+mod run;
 mod verify;
 
 pub use parse::parse_plan;
+pub use run::{Storage, execute, run_plan};
 pub use verify::{KernelVerifyError, verify_plan};
 
 use std::fmt;

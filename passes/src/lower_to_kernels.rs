@@ -1,0 +1,604 @@
+//! Lowering graph IR to kernel IR, one kernel per op.
+//!
+//! Needs: a verified module, a function of it, and a value for every symbol
+//! of the function's input types. Guarantees: a verified [`Plan`] whose
+//! input, parameter and output buffers follow the function's inputs, the
+//! module's parameters and the function's outputs; running it computes what
+//! the graph interpreter computes (the differential tests hold it to that).
+//! Reshapes and `stop_gradient` alias their operand's buffer; every other op
+//! gets one kernel writing a fresh buffer; float matrix products become GEMM
+//! calls; convolution and pooling read a padded copy of their input, so that
+//! every access stays affine and in bounds. It does not fuse, tile or pick
+//! vector widths: outer loops are marked parallel, nothing more.
+
+use std::collections::BTreeMap;
+
+use kiln_ir::kernel::{
+    AccId, Affine, BufferDecl, BufferId, BufferRole, KExpr, KStmt, Kernel, MatrixRef, Plan, RuntimeCall, VarId,
+    verify_plan,
+};
+use kiln_ir::{Bindings, ConvAttrs, DType, Function, Literal, Module, NodeId, Op, ReduceKind};
+
+/// Why a function could not be lowered.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LowerError {
+    #[error("no function named `{0}`")]
+    UnknownFunction(String),
+    #[error("symbol {0} has no value: bind every symbolic dimension of the inputs")]
+    Unbound(String),
+    #[error("internal error: the lowered plan does not verify: {0}")]
+    Invalid(String),
+}
+
+/// Lowers `function` of `module`, specialized to `bindings`, to a plan.
+pub fn lower_to_kernels(module: &Module, function: &str, bindings: &Bindings) -> Result<Plan, LowerError> {
+    let f = module.function(function).ok_or_else(|| LowerError::UnknownFunction(function.to_string()))?;
+    let mut shapes = Vec::with_capacity(f.graph.len());
+    for (_, node) in f.graph.nodes() {
+        let shape = node.ty.shape.resolve(bindings).map_err(|s| LowerError::Unbound(s.to_string()))?;
+        shapes.push(shape.into_iter().map(|d| d as u64).collect::<Vec<u64>>());
+    }
+    let mut l = Lowering {
+        f,
+        bindings,
+        shapes,
+        buffers: Vec::new(),
+        node_buffer: Vec::new(),
+        kernels: Vec::new(),
+        next_var: 0,
+        next_acc: 0,
+    };
+    l.assign_buffers();
+    for (id, node) in f.graph.nodes() {
+        l.next_var = 0;
+        l.next_acc = 0;
+        let body = l.node(id, &node.op)?;
+        if !body.is_empty() {
+            l.kernels.push(Kernel { name: format!("k{}_{}", id.0, kiln_ir::mnemonic(&node.op)), body });
+        }
+    }
+    l.bind_outputs();
+    let plan = Plan { name: function.to_string(), buffers: l.buffers, kernels: l.kernels };
+    verify_plan(&plan).map_err(|e| LowerError::Invalid(format!("{e}\n{plan}")))?;
+    Ok(plan)
+}
+
+struct Lowering<'a> {
+    f: &'a Function,
+    bindings: &'a Bindings,
+    shapes: Vec<Vec<u64>>,
+    buffers: Vec<BufferDecl>,
+    node_buffer: Vec<BufferId>,
+    kernels: Vec<Kernel>,
+    next_var: u32,
+    next_acc: u32,
+}
+
+fn strides(shape: &[u64]) -> Vec<i64> {
+    let mut s = vec![1i64; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1] as i64;
+    }
+    s
+}
+
+fn numel(shape: &[u64]) -> u64 {
+    shape.iter().product()
+}
+
+/// `sum(vars[k] * strides[k])`.
+fn row_major(vars: &[VarId], strides: &[i64]) -> Affine {
+    vars.iter().zip(strides).fold(Affine::default(), |a, (&v, &s)| a.plus_term(v, s))
+}
+
+fn load(buffer: BufferId, index: Affine) -> KExpr {
+    KExpr::Load { buffer, index }
+}
+
+impl Lowering<'_> {
+    fn new_buffer(&mut self, role: BufferRole, dtype: DType, len: u64) -> BufferId {
+        self.buffers.push(BufferDecl { role, dtype, len });
+        BufferId(self.buffers.len() as u32 - 1)
+    }
+
+    fn assign_buffers(&mut self) {
+        let mut inputs: BTreeMap<u32, BufferId> = BTreeMap::new();
+        let mut params: BTreeMap<String, BufferId> = BTreeMap::new();
+        for (id, node) in self.f.graph.nodes() {
+            let (dtype, len) = (node.ty.dtype, numel(&self.shapes[id.index()]));
+            let buffer = match &node.op {
+                Op::Input { index } => match inputs.get(index) {
+                    Some(&b) => b,
+                    None => {
+                        let b = self.new_buffer(BufferRole::Input(*index), dtype, len);
+                        inputs.insert(*index, b);
+                        b
+                    }
+                },
+                Op::Param { name } => match params.get(name) {
+                    Some(&b) => b,
+                    None => {
+                        let b = self.new_buffer(BufferRole::Param(name.clone()), dtype, len);
+                        params.insert(name.clone(), b);
+                        b
+                    }
+                },
+                Op::Reshape { .. } | Op::StopGradient => self.node_buffer[node.args[0].index()],
+                _ => self.new_buffer(BufferRole::Temp, dtype, len),
+            };
+            self.node_buffer.push(buffer);
+        }
+    }
+
+    /// Makes each output's buffer an output buffer, copying where the value
+    /// lives in an input, a parameter or an earlier output.
+    fn bind_outputs(&mut self) {
+        for (position, &o) in self.f.outputs.iter().enumerate() {
+            let b = self.node_buffer[o.index()];
+            if self.buffers[b.0 as usize].role == BufferRole::Temp {
+                self.buffers[b.0 as usize].role = BufferRole::Output(position as u32);
+                continue;
+            }
+            let decl = self.buffers[b.0 as usize].clone();
+            let out = self.new_buffer(BufferRole::Output(position as u32), decl.dtype, decl.len);
+            let v = VarId(0);
+            let body = vec![KStmt::For {
+                var: v,
+                extent: decl.len,
+                parallel: true,
+                vector: 1,
+                body: vec![KStmt::Store { buffer: out, index: Affine::var(v), value: load(b, Affine::var(v)) }],
+            }];
+            self.kernels.push(Kernel { name: format!("copy_output_{position}"), body });
+        }
+    }
+
+    fn vars(&mut self, n: usize) -> Vec<VarId> {
+        (0..n)
+            .map(|_| {
+                self.next_var += 1;
+                VarId(self.next_var - 1)
+            })
+            .collect()
+    }
+
+    fn acc(&mut self) -> AccId {
+        self.next_acc += 1;
+        AccId(self.next_acc - 1)
+    }
+
+    /// Loops over `extents` around `inner`, the outermost parallel.
+    fn nest(vars: &[VarId], extents: &[u64], inner: Vec<KStmt>) -> Vec<KStmt> {
+        let mut body = inner;
+        for (k, (&var, &extent)) in vars.iter().zip(extents).enumerate().rev() {
+            body = vec![KStmt::For { var, extent, parallel: k == 0, vector: 1, body }];
+        }
+        body
+    }
+
+    /// A kernel body storing `value(vars)` at every element of `out_shape`.
+    fn elementwise(&mut self, out: BufferId, out_shape: &[u64], value: impl FnOnce(&[VarId]) -> KExpr) -> Vec<KStmt> {
+        let vars = self.vars(out_shape.len());
+        let index = row_major(&vars, &strides(out_shape));
+        let store = KStmt::Store { buffer: out, index, value: value(&vars) };
+        Self::nest(&vars, out_shape, vec![store])
+    }
+
+    fn node(&mut self, id: NodeId, op: &Op) -> Result<Vec<KStmt>, LowerError> {
+        let node = self.f.graph.node(id);
+        let out = self.node_buffer[id.index()];
+        let shape = self.shapes[id.index()].clone();
+        let arg = |k: usize| node.args[k];
+        let buf = |l: &Self, k: usize| l.node_buffer[arg(k).index()];
+        let same = |vars: &[VarId]| row_major(vars, &strides(&shape));
+        Ok(match op {
+            Op::Input { .. } | Op::Param { .. } | Op::Reshape { .. } | Op::StopGradient => Vec::new(),
+            Op::Constant { value, dtype, .. } => {
+                self.elementwise(out, &shape, |_| KExpr::Const { value: *value, dtype: *dtype })
+            }
+            Op::DimValue { symbol } => {
+                let value =
+                    self.bindings.get(symbol).copied().ok_or_else(|| LowerError::Unbound(symbol.to_string()))?;
+                self.elementwise(out, &shape, |_| KExpr::Const { value: Literal::Int(value as i64), dtype: DType::I64 })
+            }
+            Op::Iota { axis, dtype, .. } => {
+                let axis = *axis;
+                self.elementwise(out, &shape, |v| KExpr::Index { index: Affine::var(v[axis]), dtype: *dtype })
+            }
+            Op::RandomBits { stream, dtype, .. } => {
+                let key = buf(self, 0);
+                let (stream, dtype) = (*stream, *dtype);
+                self.elementwise(out, &shape, |v| KExpr::RandomBits {
+                    key: Box::new(load(key, Affine::constant(0))),
+                    stream,
+                    counter: same(v),
+                    dtype,
+                })
+            }
+            Op::Unary(u) => {
+                let a = buf(self, 0);
+                self.elementwise(out, &shape, |v| KExpr::Unary(*u, Box::new(load(a, same(v)))))
+            }
+            Op::Binary(b) => {
+                let (x, y) = (buf(self, 0), buf(self, 1));
+                self.elementwise(out, &shape, |v| {
+                    KExpr::Binary(*b, Box::new(load(x, same(v))), Box::new(load(y, same(v))))
+                })
+            }
+            Op::Compare(c) => {
+                let (x, y) = (buf(self, 0), buf(self, 1));
+                self.elementwise(out, &shape, |v| {
+                    KExpr::Compare(*c, Box::new(load(x, same(v))), Box::new(load(y, same(v))))
+                })
+            }
+            Op::Select => {
+                let (c, x, y) = (buf(self, 0), buf(self, 1), buf(self, 2));
+                self.elementwise(out, &shape, |v| {
+                    KExpr::Select(Box::new(load(c, same(v))), Box::new(load(x, same(v))), Box::new(load(y, same(v))))
+                })
+            }
+            Op::Cast { to } => {
+                let a = buf(self, 0);
+                self.elementwise(out, &shape, |v| KExpr::Cast(*to, Box::new(load(a, same(v)))))
+            }
+            Op::Broadcast { .. } => {
+                let (a, from) = (buf(self, 0), self.shapes[arg(0).index()].clone());
+                let offset = shape.len() - from.len();
+                let from_strides = strides(&from);
+                self.elementwise(out, &shape, |v| {
+                    let index = (0..from.len()).fold(Affine::default(), |acc, j| {
+                        if from[j] == 1 { acc } else { acc.plus_term(v[offset + j], from_strides[j]) }
+                    });
+                    load(a, index)
+                })
+            }
+            Op::Permute { perm } => {
+                let (a, from) = (buf(self, 0), self.shapes[arg(0).index()].clone());
+                let from_strides = strides(&from);
+                self.elementwise(out, &shape, |v| {
+                    let index = perm
+                        .iter()
+                        .enumerate()
+                        .fold(Affine::default(), |acc, (k, &p)| acc.plus_term(v[k], from_strides[p]));
+                    load(a, index)
+                })
+            }
+            Op::Slice { axis, start, step, .. } => {
+                let (a, from) = (buf(self, 0), self.shapes[arg(0).index()].clone());
+                let from_strides = strides(&from);
+                let (axis, start, step) = (*axis, *start as i64, *step as i64);
+                self.elementwise(out, &shape, |v| {
+                    let index = (0..from.len()).fold(Affine::default(), |acc, k| {
+                        if k == axis {
+                            acc.plus_term(v[k], step * from_strides[k]).plus(start * from_strides[k])
+                        } else {
+                            acc.plus_term(v[k], from_strides[k])
+                        }
+                    });
+                    load(a, index)
+                })
+            }
+            Op::Pad { padding } => {
+                let (a, from) = (buf(self, 0), self.shapes[arg(0).index()].clone());
+                let zero = zero_of(node.ty.dtype);
+                let mut body = self.elementwise(out, &shape, |_| zero);
+                body.extend(self.copy_into(a, &from, out, &shape, &padding.iter().map(|p| p.0).collect::<Vec<_>>()));
+                body
+            }
+            Op::Concat { axis } => {
+                let mut body = Vec::new();
+                let mut offset = 0u64;
+                for k in 0..node.args.len() {
+                    let (a, from) = (buf(self, k), self.shapes[arg(k).index()].clone());
+                    let mut at = vec![0u64; shape.len()];
+                    at[*axis] = offset;
+                    body.extend(self.copy_into(a, &from, out, &shape, &at));
+                    offset += from[*axis];
+                }
+                body
+            }
+            Op::Reduce { kind, axes, .. } => {
+                let (a, from) = (buf(self, 0), self.shapes[arg(0).index()].clone());
+                self.reduce(*kind, a, &from, axes, out, node.ty.dtype)
+            }
+            Op::MatMul => self.matmul(
+                buf(self, 0),
+                buf(self, 1),
+                &self.shapes[arg(0).index()].clone(),
+                &shape,
+                out,
+                node.ty.dtype,
+            ),
+            Op::Conv(attrs) => {
+                let (x, w) = (buf(self, 0), buf(self, 1));
+                let (xs, ws) = (self.shapes[arg(0).index()].clone(), self.shapes[arg(1).index()].clone());
+                self.conv(attrs, x, &xs, w, &ws, out, &shape, node.ty.dtype)
+            }
+            Op::ReduceWindow { kind, window, stride, padding } => {
+                let (x, xs) = (buf(self, 0), self.shapes[arg(0).index()].clone());
+                self.pool(*kind, window, stride, padding, x, &xs, out, &shape, node.ty.dtype)
+            }
+            Op::Gather { axis } => {
+                let (x, xs) = (buf(self, 0), self.shapes[arg(0).index()].clone());
+                let (idx, is) = (buf(self, 1), self.shapes[arg(1).index()].clone());
+                let (x_strides, i_strides) = (strides(&xs), strides(&is));
+                let axis = *axis;
+                let ir = is.len();
+                self.elementwise(out, &shape, |v| {
+                    let mut base = Affine::default();
+                    for k in 0..axis {
+                        base = base.plus_term(v[k], x_strides[k]);
+                    }
+                    for k in axis + 1..xs.len() {
+                        base = base.plus_term(v[k - 1 + ir], x_strides[k]);
+                    }
+                    let index = row_major(&v[axis..axis + ir], &i_strides);
+                    KExpr::Gather {
+                        buffer: x,
+                        base,
+                        index: Box::new(load(idx, index)),
+                        stride: x_strides[axis],
+                        bound: xs[axis],
+                    }
+                })
+            }
+            Op::ScatterAdd { axis } => {
+                let (base, idx, upd) = (buf(self, 0), buf(self, 1), buf(self, 2));
+                let (is, us) = (self.shapes[arg(1).index()].clone(), self.shapes[arg(2).index()].clone());
+                let mut body = self.copy_into(base, &shape.clone(), out, &shape, &vec![0; shape.len()]);
+                let vars = self.vars(us.len());
+                let (o_strides, i_strides, u_strides) = (strides(&shape), strides(&is), strides(&us));
+                let (axis, ir) = (*axis, is.len());
+                let mut target = Affine::default();
+                for k in 0..axis {
+                    target = target.plus_term(vars[k], o_strides[k]);
+                }
+                for k in axis + 1..shape.len() {
+                    target = target.plus_term(vars[k - 1 + ir], o_strides[k]);
+                }
+                let scatter = KStmt::ScatterAdd {
+                    buffer: out,
+                    base: target,
+                    index: load(idx, row_major(&vars[axis..axis + ir], &i_strides)),
+                    stride: o_strides[axis],
+                    bound: shape[axis],
+                    value: load(upd, row_major(&vars, &u_strides)),
+                };
+                // Repeated indices accumulate, so this nest must run in order.
+                let mut nest = Self::nest(&vars, &us, vec![scatter]);
+                if let Some(KStmt::For { parallel, .. }) = nest.first_mut() {
+                    *parallel = false;
+                }
+                body.extend(nest);
+                body
+            }
+        })
+    }
+
+    /// Copies `from` (shaped `from_shape`) into `to` (shaped `to_shape`) at
+    /// offset `at` along each axis.
+    fn copy_into(
+        &mut self,
+        from: BufferId,
+        from_shape: &[u64],
+        to: BufferId,
+        to_shape: &[u64],
+        at: &[u64],
+    ) -> Vec<KStmt> {
+        let vars = self.vars(from_shape.len());
+        let to_strides = strides(to_shape);
+        let target = (0..to_shape.len())
+            .fold(Affine::default(), |a, k| a.plus_term(vars[k], to_strides[k]).plus(at[k] as i64 * to_strides[k]));
+        let store =
+            KStmt::Store { buffer: to, index: target, value: load(from, row_major(&vars, &strides(from_shape))) };
+        Self::nest(&vars, from_shape, vec![store])
+    }
+
+    fn reduce(
+        &mut self,
+        kind: ReduceKind,
+        a: BufferId,
+        from: &[u64],
+        axes: &[usize],
+        out: BufferId,
+        dtype: DType,
+    ) -> Vec<KStmt> {
+        let kept: Vec<usize> = (0..from.len()).filter(|k| !axes.contains(k)).collect();
+        let outer = self.vars(kept.len());
+        let inner = self.vars(axes.len());
+        let mut all = vec![VarId(0); from.len()];
+        for (k, &axis) in kept.iter().enumerate() {
+            all[axis] = outer[k];
+        }
+        for (k, &axis) in axes.iter().enumerate() {
+            all[axis] = inner[k];
+        }
+        let acc = self.acc();
+        let read = load(a, row_major(&all, &strides(from)));
+        let kept_shape: Vec<u64> = kept.iter().map(|&k| from[k]).collect();
+        let reduced_shape: Vec<u64> = axes.iter().map(|&k| from[k]).collect();
+        let mut body = vec![KStmt::AccInit { acc, dtype, kind }];
+        body.extend(Self::nest_serial(&inner, &reduced_shape, vec![KStmt::AccUpdate { acc, value: read }]));
+        body.push(KStmt::Store {
+            buffer: out,
+            index: row_major(&outer, &strides(&kept_shape)),
+            value: KExpr::Acc(acc),
+        });
+        Self::nest(&outer, &kept_shape, body)
+    }
+
+    /// Loops without parallelism (inside an accumulation).
+    fn nest_serial(vars: &[VarId], extents: &[u64], inner: Vec<KStmt>) -> Vec<KStmt> {
+        let mut body = inner;
+        for (&var, &extent) in vars.iter().zip(extents).rev() {
+            body = vec![KStmt::For { var, extent, parallel: false, vector: 1, body }];
+        }
+        body
+    }
+
+    fn matmul(
+        &mut self,
+        a: BufferId,
+        b: BufferId,
+        a_shape: &[u64],
+        out_shape: &[u64],
+        out: BufferId,
+        dtype: DType,
+    ) -> Vec<KStmt> {
+        let r = out_shape.len();
+        let (m, n, k) = (out_shape[r - 2], out_shape[r - 1], a_shape[r - 1]);
+        let batch: u64 = out_shape[..r - 2].iter().product();
+        if dtype.is_float() {
+            let matrix = |buffer, rows: u64, cols: u64| MatrixRef {
+                buffer,
+                offset: 0,
+                row_stride: cols,
+                batch_stride: rows * cols,
+            };
+            return vec![KStmt::Call(RuntimeCall::Gemm {
+                batch,
+                m,
+                n,
+                k,
+                a: matrix(a, m, k),
+                b: matrix(b, k, n),
+                c: matrix(out, m, n),
+            })];
+        }
+        let [j, i, col, l] = [self.vars(1)[0], self.vars(1)[0], self.vars(1)[0], self.vars(1)[0]];
+        let acc = self.acc();
+        let a_index = Affine::default().plus_term(j, (m * k) as i64).plus_term(i, k as i64).plus_term(l, 1);
+        let b_index = Affine::default().plus_term(j, (k * n) as i64).plus_term(l, n as i64).plus_term(col, 1);
+        let product = KExpr::Binary(kiln_ir::BinaryOp::Mul, Box::new(load(a, a_index)), Box::new(load(b, b_index)));
+        let mut body = vec![KStmt::AccInit { acc, dtype, kind: ReduceKind::Sum }];
+        body.extend(Self::nest_serial(&[l], &[k], vec![KStmt::AccUpdate { acc, value: product }]));
+        let c_index = Affine::default().plus_term(j, (m * n) as i64).plus_term(i, n as i64).plus_term(col, 1);
+        body.push(KStmt::Store { buffer: out, index: c_index, value: KExpr::Acc(acc) });
+        Self::nest(&[j, i, col], &[batch, m, n], body)
+    }
+
+    /// A zero-initialized (or `fill`-initialized) copy of `x` with `padding`
+    /// around each axis, in a new buffer; returns it, its shape and the
+    /// statements that fill it.
+    fn padded_copy(
+        &mut self,
+        x: BufferId,
+        xs: &[u64],
+        padding: &[(u64, u64)],
+        fill: KExpr,
+        dtype: DType,
+    ) -> (BufferId, Vec<u64>, Vec<KStmt>) {
+        if padding.iter().all(|&p| p == (0, 0)) {
+            return (x, xs.to_vec(), Vec::new());
+        }
+        let shape: Vec<u64> = xs.iter().zip(padding).map(|(&d, &(lo, hi))| d + lo + hi).collect();
+        let padded = self.new_buffer(BufferRole::Temp, dtype, numel(&shape));
+        let mut body = self.elementwise(padded, &shape, |_| fill);
+        body.extend(self.copy_into(x, xs, padded, &shape, &padding.iter().map(|p| p.0).collect::<Vec<_>>()));
+        (padded, shape, body)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv(
+        &mut self,
+        attrs: &ConvAttrs,
+        x: BufferId,
+        xs: &[u64],
+        w: BufferId,
+        ws: &[u64],
+        out: BufferId,
+        os: &[u64],
+        dtype: DType,
+    ) -> Vec<KStmt> {
+        let spatial = xs.len() - 2;
+        let mut padding = vec![(0, 0), (0, 0)];
+        padding.extend(attrs.padding.iter().copied());
+        let (xp, ps, mut body) = self.padded_copy(x, xs, &padding, zero_of(dtype), dtype);
+        let groups = attrs.groups;
+        let (c_out_group, c_in_group) = (ws[0] / groups, ws[1]);
+        let n = self.vars(1)[0];
+        let g = self.vars(1)[0];
+        let co = self.vars(1)[0];
+        let ys = self.vars(spatial);
+        let ci = self.vars(1)[0];
+        let ks = self.vars(spatial);
+        let (x_strides, w_strides, o_strides) = (strides(&ps), strides(ws), strides(os));
+        let mut x_index = Affine::default()
+            .plus_term(n, x_strides[0])
+            .plus_term(g, c_in_group as i64 * x_strides[1])
+            .plus_term(ci, x_strides[1]);
+        let mut w_index = Affine::default()
+            .plus_term(g, c_out_group as i64 * w_strides[0])
+            .plus_term(co, w_strides[0])
+            .plus_term(ci, w_strides[1]);
+        let mut o_index = Affine::default()
+            .plus_term(n, o_strides[0])
+            .plus_term(g, c_out_group as i64 * o_strides[1])
+            .plus_term(co, o_strides[1]);
+        for d in 0..spatial {
+            let s = x_strides[d + 2];
+            x_index =
+                x_index.plus_term(ys[d], attrs.stride[d] as i64 * s).plus_term(ks[d], attrs.dilation[d] as i64 * s);
+            w_index = w_index.plus_term(ks[d], w_strides[d + 2]);
+            o_index = o_index.plus_term(ys[d], o_strides[d + 2]);
+        }
+        let acc = self.acc();
+        let product = KExpr::Binary(kiln_ir::BinaryOp::Mul, Box::new(load(xp, x_index)), Box::new(load(w, w_index)));
+        let mut reduce_vars = vec![ci];
+        reduce_vars.extend(&ks);
+        let mut reduce_extents = vec![c_in_group];
+        reduce_extents.extend(&ws[2..]);
+        let mut inner = vec![KStmt::AccInit { acc, dtype, kind: ReduceKind::Sum }];
+        inner.extend(Self::nest_serial(&reduce_vars, &reduce_extents, vec![KStmt::AccUpdate { acc, value: product }]));
+        inner.push(KStmt::Store { buffer: out, index: o_index, value: KExpr::Acc(acc) });
+        let mut outer_vars = vec![n, g, co];
+        outer_vars.extend(&ys);
+        let mut outer_extents = vec![os[0], groups, c_out_group];
+        outer_extents.extend(&os[2..]);
+        body.extend(Self::nest(&outer_vars, &outer_extents, inner));
+        body
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn pool(
+        &mut self,
+        kind: ReduceKind,
+        window: &[u64],
+        stride: &[u64],
+        padding: &[(u64, u64)],
+        x: BufferId,
+        xs: &[u64],
+        out: BufferId,
+        os: &[u64],
+        dtype: DType,
+    ) -> Vec<KStmt> {
+        let identity = match (kind, dtype) {
+            (ReduceKind::Sum, d) => zero_of(d),
+            (ReduceKind::Max, DType::I32) => KExpr::Const { value: Literal::Int(i64::from(i32::MIN)), dtype },
+            (ReduceKind::Max, d) if d.is_int() => KExpr::Const { value: Literal::Int(i64::MIN), dtype },
+            (ReduceKind::Max, d) => KExpr::Const { value: Literal::float(f64::NEG_INFINITY), dtype: d },
+        };
+        let (xp, ps, mut body) = self.padded_copy(x, xs, padding, identity, dtype);
+        let outs = self.vars(os.len());
+        let ks = self.vars(window.len());
+        let x_strides = strides(&ps);
+        let index = (0..os.len()).fold(Affine::default(), |a, d| {
+            a.plus_term(outs[d], stride[d] as i64 * x_strides[d]).plus_term(ks[d], x_strides[d])
+        });
+        let acc = self.acc();
+        let mut inner = vec![KStmt::AccInit { acc, dtype, kind }];
+        inner.extend(Self::nest_serial(&ks, window, vec![KStmt::AccUpdate { acc, value: load(xp, index) }]));
+        inner.push(KStmt::Store { buffer: out, index: row_major(&outs, &strides(os)), value: KExpr::Acc(acc) });
+        body.extend(Self::nest(&outs, os, inner));
+        body
+    }
+}
+
+fn zero_of(dtype: DType) -> KExpr {
+    let value = match dtype {
+        DType::Bool => Literal::Bool(false),
+        d if d.is_float() => Literal::float(0.0),
+        _ => Literal::Int(0),
+    };
+    KExpr::Const { value, dtype }
+}

@@ -1,0 +1,154 @@
+//! Differential tests of the lowering to kernel IR: every function of every
+//! example and `ok` program (training steps included), lowered one kernel per
+//! op and run by the kernel IR executor, against the graph interpreter.
+//! Tolerance: 1e-5 relative to max(1, |expected|), for summation order.
+
+use std::path::Path;
+
+use kiln::compile_file;
+use kiln_frontend::{Options, Style};
+use kiln_ir::interp::{EvalOptions, Tensor, evaluate};
+use kiln_ir::kernel::{Storage, execute};
+use kiln_ir::{Bindings, DType, Module, Symbol};
+use ndarray::{ArrayD, Dimension, IxDyn};
+
+const TOLERANCE: f64 = 1e-5;
+const BATCH: u64 = 3;
+
+fn inputs_for(module: &Module, function: &str) -> Vec<Tensor> {
+    let f = module.function(function).unwrap();
+    f.inputs
+        .iter()
+        .enumerate()
+        .map(|(k, decl)| {
+            let shape: Vec<usize> = decl.ty.shape.0.iter().map(|d| d.as_const().unwrap_or(BATCH) as usize).collect();
+            let n: usize = shape.iter().product();
+            match decl.ty.dtype {
+                d if d.is_float() => {
+                    let v = (0..n).map(|i| 2.0 * kiln_ir::random::uniform(k as u64, 1, i as u64) - 1.0).collect();
+                    Tensor::float(d, ArrayD::from_shape_vec(IxDyn(&shape), v).unwrap())
+                }
+                DType::Bool => {
+                    Tensor::bool(ArrayD::from_shape_fn(IxDyn(&shape), |i| i.slice().iter().sum::<usize>() % 2 == 0))
+                }
+                d => {
+                    let v = (0..n).map(|i| (kiln_ir::random::bits(k as u64, 2, i as u64) % 3) as i64).collect();
+                    Tensor::int(d, ArrayD::from_shape_vec(IxDyn(&shape), v).unwrap())
+                }
+            }
+        })
+        .collect()
+}
+
+fn bindings_for(module: &Module, function: &str) -> Bindings {
+    let f = module.function(function).unwrap();
+    let mut b = Bindings::new();
+    for i in &f.inputs {
+        for d in &i.ty.shape.0 {
+            if let kiln_ir::Dim::Sym(s) = d {
+                b.insert(s.clone(), BATCH);
+            }
+        }
+    }
+    b
+}
+
+fn values(s: &Storage) -> Vec<f64> {
+    match s {
+        Storage::Float(v) => v.clone(),
+        Storage::Int(v) => v.iter().map(|&x| x as f64).collect(),
+        Storage::Bool(v) => v.iter().map(|&x| f64::from(u8::from(x))).collect(),
+    }
+}
+
+/// Lowers and runs `function`, compares with the interpreter; returns the
+/// number of kernels.
+fn check(module: &Module, function: &str) -> usize {
+    let plan = kiln_passes::lower_to_kernels(module, function, &bindings_for(module, function))
+        .unwrap_or_else(|e| panic!("{function}: {e}"));
+    let text = plan.to_string();
+    assert_eq!(kiln_ir::kernel::parse_plan(&text).as_ref(), Ok(&plan), "the plan's text round-trips");
+    let inputs = inputs_for(module, function);
+    let params = kiln_ir::initialize_params(module, 1);
+    let expected = evaluate(module, function, &inputs, &params, EvalOptions::default()).unwrap();
+    let actual = execute(&plan, &inputs, &params).unwrap_or_else(|e| panic!("{function}: {e}\n{text}"));
+    assert_eq!(actual.len(), expected.len(), "{function}: output count");
+    for (k, (a, e)) in actual.iter().zip(&expected).enumerate() {
+        let (a, e) = (values(a), e.to_f64_vec());
+        assert_eq!(a.len(), e.len(), "{function}: output {k} length");
+        for (i, (x, y)) in a.iter().zip(&e).enumerate() {
+            let error = if x == y || (x.is_nan() && y.is_nan()) { 0.0 } else { (x - y).abs() / y.abs().max(1.0) };
+            assert!(error <= TOLERANCE, "{function}: output {k}[{i}] is {x}, the interpreter says {y}\n{text}");
+        }
+    }
+    plan.kernels.len()
+}
+
+fn with_step(path: &str) -> Module {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    let compiled = compile_file(&path, &Options::default(), Style::Plain).unwrap();
+    if compiled.train.is_some() { kiln::with_train_step(&compiled).unwrap() } else { compiled.module }
+}
+
+fn check_all(path: &str) {
+    let module = with_step(path);
+    for f in &module.functions {
+        check(&module, &f.name);
+    }
+}
+
+#[test]
+fn examples_forward_loss_and_training_step() {
+    for path in ["examples/linear_regression.kiln", "examples/softmax_regression.kiln", "examples/mlp.kiln"] {
+        check_all(path);
+    }
+}
+
+#[test]
+fn the_ok_corpus() {
+    for path in [
+        "tests/filetests/ok/features.kiln",
+        "tests/filetests/ok/lenet.kiln",
+        "tests/filetests/ok/gru_unrolled.kiln",
+        "tests/filetests/ok/adam_training.kiln",
+        "tests/filetests/ok/uses_file.kiln",
+    ] {
+        check_all(path);
+    }
+}
+
+#[test]
+fn ops_the_language_does_not_reach_directly() {
+    let text = "func f(t: f32[4, 3], i: i32[2, 2], a: i64[2, 3], b: i64[3, 2], m: f32[2, 5]) -> (f32[2, 2, 3], f32[4, 3], i64[2, 2], f32[2, 3], f32[2, 9], bool[2, 5], f32[2, 8]) {
+  %0: f32[4, 3] = input 0
+  %1: i32[2, 2] = input 1
+  %2: f32[2, 2, 3] = gather %0, %1 axis=0
+  %3: f32[2, 2, 3] = const 1.5
+  %4: i32[4] = reshape %1
+  %5: f32[4, 3] = reshape %2
+  %6: f32[4, 3] = scatter_add %0, %4, %5 axis=0
+  %7: i64[2, 3] = input 2
+  %8: i64[3, 2] = input 3
+  %9: i64[2, 2] = matmul %7, %8
+  %10: f32[2, 5] = input 4
+  %11: f32[2, 3] = slice %10 axis=1 start=0 stop=5 step=2
+  %12: f32[2, 9] = pad %10 padding=[(0, 0), (3, 1)]
+  %13: bool[2, 5] = gt %10, %10
+  %14: f32[2, 8] = concat %10, %11 axis=1
+  %15: f32[2, 8] = stop_gradient %14
+  return %2, %6, %9, %11, %12, %13, %15
+}
+";
+    let module = kiln_ir::parse_module(text).unwrap();
+    check(&module, "f");
+}
+
+#[test]
+fn unbound_symbols_are_an_error() {
+    let module = with_step("examples/mlp.kiln");
+    let e = kiln_passes::lower_to_kernels(&module, "forward", &Bindings::new()).unwrap_err();
+    assert_eq!(e.to_string(), "symbol N has no value: bind every symbolic dimension of the inputs");
+    let mut b = Bindings::new();
+    b.insert(Symbol::new("N"), 2);
+    assert!(kiln_passes::lower_to_kernels(&module, "backward", &b).is_err());
+}
