@@ -1,7 +1,9 @@
-//! Differential tests of the lowering to kernel IR: every function of every
-//! example and `ok` program (training steps included), lowered one kernel per
-//! op and run by the kernel IR executor, against the graph interpreter.
-//! Tolerance: 1e-5 relative to max(1, |expected|), for summation order.
+//! Differential tests of the lowering to kernel IR and of the Cranelift JIT:
+//! every function of every example and `ok` program (training steps
+//! included), lowered one kernel per op, run by the kernel IR executor and
+//! compiled to machine code, against the graph interpreter. Tolerance: 1e-5
+//! relative to max(1, |expected|) for the executor (summation order only),
+//! 1e-4 for the JIT (which also accumulates f32 sums in f32).
 
 use std::path::Path;
 
@@ -13,6 +15,7 @@ use kiln_ir::{Bindings, DType, Module, Symbol};
 use ndarray::{ArrayD, Dimension, IxDyn};
 
 const TOLERANCE: f64 = 1e-5;
+const JIT_TOLERANCE: f64 = 1e-4;
 const BATCH: u64 = 3;
 
 fn inputs_for(module: &Module, function: &str) -> Vec<Tensor> {
@@ -71,17 +74,55 @@ fn check(module: &Module, function: &str) -> usize {
     let inputs = inputs_for(module, function);
     let params = kiln_ir::initialize_params(module, 1);
     let expected = evaluate(module, function, &inputs, &params, EvalOptions::default()).unwrap();
-    let actual = execute(&plan, &inputs, &params).unwrap_or_else(|e| panic!("{function}: {e}\n{text}"));
+    let executed = execute(&plan, &inputs, &params).unwrap_or_else(|e| panic!("{function}: {e}\n{text}"));
+    compare(function, "executor", &executed, &expected, TOLERANCE, &text);
+    let jitted = run_jit(&plan, &inputs, &params).unwrap_or_else(|e| panic!("{function}: {e}\n{text}"));
+    compare(function, "JIT", &jitted, &expected, JIT_TOLERANCE, &text);
+    plan.kernels.len()
+}
+
+fn compare(function: &str, what: &str, actual: &[Storage], expected: &[Tensor], tolerance: f64, text: &str) {
     assert_eq!(actual.len(), expected.len(), "{function}: output count");
-    for (k, (a, e)) in actual.iter().zip(&expected).enumerate() {
+    for (k, (a, e)) in actual.iter().zip(expected).enumerate() {
         let (a, e) = (values(a), e.to_f64_vec());
         assert_eq!(a.len(), e.len(), "{function}: output {k} length");
         for (i, (x, y)) in a.iter().zip(&e).enumerate() {
             let error = if x == y || (x.is_nan() && y.is_nan()) { 0.0 } else { (x - y).abs() / y.abs().max(1.0) };
-            assert!(error <= TOLERANCE, "{function}: output {k}[{i}] is {x}, the interpreter says {y}\n{text}");
+            assert!(
+                error <= tolerance,
+                "{function} ({what}): output {k}[{i}] is {x}, the interpreter says {y}\n{text}"
+            );
         }
     }
-    plan.kernels.len()
+}
+
+/// Compiles the plan with Cranelift and runs it on host buffers.
+fn run_jit(
+    plan: &kiln_ir::kernel::Plan,
+    inputs: &[Tensor],
+    params: &kiln_ir::interp::Params,
+) -> Result<Vec<Storage>, String> {
+    use kiln_codegen::HostBuffer;
+    use kiln_ir::kernel::BufferRole;
+    let compiled = kiln_codegen::compile_plan(plan).map_err(|e| e.to_string())?;
+    let mut buffers: Vec<HostBuffer> = plan
+        .buffers
+        .iter()
+        .map(|b| match &b.role {
+            BufferRole::Input(n) => HostBuffer::from_tensor(&inputs[*n as usize]),
+            BufferRole::Param(name) => HostBuffer::from_tensor(&params[name]),
+            _ => HostBuffer::zeros(b.dtype, b.len as usize),
+        })
+        .collect();
+    compiled.run(&mut buffers).map_err(|e| e.to_string())?;
+    let mut outputs: Vec<(u32, Storage)> = plan
+        .buffers
+        .iter()
+        .zip(&buffers)
+        .filter_map(|(d, b)| if let BufferRole::Output(n) = d.role { Some((n, b.to_storage())) } else { None })
+        .collect();
+    outputs.sort_by_key(|o| o.0);
+    Ok(outputs.into_iter().map(|o| o.1).collect())
 }
 
 fn with_step(path: &str) -> Module {

@@ -1,4 +1,13 @@
-//! Native code generation for kiln: kernel IR to Cranelift (JIT and object
-//! files) and to PTX through LLVM. This crate is empty until the CPU code
-//! generation issue lands; it exists now so the workspace has its final
-//! shape and dependency order (`codegen` depends on `ir` only).
+//! Native code generation for kiln. `cranelift` compiles a kernel IR plan to
+//! machine code through Cranelift's JIT; `buffer` holds the host memory the
+//! compiled kernels run on. PTX through LLVM comes with the GPU issue.
+//!
+//! Invariant: codegen consumes verified kernel IR only (the verifier proved
+//! every affine access in bounds); computed indices are checked at run time
+//! and reported through the kernel's status, never used out of bounds.
+
+pub mod buffer;
+pub mod cranelift;
+
+pub use buffer::HostBuffer;
+pub use cranelift::{CodegenError, CompiledPlan, compile_plan};

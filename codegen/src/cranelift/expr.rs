@@ -1,0 +1,251 @@
+//! Scalar expressions to Cranelift instructions, with the graph IR's
+//! semantics: NaN-propagating max and min, wrapping integer arithmetic,
+//! saturating float-to-integer casts, integer division by zero reported
+//! through the status (the quotient is then 0), bools as bytes 0 and 1.
+
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{InstBuilder, MemFlagsData, Value, types};
+use kiln_ir::kernel::KExpr;
+use kiln_ir::{BinaryOp, CompareOp, DType, Literal, UnaryOp};
+
+use super::kernel::{Gen, KernelBuilder, machine_type};
+
+impl KernelBuilder<'_, '_> {
+    /// The dtype of an expression's value.
+    fn type_of(&self, e: &KExpr) -> Gen<DType> {
+        Ok(match e {
+            KExpr::Const { dtype, .. } | KExpr::Index { dtype, .. } | KExpr::RandomBits { dtype, .. } => *dtype,
+            KExpr::Cast(dtype, _) => *dtype,
+            KExpr::Load { buffer, .. } | KExpr::Gather { buffer, .. } => self.dtype(*buffer)?,
+            KExpr::Acc(_) => return Err("accumulator types come from their value".into()),
+            KExpr::Unary(_, x) => self.type_of(x)?,
+            KExpr::Binary(_, a, _) => self.type_of(a)?,
+            KExpr::Compare(..) => DType::Bool,
+            KExpr::Select(_, a, _) => self.type_of(a)?,
+        })
+    }
+
+    /// The dtype of a value already computed.
+    fn value_dtype(&self, v: Value) -> DType {
+        match self.b.func.dfg.value_type(v) {
+            types::F32 => DType::F32,
+            types::F64 => DType::F64,
+            types::I32 => DType::I32,
+            types::I8 => DType::Bool,
+            _ => DType::I64,
+        }
+    }
+
+    pub fn expr(&mut self, e: &KExpr) -> Gen<Value> {
+        match e {
+            KExpr::Const { value, dtype } => Ok(self.constant(*value, *dtype)),
+            KExpr::Index { index, dtype } => {
+                let i = self.affine(index)?;
+                Ok(self.convert(i, DType::I64, *dtype))
+            }
+            KExpr::Load { buffer, index } => {
+                let dtype = self.dtype(*buffer)?;
+                let address = self.address(*buffer, index)?;
+                Ok(self.b.ins().load(machine_type(dtype), MemFlagsData::trusted(), address, 0))
+            }
+            KExpr::Gather { buffer, base, index, stride, bound } => {
+                let dtype = self.dtype(*buffer)?;
+                let at = self.checked_index(base, index, *stride, *bound)?;
+                let address = self.element(*buffer, at)?;
+                Ok(self.b.ins().load(machine_type(dtype), MemFlagsData::trusted(), address, 0))
+            }
+            KExpr::Acc(acc) => self.accumulator(*acc),
+            KExpr::Unary(op, x) => {
+                let v = self.expr(x)?;
+                self.unary(*op, v)
+            }
+            KExpr::Binary(op, a, b) => {
+                let (x, y) = (self.expr(a)?, self.expr(b)?);
+                self.binary(*op, x, y)
+            }
+            KExpr::Compare(op, a, b) => {
+                let (x, y) = (self.expr(a)?, self.expr(b)?);
+                Ok(self.compare(*op, x, y))
+            }
+            KExpr::Select(c, a, b) => {
+                let (c, x, y) = (self.expr(c)?, self.expr(a)?, self.expr(b)?);
+                Ok(self.b.ins().select(c, x, y))
+            }
+            KExpr::Cast(to, x) => {
+                let from = match self.type_of(x) {
+                    Ok(d) => d,
+                    Err(_) => {
+                        let v = self.expr(x)?;
+                        let d = self.value_dtype(v);
+                        return Ok(self.convert(v, d, *to));
+                    }
+                };
+                let v = self.expr(x)?;
+                Ok(self.convert(v, from, *to))
+            }
+            KExpr::RandomBits { key, stream, counter, dtype } => {
+                let key = self.expr(key)?;
+                let stream = self.b.ins().iconst(types::I64, *stream as i64);
+                let counter = self.affine(counter)?;
+                let shift = self.b.ins().iconst(types::I64, if *dtype == DType::I32 { 33 } else { 1 });
+                let bits = self
+                    .call("kiln_random_bits", &[types::I64; 4], &[types::I64], &[key, stream, counter, shift])?
+                    .ok_or("random bits return a value")?;
+                Ok(self.convert(bits, DType::I64, *dtype))
+            }
+        }
+    }
+
+    fn constant(&mut self, value: Literal, dtype: DType) -> Value {
+        match (value, dtype) {
+            (Literal::Float(x), DType::F32) => self.b.ins().f32const(x.get() as f32),
+            (Literal::Float(x), _) => self.b.ins().f64const(x.get()),
+            (Literal::Int(i), DType::I32) => self.b.ins().iconst(types::I32, i64::from(i as i32)),
+            (Literal::Int(i), _) => self.b.ins().iconst(types::I64, i),
+            (Literal::Bool(b), _) => self.b.ins().iconst(types::I8, i64::from(b)),
+        }
+    }
+
+    /// Converts a value between dtypes as the graph op `cast` does.
+    fn convert(&mut self, v: Value, from: DType, to: DType) -> Value {
+        match (from, to) {
+            (f, t) if f == t => v,
+            (DType::F32, DType::F64) => self.b.ins().fpromote(types::F64, v),
+            (DType::F64, DType::F32) => self.b.ins().fdemote(types::F32, v),
+            (f, DType::Bool) if f.is_float() => {
+                let ty = machine_type(f);
+                let (zero, _) = self.float_pair(ty, 0.0, 0.0);
+                self.b.ins().fcmp(FloatCC::NotEqual, v, zero)
+            }
+            (_, DType::Bool) => self.b.ins().icmp_imm_s(IntCC::NotEqual, v, 0),
+            (f, t) if f.is_float() => self.b.ins().fcvt_to_sint_sat(machine_type(t), v),
+            (DType::Bool, t) if t.is_float() => self.b.ins().fcvt_from_uint(machine_type(t), v),
+            (_, t) if t.is_float() => self.b.ins().fcvt_from_sint(machine_type(t), v),
+            (DType::Bool, t) => self.b.ins().uextend(machine_type(t), v),
+            (DType::I32, DType::I64) => self.b.ins().sextend(types::I64, v),
+            (DType::I64, DType::I32) => self.b.ins().ireduce(types::I32, v),
+            _ => v,
+        }
+    }
+
+    fn float_call(&mut self, name: &str, args: &[Value]) -> Gen<Value> {
+        let ty = self.b.func.dfg.value_type(args[0]);
+        let suffix = if ty == types::F32 { "f32" } else { "f64" };
+        let params = vec![ty; args.len()];
+        self.call(&format!("kiln_{name}_{suffix}"), &params, &[ty], args)?
+            .ok_or_else(|| format!("{name} returns a value"))
+    }
+
+    fn unary(&mut self, op: UnaryOp, v: Value) -> Gen<Value> {
+        let ty = self.b.func.dfg.value_type(v);
+        let float = ty.is_float();
+        Ok(match op {
+            UnaryOp::Neg if float => self.b.ins().fneg(v),
+            UnaryOp::Neg => self.b.ins().ineg(v),
+            UnaryOp::Abs if float => self.b.ins().fabs(v),
+            UnaryOp::Abs => self.b.ins().iabs(v),
+            UnaryOp::Sign if float => {
+                let (zero, one) = self.float_pair(ty, 0.0, 1.0);
+                let minus = self.b.ins().fneg(one);
+                let positive = self.b.ins().fcmp(FloatCC::GreaterThan, v, zero);
+                let negative = self.b.ins().fcmp(FloatCC::LessThan, v, zero);
+                let low = self.b.ins().select(negative, minus, v);
+                self.b.ins().select(positive, one, low)
+            }
+            UnaryOp::Sign => {
+                let positive = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, v, 0);
+                let negative = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, v, 0);
+                let (one, zero, minus) =
+                    (self.b.ins().iconst(ty, 1), self.b.ins().iconst(ty, 0), self.b.ins().iconst(ty, -1));
+                let low = self.b.ins().select(negative, minus, zero);
+                self.b.ins().select(positive, one, low)
+            }
+            UnaryOp::Sqrt => self.b.ins().sqrt(v),
+            UnaryOp::Floor => self.b.ins().floor(v),
+            UnaryOp::Recip => {
+                let (_, one) = self.float_pair(ty, 0.0, 1.0);
+                self.b.ins().fdiv(one, v)
+            }
+            UnaryOp::Exp => self.float_call("exp", &[v])?,
+            UnaryOp::Log => self.float_call("log", &[v])?,
+            UnaryOp::Sin => self.float_call("sin", &[v])?,
+            UnaryOp::Cos => self.float_call("cos", &[v])?,
+            UnaryOp::Tanh => self.float_call("tanh", &[v])?,
+            UnaryOp::Not => self.b.ins().bxor_imm_s(v, 1),
+        })
+    }
+
+    fn float_pair(&mut self, ty: cranelift_codegen::ir::Type, a: f64, b: f64) -> (Value, Value) {
+        if ty == types::F32 {
+            (self.b.ins().f32const(a as f32), self.b.ins().f32const(b as f32))
+        } else {
+            (self.b.ins().f64const(a), self.b.ins().f64const(b))
+        }
+    }
+
+    fn binary(&mut self, op: BinaryOp, x: Value, y: Value) -> Gen<Value> {
+        let ty = self.b.func.dfg.value_type(x);
+        let float = ty.is_float();
+        Ok(match op {
+            BinaryOp::Add if float => self.b.ins().fadd(x, y),
+            BinaryOp::Sub if float => self.b.ins().fsub(x, y),
+            BinaryOp::Mul if float => self.b.ins().fmul(x, y),
+            BinaryOp::Div if float => self.b.ins().fdiv(x, y),
+            BinaryOp::Max if float => self.b.ins().fmax(x, y),
+            BinaryOp::Min if float => self.b.ins().fmin(x, y),
+            BinaryOp::Pow => self.float_call("pow", &[x, y])?,
+            BinaryOp::Add => self.b.ins().iadd(x, y),
+            BinaryOp::Sub => self.b.ins().isub(x, y),
+            BinaryOp::Mul => self.b.ins().imul(x, y),
+            BinaryOp::Max => self.b.ins().smax(x, y),
+            BinaryOp::Min => self.b.ins().smin(x, y),
+            BinaryOp::Div => self.integer_division(x, y),
+            BinaryOp::And => self.b.ins().band(x, y),
+            BinaryOp::Or => self.b.ins().bor(x, y),
+        })
+    }
+
+    /// `x / y` truncating, wrapping `MIN / -1`; dividing by zero sets the
+    /// status and gives 0, instead of the trap a bare `sdiv` would raise.
+    fn integer_division(&mut self, x: Value, y: Value) -> Value {
+        let ty = self.b.func.dfg.value_type(x);
+        let zero = self.b.ins().icmp_imm_s(IntCC::Equal, y, 0);
+        let minus_one = self.b.ins().icmp_imm_s(IntCC::Equal, y, -1);
+        let one = self.b.ins().iconst(ty, 1);
+        let unsafe_divisor = self.b.ins().bor(zero, minus_one);
+        let divisor = self.b.ins().select(unsafe_divisor, one, y);
+        let quotient = self.b.ins().sdiv(x, divisor);
+        let negated = self.b.ins().ineg(x);
+        let z = self.b.ins().iconst(ty, 0);
+        let by_minus_one = self.b.ins().select(minus_one, negated, quotient);
+        let status = self.b.use_var(self.status());
+        let flag = self.b.ins().iconst(types::I32, super::STATUS_DIVISION_BY_ZERO);
+        let flagged = self.b.ins().select(zero, flag, status);
+        self.b.def_var(self.status(), flagged);
+        self.b.ins().select(zero, z, by_minus_one)
+    }
+
+    fn compare(&mut self, op: CompareOp, x: Value, y: Value) -> Value {
+        if self.b.func.dfg.value_type(x).is_float() {
+            let cc = match op {
+                CompareOp::Eq => FloatCC::Equal,
+                CompareOp::Ne => FloatCC::NotEqual,
+                CompareOp::Lt => FloatCC::LessThan,
+                CompareOp::Le => FloatCC::LessThanOrEqual,
+                CompareOp::Gt => FloatCC::GreaterThan,
+                CompareOp::Ge => FloatCC::GreaterThanOrEqual,
+            };
+            self.b.ins().fcmp(cc, x, y)
+        } else {
+            let cc = match op {
+                CompareOp::Eq => IntCC::Equal,
+                CompareOp::Ne => IntCC::NotEqual,
+                CompareOp::Lt => IntCC::SignedLessThan,
+                CompareOp::Le => IntCC::SignedLessThanOrEqual,
+                CompareOp::Gt => IntCC::SignedGreaterThan,
+                CompareOp::Ge => IntCC::SignedGreaterThanOrEqual,
+            };
+            self.b.ins().icmp(cc, x, y)
+        }
+    }
+}

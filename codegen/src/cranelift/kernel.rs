@@ -1,0 +1,234 @@
+//! One kernel to one Cranelift function: the entry block loads the buffer
+//! pointers, statements become counted loops, stores, accumulator updates and
+//! runtime calls, and the function returns its status.
+
+use std::collections::BTreeMap;
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{AbiParam, Function, InstBuilder, MemFlagsData, Type, Value, types};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use cranelift_jit::JITModule;
+use cranelift_module::{Linkage, Module};
+use kiln_ir::kernel::{AccId, Affine, BufferId, KExpr, KStmt, Kernel, MatrixRef, Plan, RuntimeCall, VarId};
+use kiln_ir::{DType, ReduceKind};
+
+/// The machine type of a dtype's values (bools are bytes, 0 or 1).
+pub fn machine_type(dtype: DType) -> Type {
+    match dtype {
+        DType::F32 => types::F32,
+        DType::F64 => types::F64,
+        DType::I32 => types::I32,
+        DType::I64 => types::I64,
+        DType::Bool => types::I8,
+    }
+}
+
+pub struct KernelBuilder<'a, 'f> {
+    pub b: FunctionBuilder<'f>,
+    pub module: &'a mut JITModule,
+    pub plan: &'a Plan,
+    pub pointer: Type,
+    buffers: Vec<Value>,
+    vars: BTreeMap<VarId, Variable>,
+    accs: BTreeMap<AccId, (Variable, DType, ReduceKind)>,
+    status: Variable,
+}
+
+pub type Gen<T> = Result<T, String>;
+
+/// Builds the body of `func` from `kernel`.
+pub fn build(module: &mut JITModule, func: &mut Function, plan: &Plan, kernel: &Kernel) -> Gen<()> {
+    let mut context = FunctionBuilderContext::new();
+    let pointer = module.target_config().pointer_type();
+    let config = module.target_config();
+    let mut b = FunctionBuilder::new(func, &mut context);
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    b.seal_block(entry);
+    let array = b.block_params(entry)[0];
+    let buffers = (0..plan.buffers.len())
+        .map(|i| b.ins().load(pointer, MemFlagsData::trusted(), array, (i * pointer.bytes() as usize) as i32))
+        .collect();
+    let status = b.declare_var(types::I32);
+    let zero = b.ins().iconst(types::I32, 0);
+    b.def_var(status, zero);
+    let mut k =
+        KernelBuilder { b, module, plan, pointer, buffers, vars: BTreeMap::new(), accs: BTreeMap::new(), status };
+    k.block(&kernel.body)?;
+    let result = k.b.use_var(k.status);
+    k.b.ins().return_(&[result]);
+    k.b.seal_all_blocks();
+    k.b.finalize(config);
+    Ok(())
+}
+
+impl KernelBuilder<'_, '_> {
+    fn block(&mut self, body: &[KStmt]) -> Gen<()> {
+        body.iter().try_for_each(|s| self.stmt(s))
+    }
+
+    fn stmt(&mut self, s: &KStmt) -> Gen<()> {
+        match s {
+            KStmt::For { var, extent, body, .. } => self.counted_loop(*var, *extent, body),
+            KStmt::Store { buffer, index, value } => {
+                let v = self.expr(value)?;
+                let address = self.address(*buffer, index)?;
+                self.b.ins().store(MemFlagsData::trusted(), v, address, 0);
+                Ok(())
+            }
+            KStmt::ScatterAdd { buffer, base, index, stride, bound, value } => {
+                let v = self.expr(value)?;
+                let at = self.checked_index(base, index, *stride, *bound)?;
+                let dtype = self.dtype(*buffer)?;
+                let address = self.element(*buffer, at)?;
+                let old = self.b.ins().load(machine_type(dtype), MemFlagsData::trusted(), address, 0);
+                let sum = if dtype.is_float() { self.b.ins().fadd(old, v) } else { self.b.ins().iadd(old, v) };
+                self.b.ins().store(MemFlagsData::trusted(), sum, address, 0);
+                Ok(())
+            }
+            KStmt::AccInit { acc, dtype, kind } => {
+                let var = self.b.declare_var(machine_type(*dtype));
+                let identity = match (kind, dtype) {
+                    (ReduceKind::Sum, DType::F32) => self.b.ins().f32const(0.0),
+                    (ReduceKind::Sum, DType::F64) => self.b.ins().f64const(0.0),
+                    (ReduceKind::Max, DType::F32) => self.b.ins().f32const(f32::NEG_INFINITY),
+                    (ReduceKind::Max, DType::F64) => self.b.ins().f64const(f64::NEG_INFINITY),
+                    (ReduceKind::Sum, d) => self.b.ins().iconst(machine_type(*d), 0),
+                    (ReduceKind::Max, DType::I32) => self.b.ins().iconst(types::I32, i64::from(i32::MIN)),
+                    (ReduceKind::Max, d) => self.b.ins().iconst(machine_type(*d), i64::MIN),
+                };
+                self.b.def_var(var, identity);
+                self.accs.insert(*acc, (var, *dtype, *kind));
+                Ok(())
+            }
+            KStmt::AccUpdate { acc, value } => {
+                let v = self.expr(value)?;
+                let (var, dtype, kind) = *self.accs.get(acc).ok_or_else(|| format!("{acc} is not declared"))?;
+                let old = self.b.use_var(var);
+                let new = match (kind, dtype.is_float()) {
+                    (ReduceKind::Sum, true) => self.b.ins().fadd(old, v),
+                    (ReduceKind::Sum, false) => self.b.ins().iadd(old, v),
+                    (ReduceKind::Max, true) => self.b.ins().fmax(old, v),
+                    (ReduceKind::Max, false) => self.b.ins().smax(old, v),
+                };
+                self.b.def_var(var, new);
+                Ok(())
+            }
+            KStmt::Call(RuntimeCall::Gemm { batch, m, n, k, a, b, c }) => self.gemm(*batch, *m, *n, *k, a, b, c),
+        }
+    }
+
+    fn counted_loop(&mut self, var: VarId, extent: u64, body: &[KStmt]) -> Gen<()> {
+        let counter = self.b.declare_var(types::I64);
+        let zero = self.b.ins().iconst(types::I64, 0);
+        self.b.def_var(counter, zero);
+        let (header, inside, exit) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(header);
+        let i = self.b.use_var(counter);
+        let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, i, extent as i64);
+        self.b.ins().brif(more, inside, &[], exit, &[]);
+        self.b.switch_to_block(inside);
+        self.b.seal_block(inside);
+        self.vars.insert(var, counter);
+        self.block(body)?;
+        self.vars.remove(&var);
+        let i = self.b.use_var(counter);
+        let next = self.b.ins().iadd_imm_s(i, 1);
+        self.b.def_var(counter, next);
+        self.b.ins().jump(header, &[]);
+        self.b.seal_block(header);
+        self.b.switch_to_block(exit);
+        self.b.seal_block(exit);
+        Ok(())
+    }
+
+    /// The variable holding the kernel's status.
+    pub fn status(&self) -> Variable {
+        self.status
+    }
+
+    pub fn dtype(&self, buffer: BufferId) -> Gen<DType> {
+        self.plan.buffer(buffer).map(|b| b.dtype).ok_or_else(|| format!("{buffer} is not declared"))
+    }
+
+    /// The value of an affine index, as an i64.
+    pub fn affine(&mut self, a: &Affine) -> Gen<Value> {
+        let mut sum = self.b.ins().iconst(types::I64, a.constant);
+        for &(v, c) in &a.terms {
+            let var = *self.vars.get(&v).ok_or_else(|| format!("{v} is not in scope"))?;
+            let value = self.b.use_var(var);
+            let term = if c == 1 { value } else { self.b.ins().imul_imm_s(value, c) };
+            sum = self.b.ins().iadd(sum, term);
+        }
+        Ok(sum)
+    }
+
+    /// The address of element `index` (an i64 value) of `buffer`.
+    pub fn element(&mut self, buffer: BufferId, index: Value) -> Gen<Value> {
+        let size = self.dtype(buffer)?.size_bytes() as i64;
+        let base = *self.buffers.get(buffer.0 as usize).ok_or_else(|| format!("{buffer} is not declared"))?;
+        let offset = self.b.ins().imul_imm_s(index, size);
+        Ok(self.b.ins().iadd(base, offset))
+    }
+
+    pub fn address(&mut self, buffer: BufferId, index: &Affine) -> Gen<Value> {
+        let i = self.affine(index)?;
+        self.element(buffer, i)
+    }
+
+    /// `base + stride * index` with `index` computed; an index outside
+    /// `0..bound` sets the status to 1 and is replaced by 0, so the access
+    /// stays inside the buffer (the verifier proved `base + stride * 0..bound`).
+    pub fn checked_index(&mut self, base: &Affine, index: &KExpr, stride: i64, bound: u64) -> Gen<Value> {
+        let raw = self.expr(index)?;
+        let i = if self.b.func.dfg.value_type(raw) == types::I64 { raw } else { self.b.ins().sextend(types::I64, raw) };
+        let in_range = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, i, bound as i64);
+        let zero = self.b.ins().iconst(types::I64, 0);
+        let safe = self.b.ins().select(in_range, i, zero);
+        let status = self.b.use_var(self.status);
+        let one = self.b.ins().iconst(types::I32, super::STATUS_INDEX_OUT_OF_RANGE);
+        let flagged = self.b.ins().select(in_range, status, one);
+        self.b.def_var(self.status, flagged);
+        let scaled = self.b.ins().imul_imm_s(safe, stride);
+        let base = self.affine(base)?;
+        Ok(self.b.ins().iadd(base, scaled))
+    }
+
+    pub fn accumulator(&mut self, acc: AccId) -> Gen<Value> {
+        let (var, _, _) = *self.accs.get(&acc).ok_or_else(|| format!("{acc} is not declared"))?;
+        Ok(self.b.use_var(var))
+    }
+
+    /// Calls a runtime helper by name with `args`, returning its result.
+    pub fn call(&mut self, name: &str, params: &[Type], returns: &[Type], args: &[Value]) -> Gen<Option<Value>> {
+        let mut signature = self.module.make_signature();
+        signature.params.extend(params.iter().map(|&t| AbiParam::new(t)));
+        signature.returns.extend(returns.iter().map(|&t| AbiParam::new(t)));
+        let id = self.module.declare_function(name, Linkage::Import, &signature).map_err(|e| e.to_string())?;
+        let callee = self.module.declare_func_in_func(id, self.b.func);
+        let call = self.b.ins().call(callee, args);
+        Ok(self.b.inst_results(call).first().copied())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(&mut self, batch: u64, m: u64, n: u64, k: u64, a: &MatrixRef, b: &MatrixRef, c: &MatrixRef) -> Gen<()> {
+        let dtype = self.dtype(c.buffer)?;
+        let name = if dtype == DType::F32 { "kiln_gemm_f32" } else { "kiln_gemm_f64" };
+        let mut args = Vec::new();
+        for mat in [a, b, c] {
+            let offset = self.b.ins().iconst(types::I64, mat.offset as i64);
+            args.push(self.element(mat.buffer, offset)?);
+        }
+        for v in
+            [batch, m, n, k, a.row_stride, a.batch_stride, b.row_stride, b.batch_stride, c.row_stride, c.batch_stride]
+        {
+            args.push(self.b.ins().iconst(types::I64, v as i64));
+        }
+        let mut params = vec![self.pointer; 3];
+        params.extend([types::I64; 10]);
+        self.call(name, &params, &[], &args)?;
+        Ok(())
+    }
+}

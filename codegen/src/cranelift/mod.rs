@@ -1,0 +1,132 @@
+//! Kernel IR to machine code through Cranelift's JIT.
+//!
+//! Each kernel becomes one function `extern "C" fn(buffers: *const *mut u8)
+//! -> i32` that reads the plan's buffer pointers from the array it is given
+//! and returns a status: 0, 1 when a computed (gather or scatter) index fell
+//! outside its bound (element 0 is used instead, so no access leaves the
+//! buffer), or 2 when an integer was divided by zero (the quotient is 0). Loops are
+//! plain counted loops; elements are scalars (vectorization, threads and
+//! fusion come next, see docs/ARCHITECTURE.md). Transcendental functions,
+//! random bits and GEMM are calls into `runtime.rs`, registered as JIT
+//! symbols, so no symbol is left for the dynamic loader to find.
+
+mod expr;
+mod kernel;
+mod runtime;
+
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{Linkage, Module};
+use kiln_ir::kernel::Plan;
+
+use crate::buffer::HostBuffer;
+
+/// Why a plan could not be compiled or run.
+#[derive(Debug, thiserror::Error)]
+pub enum CodegenError {
+    #[error("this machine is not supported by Cranelift: {0}")]
+    Host(String),
+    #[error("code generation failed in kernel `{kernel}`: {message}")]
+    Kernel { kernel: String, message: String },
+    #[error("the plan needs {expected} buffers, {given} were given")]
+    Buffers { expected: usize, given: usize },
+    #[error("buffer b{index} must hold {expected}, it holds {given}")]
+    BufferType { index: usize, expected: String, given: String },
+    #[error("kernel `{0}` computed an index outside its bound")]
+    IndexOutOfRange(String),
+    #[error("kernel `{0}` divided an integer by zero")]
+    DivisionByZero(String),
+}
+
+type KernelFn = unsafe extern "C" fn(*const *mut u8) -> i32;
+
+/// A kernel's status when a computed index fell outside its bound.
+pub(crate) const STATUS_INDEX_OUT_OF_RANGE: i64 = 1;
+/// A kernel's status when it divided an integer by zero.
+pub(crate) const STATUS_DIVISION_BY_ZERO: i64 = 2;
+
+/// A plan compiled to machine code, ready to run.
+pub struct CompiledPlan {
+    plan: Plan,
+    kernels: Vec<(String, KernelFn)>,
+    /// Owns the executable memory the kernels live in.
+    _module: JITModule,
+}
+
+/// Compiles every kernel of a verified plan.
+pub fn compile_plan(plan: &Plan) -> Result<CompiledPlan, CodegenError> {
+    let mut flags = settings::builder();
+    flags.set("opt_level", "speed").map_err(|e| CodegenError::Host(e.to_string()))?;
+    flags.set("use_colocated_libcalls", "false").map_err(|e| CodegenError::Host(e.to_string()))?;
+    flags.set("is_pic", "false").map_err(|e| CodegenError::Host(e.to_string()))?;
+    let isa = cranelift_native::builder()
+        .map_err(|e| CodegenError::Host(e.to_string()))?
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| CodegenError::Host(e.to_string()))?;
+    let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
+    runtime::register(&mut builder);
+    let mut module = JITModule::new(builder);
+    let mut ids = Vec::new();
+    for (k, kernel) in plan.kernels.iter().enumerate() {
+        let fail = |message: String| CodegenError::Kernel { kernel: kernel.name.clone(), message };
+        let mut ctx = module.make_context();
+        let mut signature = module.make_signature();
+        let ptr = module.target_config().pointer_type();
+        signature.params.push(cranelift_codegen::ir::AbiParam::new(ptr));
+        signature.returns.push(cranelift_codegen::ir::AbiParam::new(cranelift_codegen::ir::types::I32));
+        ctx.func.signature = signature.clone();
+        let id = module
+            .declare_function(&format!("kiln_kernel_{k}"), Linkage::Local, &signature)
+            .map_err(|e| fail(e.to_string()))?;
+        kernel::build(&mut module, &mut ctx.func, plan, kernel).map_err(fail)?;
+        module.define_function(id, &mut ctx).map_err(|e| fail(format!("{e:?}")))?;
+        module.clear_context(&mut ctx);
+        ids.push((kernel.name.clone(), id));
+    }
+    module.finalize_definitions().map_err(|e| CodegenError::Host(e.to_string()))?;
+    let kernels = ids
+        .into_iter()
+        .map(|(name, id)| {
+            let code = module.get_finalized_function(id);
+            // SAFETY: the function was defined with exactly this signature.
+            (name, unsafe { std::mem::transmute::<*const u8, KernelFn>(code) })
+        })
+        .collect();
+    Ok(CompiledPlan { plan: plan.clone(), kernels, _module: module })
+}
+
+impl CompiledPlan {
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Runs every kernel in order on `buffers`, one per declared buffer,
+    /// each of the declared dtype and length.
+    pub fn run(&self, buffers: &mut [HostBuffer]) -> Result<(), CodegenError> {
+        if buffers.len() != self.plan.buffers.len() {
+            return Err(CodegenError::Buffers { expected: self.plan.buffers.len(), given: buffers.len() });
+        }
+        for (index, (decl, b)) in self.plan.buffers.iter().zip(buffers.iter()).enumerate() {
+            if decl.dtype != b.dtype || decl.len != b.len as u64 {
+                return Err(CodegenError::BufferType {
+                    index,
+                    expected: format!("{}[{}]", decl.dtype, decl.len),
+                    given: format!("{}[{}]", b.dtype, b.len),
+                });
+            }
+        }
+        let pointers: Vec<*mut u8> = buffers.iter_mut().map(HostBuffer::as_mut_ptr).collect();
+        for (name, f) in &self.kernels {
+            // SAFETY: the plan was verified, so every affine access is within
+            // the buffers checked above; computed indices are checked by the
+            // kernel itself.
+            let status = unsafe { f(pointers.as_ptr()) };
+            match i64::from(status) {
+                0 => {}
+                STATUS_DIVISION_BY_ZERO => return Err(CodegenError::DivisionByZero(name.clone())),
+                _ => return Err(CodegenError::IndexOutOfRange(name.clone())),
+            }
+        }
+        Ok(())
+    }
+}
