@@ -2,6 +2,7 @@
 //! verified graph IR module, and run its functions on the reference
 //! interpreter. The `kiln` binary is a thin command line over this.
 
+pub mod jit;
 pub mod train;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +40,18 @@ pub enum Error {
     TrainStep(#[from] kiln_passes::TrainStepError),
     #[error("{0}")]
     Usage(String),
+    #[error("{0}")]
+    Execution(String),
+}
+
+/// What runs a module's functions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// Native code from the Cranelift JIT (the default).
+    #[default]
+    Jit,
+    /// The reference interpreter.
+    Interp,
 }
 
 /// A compiled file: its module and, for a `.kiln` source with a `train`
@@ -74,15 +87,16 @@ pub fn compile_file(path: &Path, options: &Options, style: Style) -> Result<Comp
     }
 }
 
-/// Runs `function` on the interpreter with inputs given by name. Parameters
-/// are drawn from their initializers with `seed`; an implicit random `key`
-/// input, if the function has one and it is not given, is `seed` too.
+/// Runs `function` with inputs given by name, on the JIT or the
+/// interpreter. An implicit random `key` input, if the function has one and
+/// it is not given, is `seed`. `precision` applies to the interpreter.
 pub fn run_function(
     module: &Module,
     function: &str,
     named_inputs: &[(String, Tensor)],
     params: &Params,
     seed: u64,
+    backend: Backend,
     precision: Precision,
 ) -> Result<Vec<Tensor>, Error> {
     let Some(f) = module.function(function) else {
@@ -112,7 +126,15 @@ pub fn run_function(
             }
         }
     }
-    Ok(kiln_ir::interp::evaluate(module, function, &inputs, params, EvalOptions { precision })?)
+    match backend {
+        Backend::Interp => Ok(kiln_ir::interp::evaluate(module, function, &inputs, params, EvalOptions { precision })?),
+        Backend::Jit => {
+            // Check the inputs with the interpreter's messages before compiling.
+            kiln_ir::interp::bind_inputs(f, &inputs)?;
+            use kiln_runtime::execute::Execute;
+            jit::Jit::new(module).run(function, &inputs, params).map_err(Error::Execution)
+        }
+    }
 }
 
 /// The gradient function of `function`: with respect to every float

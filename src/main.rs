@@ -60,6 +60,9 @@ enum Command {
         /// Parameters saved by `kiln train --save` (instead of fresh ones).
         #[arg(long)]
         params: Option<PathBuf>,
+        /// What runs the function: native code or the reference interpreter.
+        #[arg(long, value_enum, default_value_t = BackendArg::Jit)]
+        backend: BackendArg,
         #[arg(long)]
         model: Option<String>,
     },
@@ -91,6 +94,9 @@ enum Command {
         /// Measure test accuracy on the first N test examples only.
         #[arg(long)]
         test_limit: Option<usize>,
+        /// What runs the training step: native code or the reference interpreter.
+        #[arg(long, value_enum, default_value_t = BackendArg::Jit)]
+        backend: BackendArg,
         #[arg(long)]
         model: Option<String>,
     },
@@ -108,6 +114,23 @@ enum Stage {
     /// The kernel IR plan of `--fn` (default `forward`), one kernel per op,
     /// specialized to `--bind` values (symbols not given are 1).
     Kernels,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    /// Native code from the Cranelift JIT.
+    Jit,
+    /// The reference interpreter.
+    Interp,
+}
+
+impl From<BackendArg> for kiln::Backend {
+    fn from(b: BackendArg) -> kiln::Backend {
+        match b {
+            BackendArg::Jit => kiln::Backend::Jit,
+            BackendArg::Interp => kiln::Backend::Interp,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -182,11 +205,21 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
             out(&text);
             Ok(())
         }
-        Command::Train { file, data, epochs, batch, lr, seed, save, plot, limit, test_limit, model } => {
-            let options = kiln::train::TrainOptions { data, epochs, batch, lr, seed, limit, test_limit, model };
+        Command::Train { file, data, epochs, batch, lr, seed, save, plot, limit, test_limit, backend, model } => {
+            let options = kiln::train::TrainOptions {
+                data,
+                epochs,
+                batch,
+                lr,
+                seed,
+                limit,
+                test_limit,
+                model,
+                backend: backend.into(),
+            };
             train(&file, &options, style, save, plot)
         }
-        Command::Run { file, function, inputs, output, seed, precision, params, model } => {
+        Command::Run { file, function, inputs, output, seed, precision, params, backend, model } => {
             let compiled = compile_file(&file, &Options { model, ..Options::default() }, style)?;
             let mut named = Vec::new();
             for spec in &inputs {
@@ -210,7 +243,7 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
                 PrecisionArg::Native => Precision::Native,
                 PrecisionArg::F64 => Precision::F64,
             };
-            let outputs = run_function(&compiled.module, &function, &named, &params, seed, precision)?;
+            let outputs = run_function(&compiled.module, &function, &named, &params, seed, backend.into(), precision)?;
             for (i, t) in outputs.iter().enumerate() {
                 out(&format!("output {i}: {}\n", summarize(t)));
             }

@@ -38,6 +38,7 @@ pub struct TrainOptions {
     /// Evaluate on the first this many test examples only.
     pub test_limit: Option<usize>,
     pub model: Option<String>,
+    pub backend: crate::Backend,
 }
 
 /// The figures of one epoch.
@@ -128,7 +129,13 @@ pub fn train(
     let params = kiln_ir::initialize_params(&module, options.seed);
     let model_params: Vec<String> =
         compiled.module.params.iter().map(|p| p.name.clone()).filter(|n| !n.starts_with("opt.")).collect();
-    let mut trainer = Trainer::new(&module, spec.updates.clone(), params, options.seed);
+    let interpreter = kiln_runtime::execute::Interpreter { module: &module };
+    let jit = crate::jit::Jit::new(&module);
+    let executor: &dyn kiln_runtime::execute::Execute = match options.backend {
+        crate::Backend::Jit => &jit,
+        crate::Backend::Interp => &interpreter,
+    };
+    let mut trainer = Trainer::new(&module, executor, spec.updates.clone(), params, options.seed);
     let mut epochs = Vec::new();
     for epoch in 0..options.epochs {
         let start = Instant::now();
@@ -138,10 +145,10 @@ pub fn train(
             let x = batch_inputs(&train_set, indices, x_type)?;
             let y = batch_targets(&train_set, indices, y_type);
             if let Task::Classification { .. } = task {
-                let logits = trainer.run("forward", std::slice::from_ref(&x))?;
+                let logits = trainer.run("forward", std::slice::from_ref(&x)).map_err(Error::Execution)?;
                 correct += count_correct(&logits[0], &train_set.labels, indices);
             }
-            let loss = trainer.step(vec![x, y])?;
+            let loss = trainer.step(vec![x, y]).map_err(Error::Execution)?;
             if !loss.is_finite() {
                 return Err(Error::Usage(format!(
                     "the loss became {loss} in epoch {} batch {}: lower the learning rate",
@@ -265,7 +272,7 @@ fn accuracy(trainer: &Trainer<'_>, data: &Dataset, x_type: &TensorType) -> Resul
     let all: Vec<usize> = (0..data.len()).collect();
     for chunk in all.chunks(1000) {
         let x = batch_inputs(data, chunk, x_type)?;
-        let logits = trainer.run("forward", &[x])?;
+        let logits = trainer.run("forward", &[x]).map_err(Error::Execution)?;
         correct += count_correct(&logits[0], &data.labels, chunk);
     }
     Ok(correct as f64 / data.len() as f64)

@@ -235,3 +235,23 @@ fn emit_kernels_prints_a_plan_that_parses_back() {
     let o = kiln(&["emit", "kernels", "examples/mlp.kiln", "--bind", "N"]);
     assert!(stderr(&o).contains("must be SYMBOL=VALUE"), "{}", stderr(&o));
 }
+
+#[test]
+fn run_on_either_backend_gives_the_same_output() {
+    let x = write_npy("xb.npy", &Tensor::from_f32(&[3, 784], &[0.25; 3 * 784]));
+    let input = format!("x={x}");
+    let jit = kiln(&["run", "examples/mlp.kiln", "--fn", "forward", "--input", &input]);
+    let interp = kiln(&["run", "examples/mlp.kiln", "--fn", "forward", "--input", &input, "--backend", "interp"]);
+    assert!(jit.status.success() && interp.status.success(), "{}{}", stderr(&jit), stderr(&interp));
+    let numbers = |o: &Output| -> Vec<f64> {
+        let text = stdout(o);
+        let inside = text.split_once("] [").map_or("", |(_, rest)| rest);
+        inside.split(", ").filter_map(|v| v.trim_end_matches(|c: char| !c.is_ascii_digit()).parse().ok()).collect()
+    };
+    let (a, b) = (numbers(&jit), numbers(&interp));
+    assert_eq!(a.len(), 8, "{}", stdout(&jit));
+    assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 2e-6), "{a:?} vs {b:?}");
+    let wrong = write_npy("xw.npy", &Tensor::from_f32(&[3, 5], &[0.0; 15]));
+    let o = kiln(&["run", "examples/mlp.kiln", "--fn", "forward", "--input", &format!("x={wrong}")]);
+    assert!(stderr(&o).contains("input `x` must be f32[N, 784], got f32[3, 5]"), "{}", stderr(&o));
+}

@@ -17,7 +17,17 @@ fn fashion_mnist() -> PathBuf {
 }
 
 fn options(data: Option<PathBuf>, epochs: usize, batch: usize, limit: Option<usize>) -> TrainOptions {
-    TrainOptions { data, epochs, batch, lr: None, seed: 0, limit, test_limit: Some(2000), model: None }
+    TrainOptions {
+        data,
+        epochs,
+        batch,
+        lr: None,
+        seed: 0,
+        limit,
+        test_limit: Some(2000),
+        model: None,
+        backend: kiln::Backend::Jit,
+    }
 }
 
 fn run(file: &str, o: &TrainOptions) -> Result<TrainReport, kiln::Error> {
@@ -287,4 +297,18 @@ fn compiled_module() -> kiln_ir::Module {
 fn train_needs_a_train_block() {
     let (ok, _, err) = kiln(&["train", "tests/filetests/ok/lenet.kiln", "--epochs", "1"]);
     assert!(!ok && err.contains("has no `train` block"), "{err}");
+}
+
+#[test]
+fn the_jit_and_the_interpreter_train_alike() {
+    let mut o = options(Some(fashion_mnist()), 1, 100, Some(1000));
+    let jit = run("mlp.kiln", &o).unwrap();
+    o.backend = kiln::Backend::Interp;
+    let interp = run("mlp.kiln", &o).unwrap();
+    for (name, a) in &jit.params {
+        let error = a.max_relative_error(&interp.params[name]).unwrap();
+        assert!(error < 1e-4, "{name}: relative difference {error}");
+    }
+    let (a, b) = (jit.epochs[0].train_loss, interp.epochs[0].train_loss);
+    assert!((a - b).abs() < 1e-4 * b.abs().max(1.0), "losses {a} and {b}");
 }

@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub mod dataset;
+pub mod execute;
 pub mod idx;
 pub mod npy;
 pub mod trainer;

@@ -1,0 +1,91 @@
+//! Running module functions as native code: each function is lowered to
+//! kernel IR and compiled with Cranelift once per binding of its symbolic
+//! dimensions (a batch size), then cached.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use kiln_codegen::{CompiledPlan, HostBuffer};
+use kiln_ir::interp::{Params, Tensor, bind_inputs};
+use kiln_ir::kernel::{BufferRole, Storage};
+use kiln_ir::{Bindings, DType, Module};
+use kiln_runtime::execute::Execute;
+use ndarray::{ArrayD, IxDyn};
+
+/// A module whose functions run as compiled code.
+pub struct Jit<'m> {
+    module: &'m Module,
+    cache: RefCell<HashMap<(String, Bindings), Rc<CompiledPlan>>>,
+}
+
+impl<'m> Jit<'m> {
+    pub fn new(module: &'m Module) -> Jit<'m> {
+        Jit { module, cache: RefCell::new(HashMap::new()) }
+    }
+
+    /// The compiled plan of `function` for `bindings`, compiling it on first use.
+    pub fn compiled(&self, function: &str, bindings: &Bindings) -> Result<Rc<CompiledPlan>, String> {
+        let key = (function.to_string(), bindings.clone());
+        if let Some(c) = self.cache.borrow().get(&key) {
+            return Ok(c.clone());
+        }
+        let plan = kiln_passes::lower_to_kernels(self.module, function, bindings).map_err(|e| e.to_string())?;
+        let compiled = Rc::new(kiln_codegen::compile_plan(&plan).map_err(|e| e.to_string())?);
+        self.cache.borrow_mut().insert(key, compiled.clone());
+        Ok(compiled)
+    }
+}
+
+impl Execute for Jit<'_> {
+    fn run(&self, function: &str, inputs: &[Tensor], params: &Params) -> Result<Vec<Tensor>, String> {
+        let f = self.module.function(function).ok_or_else(|| format!("no function named `{function}`"))?;
+        let bindings = bind_inputs(f, inputs).map_err(|e| e.to_string())?;
+        let compiled = self.compiled(function, &bindings)?;
+        let plan = compiled.plan();
+        let mut buffers = Vec::with_capacity(plan.buffers.len());
+        for decl in &plan.buffers {
+            buffers.push(match &decl.role {
+                BufferRole::Input(n) => HostBuffer::from_tensor(&inputs[*n as usize]),
+                BufferRole::Param(name) => {
+                    let value = params.get(name).ok_or_else(|| format!("parameter `{name}` has no value"))?;
+                    let expected = self.module.param(name).map(|p| p.ty.clone());
+                    if Some(value.tensor_type()) != expected {
+                        return Err(format!(
+                            "parameter `{name}` must be {}, got {}",
+                            expected.map_or_else(String::new, |t| t.to_string()),
+                            value.tensor_type()
+                        ));
+                    }
+                    HostBuffer::from_tensor(value)
+                }
+                _ => HostBuffer::zeros(decl.dtype, decl.len as usize),
+            });
+        }
+        compiled.run(&mut buffers).map_err(|e| e.to_string())?;
+        let mut outputs: Vec<(u32, Storage)> = plan
+            .buffers
+            .iter()
+            .zip(&buffers)
+            .filter_map(|(d, b)| if let BufferRole::Output(n) = d.role { Some((n, b.to_storage())) } else { None })
+            .collect();
+        outputs.sort_by_key(|o| o.0);
+        f.output_types()
+            .into_iter()
+            .zip(outputs)
+            .map(|(ty, (_, storage))| {
+                let shape = ty.shape.resolve(&bindings).map_err(|s| format!("symbol {s} is unbound"))?;
+                Ok(tensor(ty.dtype, &shape, storage))
+            })
+            .collect()
+    }
+}
+
+fn tensor(dtype: DType, shape: &[usize], storage: Storage) -> Tensor {
+    let dim = IxDyn(shape);
+    match storage {
+        Storage::Float(v) => Tensor::float(dtype, ArrayD::from_shape_vec(dim, v).expect("the plan sized the buffer")),
+        Storage::Int(v) => Tensor::int(dtype, ArrayD::from_shape_vec(dim, v).expect("the plan sized the buffer")),
+        Storage::Bool(v) => Tensor::bool(ArrayD::from_shape_vec(dim, v).expect("the plan sized the buffer")),
+    }
+}
