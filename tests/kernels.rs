@@ -193,3 +193,28 @@ fn unbound_symbols_are_an_error() {
     b.insert(Symbol::new("N"), 2);
     assert!(kiln_passes::lower_to_kernels(&module, "backward", &b).is_err());
 }
+
+/// Kernels big enough to be split across threads give the same results.
+#[test]
+fn kernels_split_across_threads_agree() {
+    let text = "func f(x: f32[N, 600]) -> (f32[N, 600], f32[N]) {
+  %0: f32[N, 600] = input 0
+  %1: f32[N, 600] = exp %0
+  %2: f32[N, 600] = mul %1, %0
+  %3: f32[N] = reduce_sum %2 axes=[1] keepdims=false
+  return %2, %3
+}
+";
+    let module = kiln_ir::parse_module(text).unwrap();
+    let inputs = vec![Tensor::float(
+        DType::F32,
+        ArrayD::from_shape_fn(IxDyn(&[1024, 600]), |i| ((i[0] * 600 + i[1]) as f64 * 0.001).sin()),
+    )];
+    let params = kiln_ir::interp::Params::new();
+    let mut bindings = Bindings::new();
+    bindings.insert(Symbol::new("N"), 1024);
+    let plan = kiln_passes::lower_to_kernels(&module, "f", &bindings).unwrap();
+    let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
+    let jitted = run_jit(&plan, &inputs, &params).unwrap();
+    compare("f", "JIT, threaded", &jitted, &expected, JIT_TOLERANCE, &plan.to_string());
+}

@@ -36,6 +36,34 @@ pub struct KernelBuilder<'a, 'f> {
 
 pub type Gen<T> = Result<T, String>;
 
+/// How far a loop runs: its whole extent, or the `[lo, hi)` range the
+/// function was called with (the split outer loop).
+#[derive(Clone, Copy)]
+enum Bound {
+    Extent(u64),
+    Range(Value, Value),
+}
+
+/// The loop a kernel's callers may split across threads: the kernel's only
+/// statement, when it is a parallel loop.
+pub fn split_loop(kernel: &Kernel) -> Option<(VarId, &[KStmt])> {
+    match kernel.body.as_slice() {
+        [KStmt::For { var, parallel: true, body, .. }] => Some((*var, body)),
+        _ => None,
+    }
+}
+
+/// How many loop iterations a statement list runs, innermost ones counted:
+/// the work a thread would do for the whole kernel.
+pub fn work(body: &[KStmt]) -> u64 {
+    body.iter()
+        .map(|s| match s {
+            KStmt::For { extent, body, .. } => extent.saturating_mul(work(body).max(1)),
+            _ => 1,
+        })
+        .fold(0u64, u64::saturating_add)
+}
+
 /// Builds the body of `func` from `kernel`.
 pub fn build(module: &mut JITModule, func: &mut Function, plan: &Plan, kernel: &Kernel) -> Gen<()> {
     let mut context = FunctionBuilderContext::new();
@@ -47,6 +75,7 @@ pub fn build(module: &mut JITModule, func: &mut Function, plan: &Plan, kernel: &
     b.switch_to_block(entry);
     b.seal_block(entry);
     let array = b.block_params(entry)[0];
+    let (lo, hi) = (b.block_params(entry)[1], b.block_params(entry)[2]);
     let buffers = (0..plan.buffers.len())
         .map(|i| b.ins().load(pointer, MemFlagsData::trusted(), array, (i * pointer.bytes() as usize) as i32))
         .collect();
@@ -55,7 +84,10 @@ pub fn build(module: &mut JITModule, func: &mut Function, plan: &Plan, kernel: &
     b.def_var(status, zero);
     let mut k =
         KernelBuilder { b, module, plan, pointer, buffers, vars: BTreeMap::new(), accs: BTreeMap::new(), status };
-    k.block(&kernel.body)?;
+    match split_loop(kernel) {
+        Some((var, body)) => k.counted_loop(var, Bound::Range(lo, hi), body)?,
+        None => k.block(&kernel.body)?,
+    }
     let result = k.b.use_var(k.status);
     k.b.ins().return_(&[result]);
     k.b.seal_all_blocks();
@@ -70,7 +102,7 @@ impl KernelBuilder<'_, '_> {
 
     fn stmt(&mut self, s: &KStmt) -> Gen<()> {
         match s {
-            KStmt::For { var, extent, body, .. } => self.counted_loop(*var, *extent, body),
+            KStmt::For { var, extent, body, .. } => self.counted_loop(*var, Bound::Extent(*extent), body),
             KStmt::Store { buffer, index, value } => {
                 let v = self.expr(value)?;
                 let address = self.address(*buffer, index)?;
@@ -119,15 +151,21 @@ impl KernelBuilder<'_, '_> {
         }
     }
 
-    fn counted_loop(&mut self, var: VarId, extent: u64, body: &[KStmt]) -> Gen<()> {
+    fn counted_loop(&mut self, var: VarId, bound: Bound, body: &[KStmt]) -> Gen<()> {
         let counter = self.b.declare_var(types::I64);
-        let zero = self.b.ins().iconst(types::I64, 0);
-        self.b.def_var(counter, zero);
+        let start = match bound {
+            Bound::Extent(_) => self.b.ins().iconst(types::I64, 0),
+            Bound::Range(lo, _) => lo,
+        };
+        self.b.def_var(counter, start);
         let (header, inside, exit) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
         self.b.ins().jump(header, &[]);
         self.b.switch_to_block(header);
         let i = self.b.use_var(counter);
-        let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, i, extent as i64);
+        let more = match bound {
+            Bound::Extent(extent) => self.b.ins().icmp_imm_s(IntCC::SignedLessThan, i, extent as i64),
+            Bound::Range(_, hi) => self.b.ins().icmp(IntCC::SignedLessThan, i, hi),
+        };
         self.b.ins().brif(more, inside, &[], exit, &[]);
         self.b.switch_to_block(inside);
         self.b.seal_block(inside);

@@ -1,10 +1,13 @@
 //! Kernel IR to machine code through Cranelift's JIT.
 //!
-//! Each kernel becomes one function `extern "C" fn(buffers: *const *mut u8)
-//! -> i32` that reads the plan's buffer pointers from the array it is given
+//! Each kernel becomes one function `extern "C" fn(buffers: *const *mut u8,
+//! lo: i64, hi: i64) -> i32` that reads the plan's buffer pointers from the array it is given
 //! and returns a status: 0, 1 when a computed (gather or scatter) index fell
 //! outside its bound (element 0 is used instead, so no access leaves the
-//! buffer), or 2 when an integer was divided by zero (the quotient is 0). Loops are
+//! buffer), or 2 when an integer was divided by zero (the quotient is 0).
+//! The function also takes a range `[lo, hi)`: a kernel that is one parallel
+//! loop runs only those iterations, so the runtime splits it across rayon's
+//! threads (as many as the machine has) when it is big enough. Loops are
 //! plain counted loops; elements are scalars (vectorization, threads and
 //! fusion come next, see docs/ARCHITECTURE.md). Transcendental functions,
 //! random bits and GEMM are calls into `runtime.rs`, registered as JIT
@@ -19,7 +22,22 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{Linkage, Module};
 use kiln_ir::kernel::Plan;
 
+use rayon::prelude::*;
+
 use crate::buffer::HostBuffer;
+
+/// The buffer pointers handed to every kernel call.
+struct Pointers(Vec<*mut u8>);
+
+// SAFETY: the pointers are only dereferenced by kernel code, and concurrent
+// calls of one kernel touch disjoint elements (see `CompiledPlan::run`).
+unsafe impl Sync for Pointers {}
+
+impl Pointers {
+    fn array(&self) -> *const *mut u8 {
+        self.0.as_ptr()
+    }
+}
 
 /// Why a plan could not be compiled or run.
 #[derive(Debug, thiserror::Error)]
@@ -38,17 +56,30 @@ pub enum CodegenError {
     DivisionByZero(String),
 }
 
-type KernelFn = unsafe extern "C" fn(*const *mut u8) -> i32;
+type KernelFn = unsafe extern "C" fn(*const *mut u8, i64, i64) -> i32;
 
 /// A kernel's status when a computed index fell outside its bound.
 pub(crate) const STATUS_INDEX_OUT_OF_RANGE: i64 = 1;
 /// A kernel's status when it divided an integer by zero.
 pub(crate) const STATUS_DIVISION_BY_ZERO: i64 = 2;
 
+/// One compiled kernel and how it may be split across threads.
+struct CompiledKernel {
+    name: String,
+    function: KernelFn,
+    /// The extent of the outer parallel loop, when the kernel is one.
+    split: Option<u64>,
+    /// Innermost iterations of the whole kernel.
+    work: u64,
+}
+
+/// Below this many innermost iterations a kernel runs on one thread.
+const PARALLEL_WORK: u64 = 1 << 18;
+
 /// A plan compiled to machine code, ready to run.
 pub struct CompiledPlan {
     plan: Plan,
-    kernels: Vec<(String, KernelFn)>,
+    kernels: Vec<CompiledKernel>,
     /// Owns the executable memory the kernels live in.
     _module: JITModule,
 }
@@ -73,6 +104,8 @@ pub fn compile_plan(plan: &Plan) -> Result<CompiledPlan, CodegenError> {
         let mut signature = module.make_signature();
         let ptr = module.target_config().pointer_type();
         signature.params.push(cranelift_codegen::ir::AbiParam::new(ptr));
+        signature.params.push(cranelift_codegen::ir::AbiParam::new(cranelift_codegen::ir::types::I64));
+        signature.params.push(cranelift_codegen::ir::AbiParam::new(cranelift_codegen::ir::types::I64));
         signature.returns.push(cranelift_codegen::ir::AbiParam::new(cranelift_codegen::ir::types::I32));
         ctx.func.signature = signature.clone();
         let id = module
@@ -81,15 +114,20 @@ pub fn compile_plan(plan: &Plan) -> Result<CompiledPlan, CodegenError> {
         kernel::build(&mut module, &mut ctx.func, plan, kernel).map_err(fail)?;
         module.define_function(id, &mut ctx).map_err(|e| fail(format!("{e:?}")))?;
         module.clear_context(&mut ctx);
-        ids.push((kernel.name.clone(), id));
+        let split = kernel::split_loop(kernel).and(match kernel.body.first() {
+            Some(kiln_ir::kernel::KStmt::For { extent, .. }) => Some(*extent),
+            _ => None,
+        });
+        ids.push((kernel.name.clone(), id, split, kernel::work(&kernel.body)));
     }
     module.finalize_definitions().map_err(|e| CodegenError::Host(e.to_string()))?;
     let kernels = ids
         .into_iter()
-        .map(|(name, id)| {
+        .map(|(name, id, split, work)| {
             let code = module.get_finalized_function(id);
             // SAFETY: the function was defined with exactly this signature.
-            (name, unsafe { std::mem::transmute::<*const u8, KernelFn>(code) })
+            let function = unsafe { std::mem::transmute::<*const u8, KernelFn>(code) };
+            CompiledKernel { name, function, split, work }
         })
         .collect();
     Ok(CompiledPlan { plan: plan.clone(), kernels, _module: module })
@@ -115,16 +153,32 @@ impl CompiledPlan {
                 });
             }
         }
-        let pointers: Vec<*mut u8> = buffers.iter_mut().map(HostBuffer::as_mut_ptr).collect();
-        for (name, f) in &self.kernels {
-            // SAFETY: the plan was verified, so every affine access is within
-            // the buffers checked above; computed indices are checked by the
-            // kernel itself.
-            let status = unsafe { f(pointers.as_ptr()) };
+        let pointers = Pointers(buffers.iter_mut().map(HostBuffer::as_mut_ptr).collect());
+        let threads = rayon::current_num_threads() as u64;
+        for kernel in &self.kernels {
+            let status = match kernel.split {
+                Some(extent) if threads > 1 && extent > 1 && kernel.work >= PARALLEL_WORK => {
+                    let chunks = threads.min(extent);
+                    (0..chunks)
+                        .into_par_iter()
+                        .map(|c| {
+                            let (lo, hi) = (extent * c / chunks, extent * (c + 1) / chunks);
+                            // SAFETY: as below; iterations of a parallel loop
+                            // write disjoint elements, so the chunks do too.
+                            unsafe { (kernel.function)(pointers.array(), lo as i64, hi as i64) }
+                        })
+                        .max()
+                        .unwrap_or(0)
+                }
+                // SAFETY: the plan was verified, so every affine access is
+                // within the buffers checked above; computed indices are
+                // checked by the kernel itself.
+                _ => unsafe { (kernel.function)(pointers.array(), 0, kernel.split.unwrap_or(0) as i64) },
+            };
             match i64::from(status) {
                 0 => {}
-                STATUS_DIVISION_BY_ZERO => return Err(CodegenError::DivisionByZero(name.clone())),
-                _ => return Err(CodegenError::IndexOutOfRange(name.clone())),
+                STATUS_DIVISION_BY_ZERO => return Err(CodegenError::DivisionByZero(kernel.name.clone())),
+                _ => return Err(CodegenError::IndexOutOfRange(kernel.name.clone())),
             }
         }
         Ok(())
