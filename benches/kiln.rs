@@ -1,0 +1,195 @@
+//! kiln's benchmarks, a plain bench binary: `cargo bench --bench kiln`.
+//! Every figure is the median of repeated runs on fixed inputs, printed as
+//! a Markdown table for `docs/performance.md`. Pass a filter (`matmul`,
+//! `chain`, `bandwidth`, `step`, `compile`) to run only some.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use kiln::Backend;
+use kiln_frontend::{Options, Style};
+use kiln_ir::interp::Tensor;
+use kiln_ir::{Bindings, DType, Symbol};
+use kiln_runtime::execute::Execute;
+use ndarray::{ArrayD, IxDyn};
+
+/// Runs `f` `runs` times after one warm-up and returns the median time.
+fn median(runs: usize, mut f: impl FnMut()) -> Duration {
+    f();
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn filled(shape: &[usize], seed: u64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v = (0..n).map(|i| kiln_ir::random::uniform(seed, 0, i as u64) - 0.5).collect();
+    Tensor::float(DType::F32, ArrayD::from_shape_vec(IxDyn(shape), v).expect("sized"))
+}
+
+fn module(text: &str) -> kiln_ir::Module {
+    kiln_ir::parse_module(text).expect("benchmark IR parses")
+}
+
+fn matmul(n: usize) -> f64 {
+    let text = format!(
+        "func f(a: f32[{n}, {n}], b: f32[{n}, {n}]) -> (f32[{n}, {n}]) {{\n  %0: f32[{n}, {n}] = input 0\n  %1: f32[{n}, {n}] = input 1\n  %2: f32[{n}, {n}] = matmul %0, %1\n  return %2\n}}\n"
+    );
+    let m = module(&text);
+    let jit = kiln::jit::Jit::new(&m);
+    let inputs = [filled(&[n, n], 1), filled(&[n, n], 2)];
+    let runs = if n >= 1024 { 5 } else { 15 };
+    let t = median(runs, || drop(jit.run("f", &inputs, &Default::default()).expect("runs")));
+    2.0 * (n as f64).powi(3) / t.as_secs_f64() / 1e9
+}
+
+/// `relu(a * x + b) * sigmoid(x)` on `n` floats: bytes of x in and out per second.
+fn chain(n: usize) -> (f64, Duration) {
+    let text = format!(
+        "func f(x: f32[{n}]) -> (f32[{n}]) {{
+  %0: f32[{n}] = input 0
+  %1: f32[{n}] = const 1.5
+  %2: f32[{n}] = mul %1, %0
+  %3: f32[{n}] = const 0.25
+  %4: f32[{n}] = add %2, %3
+  %5: f32[{n}] = const 0.0
+  %6: f32[{n}] = max %4, %5
+  %7: f32[{n}] = neg %0
+  %8: f32[{n}] = exp %7
+  %9: f32[{n}] = const 1.0
+  %10: f32[{n}] = add %9, %8
+  %11: f32[{n}] = div %9, %10
+  %12: f32[{n}] = mul %6, %11
+  return %12
+}}
+"
+    );
+    let m = module(&text);
+    let jit = kiln::jit::Jit::new(&m);
+    let x = [filled(&[n], 3)];
+    let compiled = jit.compiled("f", &Bindings::new()).expect("compiles");
+    let plan = compiled.plan();
+    let mut buffers: Vec<kiln_codegen::HostBuffer> = plan
+        .buffers
+        .iter()
+        .map(|b| match b.role {
+            kiln_ir::kernel::BufferRole::Input(_) => kiln_codegen::HostBuffer::from_tensor(&x[0]),
+            _ => kiln_codegen::HostBuffer::zeros(b.dtype, b.len as usize),
+        })
+        .collect();
+    let t = median(5, || compiled.run(&mut buffers).expect("runs"));
+    ((2 * n * 4) as f64 / t.as_secs_f64() / 1e9, t)
+}
+
+/// A copy of `n` floats through plain Rust: the machine's streaming rate.
+fn bandwidth(n: usize) -> f64 {
+    let src = vec![1.0f32; n];
+    let mut dst = vec![0.0f32; n];
+    let t = median(7, || {
+        dst.copy_from_slice(&src);
+        std::hint::black_box(&dst);
+    });
+    (2 * n * 4) as f64 / t.as_secs_f64() / 1e9
+}
+
+/// One training step of an example at batch 256, in milliseconds.
+fn step(example: &str, backend: Backend) -> f64 {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(example);
+    let compiled = kiln::compile_file(&path, &Options::default(), Style::Plain).expect("compiles");
+    let m = kiln::with_train_step(&compiled).expect("a training step");
+    let params = kiln_ir::initialize_params(&m, 0);
+    let f = m.function("train_step").expect("train_step");
+    let inputs: Vec<Tensor> = f
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(k, i)| match i.ty.dtype {
+            DType::I32 => Tensor::int(DType::I32, ArrayD::from_shape_fn(IxDyn(&[256]), |j| (j[0] % 10) as i64)),
+            DType::I64 => Tensor::int(DType::I64, ArrayD::from_elem(IxDyn(&[]), 7)),
+            _ => {
+                let shape: Vec<usize> = i.ty.shape.0.iter().map(|d| d.as_const().unwrap_or(256) as usize).collect();
+                filled(&shape, k as u64)
+            }
+        })
+        .collect();
+    let interpreter = kiln_runtime::execute::Interpreter { module: &m };
+    let jit = kiln::jit::Jit::new(&m);
+    let executor: &dyn Execute = if backend == Backend::Jit { &jit } else { &interpreter };
+    let t = median(9, || drop(executor.run("train_step", &inputs, &params).expect("runs")));
+    t.as_secs_f64() * 1e3
+}
+
+/// Lowering plus Cranelift compilation of an example's training step (or
+/// forward function), batch 256, in milliseconds.
+fn compile_time(example: &str) -> (f64, usize) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(example);
+    let compiled = kiln::compile_file(&path, &Options::default(), Style::Plain).expect("compiles");
+    let (m, function) = match compiled.train {
+        Some(_) => (kiln::with_train_step(&compiled).expect("a step"), "train_step"),
+        None => (compiled.module.clone(), "forward"),
+    };
+    let mut bindings = Bindings::new();
+    bindings.insert(Symbol::new("N"), 256);
+    let mut kernels = 0;
+    let t = median(5, || {
+        let plan = kiln_passes::lower_to_kernels(&m, function, &bindings).expect("lowers");
+        kernels = plan.kernels.len();
+        drop(kiln_codegen::compile_plan(&plan).expect("compiles"));
+    });
+    (t.as_secs_f64() * 1e3, kernels)
+}
+
+fn main() {
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("kiln benchmarks: medians, {cores} cores\n");
+    if wanted("matmul") {
+        println!(
+            "| matmul n x n x n, f32, through `kiln run`'s path | GFLOP/s (GEMM is single-threaded today) |\n| --- | --- |"
+        );
+        for n in [256, 512, 1024, 2048] {
+            println!("| {n} | {:.1} |", matmul(n));
+        }
+        println!();
+    }
+    if wanted("bandwidth") || wanted("chain") {
+        let n = 16 << 20;
+        let copy = bandwidth(n);
+        let (rate, t) = chain(n);
+        println!(
+            "| relu(a*x + b) * sigmoid(x), 16M f32 | GB/s | ms | share of copy bandwidth |\n| --- | --- | --- | --- |"
+        );
+        println!("| copy probe | {copy:.2} | | 100% |");
+        println!(
+            "| kiln JIT (unfused, one kernel per op) | {rate:.2} | {:.1} | {:.0}% |\n",
+            t.as_secs_f64() * 1e3,
+            100.0 * rate / copy
+        );
+    }
+    if wanted("step") {
+        println!("| training step, batch 256 | JIT ms | interpreter ms |\n| --- | --- | --- |");
+        for example in ["softmax_regression.kiln", "mlp.kiln"] {
+            println!("| {example} | {:.2} | {:.2} |", step(example, Backend::Jit), step(example, Backend::Interp));
+        }
+        println!();
+    }
+    if wanted("compile") {
+        println!("| JIT compile time (lower + Cranelift), N = 256 | ms | kernels |\n| --- | --- | --- |");
+        for example in [
+            "examples/linear_regression.kiln",
+            "examples/softmax_regression.kiln",
+            "examples/mlp.kiln",
+            "tests/filetests/ok/lenet.kiln",
+        ] {
+            let (ms, kernels) = compile_time(example);
+            println!("| {example} | {ms:.1} | {kernels} |");
+        }
+    }
+}
