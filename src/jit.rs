@@ -42,43 +42,59 @@ impl Execute for Jit<'_> {
         let f = self.module.function(function).ok_or_else(|| format!("no function named `{function}`"))?;
         let bindings = bind_inputs(f, inputs).map_err(|e| e.to_string())?;
         let compiled = self.compiled(function, &bindings)?;
-        let plan = compiled.plan();
-        let mut buffers = Vec::with_capacity(plan.buffers.len());
-        for decl in &plan.buffers {
-            buffers.push(match &decl.role {
-                BufferRole::Input(n) => HostBuffer::from_tensor(&inputs[*n as usize]),
-                BufferRole::Param(name) => {
-                    let value = params.get(name).ok_or_else(|| format!("parameter `{name}` has no value"))?;
-                    let expected = self.module.param(name).map(|p| p.ty.clone());
-                    if Some(value.tensor_type()) != expected {
-                        return Err(format!(
-                            "parameter `{name}` must be {}, got {}",
-                            expected.map_or_else(String::new, |t| t.to_string()),
-                            value.tensor_type()
-                        ));
-                    }
-                    HostBuffer::from_tensor(value)
-                }
-                _ => HostBuffer::zeros(decl.dtype, decl.len as usize),
-            });
-        }
-        compiled.run(&mut buffers).map_err(|e| e.to_string())?;
-        let mut outputs: Vec<(u32, Storage)> = plan
-            .buffers
-            .iter()
-            .zip(&buffers)
-            .filter_map(|(d, b)| if let BufferRole::Output(n) = d.role { Some((n, b.to_storage())) } else { None })
-            .collect();
-        outputs.sort_by_key(|o| o.0);
+        let outputs = execute(&compiled, inputs, params, |name, value| {
+            let expected = self.module.param(name).map(|p| p.ty.clone());
+            if Some(value.tensor_type()) == expected {
+                Ok(())
+            } else {
+                let expected = expected.map_or_else(String::new, |t| t.to_string());
+                Err(format!("parameter `{name}` must be {expected}, got {}", value.tensor_type()))
+            }
+        })?;
         f.output_types()
             .into_iter()
             .zip(outputs)
-            .map(|(ty, (_, storage))| {
+            .map(|(ty, storage)| {
                 let shape = ty.shape.resolve(&bindings).map_err(|s| format!("symbol {s} is unbound"))?;
                 Ok(tensor(ty.dtype, &shape, storage))
             })
             .collect()
     }
+}
+
+/// Runs a compiled plan on tensors: fills its input and parameter buffers
+/// (after `check` accepts each parameter), runs it, and returns its output
+/// buffers in order.
+pub fn execute(
+    compiled: &CompiledPlan,
+    inputs: &[Tensor],
+    params: &Params,
+    check: impl Fn(&str, &Tensor) -> Result<(), String>,
+) -> Result<Vec<Storage>, String> {
+    let plan = compiled.plan();
+    let mut buffers = Vec::with_capacity(plan.buffers.len());
+    for decl in &plan.buffers {
+        buffers.push(match &decl.role {
+            BufferRole::Input(n) => {
+                HostBuffer::from_tensor(inputs.get(*n as usize).ok_or_else(|| format!("input {n} is missing"))?)
+            }
+            BufferRole::Param(name) => {
+                let value = params.get(name).ok_or_else(|| format!("parameter `{name}` has no value"))?;
+                check(name, value)?;
+                HostBuffer::from_tensor(value)
+            }
+            _ => HostBuffer::zeros(decl.dtype, decl.len as usize),
+        });
+    }
+    compiled.run(&mut buffers).map_err(|e| e.to_string())?;
+    let mut outputs: Vec<(u32, Storage)> = plan
+        .buffers
+        .iter()
+        .zip(&buffers)
+        .filter_map(|(d, b)| if let BufferRole::Output(n) = d.role { Some((n, b.to_storage())) } else { None })
+        .collect();
+    outputs.sort_by_key(|o| o.0);
+    Ok(outputs.into_iter().map(|o| o.1).collect())
 }
 
 fn tensor(dtype: DType, shape: &[usize], storage: Storage) -> Tensor {

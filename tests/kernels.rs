@@ -102,27 +102,8 @@ fn run_jit(
     inputs: &[Tensor],
     params: &kiln_ir::interp::Params,
 ) -> Result<Vec<Storage>, String> {
-    use kiln_codegen::HostBuffer;
-    use kiln_ir::kernel::BufferRole;
     let compiled = kiln_codegen::compile_plan(plan).map_err(|e| e.to_string())?;
-    let mut buffers: Vec<HostBuffer> = plan
-        .buffers
-        .iter()
-        .map(|b| match &b.role {
-            BufferRole::Input(n) => HostBuffer::from_tensor(&inputs[*n as usize]),
-            BufferRole::Param(name) => HostBuffer::from_tensor(&params[name]),
-            _ => HostBuffer::zeros(b.dtype, b.len as usize),
-        })
-        .collect();
-    compiled.run(&mut buffers).map_err(|e| e.to_string())?;
-    let mut outputs: Vec<(u32, Storage)> = plan
-        .buffers
-        .iter()
-        .zip(&buffers)
-        .filter_map(|(d, b)| if let BufferRole::Output(n) = d.role { Some((n, b.to_storage())) } else { None })
-        .collect();
-    outputs.sort_by_key(|o| o.0);
-    Ok(outputs.into_iter().map(|o| o.1).collect())
+    kiln::jit::execute(&compiled, inputs, params, |_, _| Ok(()))
 }
 
 fn with_step(path: &str) -> Module {

@@ -203,73 +203,44 @@ fn train_saves_a_checkpoint_that_run_loads_and_checks() {
     assert!(ok, "{err}");
     assert!(out.starts_with("output 0: f32[1, 10]"), "{out}");
 
-    // A checkpoint of another model: wrong names, shapes or dtypes.
+    // Checkpoints of another model: a missing tensor, a wrong shape or
+    // dtype, a tensor the model does not have, a file that is no checkpoint.
     let module = compiled_module();
-    let mut bad = kiln_ir::initialize_params(&module, 0);
-    bad.remove("b");
-    let path = scratch("missing.safetensors");
-    kiln_runtime::checkpoint::save(&path, &bad, &["w".to_string()]).unwrap();
-    let (ok, _, err) = kiln(&[
-        "run",
-        "examples/softmax_regression.kiln",
-        "--fn",
-        "forward",
-        "--input",
-        &input,
-        "--params",
-        path.to_str().unwrap(),
-    ]);
-    assert!(!ok && err.contains("missing tensor `b` (f32[10])"), "{err}");
-
-    let mut wrong_shape = kiln_ir::initialize_params(&module, 0);
-    wrong_shape.insert("b".into(), kiln_ir::interp::Tensor::from_f32(&[11], &[0.0; 11]));
-    let path = scratch("shape.safetensors");
-    kiln_runtime::checkpoint::save(&path, &wrong_shape, &["w".to_string(), "b".to_string()]).unwrap();
-    let (_, _, err) = kiln(&[
-        "run",
-        "examples/softmax_regression.kiln",
-        "--fn",
-        "forward",
-        "--input",
-        &input,
-        "--params",
-        path.to_str().unwrap(),
-    ]);
-    assert!(err.contains("tensor `b` has shape [11], the model declares f32[10]"), "{err}");
-
-    let mut wrong_dtype = kiln_ir::initialize_params(&module, 0);
-    wrong_dtype.insert(
-        "b".into(),
-        kiln_ir::interp::Tensor::int(kiln_ir::DType::I32, ndarray::ArrayD::zeros(ndarray::IxDyn(&[10]))),
+    let (w, b) = ("w".to_string(), "b".to_string());
+    let run_with = |name: &str, change: &dyn Fn(&mut kiln_ir::interp::Params), saved: &[String]| -> String {
+        let mut params = kiln_ir::initialize_params(&module, 0);
+        change(&mut params);
+        let path = scratch(name);
+        kiln_runtime::checkpoint::save(&path, &params, saved).unwrap();
+        let (ok, _, err) = kiln(&[
+            "run",
+            "examples/softmax_regression.kiln",
+            "--fn",
+            "forward",
+            "--input",
+            &input,
+            "--params",
+            path.to_str().unwrap(),
+        ]);
+        assert!(!ok, "{name} should be rejected");
+        err
+    };
+    let err = run_with("missing.safetensors", &|_| {}, std::slice::from_ref(&w));
+    assert!(err.contains("missing tensor `b` (f32[10])"), "{err}");
+    let err = run_with(
+        "shape.safetensors",
+        &|p| drop(p.insert("b".into(), kiln_ir::interp::Tensor::from_f32(&[11], &[0.0; 11]))),
+        &[w.clone(), b.clone()],
     );
-    let path = scratch("dtype.safetensors");
-    kiln_runtime::checkpoint::save(&path, &wrong_dtype, &["w".to_string(), "b".to_string()]).unwrap();
-    let (_, _, err) = kiln(&[
-        "run",
-        "examples/softmax_regression.kiln",
-        "--fn",
-        "forward",
-        "--input",
-        &input,
-        "--params",
-        path.to_str().unwrap(),
-    ]);
+    assert!(err.contains("tensor `b` has shape [11], the model declares f32[10]"), "{err}");
+    let int_b = kiln_ir::interp::Tensor::int(kiln_ir::DType::I32, ndarray::ArrayD::zeros(ndarray::IxDyn(&[10])));
+    let err = run_with("dtype.safetensors", &|p| drop(p.insert("b".into(), int_b.clone())), &[w.clone(), b.clone()]);
     assert!(err.contains("tensor `b` is I32, the model declares f32[10]"), "{err}");
-
-    let mut extra = kiln_ir::initialize_params(&module, 0);
-    extra.insert("fc9.w".into(), kiln_ir::interp::Tensor::from_f32(&[1], &[0.0]));
-    let path = scratch("extra.safetensors");
-    kiln_runtime::checkpoint::save(&path, &extra, &["w".to_string(), "b".to_string(), "fc9.w".to_string()]).unwrap();
-    let (_, _, err) = kiln(&[
-        "run",
-        "examples/softmax_regression.kiln",
-        "--fn",
-        "forward",
-        "--input",
-        &input,
-        "--params",
-        path.to_str().unwrap(),
-    ]);
+    let err = run_with(
+        "extra.safetensors",
+        &|p| drop(p.insert("fc9.w".into(), kiln_ir::interp::Tensor::from_f32(&[1], &[0.0]))),
+        &[w.clone(), b.clone(), "fc9.w".to_string()],
+    );
     assert!(err.contains("tensor `fc9.w` is not a parameter of this model"), "{err}");
 
     let garbage = scratch("garbage.safetensors");

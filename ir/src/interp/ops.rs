@@ -8,6 +8,7 @@ use ndarray::{Array2, ArrayD, ArrayView2, Axis, Dimension, IxDyn, Slice};
 use super::tensor::{Data, Tensor};
 use crate::op::{BinaryOp, CompareOp, ConvAttrs, Literal, Op, ReduceKind, UnaryOp};
 use crate::random;
+use crate::scalar;
 use crate::types::{Bindings, DType};
 
 type Result<T> = std::result::Result<T, String>;
@@ -120,33 +121,8 @@ fn bools<'a>(args: &[&'a Tensor]) -> Result<Vec<&'a ArrayD<bool>>> {
 
 fn unary(op: UnaryOp, x: &Tensor) -> Result<Tensor> {
     let data = match &x.data {
-        Data::Float(a) => Data::Float(a.mapv(|v| match op {
-            UnaryOp::Neg => -v,
-            UnaryOp::Abs => v.abs(),
-            UnaryOp::Sign => {
-                if v > 0.0 {
-                    1.0
-                } else if v < 0.0 {
-                    -1.0
-                } else {
-                    v
-                }
-            }
-            UnaryOp::Exp => v.exp(),
-            UnaryOp::Log => v.ln(),
-            UnaryOp::Sqrt => v.sqrt(),
-            UnaryOp::Recip => 1.0 / v,
-            UnaryOp::Sin => v.sin(),
-            UnaryOp::Cos => v.cos(),
-            UnaryOp::Tanh => v.tanh(),
-            UnaryOp::Floor => v.floor(),
-            UnaryOp::Not => f64::NAN,
-        })),
-        Data::Int(a) => Data::Int(a.mapv(|v| match op {
-            UnaryOp::Neg => v.wrapping_neg(),
-            UnaryOp::Abs => v.wrapping_abs(),
-            _ => v.signum(),
-        })),
+        Data::Float(a) => Data::Float(a.mapv(|v| scalar::unary_float(op, v))),
+        Data::Int(a) => Data::Int(a.mapv(|v| scalar::unary_int(op, v))),
         Data::Bool(a) => Data::Bool(a.mapv(|v| !v)),
     };
     if !op.accepts(x.dtype) {
@@ -164,33 +140,15 @@ fn zip<A: Clone, B>(a: &ArrayD<A>, b: &ArrayD<A>, f: impl Fn(A, A) -> B) -> Resu
 
 fn binary(op: BinaryOp, x: &Tensor, y: &Tensor) -> Result<Tensor> {
     let data = match (&x.data, &y.data) {
-        (Data::Float(a), Data::Float(b)) => Data::Float(zip(a, b, |p, q| match op {
-            BinaryOp::Add => p + q,
-            BinaryOp::Sub => p - q,
-            BinaryOp::Mul => p * q,
-            BinaryOp::Div => p / q,
-            BinaryOp::Max => nan_or(p, q, p.max(q)),
-            BinaryOp::Min => nan_or(p, q, p.min(q)),
-            BinaryOp::Pow => p.powf(q),
-            BinaryOp::And | BinaryOp::Or => f64::NAN,
-        })?),
+        (Data::Float(a), Data::Float(b)) => Data::Float(zip(a, b, |p, q| scalar::binary_float(op, p, q))?),
         (Data::Int(a), Data::Int(b)) => {
-            if op == BinaryOp::Div && b.iter().any(|&q| q == 0) {
+            let r = zip(a, b, |p, q| scalar::binary_int(op, p, q))?;
+            if r.iter().any(Option::is_none) {
                 return Err("integer division by zero".into());
             }
-            Data::Int(zip(a, b, |p, q| match op {
-                BinaryOp::Add => p.wrapping_add(q),
-                BinaryOp::Sub => p.wrapping_sub(q),
-                BinaryOp::Mul => p.wrapping_mul(q),
-                BinaryOp::Div => p.wrapping_div(q),
-                BinaryOp::Max => p.max(q),
-                BinaryOp::Min => p.min(q),
-                _ => 0,
-            })?)
+            Data::Int(r.mapv(|v| v.unwrap_or(0)))
         }
-        (Data::Bool(a), Data::Bool(b)) => {
-            Data::Bool(zip(a, b, |p, q| if op == BinaryOp::And { p && q } else { p || q })?)
-        }
+        (Data::Bool(a), Data::Bool(b)) => Data::Bool(zip(a, b, |p, q| scalar::binary_bool(op, p, q))?),
         _ => return Err("operand dtypes differ".into()),
     };
     if !op.accepts(x.dtype) {
@@ -199,26 +157,11 @@ fn binary(op: BinaryOp, x: &Tensor, y: &Tensor) -> Result<Tensor> {
     Ok(Tensor { dtype: x.dtype, data })
 }
 
-/// NaN if either operand is NaN, else `value`.
-fn nan_or(p: f64, q: f64, value: f64) -> f64 {
-    if p.is_nan() || q.is_nan() { f64::NAN } else { value }
-}
-
 fn compare(op: CompareOp, x: &Tensor, y: &Tensor) -> Result<Tensor> {
-    fn cmp<T: PartialOrd + Clone>(op: CompareOp, a: &ArrayD<T>, b: &ArrayD<T>) -> Result<ArrayD<bool>> {
-        zip(a, b, |p, q| match op {
-            CompareOp::Eq => p == q,
-            CompareOp::Ne => p != q,
-            CompareOp::Lt => p < q,
-            CompareOp::Le => p <= q,
-            CompareOp::Gt => p > q,
-            CompareOp::Ge => p >= q,
-        })
-    }
     let result = match (&x.data, &y.data) {
-        (Data::Float(a), Data::Float(b)) => cmp(op, a, b)?,
-        (Data::Int(a), Data::Int(b)) => cmp(op, a, b)?,
-        (Data::Bool(a), Data::Bool(b)) => cmp(op, a, b)?,
+        (Data::Float(a), Data::Float(b)) => zip(a, b, |p, q| scalar::compare(op, p, q))?,
+        (Data::Int(a), Data::Int(b)) => zip(a, b, |p, q| scalar::compare(op, p, q))?,
+        (Data::Bool(a), Data::Bool(b)) => zip(a, b, |p, q| scalar::compare(op, p, q))?,
         _ => return Err("operand dtypes differ".into()),
     };
     Ok(Tensor::bool(result))
@@ -261,7 +204,7 @@ fn reduce(kind: ReduceKind, x: &Tensor, axes: &[usize], keepdims: bool) -> Resul
     let data = match (&x.data, kind) {
         (Data::Float(a), ReduceKind::Sum) => Data::Float(fold(a, axes, keepdims, 0.0, |p, q| p + q)),
         (Data::Float(a), ReduceKind::Max) => {
-            Data::Float(fold(a, axes, keepdims, f64::NEG_INFINITY, |&p, &q| nan_or(p, q, p.max(q))))
+            Data::Float(fold(a, axes, keepdims, f64::NEG_INFINITY, |&p, &q| scalar::nan_or(p, q, p.max(q))))
         }
         (Data::Int(a), ReduceKind::Sum) => Data::Int(fold(a, axes, keepdims, 0, |p, q| p.wrapping_add(*q))),
         (Data::Int(a), ReduceKind::Max) => Data::Int(fold(a, axes, keepdims, i64::MIN, |p, q| *p.max(q))),
@@ -449,7 +392,7 @@ fn reduce_window(
     let data = match (&x.data, kind) {
         (Data::Float(a), ReduceKind::Sum) => Data::Float(pool(a, &win, stride, padding, shape, 0.0, |p, q| p + q)),
         (Data::Float(a), ReduceKind::Max) => {
-            Data::Float(pool(a, &win, stride, padding, shape, f64::NEG_INFINITY, |p, q| nan_or(p, q, p.max(q))))
+            Data::Float(pool(a, &win, stride, padding, shape, f64::NEG_INFINITY, |p, q| scalar::nan_or(p, q, p.max(q))))
         }
         (Data::Int(a), ReduceKind::Sum) => Data::Int(pool(a, &win, stride, padding, shape, 0, i64::wrapping_add)),
         (Data::Int(a), ReduceKind::Max) => Data::Int(pool(a, &win, stride, padding, shape, i64::MIN, i64::max)),

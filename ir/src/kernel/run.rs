@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use super::{AccId, Affine, BufferId, KExpr, KStmt, Plan, RuntimeCall, VarId};
 use crate::op::{BinaryOp, CompareOp, Literal, ReduceKind, UnaryOp};
 use crate::random;
+use crate::scalar;
 use crate::types::DType;
 
 /// The contents of one buffer.
@@ -124,7 +125,7 @@ impl Machine<'_> {
                 let new = match (kind, old, v) {
                     (ReduceKind::Sum, Scalar::F(a), Scalar::F(b)) => Scalar::F(a + b),
                     (ReduceKind::Sum, Scalar::I(a), Scalar::I(b)) => Scalar::I(a.wrapping_add(b)),
-                    (ReduceKind::Max, Scalar::F(a), Scalar::F(b)) => Scalar::F(nan_or(a, b, a.max(b))),
+                    (ReduceKind::Max, Scalar::F(a), Scalar::F(b)) => Scalar::F(scalar::nan_or(a, b, a.max(b))),
                     (ReduceKind::Max, Scalar::I(a), Scalar::I(b)) => Scalar::I(a.max(b)),
                     _ => return Err(format!("{acc}: mismatched accumulator update")),
                 };
@@ -257,85 +258,28 @@ fn round(x: f64, dtype: DType) -> f64 {
     if dtype == DType::F32 { x as f32 as f64 } else { x }
 }
 
-fn nan_or(a: f64, b: f64, value: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { value }
-}
-
 fn unary(op: UnaryOp, x: Scalar) -> Scalar {
     match x {
-        Scalar::F(v) => Scalar::F(match op {
-            UnaryOp::Neg => -v,
-            UnaryOp::Abs => v.abs(),
-            UnaryOp::Sign => {
-                if v > 0.0 {
-                    1.0
-                } else if v < 0.0 {
-                    -1.0
-                } else {
-                    v
-                }
-            }
-            UnaryOp::Exp => v.exp(),
-            UnaryOp::Log => v.ln(),
-            UnaryOp::Sqrt => v.sqrt(),
-            UnaryOp::Recip => 1.0 / v,
-            UnaryOp::Sin => v.sin(),
-            UnaryOp::Cos => v.cos(),
-            UnaryOp::Tanh => v.tanh(),
-            UnaryOp::Floor => v.floor(),
-            UnaryOp::Not => f64::NAN,
-        }),
-        Scalar::I(v) => Scalar::I(match op {
-            UnaryOp::Neg => v.wrapping_neg(),
-            UnaryOp::Abs => v.wrapping_abs(),
-            _ => v.signum(),
-        }),
+        Scalar::F(v) => Scalar::F(scalar::unary_float(op, v)),
+        Scalar::I(v) => Scalar::I(scalar::unary_int(op, v)),
         Scalar::B(b) => Scalar::B(!b),
     }
 }
 
 fn binary(op: BinaryOp, a: Scalar, b: Scalar) -> Run<Scalar> {
     Ok(match (a, b) {
-        (Scalar::F(p), Scalar::F(q)) => Scalar::F(match op {
-            BinaryOp::Add => p + q,
-            BinaryOp::Sub => p - q,
-            BinaryOp::Mul => p * q,
-            BinaryOp::Div => p / q,
-            BinaryOp::Max => nan_or(p, q, p.max(q)),
-            BinaryOp::Min => nan_or(p, q, p.min(q)),
-            BinaryOp::Pow => p.powf(q),
-            BinaryOp::And | BinaryOp::Or => f64::NAN,
-        }),
-        (Scalar::I(p), Scalar::I(q)) => Scalar::I(match op {
-            BinaryOp::Add => p.wrapping_add(q),
-            BinaryOp::Sub => p.wrapping_sub(q),
-            BinaryOp::Mul => p.wrapping_mul(q),
-            BinaryOp::Div if q == 0 => return Err("integer division by zero".into()),
-            BinaryOp::Div => p.wrapping_div(q),
-            BinaryOp::Max => p.max(q),
-            BinaryOp::Min => p.min(q),
-            _ => 0,
-        }),
-        (Scalar::B(p), Scalar::B(q)) => Scalar::B(if op == BinaryOp::And { p && q } else { p || q }),
+        (Scalar::F(p), Scalar::F(q)) => Scalar::F(scalar::binary_float(op, p, q)),
+        (Scalar::I(p), Scalar::I(q)) => Scalar::I(scalar::binary_int(op, p, q).ok_or("integer division by zero")?),
+        (Scalar::B(p), Scalar::B(q)) => Scalar::B(scalar::binary_bool(op, p, q)),
         _ => return Err(format!("{op:?} of mismatched operands")),
     })
 }
 
 fn compare(op: CompareOp, a: Scalar, b: Scalar) -> Scalar {
-    fn cmp<T: PartialOrd>(op: CompareOp, p: T, q: T) -> bool {
-        match op {
-            CompareOp::Eq => p == q,
-            CompareOp::Ne => p != q,
-            CompareOp::Lt => p < q,
-            CompareOp::Le => p <= q,
-            CompareOp::Gt => p > q,
-            CompareOp::Ge => p >= q,
-        }
-    }
     Scalar::B(match (a, b) {
-        (Scalar::F(p), Scalar::F(q)) => cmp(op, p, q),
-        (Scalar::I(p), Scalar::I(q)) => cmp(op, p, q),
-        (Scalar::B(p), Scalar::B(q)) => cmp(op, p, q),
+        (Scalar::F(p), Scalar::F(q)) => scalar::compare(op, p, q),
+        (Scalar::I(p), Scalar::I(q)) => scalar::compare(op, p, q),
+        (Scalar::B(p), Scalar::B(q)) => scalar::compare(op, p, q),
         _ => false,
     })
 }
