@@ -9,7 +9,8 @@
 //! gets one kernel writing a fresh buffer; float matrix products become GEMM
 //! calls; convolution and pooling read a padded copy of their input, so that
 //! every access stays affine and in bounds. It does not fuse, tile or pick
-//! vector widths: outer loops are marked parallel, nothing more.
+//! vector widths beyond this: outer loops are marked parallel, and the flat
+//! loop of an f32 elementwise op asks for four lanes.
 
 use std::collections::BTreeMap;
 
@@ -184,6 +185,16 @@ impl Lowering<'_> {
         Self::nest(&vars, out_shape, vec![store])
     }
 
+    /// A kernel body storing `value(i)` at every element `i` of `out`, when
+    /// every operand has the output's shape: one flat parallel loop, marked
+    /// for four f32 lanes.
+    fn flat(&mut self, out: BufferId, len: u64, dtype: DType, value: impl FnOnce(Affine) -> KExpr) -> Vec<KStmt> {
+        let i = self.vars(1)[0];
+        let store = KStmt::Store { buffer: out, index: Affine::var(i), value: value(Affine::var(i)) };
+        let vector = if dtype == DType::F32 && len >= 4 { 4 } else { 1 };
+        vec![KStmt::For { var: i, extent: len, parallel: true, vector, body: vec![store] }]
+    }
+
     fn node(&mut self, id: NodeId, op: &Op) -> Result<Vec<KStmt>, LowerError> {
         let node = self.f.graph.node(id);
         let out = self.node_buffer[id.index()];
@@ -191,10 +202,11 @@ impl Lowering<'_> {
         let arg = |k: usize| node.args[k];
         let buf = |l: &Self, k: usize| l.node_buffer[arg(k).index()];
         let same = |vars: &[VarId]| row_major(vars, &strides(&shape));
+        let (len, dtype) = (numel(&shape), node.ty.dtype);
         Ok(match op {
             Op::Input { .. } | Op::Param { .. } | Op::Reshape { .. } | Op::StopGradient => Vec::new(),
             Op::Constant { value, dtype, .. } => {
-                self.elementwise(out, &shape, |_| KExpr::Const { value: *value, dtype: *dtype })
+                self.flat(out, len, *dtype, |_| KExpr::Const { value: *value, dtype: *dtype })
             }
             Op::DimValue { symbol } => {
                 let value =
@@ -217,29 +229,25 @@ impl Lowering<'_> {
             }
             Op::Unary(u) => {
                 let a = buf(self, 0);
-                self.elementwise(out, &shape, |v| KExpr::Unary(*u, Box::new(load(a, same(v)))))
+                self.flat(out, len, dtype, |i| KExpr::Unary(*u, Box::new(load(a, i))))
             }
             Op::Binary(b) => {
                 let (x, y) = (buf(self, 0), buf(self, 1));
-                self.elementwise(out, &shape, |v| {
-                    KExpr::Binary(*b, Box::new(load(x, same(v))), Box::new(load(y, same(v))))
-                })
+                self.flat(out, len, dtype, |i| KExpr::Binary(*b, Box::new(load(x, i.clone())), Box::new(load(y, i))))
             }
             Op::Compare(c) => {
                 let (x, y) = (buf(self, 0), buf(self, 1));
-                self.elementwise(out, &shape, |v| {
-                    KExpr::Compare(*c, Box::new(load(x, same(v))), Box::new(load(y, same(v))))
-                })
+                self.flat(out, len, dtype, |i| KExpr::Compare(*c, Box::new(load(x, i.clone())), Box::new(load(y, i))))
             }
             Op::Select => {
                 let (c, x, y) = (buf(self, 0), buf(self, 1), buf(self, 2));
-                self.elementwise(out, &shape, |v| {
-                    KExpr::Select(Box::new(load(c, same(v))), Box::new(load(x, same(v))), Box::new(load(y, same(v))))
+                self.flat(out, len, dtype, |i| {
+                    KExpr::Select(Box::new(load(c, i.clone())), Box::new(load(x, i.clone())), Box::new(load(y, i)))
                 })
             }
             Op::Cast { to } => {
                 let a = buf(self, 0);
-                self.elementwise(out, &shape, |v| KExpr::Cast(*to, Box::new(load(a, same(v)))))
+                self.flat(out, len, dtype, |i| KExpr::Cast(*to, Box::new(load(a, i))))
             }
             Op::Broadcast { .. } => {
                 let (a, from) = (buf(self, 0), self.shapes[arg(0).index()].clone());

@@ -39,16 +39,16 @@ pub type Gen<T> = Result<T, String>;
 /// How far a loop runs: its whole extent, or the `[lo, hi)` range the
 /// function was called with (the split outer loop).
 #[derive(Clone, Copy)]
-enum Bound {
+pub enum Bound {
     Extent(u64),
     Range(Value, Value),
 }
 
 /// The loop a kernel's callers may split across threads: the kernel's only
 /// statement, when it is a parallel loop.
-pub fn split_loop(kernel: &Kernel) -> Option<(VarId, &[KStmt])> {
+pub fn split_loop(kernel: &Kernel) -> Option<(VarId, u32, &[KStmt])> {
     match kernel.body.as_slice() {
-        [KStmt::For { var, parallel: true, body, .. }] => Some((*var, body)),
+        [KStmt::For { var, parallel: true, vector, body, .. }] => Some((*var, *vector, body)),
         _ => None,
     }
 }
@@ -85,7 +85,7 @@ pub fn build(module: &mut JITModule, func: &mut Function, plan: &Plan, kernel: &
     let mut k =
         KernelBuilder { b, module, plan, pointer, buffers, vars: BTreeMap::new(), accs: BTreeMap::new(), status };
     match split_loop(kernel) {
-        Some((var, body)) => k.counted_loop(var, Bound::Range(lo, hi), body)?,
+        Some((var, vector, body)) => k.any_loop(var, vector, Bound::Range(lo, hi), body)?,
         None => k.block(&kernel.body)?,
     }
     let result = k.b.use_var(k.status);
@@ -102,7 +102,7 @@ impl KernelBuilder<'_, '_> {
 
     fn stmt(&mut self, s: &KStmt) -> Gen<()> {
         match s {
-            KStmt::For { var, extent, body, .. } => self.counted_loop(*var, Bound::Extent(*extent), body),
+            KStmt::For { var, extent, vector, body, .. } => self.any_loop(*var, *vector, Bound::Extent(*extent), body),
             KStmt::Store { buffer, index, value } => {
                 let v = self.expr(value)?;
                 let address = self.address(*buffer, index)?;
@@ -149,6 +149,27 @@ impl KernelBuilder<'_, '_> {
             }
             KStmt::Call(RuntimeCall::Gemm { batch, m, n, k, a, b, c }) => self.gemm(*batch, *m, *n, *k, a, b, c),
         }
+    }
+
+    /// A loop, widened to vectors when it asks for four lanes and can be.
+    fn any_loop(&mut self, var: VarId, vector: u32, bound: Bound, body: &[KStmt]) -> Gen<()> {
+        if vector == 4 && self.widenable(var, body) {
+            self.widened_loop(var, bound, body)
+        } else {
+            self.counted_loop(var, bound, body)
+        }
+    }
+
+    pub fn stmt_list(&mut self, body: &[KStmt]) -> Gen<()> {
+        self.block(body)
+    }
+
+    pub fn bind_var(&mut self, var: VarId, counter: Variable) {
+        self.vars.insert(var, counter);
+    }
+
+    pub fn unbind_var(&mut self, var: VarId) {
+        self.vars.remove(&var);
     }
 
     fn counted_loop(&mut self, var: VarId, bound: Bound, body: &[KStmt]) -> Gen<()> {

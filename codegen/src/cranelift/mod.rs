@@ -8,14 +8,16 @@
 //! The function also takes a range `[lo, hi)`: a kernel that is one parallel
 //! loop runs only those iterations, so the runtime splits it across rayon's
 //! threads (as many as the machine has) when it is big enough. Loops are
-//! plain counted loops; elements are scalars (vectorization, threads and
-//! fusion come next, see docs/ARCHITECTURE.md). Transcendental functions,
+//! plain counted loops; loops marked `vector 4` whose body is one f32 store
+//! are widened to f32x4 (`vector.rs`); fusion and register blocking come
+//! next (see docs/ARCHITECTURE.md). Transcendental functions,
 //! random bits and GEMM are calls into `runtime.rs`, registered as JIT
 //! symbols, so no symbol is left for the dynamic loader to find.
 
 mod expr;
 mod kernel;
 mod runtime;
+mod vector;
 
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_jit::{JITBuilder, JITModule};

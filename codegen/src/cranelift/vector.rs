@@ -1,0 +1,173 @@
+//! Widening loops marked `vector 4` to f32x4 (Cranelift's x64 backend
+//! supports 128-bit vectors only).
+//!
+//! A loop is widened when its body is one store of an f32 expression whose
+//! loads and store move along the loop (coefficient 1: a vector load) or
+//! stand still (coefficient 0: a scalar load splatted to every lane), built
+//! from arithmetic Cranelift has vector forms of; transcendental functions
+//! are called lane by lane. Anything else runs as scalar code. The widened
+//! loop takes four elements per iteration and a scalar loop finishes the
+//! remaining ones.
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{InstBuilder, MemFlagsData, Value, types};
+use kiln_ir::kernel::{Affine, KExpr, KStmt, VarId};
+use kiln_ir::{BinaryOp, DType, Literal, UnaryOp};
+
+use super::kernel::{Bound, Gen, KernelBuilder};
+
+/// Lanes of an f32 vector.
+const LANES: i64 = 4;
+
+/// The coefficient of `var` in `a`.
+fn coefficient(a: &Affine, var: VarId) -> i64 {
+    a.terms.iter().find(|t| t.0 == var).map_or(0, |t| t.1)
+}
+
+impl KernelBuilder<'_, '_> {
+    /// Whether a loop over `var` with `body` can be widened.
+    pub fn widenable(&self, var: VarId, body: &[KStmt]) -> bool {
+        match body {
+            [KStmt::Store { buffer, index, value }] => {
+                self.dtype(*buffer) == Ok(DType::F32) && coefficient(index, var) == 1 && self.widenable_expr(var, value)
+            }
+            _ => false,
+        }
+    }
+
+    fn widenable_expr(&self, var: VarId, e: &KExpr) -> bool {
+        match e {
+            KExpr::Load { buffer, index } => {
+                self.dtype(*buffer) == Ok(DType::F32) && matches!(coefficient(index, var), 0 | 1)
+            }
+            KExpr::Const { dtype: DType::F32, value: Literal::Float(_) } => true,
+            KExpr::Unary(op, x) => !matches!(op, UnaryOp::Sign | UnaryOp::Not) && self.widenable_expr(var, x),
+            KExpr::Binary(op, a, b) => {
+                !matches!(op, BinaryOp::And | BinaryOp::Or)
+                    && self.widenable_expr(var, a)
+                    && self.widenable_expr(var, b)
+            }
+            _ => false,
+        }
+    }
+
+    /// Emits the loop over `var` four elements at a time, then a scalar loop
+    /// for the rest; the body is one widenable store.
+    pub fn widened_loop(&mut self, var: VarId, bound: Bound, body: &[KStmt]) -> Gen<()> {
+        let [KStmt::Store { buffer, index, value }] = body else {
+            return Err("only a single store can be widened".into());
+        };
+        let counter = self.b.declare_var(types::I64);
+        let (start, end) = match bound {
+            Bound::Extent(extent) => {
+                (self.b.ins().iconst(types::I64, 0), self.b.ins().iconst(types::I64, extent as i64))
+            }
+            Bound::Range(lo, hi) => (lo, hi),
+        };
+        self.b.def_var(counter, start);
+        self.bind_var(var, counter);
+        let (header, wide, tail_header, tail, exit) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        self.b.ins().jump(header, &[]);
+
+        self.b.switch_to_block(header);
+        let i = self.b.use_var(counter);
+        let next = self.b.ins().iadd_imm_s(i, LANES);
+        let fits = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, next, end);
+        self.b.ins().brif(fits, wide, &[], tail_header, &[]);
+
+        self.b.switch_to_block(wide);
+        self.b.seal_block(wide);
+        let v = self.vector_expr(var, value)?;
+        let address = self.address(*buffer, index)?;
+        self.b.ins().store(MemFlagsData::new().with_notrap(), v, address, 0);
+        let i = self.b.use_var(counter);
+        let next = self.b.ins().iadd_imm_s(i, LANES);
+        self.b.def_var(counter, next);
+        self.b.ins().jump(header, &[]);
+        self.b.seal_block(header);
+
+        self.b.switch_to_block(tail_header);
+        let i = self.b.use_var(counter);
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, end);
+        self.b.ins().brif(more, tail, &[], exit, &[]);
+
+        self.b.switch_to_block(tail);
+        self.b.seal_block(tail);
+        self.stmt_list(body)?;
+        let i = self.b.use_var(counter);
+        let next = self.b.ins().iadd_imm_s(i, 1);
+        self.b.def_var(counter, next);
+        self.b.ins().jump(tail_header, &[]);
+        self.b.seal_block(tail_header);
+
+        self.b.switch_to_block(exit);
+        self.b.seal_block(exit);
+        self.unbind_var(var);
+        Ok(())
+    }
+
+    fn vector_expr(&mut self, var: VarId, e: &KExpr) -> Gen<Value> {
+        match e {
+            KExpr::Load { buffer, index } if coefficient(index, var) == 1 => {
+                let address = self.address(*buffer, index)?;
+                Ok(self.b.ins().load(types::F32X4, MemFlagsData::new().with_notrap(), address, 0))
+            }
+            KExpr::Load { .. } | KExpr::Const { .. } => {
+                let scalar = self.expr(e)?;
+                Ok(self.b.ins().splat(types::F32X4, scalar))
+            }
+            KExpr::Unary(op, x) => {
+                let v = self.vector_expr(var, x)?;
+                Ok(match op {
+                    UnaryOp::Neg => self.b.ins().fneg(v),
+                    UnaryOp::Abs => self.b.ins().fabs(v),
+                    UnaryOp::Sqrt => self.b.ins().sqrt(v),
+                    UnaryOp::Floor => self.b.ins().floor(v),
+                    UnaryOp::Recip => {
+                        let one = self.b.ins().f32const(1.0);
+                        let ones = self.b.ins().splat(types::F32X4, one);
+                        self.b.ins().fdiv(ones, v)
+                    }
+                    UnaryOp::Exp => self.lanes("kiln_exp_f32", &[v])?,
+                    UnaryOp::Log => self.lanes("kiln_log_f32", &[v])?,
+                    UnaryOp::Sin => self.lanes("kiln_sin_f32", &[v])?,
+                    UnaryOp::Cos => self.lanes("kiln_cos_f32", &[v])?,
+                    UnaryOp::Tanh => self.lanes("kiln_tanh_f32", &[v])?,
+                    UnaryOp::Sign | UnaryOp::Not => return Err(format!("{op:?} is not widened")),
+                })
+            }
+            KExpr::Binary(op, a, b) => {
+                let (x, y) = (self.vector_expr(var, a)?, self.vector_expr(var, b)?);
+                Ok(match op {
+                    BinaryOp::Add => self.b.ins().fadd(x, y),
+                    BinaryOp::Sub => self.b.ins().fsub(x, y),
+                    BinaryOp::Mul => self.b.ins().fmul(x, y),
+                    BinaryOp::Div => self.b.ins().fdiv(x, y),
+                    BinaryOp::Max => self.b.ins().fmax(x, y),
+                    BinaryOp::Min => self.b.ins().fmin(x, y),
+                    BinaryOp::Pow => self.lanes("kiln_pow_f32", &[x, y])?,
+                    BinaryOp::And | BinaryOp::Or => return Err(format!("{op:?} is not widened")),
+                })
+            }
+            _ => Err("this expression is not widened".into()),
+        }
+    }
+
+    /// Applies a scalar runtime function to each lane.
+    fn lanes(&mut self, name: &str, args: &[Value]) -> Gen<Value> {
+        let mut result = args[0];
+        for lane in 0..LANES as u8 {
+            let scalars: Vec<Value> = args.iter().map(|&v| self.b.ins().extractlane(v, lane)).collect();
+            let params = vec![types::F32; scalars.len()];
+            let r = self.call(name, &params, &[types::F32], &scalars)?.ok_or("a lane function returns a value")?;
+            result = self.b.ins().insertlane(result, r, lane);
+        }
+        Ok(result)
+    }
+}
