@@ -304,7 +304,11 @@ fn train(
         out(&format!("saved {}\n", path.display()));
     }
     if let Some(path) = plot {
-        kiln::train::plot(&path, &format!("{} on the interpreter", report.model), &report.epochs)?;
+        let backend = match options.backend {
+            kiln::Backend::Jit => "JIT",
+            kiln::Backend::Interp => "interpreter",
+        };
+        kiln::train::plot(&path, &format!("{} ({backend})", report.model), &report.epochs)?;
         out(&format!("plotted {}\n", path.display()));
     }
     Ok(())
