@@ -278,7 +278,7 @@ impl Checker<'_> {
                         return None;
                     }
                 }
-                let cond = self.operand(&c.0, DType::Bool, c.1, c.1)?;
+                let cond = self.operand(&c.0, DType::Bool, c.1, (c.1, "the condition".into()))?;
                 let Some(dtype) = self.tensor_dtype(&[&x.0, &y.0]) else {
                     self.error(
                         Diagnostic::new(Code("E0304"), span, "`where` needs a tensor among its values")
@@ -286,8 +286,8 @@ impl Checker<'_> {
                     );
                     return None;
                 };
-                let anchor = if matches!(x.0, Value::Tensor(_)) { x.1 } else { y.1 };
-                let ox = self.operand(&x.0, dtype, x.1, anchor)?;
+                let anchor = self.anchor(&[x.clone(), y.clone()], span);
+                let ox = self.operand(&x.0, dtype, x.1, anchor.clone())?;
                 let oy = self.operand(&y.0, dtype, y.1, anchor)?;
                 let ids =
                     self.broadcast_all(&[(cond, c.1), (ox, x.1), (oy, y.1)], &[DType::Bool, dtype, dtype], span)?;

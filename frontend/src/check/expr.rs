@@ -552,7 +552,7 @@ impl Checker<'_> {
                     let value = match value {
                         Value::Float(_) | Value::Int(_) | Value::Bool(_) if pat.dims.is_empty() => {
                             let Some(dtype) = self.dtype_name(&pat.dtype) else { return Value::Poison };
-                            match self.operand(&value, dtype, vspan, pat.span) {
+                            match self.operand(&value, dtype, vspan, (pat.span, "declared here".into())) {
                                 Some(super::tensor::Operand::Lit(l)) => self.emit(
                                     Op::Constant { value: l, dtype, shape: kiln_ir::Shape::scalar() },
                                     &[],

@@ -29,8 +29,9 @@ pub fn normalize_axis(axis: i64, rank: usize) -> Option<usize> {
 
 impl Checker<'_> {
     /// An operand of `dtype` from a value: a tensor of that dtype, or a
-    /// number that fits it. Reports a dtype mismatch at `span`.
-    pub fn operand(&mut self, v: &Value, dtype: DType, span: Span, other: Span) -> Option<Operand> {
+    /// number that fits it. Reports a dtype mismatch at `span`, with `other`
+    /// (where the expected dtype comes from) as a second label.
+    pub fn operand(&mut self, v: &Value, dtype: DType, span: Span, other: (Span, String)) -> Option<Operand> {
         let lit = match v {
             Value::Tensor(id) => {
                 let ty = self.ty(*id);
@@ -38,7 +39,7 @@ impl Checker<'_> {
                     self.error(
                         Diagnostic::new(Code("E0401"), span, format!("dtype mismatch: {} and {dtype}", ty.dtype))
                             .label(format!("this is {ty}"))
-                            .also(other, format!("the other operand is {dtype}"))
+                            .also(other.0, other.1)
                             .hint(format!("convert one side with `cast(x, {dtype})`")),
                     );
                     return None;
@@ -55,7 +56,7 @@ impl Checker<'_> {
                 self.error(
                     Diagnostic::new(Code("E0401"), span, format!("{what} cannot be used as {dtype}"))
                         .label(format!("not of dtype {dtype}"))
-                        .also(other, format!("the other operand is {dtype}")),
+                        .also(other.0, other.1),
                 );
                 return None;
             }
@@ -69,6 +70,16 @@ impl Checker<'_> {
             }
         };
         Some(Operand::Lit(lit))
+    }
+
+    /// The first tensor among `args` and a label with its type: where an
+    /// elementwise op's dtype comes from.
+    pub fn anchor(&self, args: &[(Value, Span)], span: Span) -> (Span, String) {
+        args.iter()
+            .find_map(
+                |(v, s)| if let Value::Tensor(id) = v { Some((*s, format!("this is {}", self.ty(*id)))) } else { None },
+            )
+            .unwrap_or((span, String::new()))
     }
 
     /// The NumPy broadcast of two shapes, or a diagnostic naming the dimension.
@@ -181,10 +192,10 @@ impl Checker<'_> {
                     .hint("convert with `cast(x, f32)`"),
             );
         }
-        let anchor = args.iter().find(|(v, _)| matches!(v, Value::Tensor(_))).map_or(span, |a| a.1);
+        let anchor = self.anchor(args, span);
         let mut operands = Vec::new();
         for (v, s) in args {
-            let Some(o) = self.operand(v, dtype, *s, anchor) else { return Value::Poison };
+            let Some(o) = self.operand(v, dtype, *s, anchor.clone()) else { return Value::Poison };
             operands.push((o, *s));
         }
         let dtypes = vec![dtype; operands.len()];
