@@ -114,6 +114,8 @@ enum Stage {
     /// The kernel IR plan of `--fn` (default `forward`), one kernel per op,
     /// specialized to `--bind` values (symbols not given are 1).
     Kernels,
+    /// The Cranelift IR the JIT generates for that plan, kernel by kernel.
+    Clif,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -187,7 +189,7 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
                     let module = kiln::with_train_step(&compiled)?;
                     module.function("train_step").map(|f| f.to_string()).unwrap_or_default()
                 }
-                Stage::Kernels => {
+                Stage::Kernels | Stage::Clif => {
                     let module = match compiled.train {
                         Some(_) => kiln::with_train_step(&compiled)?,
                         None => compiled.module.clone(),
@@ -198,8 +200,14 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
                     let shown: Vec<String> = bindings.iter().map(|(s, v)| format!("{s} = {v}")).collect();
                     let plan = kiln_passes::lower_to_kernels(&module, name, &bindings)
                         .map_err(|e| Error::Usage(e.to_string()))?;
-                    let header = if shown.is_empty() { String::new() } else { format!("// {}\n", shown.join(", ")) };
-                    format!("{header}{plan}")
+                    let comment = if matches!(stage, Stage::Clif) { ";" } else { "//" };
+                    let header =
+                        if shown.is_empty() { String::new() } else { format!("{comment} {}\n", shown.join(", ")) };
+                    let body = match stage {
+                        Stage::Clif => kiln_codegen::clif_text(&plan).map_err(|e| Error::Execution(e.to_string()))?,
+                        _ => plan.to_string(),
+                    };
+                    format!("{header}{body}")
                 }
             };
             out(&text);

@@ -255,3 +255,16 @@ fn run_on_either_backend_gives_the_same_output() {
     let o = kiln(&["run", "examples/mlp.kiln", "--fn", "forward", "--input", &format!("x={wrong}")]);
     assert!(stderr(&o).contains("input `x` must be f32[N, 784], got f32[3, 5]"), "{}", stderr(&o));
 }
+
+#[test]
+fn emit_clif_prints_each_kernels_cranelift_ir() {
+    let o = kiln(&["emit", "clif", "examples/mlp.kiln", "--bind", "N=4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.starts_with("; N = 4\n; kernel k2_matmul\nfunction u0:0(i64, i64, i64) -> i32 system_v {"), "{text}");
+    assert!(text.contains("f32x4"), "the elementwise kernels are widened:\n{text}");
+    assert_eq!(
+        text.matches("; kernel ").count(),
+        text.matches("\nfunction ").count() + usize::from(text.starts_with("function"))
+    );
+}

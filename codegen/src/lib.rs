@@ -10,4 +10,4 @@ pub mod buffer;
 pub mod cranelift;
 
 pub use buffer::HostBuffer;
-pub use cranelift::{CodegenError, CompiledPlan, compile_plan};
+pub use cranelift::{CodegenError, CompiledPlan, clif_text, compile_plan};

@@ -88,6 +88,19 @@ pub struct CompiledPlan {
 
 /// Compiles every kernel of a verified plan.
 pub fn compile_plan(plan: &Plan) -> Result<CompiledPlan, CodegenError> {
+    compile(plan, None)
+}
+
+/// The Cranelift IR of every kernel of a verified plan, as text (what
+/// `kiln emit clif` prints), before Cranelift's own optimizations.
+pub fn clif_text(plan: &Plan) -> Result<String, CodegenError> {
+    let mut text = String::new();
+    compile(plan, Some(&mut text))?;
+    Ok(text)
+}
+
+/// Compiles the plan, appending each kernel's Cranelift IR to `clif` if given.
+fn compile(plan: &Plan, mut clif: Option<&mut String>) -> Result<CompiledPlan, CodegenError> {
     let mut flags = settings::builder();
     flags.set("opt_level", "speed").map_err(|e| CodegenError::Host(e.to_string()))?;
     flags.set("use_colocated_libcalls", "false").map_err(|e| CodegenError::Host(e.to_string()))?;
@@ -114,6 +127,9 @@ pub fn compile_plan(plan: &Plan) -> Result<CompiledPlan, CodegenError> {
             .declare_function(&format!("kiln_kernel_{k}"), Linkage::Local, &signature)
             .map_err(|e| fail(e.to_string()))?;
         kernel::build(&mut module, &mut ctx.func, plan, kernel).map_err(fail)?;
+        if let Some(out) = clif.as_deref_mut() {
+            out.push_str(&format!("; kernel {}\n{}\n", kernel.name, ctx.func.display()));
+        }
         module.define_function(id, &mut ctx).map_err(|e| fail(format!("{e:?}")))?;
         module.clear_context(&mut ctx);
         let split = kernel::split_loop(kernel).and(match kernel.body.first() {
