@@ -46,8 +46,41 @@ extern "C" fn kiln_random_bits(key: i64, stream: i64, counter: i64, shift: i64) 
     (kiln_ir::random::bits(key as u64, stream as u64, counter as u64) >> shift) as i64
 }
 
-/// `c = a @ b` for `batch` matrices: row-major, rows `rs*` apart, matrices
-/// `bs*` apart.
+/// The signature of matrixmultiply's `sgemm` and `dgemm`.
+type Gemm<T> =
+    unsafe fn(usize, usize, usize, T, *const T, isize, isize, *const T, isize, isize, T, *mut T, isize, isize);
+
+/// `c = a @ b` for `batch` row-major matrices: rows `rs*` apart, matrices
+/// `bs*` apart (strides and sizes as the kernel passes them, in elements).
+///
+/// # Safety
+/// The kernel IR verifier proved every matrix inside its buffer.
+#[allow(clippy::too_many_arguments)]
+unsafe fn batched<T: Copy>(gemm: Gemm<T>, one: T, zero: T, a: *const T, b: *const T, c: *mut T, dims: [i64; 10]) {
+    let [batch, m, n, k, rsa, bsa, rsb, bsb, rsc, bsc] = dims;
+    for j in 0..batch as isize {
+        // SAFETY: see the function's contract.
+        unsafe {
+            gemm(
+                m as usize,
+                k as usize,
+                n as usize,
+                one,
+                a.offset(j * bsa as isize),
+                rsa as isize,
+                1,
+                b.offset(j * bsb as isize),
+                rsb as isize,
+                1,
+                zero,
+                c.offset(j * bsc as isize),
+                rsc as isize,
+                1,
+            );
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 extern "C" fn kiln_gemm_f32(
     a: *const f32,
@@ -64,27 +97,8 @@ extern "C" fn kiln_gemm_f32(
     rsc: i64,
     bsc: i64,
 ) {
-    for j in 0..batch as isize {
-        // SAFETY: the kernel IR verifier proved every matrix inside its buffer.
-        unsafe {
-            matrixmultiply::sgemm(
-                m as usize,
-                k as usize,
-                n as usize,
-                1.0,
-                a.offset(j * bsa as isize),
-                rsa as isize,
-                1,
-                b.offset(j * bsb as isize),
-                rsb as isize,
-                1,
-                0.0,
-                c.offset(j * bsc as isize),
-                rsc as isize,
-                1,
-            );
-        }
-    }
+    // SAFETY: the kernel IR verifier proved every matrix inside its buffer.
+    unsafe { batched(matrixmultiply::sgemm, 1.0, 0.0, a, b, c, [batch, m, n, k, rsa, bsa, rsb, bsb, rsc, bsc]) }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -103,27 +117,8 @@ extern "C" fn kiln_gemm_f64(
     rsc: i64,
     bsc: i64,
 ) {
-    for j in 0..batch as isize {
-        // SAFETY: as in `kiln_gemm_f32`.
-        unsafe {
-            matrixmultiply::dgemm(
-                m as usize,
-                k as usize,
-                n as usize,
-                1.0,
-                a.offset(j * bsa as isize),
-                rsa as isize,
-                1,
-                b.offset(j * bsb as isize),
-                rsb as isize,
-                1,
-                0.0,
-                c.offset(j * bsc as isize),
-                rsc as isize,
-                1,
-            );
-        }
-    }
+    // SAFETY: as for `kiln_gemm_f32`.
+    unsafe { batched(matrixmultiply::dgemm, 1.0, 0.0, a, b, c, [batch, m, n, k, rsa, bsa, rsb, bsb, rsc, bsc]) }
 }
 
 /// Makes every helper visible to the JIT.
