@@ -190,16 +190,7 @@ fn train_saves_a_checkpoint_that_run_loads_and_checks() {
     let x = scratch("x.npy");
     kiln_runtime::npy::write(&x, &kiln_ir::interp::Tensor::from_f32(&[1, 784], &[0.5; 784])).unwrap();
     let input = format!("x={}", x.display());
-    let (ok, out, err) = kiln(&[
-        "run",
-        "examples/softmax_regression.kiln",
-        "--fn",
-        "forward",
-        "--input",
-        &input,
-        "--params",
-        saved.to_str().unwrap(),
-    ]);
+    let (ok, out, err) = run_softmax(&input, &saved);
     assert!(ok, "{err}");
     assert!(out.starts_with("output 0: f32[1, 10]"), "{out}");
 
@@ -212,16 +203,7 @@ fn train_saves_a_checkpoint_that_run_loads_and_checks() {
         change(&mut params);
         let path = scratch(name);
         kiln_runtime::checkpoint::save(&path, &params, saved).unwrap();
-        let (ok, _, err) = kiln(&[
-            "run",
-            "examples/softmax_regression.kiln",
-            "--fn",
-            "forward",
-            "--input",
-            &input,
-            "--params",
-            path.to_str().unwrap(),
-        ]);
+        let (ok, _, err) = run_softmax(&input, &path);
         assert!(!ok, "{name} should be rejected");
         err
     };
@@ -245,17 +227,15 @@ fn train_saves_a_checkpoint_that_run_loads_and_checks() {
 
     let garbage = scratch("garbage.safetensors");
     std::fs::write(&garbage, b"not safetensors").unwrap();
-    let (_, _, err) = kiln(&[
-        "run",
-        "examples/softmax_regression.kiln",
-        "--fn",
-        "forward",
-        "--input",
-        &input,
-        "--params",
-        garbage.to_str().unwrap(),
-    ]);
+    let (_, _, err) = run_softmax(&input, &garbage);
     assert!(err.contains("not a safetensors file"), "{err}");
+}
+
+/// `kiln run` of the softmax regression's forward on `input` with the
+/// checkpoint at `params`.
+fn run_softmax(input: &str, params: &Path) -> (bool, String, String) {
+    let params = params.to_str().unwrap();
+    kiln(&["run", "examples/softmax_regression.kiln", "--fn", "forward", "--input", input, "--params", params])
 }
 
 fn compiled_module() -> kiln_ir::Module {

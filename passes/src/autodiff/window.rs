@@ -160,7 +160,7 @@ pub fn reduce_window(
             // Each input element receives the sum of g over the windows that cover it.
             let mut spread_g = g;
             for axis in 0..window.len() {
-                if (window[axis], stride[axis], padding[axis]) == (1, 1, (0, 0)) {
+                if untouched(window, stride, padding, axis) {
                     continue;
                 }
                 let size = b.const_dim(x, axis)?;
@@ -220,7 +220,7 @@ fn max_pool(
         let mut r = padded;
         for axis in 0..rank {
             let count = yt.shape.0[axis].as_const();
-            if window[axis] == 1 && stride[axis] == 1 && padding[axis] == (0, 0) {
+            if untouched(window, stride, padding, axis) {
                 continue;
             }
             let count = count.ok_or_else(|| super::AutodiffError::Internal("pooled axes are constant".into()))?;
@@ -239,7 +239,7 @@ fn max_pool(
     for (offset, hit) in offsets.iter().zip(&reads) {
         let mut c = b.mul(share, *hit)?;
         for axis in 0..rank {
-            if window[axis] == 1 && stride[axis] == 1 && padding[axis] == (0, 0) {
+            if untouched(window, stride, padding, axis) {
                 continue;
             }
             let size = b.const_dim(x, axis)? as i64;
@@ -254,6 +254,12 @@ fn max_pool(
         });
     }
     total.ok_or_else(|| super::AutodiffError::Internal("a window has at least one element".into()))
+}
+
+/// Whether a pooling window leaves `axis` alone (window 1, stride 1, no
+/// padding): its gradient passes through that axis unchanged.
+fn untouched(window: &[u64], stride: &[u64], padding: &[(u64, u64)], axis: usize) -> bool {
+    (window[axis], stride[axis], padding[axis]) == (1, 1, (0, 0))
 }
 
 /// Every position inside a window, in row-major order.
