@@ -6,8 +6,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use kiln_codegen::{CompiledPlan, HostBuffer};
-use kiln_ir::interp::{Params, Tensor, bind_inputs};
+use kiln_codegen::{Arena, CompiledPlan};
+use kiln_ir::interp::{Data, Params, Tensor, bind_inputs};
 use kiln_ir::kernel::{BufferRole, Storage};
 use kiln_ir::{Bindings, DType, Module};
 use kiln_runtime::execute::Execute;
@@ -16,7 +16,13 @@ use ndarray::{ArrayD, IxDyn};
 /// A module whose functions run as compiled code.
 pub struct Jit<'m> {
     module: &'m Module,
-    cache: RefCell<HashMap<(String, Bindings), Rc<CompiledPlan>>>,
+    cache: RefCell<HashMap<(String, Bindings), Compiled>>,
+}
+
+/// A compiled function and the arena its calls run on (allocated once).
+struct Compiled {
+    plan: Rc<CompiledPlan>,
+    arena: Rc<RefCell<Arena>>,
 }
 
 impl<'m> Jit<'m> {
@@ -26,14 +32,19 @@ impl<'m> Jit<'m> {
 
     /// The compiled plan of `function` for `bindings`, compiling it on first use.
     pub fn compiled(&self, function: &str, bindings: &Bindings) -> Result<Rc<CompiledPlan>, String> {
+        self.entry(function, bindings).map(|(plan, _)| plan)
+    }
+
+    fn entry(&self, function: &str, bindings: &Bindings) -> Result<(Rc<CompiledPlan>, Rc<RefCell<Arena>>), String> {
         let key = (function.to_string(), bindings.clone());
         if let Some(c) = self.cache.borrow().get(&key) {
-            return Ok(c.clone());
+            return Ok((c.plan.clone(), c.arena.clone()));
         }
         let plan = kiln_passes::lower_to_kernels(self.module, function, bindings).map_err(|e| e.to_string())?;
         let compiled = Rc::new(kiln_codegen::compile_plan(&plan).map_err(|e| e.to_string())?);
-        self.cache.borrow_mut().insert(key, compiled.clone());
-        Ok(compiled)
+        let arena = Rc::new(RefCell::new(compiled.arena()));
+        self.cache.borrow_mut().insert(key, Compiled { plan: compiled.clone(), arena: arena.clone() });
+        Ok((compiled, arena))
     }
 }
 
@@ -41,8 +52,8 @@ impl Execute for Jit<'_> {
     fn run(&self, function: &str, inputs: &[Tensor], params: &Params) -> Result<Vec<Tensor>, String> {
         let f = self.module.function(function).ok_or_else(|| format!("no function named `{function}`"))?;
         let bindings = bind_inputs(f, inputs).map_err(|e| e.to_string())?;
-        let compiled = self.compiled(function, &bindings)?;
-        let outputs = execute(&compiled, inputs, params, |name, value| {
+        let (compiled, arena) = self.entry(function, &bindings)?;
+        let outputs = execute(&compiled, &mut arena.borrow_mut(), inputs, params, |name, value| {
             let expected = self.module.param(name).map(|p| p.ty.clone());
             if Some(value.tensor_type()) == expected {
                 Ok(())
@@ -62,46 +73,50 @@ impl Execute for Jit<'_> {
     }
 }
 
-/// Runs a compiled plan on tensors: fills its input and parameter buffers
-/// (after `check` accepts each parameter), runs it, and returns its output
-/// buffers in order.
+/// Runs a compiled plan on tensors in `arena` (made by the plan): writes
+/// its inputs and parameters (after `check` accepts each parameter), runs
+/// it, and returns its output buffers in order.
 pub fn execute(
     compiled: &CompiledPlan,
+    arena: &mut Arena,
     inputs: &[Tensor],
     params: &Params,
     check: impl Fn(&str, &Tensor) -> Result<(), String>,
 ) -> Result<Vec<Storage>, String> {
     let plan = compiled.plan();
-    let mut buffers = Vec::with_capacity(plan.buffers.len());
-    for decl in &plan.buffers {
-        buffers.push(match &decl.role {
+    for (b, decl) in plan.buffers.iter().enumerate() {
+        match &decl.role {
             BufferRole::Input(n) => {
-                HostBuffer::from_tensor(inputs.get(*n as usize).ok_or_else(|| format!("input {n} is missing"))?)
+                let value = inputs.get(*n as usize).ok_or_else(|| format!("input {n} is missing"))?;
+                arena.write(b, value)?;
             }
             BufferRole::Param(name) => {
                 let value = params.get(name).ok_or_else(|| format!("parameter `{name}` has no value"))?;
                 check(name, value)?;
-                HostBuffer::from_tensor(value)
+                arena.write(b, value)?;
             }
-            _ => HostBuffer::zeros(decl.dtype, decl.len as usize),
-        });
+            _ => {}
+        }
     }
-    compiled.run(&mut buffers).map_err(|e| e.to_string())?;
+    compiled.run_arena(arena).map_err(|e| e.to_string())?;
     let mut outputs: Vec<(u32, Storage)> = plan
         .buffers
         .iter()
-        .zip(&buffers)
-        .filter_map(|(d, b)| if let BufferRole::Output(n) = d.role { Some((n, b.to_storage())) } else { None })
+        .enumerate()
+        .filter_map(|(b, d)| if let BufferRole::Output(n) = d.role { Some((n, arena.read(b))) } else { None })
         .collect();
     outputs.sort_by_key(|o| o.0);
     Ok(outputs.into_iter().map(|o| o.1).collect())
 }
 
+/// A tensor of `shape` from a buffer's elements, which already have the
+/// dtype's precision (so no rounding pass is needed).
 fn tensor(dtype: DType, shape: &[usize], storage: Storage) -> Tensor {
     let dim = IxDyn(shape);
-    match storage {
-        Storage::Float(v) => Tensor::float(dtype, ArrayD::from_shape_vec(dim, v).expect("the plan sized the buffer")),
-        Storage::Int(v) => Tensor::int(dtype, ArrayD::from_shape_vec(dim, v).expect("the plan sized the buffer")),
-        Storage::Bool(v) => Tensor::bool(ArrayD::from_shape_vec(dim, v).expect("the plan sized the buffer")),
-    }
+    let data = match storage {
+        Storage::Float(v) => Data::Float(ArrayD::from_shape_vec(dim, v).expect("the plan sized the buffer")),
+        Storage::Int(v) => Data::Int(ArrayD::from_shape_vec(dim, v).expect("the plan sized the buffer")),
+        Storage::Bool(v) => Data::Bool(ArrayD::from_shape_vec(dim, v).expect("the plan sized the buffer")),
+    };
+    Tensor { dtype, data }
 }

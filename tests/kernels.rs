@@ -96,14 +96,28 @@ fn compare(function: &str, what: &str, actual: &[Storage], expected: &[Tensor], 
     }
 }
 
-/// Compiles the plan with Cranelift and runs it on host buffers.
+/// Compiles the plan with Cranelift and runs it on an arena whose bytes all
+/// start as 0xff (NaN as a float), so that a kernel reading memory nothing
+/// wrote gives a wrong answer instead of a lucky zero; runs it twice, as the
+/// JIT reuses an arena across calls.
 fn run_jit(
     plan: &kiln_ir::kernel::Plan,
     inputs: &[Tensor],
     params: &kiln_ir::interp::Params,
 ) -> Result<Vec<Storage>, String> {
     let compiled = kiln_codegen::compile_plan(plan).map_err(|e| e.to_string())?;
-    kiln::jit::execute(&compiled, inputs, params, |_, _| Ok(()))
+    let mut arena = compiled.arena();
+    arena.fill(0xff);
+    let first = kiln::jit::execute(&compiled, &mut arena, inputs, params, |_, _| Ok(()))?;
+    let second = kiln::jit::execute(&compiled, &mut arena, inputs, params, |_, _| Ok(()))?;
+    let same = |a: &Storage, b: &Storage| {
+        values(a).iter().zip(values(b)).all(|(x, y)| *x == y || (x.is_nan() && y.is_nan()))
+    };
+    assert!(
+        first.len() == second.len() && first.iter().zip(&second).all(|(a, b)| same(a, b)),
+        "a second call on the same arena gives the same outputs"
+    );
+    Ok(second)
 }
 
 fn with_step(path: &str) -> Module {

@@ -1,10 +1,11 @@
 //! Host buffers: typed, 64-byte aligned memory that compiled kernels read
 //! and write through raw pointers, with conversions from and to the
-//! interpreter's tensors.
+//! interpreter's tensors; an [`Arena`] holds all of a plan's buffers in one
+//! allocation laid out by liveness.
 
 use kiln_ir::DType;
-use kiln_ir::interp::Tensor;
-use kiln_ir::kernel::Storage;
+use kiln_ir::interp::{Data, Tensor};
+use kiln_ir::kernel::{ArenaLayout, Plan, Storage};
 
 /// 64-byte aligned bytes holding `len` elements of `dtype` (bools as one
 /// byte each, 0 or 1).
@@ -41,45 +42,118 @@ impl HostBuffer {
 
     /// A buffer holding the elements of `t` in row-major order.
     pub fn from_tensor(t: &Tensor) -> HostBuffer {
-        let values = t.to_f64_vec();
-        let mut b = HostBuffer::zeros(t.dtype, values.len());
-        let ints: Vec<i64> = match &t.data {
-            kiln_ir::interp::Data::Int(a) => a.iter().copied().collect(),
-            _ => Vec::new(),
-        };
-        let size = t.dtype.size_bytes();
-        let dtype = t.dtype;
-        for (i, chunk) in b.bytes_mut().chunks_exact_mut(size).enumerate() {
-            match dtype {
-                DType::F32 => chunk.copy_from_slice(&(values[i] as f32).to_ne_bytes()),
-                DType::F64 => chunk.copy_from_slice(&values[i].to_ne_bytes()),
-                DType::I32 => chunk.copy_from_slice(&(ints[i] as i32).to_ne_bytes()),
-                DType::I64 => chunk.copy_from_slice(&ints[i].to_ne_bytes()),
-                DType::Bool => chunk[0] = u8::from(values[i] != 0.0),
-            }
-        }
+        let mut b = HostBuffer::zeros(t.dtype, t.len());
+        write_tensor(b.bytes_mut(), t);
         b
     }
 
     /// The elements as the kernel IR executor holds them.
     pub fn to_storage(&self) -> Storage {
-        let size = self.dtype.size_bytes();
-        let chunks = self.bytes().chunks_exact(size);
-        let word = |c: &[u8], n: usize| {
-            let mut w = [0u8; 8];
-            w[..n].copy_from_slice(&c[..n]);
-            w
+        read_storage(self.bytes(), self.dtype)
+    }
+}
+
+/// One 64-byte aligned allocation holding every buffer of a plan at the
+/// offsets of its [`ArenaLayout`]: what a compiled function runs on, made
+/// once and reused by every call.
+pub struct Arena {
+    words: Vec<Align64>,
+    /// Byte offset, dtype and length of each buffer, indexed like the plan's.
+    buffers: Vec<(usize, DType, usize)>,
+}
+
+impl Arena {
+    pub fn new(plan: &Plan, layout: &ArenaLayout) -> Arena {
+        let buffers =
+            plan.buffers.iter().zip(&layout.offsets).map(|(d, &o)| (o as usize, d.dtype, d.len as usize)).collect();
+        Arena { words: vec![Align64([0; 64]); (layout.bytes as usize).div_ceil(64).max(1)], buffers }
+    }
+
+    /// Whether this arena was made for `plan` laid out as `layout`.
+    pub fn fits(&self, plan: &Plan, layout: &ArenaLayout) -> bool {
+        self.words.len() * 64 >= layout.bytes as usize
+            && self.buffers.len() == plan.buffers.len()
+            && self
+                .buffers
+                .iter()
+                .zip(plan.buffers.iter().zip(&layout.offsets))
+                .all(|(&(o, t, n), (d, &offset))| o == offset as usize && t == d.dtype && n == d.len as usize)
+    }
+
+    /// Every byte set to `byte`: tests poison the arena so that code reading
+    /// a temporary before writing it shows up.
+    pub fn fill(&mut self, byte: u8) {
+        self.words.iter_mut().for_each(|w| w.0 = [byte; 64]);
+    }
+
+    /// The address of each buffer, in plan order.
+    pub fn pointers(&mut self) -> Vec<*mut u8> {
+        let base: *mut u8 = self.words.as_mut_ptr().cast();
+        // SAFETY: every offset lies inside the allocation (the layout's guarantee).
+        self.buffers.iter().map(|&(offset, _, _)| unsafe { base.add(offset) }).collect()
+    }
+
+    fn bytes_of(&self, buffer: usize) -> (&[u8], DType) {
+        let (offset, dtype, len) = self.buffers[buffer];
+        // SAFETY: the buffer's bytes lie inside the allocation.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>().add(offset), len * dtype.size_bytes())
         };
-        match self.dtype {
-            DType::F32 => Storage::Float(
-                chunks.map(|c| f64::from(f32::from_ne_bytes(word(c, 4)[..4].try_into().unwrap_or([0; 4])))).collect(),
-            ),
-            DType::F64 => Storage::Float(chunks.map(|c| f64::from_ne_bytes(word(c, 8))).collect()),
-            DType::I32 => Storage::Int(
-                chunks.map(|c| i64::from(i32::from_ne_bytes(word(c, 4)[..4].try_into().unwrap_or([0; 4])))).collect(),
-            ),
-            DType::I64 => Storage::Int(chunks.map(|c| i64::from_ne_bytes(word(c, 8))).collect()),
-            DType::Bool => Storage::Bool(chunks.map(|c| c[0] != 0).collect()),
+        (bytes, dtype)
+    }
+
+    /// Writes `t` into buffer `buffer`, which must have its dtype and size.
+    pub fn write(&mut self, buffer: usize, t: &Tensor) -> Result<(), String> {
+        let (offset, dtype, len) = self.buffers[buffer];
+        if t.dtype != dtype || t.len() != len {
+            return Err(format!("buffer b{buffer} holds {dtype}[{len}], not {}[{}]", t.dtype, t.len()));
         }
+        // SAFETY: as in `bytes_of`, and the borrow is unique.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast::<u8>().add(offset), len * dtype.size_bytes())
+        };
+        write_tensor(bytes, t);
+        Ok(())
+    }
+
+    /// The elements of buffer `buffer`.
+    pub fn read(&self, buffer: usize) -> Storage {
+        let (bytes, dtype) = self.bytes_of(buffer);
+        read_storage(bytes, dtype)
+    }
+}
+
+/// Writes the elements of `t`, row-major, into `bytes` (sized for them).
+fn write_tensor(bytes: &mut [u8], t: &Tensor) {
+    fn fill<T: Copy, S: Copy>(bytes: &mut [u8], values: impl Iterator<Item = S>, convert: impl Fn(S) -> T) {
+        // SAFETY: the bytes are 64-byte aligned and sized for the elements;
+        // every bit pattern is a valid T for the number types used here.
+        let (head, dst, _) = unsafe { bytes.align_to_mut::<T>() };
+        debug_assert!(head.is_empty());
+        dst.iter_mut().zip(values).for_each(|(d, s)| *d = convert(s));
+    }
+    match (&t.data, t.dtype) {
+        (Data::Float(a), DType::F32) => fill(bytes, a.iter().copied(), |x: f64| x as f32),
+        (Data::Float(a), _) => fill(bytes, a.iter().copied(), |x: f64| x),
+        (Data::Int(a), DType::I32) => fill(bytes, a.iter().copied(), |x: i64| x as i32),
+        (Data::Int(a), _) => fill(bytes, a.iter().copied(), |x: i64| x),
+        (Data::Bool(a), _) => fill(bytes, a.iter().copied(), u8::from),
+    }
+}
+
+/// The elements in `bytes`, of `dtype`, as the kernel IR executor holds them.
+fn read_storage(bytes: &[u8], dtype: DType) -> Storage {
+    fn all<T: Copy>(bytes: &[u8]) -> &[T] {
+        // SAFETY: as in `write_tensor`.
+        let (head, values, _) = unsafe { bytes.align_to::<T>() };
+        debug_assert!(head.is_empty());
+        values
+    }
+    match dtype {
+        DType::F32 => Storage::Float(all::<f32>(bytes).iter().map(|&x| f64::from(x)).collect()),
+        DType::F64 => Storage::Float(all::<f64>(bytes).to_vec()),
+        DType::I32 => Storage::Int(all::<i32>(bytes).iter().map(|&x| i64::from(x)).collect()),
+        DType::I64 => Storage::Int(all::<i64>(bytes).to_vec()),
+        DType::Bool => Storage::Bool(bytes.iter().map(|&b| b != 0).collect()),
     }
 }

@@ -9,5 +9,5 @@
 pub mod buffer;
 pub mod cranelift;
 
-pub use buffer::HostBuffer;
+pub use buffer::{Arena, HostBuffer};
 pub use cranelift::{CodegenError, CompiledPlan, clif_text, compile_plan};

@@ -3,8 +3,8 @@
 //! plans with a message naming the kernel and the fault.
 
 use kiln_ir::kernel::{
-    AccId, Affine, BufferDecl, BufferId, BufferRole, KExpr, KStmt, Kernel, MatrixRef, Plan, RuntimeCall, VarId,
-    parse_plan, verify_plan,
+    ALIGN, AccId, Affine, ArenaLayout, BufferDecl, BufferId, BufferRole, KExpr, KStmt, Kernel, MatrixRef, Plan,
+    RuntimeCall, VarId, arena_layout, parse_plan, verify_plan,
 };
 use kiln_ir::{BinaryOp, CompareOp, DType, Literal, ReduceKind, UnaryOp};
 use proptest::prelude::*;
@@ -279,5 +279,95 @@ proptest! {
         let text = plan.to_string();
         let parsed = parse_plan(&text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
         prop_assert_eq!(&parsed, &plan, "{}", text);
+    }
+}
+
+/// A kernel copying `len` elements of `from` into `to`.
+fn copy(from: u32, to: u32, len: u64) -> Kernel {
+    let v = VarId(0);
+    let value = KExpr::Load { buffer: BufferId(from), index: Affine::var(v) };
+    let store = KStmt::Store { buffer: BufferId(to), index: Affine::var(v), value };
+    Kernel {
+        name: format!("copy{from}to{to}"),
+        body: vec![KStmt::For { var: v, extent: len, parallel: true, vector: 1, body: vec![store] }],
+    }
+}
+
+/// When each buffer is live, by the rules `arena_layout` documents, for a
+/// plan whose kernel `k` copies buffer `copies[k].0` into `copies[k].1`.
+fn live_ranges(plan: &Plan, copies: &[(u32, u32)]) -> Vec<(usize, usize)> {
+    let end = plan.kernels.len();
+    let mut ranges = Vec::new();
+    for (b, decl) in plan.buffers.iter().enumerate() {
+        let users: Vec<usize> =
+            copies.iter().enumerate().filter(|(_, c)| c.0 == b as u32 || c.1 == b as u32).map(|(k, _)| k).collect();
+        let (first, last) = match (users.first(), users.last()) {
+            (Some(&f), Some(&l)) => (f, l),
+            _ => (0, end),
+        };
+        ranges.push(match decl.role {
+            BufferRole::Input(_) | BufferRole::Param(_) => (0, last),
+            BufferRole::Output(_) => (first, end),
+            BufferRole::Temp => (first, last),
+        });
+    }
+    ranges
+}
+
+#[test]
+fn a_chain_of_temporaries_shares_memory() {
+    let len = 1000;
+    let mut buffers = vec![BufferDecl { role: BufferRole::Input(0), dtype: DType::F32, len }];
+    buffers.extend((0..5).map(|_| BufferDecl { role: BufferRole::Temp, dtype: DType::F32, len }));
+    buffers.push(BufferDecl { role: BufferRole::Output(0), dtype: DType::F32, len });
+    let kernels = (0..6).map(|k| copy(k, k + 1, len)).collect();
+    let plan = Plan { name: "chain".into(), buffers, kernels };
+    let layout = arena_layout(&plan);
+    // Each kernel reads one buffer and writes the next: two are live at once
+    // (three around the input and the output, which live the whole way).
+    assert_eq!(ArenaLayout::unshared_bytes(&plan), 7 * 4032);
+    assert!(layout.bytes <= 4 * 4032, "{layout:?}");
+    assert_ne!(layout.offsets[1], layout.offsets[2], "a kernel's input and output never share");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn buffers_live_at_once_never_overlap(seed in any::<u64>()) {
+        let mut g = Gen::new(seed);
+        let count = 2 + g.below(12) as u32;
+        let dtypes = [DType::F32, DType::F64, DType::I32, DType::Bool];
+        let buffers: Vec<BufferDecl> = (0..count)
+            .map(|b| {
+                let role = match g.below(6) {
+                    _ if b == 0 => BufferRole::Input(0),
+                    0 => BufferRole::Param(format!("p{b}")),
+                    1 => BufferRole::Output(b),
+                    _ => BufferRole::Temp,
+                };
+                BufferDecl { role, dtype: dtypes[g.below(4) as usize], len: g.below(300) }
+            })
+            .collect();
+        let copies: Vec<(u32, u32)> =
+            (0..1 + g.below(10)).map(|_| (g.below(count as u64) as u32, g.below(count as u64) as u32)).collect();
+        let kernels = copies.iter().map(|&(from, to)| copy(from, to, 1)).collect();
+        let plan = Plan { name: "random".into(), buffers, kernels };
+        let layout = arena_layout(&plan);
+        let ranges = live_ranges(&plan, &copies);
+        let extent = |b: usize| {
+            let d = &plan.buffers[b];
+            (layout.offsets[b], layout.offsets[b] + (d.len * d.dtype.size_bytes() as u64).max(1))
+        };
+        for a in 0..plan.buffers.len() {
+            prop_assert_eq!(layout.offsets[a] % ALIGN, 0);
+            prop_assert!(extent(a).1 <= layout.bytes);
+            for b in a + 1..plan.buffers.len() {
+                let live_together = ranges[a].0 <= ranges[b].1 && ranges[b].0 <= ranges[a].1;
+                let apart = extent(a).1 <= extent(b).0 || extent(b).1 <= extent(a).0;
+                prop_assert!(!live_together || apart, "b{} and b{} overlap\n{}\n{:?}", a, b, plan, layout);
+            }
+        }
+        prop_assert!(layout.bytes <= ArenaLayout::unshared_bytes(&plan));
     }
 }

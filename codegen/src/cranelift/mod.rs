@@ -22,11 +22,11 @@ mod vector;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{Linkage, Module};
-use kiln_ir::kernel::Plan;
+use kiln_ir::kernel::{ArenaLayout, Plan, arena_layout};
 
 use rayon::prelude::*;
 
-use crate::buffer::HostBuffer;
+use crate::buffer::{Arena, HostBuffer};
 
 /// The buffer pointers handed to every kernel call.
 struct Pointers(Vec<*mut u8>);
@@ -52,6 +52,8 @@ pub enum CodegenError {
     Buffers { expected: usize, given: usize },
     #[error("buffer b{index} must hold {expected}, it holds {given}")]
     BufferType { index: usize, expected: String, given: String },
+    #[error("the arena was made for another plan")]
+    Arena,
     #[error("kernel `{0}` computed an index outside its bound")]
     IndexOutOfRange(String),
     #[error("kernel `{0}` divided an integer by zero")]
@@ -81,6 +83,8 @@ const PARALLEL_WORK: u64 = 1 << 18;
 /// A plan compiled to machine code, ready to run.
 pub struct CompiledPlan {
     plan: Plan,
+    /// Where each buffer lives when the plan runs on an [`Arena`].
+    layout: ArenaLayout,
     kernels: Vec<CompiledKernel>,
     /// Owns the executable memory the kernels live in.
     _module: JITModule,
@@ -148,7 +152,7 @@ fn compile(plan: &Plan, mut clif: Option<&mut String>) -> Result<CompiledPlan, C
             CompiledKernel { name, function, split, work }
         })
         .collect();
-    Ok(CompiledPlan { plan: plan.clone(), kernels, _module: module })
+    Ok(CompiledPlan { plan: plan.clone(), layout: arena_layout(plan), kernels, _module: module })
 }
 
 impl CompiledPlan {
@@ -171,7 +175,31 @@ impl CompiledPlan {
                 });
             }
         }
-        let pointers = Pointers(buffers.iter_mut().map(HostBuffer::as_mut_ptr).collect());
+        self.launch(&Pointers(buffers.iter_mut().map(HostBuffer::as_mut_ptr).collect()))
+    }
+
+    /// How the plan's buffers share memory by liveness.
+    pub fn layout(&self) -> &ArenaLayout {
+        &self.layout
+    }
+
+    /// A fresh arena for this plan: one allocation for all its buffers.
+    pub fn arena(&self) -> Arena {
+        Arena::new(&self.plan, &self.layout)
+    }
+
+    /// Runs every kernel in order on an arena made by [`CompiledPlan::arena`]
+    /// (inputs and parameters written into it first, outputs read after).
+    pub fn run_arena(&self, arena: &mut Arena) -> Result<(), CodegenError> {
+        if !arena.fits(&self.plan, &self.layout) {
+            return Err(CodegenError::Arena);
+        }
+        self.launch(&Pointers(arena.pointers()))
+    }
+
+    /// Runs every kernel in order on buffers at `pointers`, checked to be
+    /// the plan's.
+    fn launch(&self, pointers: &Pointers) -> Result<(), CodegenError> {
         let threads = rayon::current_num_threads() as u64;
         for kernel in &self.kernels {
             let status = match kernel.split {

@@ -11,11 +11,13 @@
 //! The text form (see `print.rs`) round-trips through `parse.rs`, and
 //! `verify.rs` checks types and proves every affine access in bounds.
 
+mod memory;
 mod parse;
 mod print;
 mod run;
 mod verify;
 
+pub use memory::{ALIGN, ArenaLayout, arena_layout};
 pub use parse::parse_plan;
 pub use run::{Storage, execute, run_plan};
 pub use verify::{KernelVerifyError, verify_plan};
