@@ -157,6 +157,36 @@ fn step_kernels(example: &str) -> f64 {
     t.as_secs_f64() * 1e3
 }
 
+/// Where the compiled MLP training step spends its time: each kernel's
+/// total over 50 runs, largest first.
+fn profile(example: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(example);
+    let compiled = kiln::compile_file(&path, &Options::default(), Style::Plain).expect("compiles");
+    let m = kiln::with_train_step(&compiled).expect("a training step");
+    let mut bindings = Bindings::new();
+    bindings.insert(Symbol::new("N"), 256);
+    let plan = kiln_passes::lower_to_kernels(&m, "train_step", &bindings).expect("lowers");
+    let compiled = kiln_codegen::compile_plan(&plan).expect("compiles");
+    let mut arena = compiled.arena();
+    let mut totals: Vec<(String, Duration)> = Vec::new();
+    for run in 0..51 {
+        let times = compiled.profile_arena(&mut arena).expect("runs");
+        if run == 0 {
+            totals = times.into_iter().map(|(name, _)| (name, Duration::ZERO)).collect();
+        } else {
+            totals.iter_mut().zip(times).for_each(|(t, (_, d))| t.1 += d);
+        }
+    }
+    let all: Duration = totals.iter().map(|t| t.1).sum();
+    totals.sort_by_key(|t| std::cmp::Reverse(t.1));
+    println!("| {example}: kernel | ms per step | share |\n| --- | --- | --- |");
+    for (name, total) in totals.iter().take(15) {
+        let ms = total.as_secs_f64() * 1e3 / 50.0;
+        println!("| {name} | {ms:.3} | {:.0}% |", 100.0 * total.as_secs_f64() / all.as_secs_f64());
+    }
+    println!("| all {} kernels | {:.3} | 100% |\n", totals.len(), all.as_secs_f64() * 1e3 / 50.0);
+}
+
 /// Lowering plus Cranelift compilation of an example's training step (or
 /// forward function), batch 256, in milliseconds.
 fn compile_time(example: &str) -> (f64, usize) {
@@ -214,6 +244,9 @@ fn main() {
             println!("| {example} | {jit:.2} | {kernels:.2} | {:.2} |", step(example, Backend::Interp));
         }
         println!();
+    }
+    if filter.iter().any(|f| f == "profile") {
+        profile("mlp.kiln");
     }
     if wanted("compile") {
         println!("| JIT compile time (lower + Cranelift), N = 256 | ms | kernels |\n| --- | --- | --- |");

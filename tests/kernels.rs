@@ -110,9 +110,8 @@ fn run_jit(
     arena.fill(0xff);
     let first = kiln::jit::execute(&compiled, &mut arena, inputs, params, |_, _| Ok(()))?;
     let second = kiln::jit::execute(&compiled, &mut arena, inputs, params, |_, _| Ok(()))?;
-    let same = |a: &Storage, b: &Storage| {
-        values(a).iter().zip(values(b)).all(|(x, y)| *x == y || (x.is_nan() && y.is_nan()))
-    };
+    let same =
+        |a: &Storage, b: &Storage| values(a).iter().zip(values(b)).all(|(x, y)| *x == y || (x.is_nan() && y.is_nan()));
     assert!(
         first.len() == second.len() && first.iter().zip(&second).all(|(a, b)| same(a, b)),
         "a second call on the same arena gives the same outputs"

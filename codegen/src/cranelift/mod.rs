@@ -175,7 +175,7 @@ impl CompiledPlan {
                 });
             }
         }
-        self.launch(&Pointers(buffers.iter_mut().map(HostBuffer::as_mut_ptr).collect()))
+        self.launch(&Pointers(buffers.iter_mut().map(HostBuffer::as_mut_ptr).collect()), None)
     }
 
     /// How the plan's buffers share memory by liveness.
@@ -194,14 +194,30 @@ impl CompiledPlan {
         if !arena.fits(&self.plan, &self.layout) {
             return Err(CodegenError::Arena);
         }
-        self.launch(&Pointers(arena.pointers()))
+        self.launch(&Pointers(arena.pointers()), None)
+    }
+
+    /// Like [`CompiledPlan::run_arena`], and returns each kernel's name and
+    /// wall time, in launch order: what `kiln run --profile` prints.
+    pub fn profile_arena(&self, arena: &mut Arena) -> Result<Vec<(String, std::time::Duration)>, CodegenError> {
+        if !arena.fits(&self.plan, &self.layout) {
+            return Err(CodegenError::Arena);
+        }
+        let mut times = Vec::with_capacity(self.kernels.len());
+        self.launch(&Pointers(arena.pointers()), Some(&mut times))?;
+        Ok(self.kernels.iter().map(|k| k.name.clone()).zip(times).collect())
     }
 
     /// Runs every kernel in order on buffers at `pointers`, checked to be
-    /// the plan's.
-    fn launch(&self, pointers: &Pointers) -> Result<(), CodegenError> {
+    /// the plan's, pushing each kernel's wall time to `times` if given.
+    fn launch(
+        &self,
+        pointers: &Pointers,
+        mut times: Option<&mut Vec<std::time::Duration>>,
+    ) -> Result<(), CodegenError> {
         let threads = rayon::current_num_threads() as u64;
         for kernel in &self.kernels {
+            let start = std::time::Instant::now();
             let status = match kernel.split {
                 Some(extent) if threads > 1 && extent > 1 && kernel.work >= PARALLEL_WORK => {
                     let chunks = threads.min(extent);
@@ -221,6 +237,9 @@ impl CompiledPlan {
                 // checked by the kernel itself.
                 _ => unsafe { (kernel.function)(pointers.array(), 0, kernel.split.unwrap_or(0) as i64) },
             };
+            if let Some(times) = times.as_deref_mut() {
+                times.push(start.elapsed());
+            }
             match i64::from(status) {
                 0 => {}
                 STATUS_DIVISION_BY_ZERO => return Err(CodegenError::DivisionByZero(kernel.name.clone())),
