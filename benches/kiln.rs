@@ -1,7 +1,8 @@
 //! kiln's benchmarks, a plain bench binary: `cargo bench --bench kiln`.
 //! Every figure is the median of repeated runs on fixed inputs, printed as
 //! a Markdown table for `docs/performance.md`. Pass a filter (`matmul`,
-//! `chain`, `bandwidth`, `step`, `compile`) to run only some.
+//! `chain`, `bandwidth`, `step`, `compile`, and `profile`, which only runs
+//! when named) to run only some, and `--threads N` to use N threads.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -62,7 +63,11 @@ fn matmul(n: usize) -> f64 {
         "func f(a: f32[{n}, {n}], b: f32[{n}, {n}]) -> (f32[{n}, {n}]) {{\n  %0: f32[{n}, {n}] = input 0\n  %1: f32[{n}, {n}] = input 1\n  %2: f32[{n}, {n}] = matmul %0, %1\n  return %2\n}}\n"
     );
     let (compiled, mut buffers) = prepared(&module(&text), &[filled(&[n, n], 1), filled(&[n, n], 2)]);
-    let runs = if n >= 1024 { 5 } else { 15 };
+    let runs = match n {
+        ..=512 => 51,
+        1024 => 21,
+        _ => 9,
+    };
     let t = median(runs, || compiled.run(&mut buffers).expect("runs"));
     2.0 * (n as f64).powi(3) / t.as_secs_f64() / 1e9
 }
@@ -207,14 +212,35 @@ fn compile_time(example: &str) -> (f64, usize) {
     (t.as_secs_f64() * 1e3, kernels)
 }
 
+/// `--threads N` from the command line: how many threads kiln's kernels
+/// (rayon) and GEMM (matrixmultiply) use; all cores if absent.
+fn threads_flag() -> Option<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    let at = args.iter().position(|a| a == "--threads")?;
+    Some(args.get(at + 1).and_then(|n| n.parse().ok()).expect("--threads takes a number"))
+}
+
 fn main() {
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let threads = threads_flag();
+    if let Some(n) = threads {
+        // SAFETY: no other thread exists yet to read the environment.
+        unsafe { std::env::set_var("MATMUL_NUM_THREADS", n.to_string()) };
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().expect("the first rayon pool");
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let filter: Vec<String> = args
+        .iter()
+        .enumerate()
+        .filter(|(k, a)| !a.starts_with("--") && (*k == 0 || args[k - 1] != "--threads"))
+        .map(|(_, a)| a.clone())
+        .collect();
     let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("kiln benchmarks: medians, {cores} cores\n");
+    let threads = threads.unwrap_or(cores);
+    println!("kiln benchmarks: medians, {cores} cores, {threads} threads\n");
     if wanted("matmul") {
         println!(
-            "| matmul n x n x n, f32, compiled plan on prepared buffers | GFLOP/s (GEMM is single-threaded today) |\n| --- | --- |"
+            "| matmul n x n x n, f32, compiled plan on prepared buffers, {threads} threads | GFLOP/s |\n| --- | --- |"
         );
         for n in [256, 512, 1024, 2048] {
             println!("| {n} | {:.1} |", matmul(n));

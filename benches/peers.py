@@ -1,11 +1,13 @@
-"""Side-by-side benchmarks: the same matmul and MLP training step in JAX (and
-PyTorch, if installed) as kiln's bench binary measures, run in one session so
-each kiln figure is a ratio against a peer measured minutes apart.
+"""Side-by-side benchmarks: the same matmul (1 and 2 threads), MLP training
+step and 10-epoch MLP training run in JAX and PyTorch (each if installed)
+as kiln's bench binary and `kiln train` measure, run in one session so each
+kiln figure is a ratio against a peer measured minutes apart.
 
-    python3 -m venv /tmp/peers && /tmp/peers/bin/pip install jax numpy
-    /tmp/peers/bin/python benches/peers.py          # runs `cargo bench` too
+    python3 -m venv /tmp/peers && /tmp/peers/bin/pip install jax numpy torch
+    /tmp/peers/bin/python benches/peers.py [--no-train]   # runs `cargo bench` too
 
-Every figure is a median of repeated runs after a warm-up.
+Every figure is a median of repeated runs after a warm-up, except the
+training runs, which are timed once each (wall time of the whole run).
 """
 
 import os
@@ -27,7 +29,10 @@ def median_time(f, runs):
 
 
 def jax_figures():
-    import jax
+    try:
+        import jax
+    except ImportError:
+        return None
     import jax.numpy as jnp
 
     out = {}
@@ -36,7 +41,7 @@ def jax_figures():
     b = jax.random.uniform(key, (1024, 1024), jnp.float32)
     mm = jax.jit(lambda x, y: x @ y)
     t = median_time(lambda: mm(a, b).block_until_ready(), 9)
-    out["matmul 1024 GFLOP/s"] = 2 * 1024**3 / t / 1e9
+    out["matmul 1024 GFLOP/s, 2 threads"] = 2 * 1024**3 / t / 1e9
 
     def init(k, n_in, n_out):
         bound = (6.0 / (n_in + n_out)) ** 0.5
@@ -76,8 +81,11 @@ def torch_figures():
         return None
     out = {}
     a, b = torch.rand(1024, 1024), torch.rand(1024, 1024)
-    t = median_time(lambda: a @ b, 9)
-    out["matmul 1024 GFLOP/s"] = 2 * 1024**3 / t / 1e9
+    for threads in [1, 2]:
+        torch.set_num_threads(threads)
+        t = median_time(lambda: a @ b, 21)
+        out[f"matmul 1024 GFLOP/s, {threads} threads"] = 2 * 1024**3 / t / 1e9
+    torch.set_num_threads(os.cpu_count())
     model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(256, 10))
     opt = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=1e-4)
     x, y = torch.rand(256, 784), torch.randint(0, 10, (256,))
@@ -92,15 +100,77 @@ def torch_figures():
     return out
 
 
-def kiln_figures(root):
+def read_idx(path):
+    import gzip
+    import numpy as np
+
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    dims = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def torch_training(data):
+    """kiln train's MLP run in PyTorch eager: 10 epochs of batch 256, a
+    forward pass per batch for the training accuracy as kiln does, then the
+    step, and the test accuracy after each epoch. Returns (seconds, test
+    accuracy)."""
+    import torch
+
+    start = time.perf_counter()
+    load = lambda name: read_idx(os.path.join(data, name))
+    x = torch.tensor(load("train-images-idx3-ubyte.gz").reshape(-1, 784), dtype=torch.float32) / 255
+    y = torch.tensor(load("train-labels-idx1-ubyte.gz"), dtype=torch.long)
+    xt = torch.tensor(load("t10k-images-idx3-ubyte.gz").reshape(-1, 784), dtype=torch.float32) / 255
+    yt = torch.tensor(load("t10k-labels-idx1-ubyte.gz"), dtype=torch.long)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(256, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=1e-4)
+    for _ in range(10):
+        model.train()
+        correct = 0
+        for batch in torch.randperm(len(x)).split(256):
+            xb, yb = x[batch], y[batch]
+            with torch.no_grad():
+                correct += (model(xb).argmax(1) == yb).sum().item()
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(xb), yb).backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            accuracy = (model(xt).argmax(1) == yt).float().mean().item()
+    return time.perf_counter() - start, accuracy
+
+
+def kiln_training(root, data):
+    """`kiln train examples/mlp.kiln` for 10 epochs: (wall seconds, test accuracy)."""
+    subprocess.run(["cargo", "build", "--quiet", "--release"], cwd=root, check=True)
+    start = time.perf_counter()
     text = subprocess.run(
-        ["cargo", "bench", "--quiet", "--bench", "kiln", "--", "matmul", "step", "compile"],
+        [os.path.join(root, "target", "release", "kiln"), "train", "examples/mlp.kiln", "--data", data, "--epochs", "10"],
+        cwd=root, check=True, capture_output=True, text=True,
+    )
+    seconds = time.perf_counter() - start
+    accuracies = re.findall(r"test acc(?:uracy)?[ =:]+([0-9.]+)", text.stdout + text.stderr)
+    return seconds, float(accuracies[-1]) if accuracies else float("nan")
+
+
+def kiln_bench(root, *args):
+    return subprocess.run(
+        ["cargo", "bench", "--quiet", "--bench", "kiln", "--", *args],
         cwd=root, check=True, capture_output=True, text=True,
     ).stdout
+
+
+def kiln_figures(root):
     out = {}
-    m = re.search(r"^\| 1024 \| ([0-9.]+) \|", text, re.M)
-    if m:
-        out["matmul 1024 GFLOP/s"] = float(m.group(1))
+    for threads in [1, 2]:
+        text = kiln_bench(root, "matmul", "--threads", str(threads))
+        m = re.search(r"^\| 1024 \| ([0-9.]+) \|", text, re.M)
+        if m:
+            out[f"matmul 1024 GFLOP/s, {threads} threads"] = float(m.group(1))
+    text = kiln_bench(root, "step", "compile")
     m = re.search(r"^\| mlp\.kiln \| ([0-9.]+) \|", text, re.M)
     if m:
         out["MLP step ms"] = float(m.group(1))
@@ -112,14 +182,24 @@ def kiln_figures(root):
 
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    peers = {"JAX (jax.jit, CPU)": jax_figures()}
+    peers = {}
+    jax = jax_figures()
+    if jax is not None:
+        peers["JAX (jax.jit, CPU)"] = jax
     torch = torch_figures()
     if torch is not None:
         peers["PyTorch (eager)"] = torch
     kiln = kiln_figures(root)
+    data = os.path.join(root, "..", "shared", "data", "fashion-mnist")
+    if "--no-train" not in sys.argv and os.path.isdir(data):
+        kiln["MLP 10 epochs s"], kiln["MLP 10 epochs test accuracy"] = kiln_training(root, data)
+        if torch is not None:
+            torch["MLP 10 epochs s"], torch["MLP 10 epochs test accuracy"] = torch_training(data)
     print("| figure | kiln | " + " | ".join(peers) + " | " + " | ".join(f"kiln / {p}" for p in peers) + " |")
     print("| --- " * (2 + 2 * len(peers)) + "|")
-    for name in ["matmul 1024 GFLOP/s", "MLP step ms", "MLP step compile ms"]:
+    names = ["matmul 1024 GFLOP/s, 1 threads", "matmul 1024 GFLOP/s, 2 threads", "MLP step ms", "MLP step compile ms"]
+    names += ["MLP 10 epochs s", "MLP 10 epochs test accuracy"]
+    for name in names:
         k = kiln.get(name)
         row = [name, f"{k:.2f}" if k is not None else "n/a"]
         row += [f"{p[name]:.2f}" if name in p else "n/a" for p in peers.values()]

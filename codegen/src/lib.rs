@@ -8,7 +8,6 @@
 
 pub mod buffer;
 pub mod cranelift;
-pub mod gemm;
 
 pub use buffer::{Arena, HostBuffer};
 pub use cranelift::{CodegenError, CompiledPlan, clif_text, compile_plan};

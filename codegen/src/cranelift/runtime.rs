@@ -97,17 +97,8 @@ extern "C" fn kiln_gemm_f32(
     rsc: i64,
     bsc: i64,
 ) {
-    use crate::gemm::{Matrix, sgemm};
-    for j in 0..batch as usize {
-        let (a, b, c) = (
-            Matrix { data: a.wrapping_add(j * bsa as usize), row_stride: rsa as usize },
-            Matrix { data: b.wrapping_add(j * bsb as usize), row_stride: rsb as usize },
-            Matrix { data: c.wrapping_add(j * bsc as usize), row_stride: rsc as usize },
-        );
-        // SAFETY: the kernel IR verifier proved every matrix inside its
-        // buffer, and lowering never multiplies into an operand's buffer.
-        unsafe { sgemm(m as usize, n as usize, k as usize, a, b, c) };
-    }
+    // SAFETY: the kernel IR verifier proved every matrix inside its buffer.
+    unsafe { batched(matrixmultiply::sgemm, 1.0, 0.0, a, b, c, [batch, m, n, k, rsa, bsa, rsb, bsb, rsc, bsc]) }
 }
 
 #[allow(clippy::too_many_arguments)]
