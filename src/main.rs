@@ -116,6 +116,9 @@ enum Stage {
     Kernels,
     /// The Cranelift IR the JIT generates for that plan, kernel by kernel.
     Clif,
+    /// The machine code the JIT makes of it, kernel by kernel (Cranelift's
+    /// disassembly, after its optimizations).
+    Asm,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -189,7 +192,7 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
                     let module = kiln::with_train_step(&compiled)?;
                     module.function("train_step").map(|f| f.to_string()).unwrap_or_default()
                 }
-                Stage::Kernels | Stage::Clif => {
+                Stage::Kernels | Stage::Clif | Stage::Asm => {
                     let module = match compiled.train {
                         Some(_) => kiln::with_train_step(&compiled)?,
                         None => compiled.module.clone(),
@@ -200,11 +203,12 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
                     let shown: Vec<String> = bindings.iter().map(|(s, v)| format!("{s} = {v}")).collect();
                     let plan = kiln_passes::lower_to_kernels(&module, name, &bindings)
                         .map_err(|e| Error::Usage(e.to_string()))?;
-                    let comment = if matches!(stage, Stage::Clif) { ";" } else { "//" };
+                    let comment = if matches!(stage, Stage::Clif | Stage::Asm) { ";" } else { "//" };
                     let header =
                         if shown.is_empty() { String::new() } else { format!("{comment} {}\n", shown.join(", ")) };
                     let body = match stage {
                         Stage::Clif => kiln_codegen::clif_text(&plan).map_err(|e| Error::Execution(e.to_string()))?,
+                        Stage::Asm => kiln_codegen::asm_text(&plan).map_err(|e| Error::Execution(e.to_string()))?,
                         _ => plan.to_string(),
                     };
                     format!("{header}{body}")

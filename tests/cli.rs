@@ -265,3 +265,15 @@ fn emit_clif_prints_each_kernels_cranelift_ir() {
     assert!(text.contains("f32x4"), "the elementwise kernels are widened:\n{text}");
     assert_eq!(text.matches("; kernel ").count(), text.matches("\nfunction ").count(), "one function per kernel");
 }
+
+#[test]
+fn emit_asm_prints_each_kernels_machine_code() {
+    let o = kiln(&["emit", "asm", "examples/mlp.kiln", "--bind", "N=4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let clif = stdout(&kiln(&["emit", "clif", "examples/mlp.kiln", "--bind", "N=4"]));
+    assert!(text.starts_with("; N = 4\n; kernel k2_matmul\n"), "{text}");
+    assert_eq!(text.matches("; kernel ").count(), clif.matches("; kernel ").count(), "every kernel is shown");
+    // Every kernel returns; the code is the host's (x86-64 or AArch64 spellings).
+    assert_eq!(text.matches("; kernel ").count(), text.matches("\n  ret").count(), "{text}");
+}

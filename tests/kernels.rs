@@ -178,6 +178,48 @@ fn ops_the_language_does_not_reach_directly() {
     check(&module, "f");
 }
 
+/// Reductions along a contiguous axis long enough for the register-blocked
+/// f32x4 loop (16 elements per iteration) plus a scalar tail: sums, maxima
+/// (with a NaN and infinities in the input) and a 1-D convolution whose
+/// window is a sum of products (fused multiply-adds).
+#[test]
+fn widened_reductions_agree() {
+    let text =
+        "func f(x: f32[3, 53], w: f32[2, 1, 19], s: f32[1, 1, 40]) -> (f32[3], f32[3, 1], f32[], f32[1, 2, 22]) {
+  %0: f32[3, 53] = input 0
+  %1: f32[3] = reduce_sum %0 axes=[1] keepdims=false
+  %2: f32[3, 1] = reduce_max %0 axes=[1] keepdims=true
+  %3: f32[] = reduce_sum %0 axes=[0, 1] keepdims=false
+  %4: f32[2, 1, 19] = input 1
+  %5: f32[1, 1, 40] = input 2
+  %6: f32[1, 2, 22] = conv %5, %4 stride=[1] padding=[(0, 0)] dilation=[1] groups=1
+  return %1, %2, %3, %6
+}
+";
+    let module = kiln_ir::parse_module(text).unwrap();
+    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    let widened = plan.to_string().matches("vector 4 {\n        a").count();
+    assert!(widened >= 3, "the reduction loops ask for four lanes:\n{plan}");
+    let clif = kiln_codegen::clif_text(&plan).unwrap();
+    let vector_kernels = clif.split("; kernel ").filter(|k| k.contains("f32x4")).count();
+    assert!(vector_kernels >= 4, "every reduction kernel is widened:\n{clif}");
+    check(&module, "f");
+    // Special values: the NaN row's sum and max are NaN, the others exact.
+    let mut values: Vec<f32> = (0..3 * 53).map(|i| (i as f32 * 0.37).sin()).collect();
+    values[20] = f32::NAN;
+    values[53 + 40] = f32::INFINITY;
+    values[106 + 7] = f32::NEG_INFINITY;
+    let inputs = vec![
+        Tensor::from_f32(&[3, 53], &values),
+        Tensor::from_f32(&[2, 1, 19], &[0.5; 38]),
+        Tensor::from_f32(&[1, 1, 40], &[1.0; 40]),
+    ];
+    let params = kiln_ir::interp::Params::new();
+    let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
+    let jitted = run_jit(&plan, &inputs, &params).unwrap();
+    compare("f", "JIT", &jitted, &expected, JIT_TOLERANCE, &plan.to_string());
+}
+
 #[test]
 fn unbound_symbols_are_an_error() {
     let module = with_step("examples/mlp.kiln");

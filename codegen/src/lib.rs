@@ -10,4 +10,4 @@ pub mod buffer;
 pub mod cranelift;
 
 pub use buffer::{Arena, HostBuffer};
-pub use cranelift::{CodegenError, CompiledPlan, clif_text, compile_plan};
+pub use cranelift::{CodegenError, CompiledPlan, asm_text, clif_text, compile_plan};

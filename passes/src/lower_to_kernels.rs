@@ -435,11 +435,15 @@ impl Lowering<'_> {
         Self::nest(&outer, &kept_shape, body)
     }
 
-    /// Loops without parallelism (inside an accumulation).
+    /// Loops without parallelism around one accumulator update; the
+    /// innermost asks for four lanes when it is long enough (the backend
+    /// widens it when its accesses are contiguous along it).
     fn nest_serial(vars: &[VarId], extents: &[u64], inner: Vec<KStmt>) -> Vec<KStmt> {
+        let update = matches!(inner.as_slice(), [KStmt::AccUpdate { .. }]);
         let mut body = inner;
-        for (&var, &extent) in vars.iter().zip(extents).rev() {
-            body = vec![KStmt::For { var, extent, parallel: false, vector: 1, body }];
+        for (k, (&var, &extent)) in vars.iter().zip(extents).enumerate().rev() {
+            let vector = if update && k == vars.len() - 1 && extent >= 16 { 4 } else { 1 };
+            body = vec![KStmt::For { var, extent, parallel: false, vector, body }];
         }
         body
     }

@@ -10,7 +10,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::JITModule;
 use cranelift_module::{Linkage, Module};
 use kiln_ir::kernel::{AccId, Affine, BufferId, KExpr, KStmt, Kernel, MatrixRef, Plan, RuntimeCall, VarId};
-use kiln_ir::{DType, ReduceKind};
+use kiln_ir::{BinaryOp, DType, ReduceKind};
 
 /// The machine type of a dtype's values (bools are bytes, 0 or 1).
 pub fn machine_type(dtype: DType) -> Type {
@@ -32,6 +32,11 @@ pub struct KernelBuilder<'a, 'f> {
     vars: BTreeMap<VarId, Variable>,
     accs: BTreeMap<AccId, (Variable, DType, ReduceKind)>,
     status: Variable,
+    /// Index parts hoisted out of the running loops, innermost last.
+    pub hoisted: Vec<super::hoist::Hoisted>,
+    /// Whether the host has fused multiply-add (`a * b + c` becomes one
+    /// instruction, rounded once).
+    pub fma: bool,
 }
 
 pub type Gen<T> = Result<T, String>;
@@ -82,8 +87,19 @@ pub fn build(module: &mut JITModule, func: &mut Function, plan: &Plan, kernel: &
     let status = b.declare_var(types::I32);
     let zero = b.ins().iconst(types::I32, 0);
     b.def_var(status, zero);
-    let mut k =
-        KernelBuilder { b, module, plan, pointer, buffers, vars: BTreeMap::new(), accs: BTreeMap::new(), status };
+    let fma = module.isa().isa_flags().iter().any(|f| f.name == "has_fma" && f.as_bool() == Some(true));
+    let mut k = KernelBuilder {
+        b,
+        module,
+        plan,
+        pointer,
+        buffers,
+        vars: BTreeMap::new(),
+        accs: BTreeMap::new(),
+        status,
+        hoisted: Vec::new(),
+        fma,
+    };
     match split_loop(kernel) {
         Some((var, vector, body)) => k.any_loop(var, vector, Bound::Range(lo, hi), body)?,
         None => k.block(&kernel.body)?,
@@ -135,8 +151,15 @@ impl KernelBuilder<'_, '_> {
                 Ok(())
             }
             KStmt::AccUpdate { acc, value } => {
-                let v = self.expr(value)?;
                 let (var, dtype, kind) = *self.accs.get(acc).ok_or_else(|| format!("{acc} is not declared"))?;
+                if let (ReduceKind::Sum, true, KExpr::Binary(BinaryOp::Mul, x, y)) = (kind, dtype.is_float(), value) {
+                    let (x, y) = (self.expr(x)?, self.expr(y)?);
+                    let old = self.b.use_var(var);
+                    let new = self.multiply_add(x, y, old);
+                    self.b.def_var(var, new);
+                    return Ok(());
+                }
+                let v = self.expr(value)?;
                 let old = self.b.use_var(var);
                 let new = match (kind, dtype.is_float()) {
                     (ReduceKind::Sum, true) => self.b.ins().fadd(old, v),
@@ -151,10 +174,33 @@ impl KernelBuilder<'_, '_> {
         }
     }
 
+    /// `x * y + z` for floats (scalars or vectors): one fused instruction
+    /// when the host has FMA, else a multiply and an add.
+    pub fn multiply_add(&mut self, x: Value, y: Value, z: Value) -> Value {
+        if self.fma {
+            self.b.ins().fma(x, y, z)
+        } else {
+            let product = self.b.ins().fmul(x, y);
+            self.b.ins().fadd(product, z)
+        }
+    }
+
+    /// The dtype and kind of a declared accumulator.
+    pub fn acc_kind(&self, acc: AccId) -> Option<(DType, ReduceKind)> {
+        self.accs.get(&acc).map(|&(_, d, k)| (d, k))
+    }
+
+    /// The variable of a declared accumulator.
+    pub fn acc_var(&self, acc: AccId) -> Option<Variable> {
+        self.accs.get(&acc).map(|a| a.0)
+    }
+
     /// A loop, widened to vectors when it asks for four lanes and can be.
     fn any_loop(&mut self, var: VarId, vector: u32, bound: Bound, body: &[KStmt]) -> Gen<()> {
         if vector == 4 && self.widenable(var, body) {
             self.widened_loop(var, bound, body)
+        } else if vector == 4 && self.widenable_reduction(var, body) {
+            self.widened_reduction(var, bound, body)
         } else {
             self.counted_loop(var, bound, body)
         }
@@ -179,6 +225,7 @@ impl KernelBuilder<'_, '_> {
             Bound::Range(lo, _) => lo,
         };
         self.b.def_var(counter, start);
+        self.enter_loop(body)?;
         let (header, inside, exit) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
         self.b.ins().jump(header, &[]);
         self.b.switch_to_block(header);
@@ -200,6 +247,7 @@ impl KernelBuilder<'_, '_> {
         self.b.seal_block(header);
         self.b.switch_to_block(exit);
         self.b.seal_block(exit);
+        self.leave_loop();
         Ok(())
     }
 
@@ -212,16 +260,15 @@ impl KernelBuilder<'_, '_> {
         self.plan.buffer(buffer).map(|b| b.dtype).ok_or_else(|| format!("{buffer} is not declared"))
     }
 
-    /// The value of an affine index, as an i64.
-    pub fn affine(&mut self, a: &Affine) -> Gen<Value> {
-        let mut sum = self.b.ins().iconst(types::I64, a.constant);
-        for &(v, c) in &a.terms {
-            let var = *self.vars.get(&v).ok_or_else(|| format!("{v} is not in scope"))?;
-            let value = self.b.use_var(var);
-            let term = if c == 1 { value } else { self.b.ins().imul_imm_s(value, c) };
-            sum = self.b.ins().iadd(sum, term);
-        }
-        Ok(sum)
+    /// The current value of a bound loop variable.
+    pub fn var_value(&mut self, v: VarId) -> Gen<Value> {
+        let var = *self.vars.get(&v).ok_or_else(|| format!("{v} is not in scope"))?;
+        Ok(self.b.use_var(var))
+    }
+
+    /// The loop variables bound here.
+    pub fn bound_vars(&self) -> std::collections::BTreeSet<VarId> {
+        self.vars.keys().copied().collect()
     }
 
     /// The address of element `index` (an i64 value) of `buffer`.

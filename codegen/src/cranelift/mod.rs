@@ -15,6 +15,7 @@
 //! symbols, so no symbol is left for the dynamic loader to find.
 
 mod expr;
+mod hoist;
 mod kernel;
 mod runtime;
 mod vector;
@@ -92,19 +93,33 @@ pub struct CompiledPlan {
 
 /// Compiles every kernel of a verified plan.
 pub fn compile_plan(plan: &Plan) -> Result<CompiledPlan, CodegenError> {
-    compile(plan, None)
+    compile(plan, None, None)
 }
 
 /// The Cranelift IR of every kernel of a verified plan, as text (what
 /// `kiln emit clif` prints), before Cranelift's own optimizations.
 pub fn clif_text(plan: &Plan) -> Result<String, CodegenError> {
     let mut text = String::new();
-    compile(plan, Some(&mut text))?;
+    compile(plan, Some(&mut text), None)?;
     Ok(text)
 }
 
-/// Compiles the plan, appending each kernel's Cranelift IR to `clif` if given.
-fn compile(plan: &Plan, mut clif: Option<&mut String>) -> Result<CompiledPlan, CodegenError> {
+/// The machine code of every kernel of a verified plan, as Cranelift's
+/// disassembly of its final instructions (what `kiln emit asm` prints),
+/// after its optimizations (including loop-invariant code motion).
+pub fn asm_text(plan: &Plan) -> Result<String, CodegenError> {
+    let mut text = String::new();
+    compile(plan, None, Some(&mut text))?;
+    Ok(text)
+}
+
+/// Compiles the plan, appending each kernel's Cranelift IR to `clif` and
+/// its disassembly to `asm` if given.
+fn compile(
+    plan: &Plan,
+    mut clif: Option<&mut String>,
+    mut asm: Option<&mut String>,
+) -> Result<CompiledPlan, CodegenError> {
     let mut flags = settings::builder();
     flags.set("opt_level", "speed").map_err(|e| CodegenError::Host(e.to_string()))?;
     flags.set("use_colocated_libcalls", "false").map_err(|e| CodegenError::Host(e.to_string()))?;
@@ -134,7 +149,12 @@ fn compile(plan: &Plan, mut clif: Option<&mut String>) -> Result<CompiledPlan, C
         if let Some(out) = clif.as_deref_mut() {
             out.push_str(&format!("; kernel {}\n{}\n", kernel.name, ctx.func.display()));
         }
+        ctx.set_disasm(asm.is_some());
         module.define_function(id, &mut ctx).map_err(|e| fail(format!("{e:?}")))?;
+        if let Some(out) = asm.as_deref_mut() {
+            let code = ctx.compiled_code().and_then(|c| c.vcode.clone()).unwrap_or_default();
+            out.push_str(&format!("; kernel {}\n{code}\n", kernel.name));
+        }
         module.clear_context(&mut ctx);
         let split = kernel::split_loop(kernel).and(match kernel.body.first() {
             Some(kiln_ir::kernel::KStmt::For { extent, .. }) => Some(*extent),

@@ -1,6 +1,10 @@
 //! Widening loops marked `vector 4` to f32x4 (Cranelift's x64 backend
 //! supports 128-bit vectors only).
 //!
+//! A reduction loop (one update of an f32 accumulator by a widenable value)
+//! is register-blocked: four independent f32x4 accumulators, sixteen
+//! elements per iteration, a fused multiply-add for a sum of products.
+//!
 //! A loop is widened when its body is one store of an f32 expression whose
 //! loads and store move along the loop (coefficient 1: a vector load) or
 //! stand still (coefficient 0: a scalar load splatted to every lane), built
@@ -11,13 +15,17 @@
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, MemFlagsData, Value, types};
+use cranelift_frontend::Variable;
 use kiln_ir::kernel::{Affine, KExpr, KStmt, VarId};
-use kiln_ir::{BinaryOp, DType, Literal, UnaryOp};
+use kiln_ir::{BinaryOp, DType, Literal, ReduceKind, UnaryOp};
 
 use super::kernel::{Bound, Gen, KernelBuilder};
 
 /// Lanes of an f32 vector.
 const LANES: i64 = 4;
+/// Independent vector accumulators of a widened reduction: enough to hide
+/// the latency of a vector add (4 cycles) behind the loads.
+const ACCUMULATORS: usize = 4;
 
 /// The coefficient of `var` in `a`.
 fn coefficient(a: &Affine, var: VarId) -> i64 {
@@ -65,6 +73,7 @@ impl KernelBuilder<'_, '_> {
             Bound::Range(lo, hi) => (lo, hi),
         };
         self.b.def_var(counter, start);
+        self.enter_loop(body)?;
         self.bind_var(var, counter);
         let (header, wide, tail_header, tail, exit) = (
             self.b.create_block(),
@@ -109,6 +118,7 @@ impl KernelBuilder<'_, '_> {
         self.b.switch_to_block(exit);
         self.b.seal_block(exit);
         self.unbind_var(var);
+        self.leave_loop();
         Ok(())
     }
 
@@ -142,6 +152,21 @@ impl KernelBuilder<'_, '_> {
                     UnaryOp::Sign | UnaryOp::Not => return Err(format!("{op:?} is not widened")),
                 })
             }
+            KExpr::Binary(BinaryOp::Add, a, b)
+                if self.fma
+                    && matches!(
+                        (&**a, &**b),
+                        (KExpr::Binary(BinaryOp::Mul, ..), _) | (_, KExpr::Binary(BinaryOp::Mul, ..))
+                    ) =>
+            {
+                let (product, addend) = match (&**a, &**b) {
+                    (KExpr::Binary(BinaryOp::Mul, x, y), z) | (z, KExpr::Binary(BinaryOp::Mul, x, y)) => ((x, y), z),
+                    _ => return Err("not a multiply-add".into()),
+                };
+                let (x, y) = (self.vector_expr(var, product.0)?, self.vector_expr(var, product.1)?);
+                let z = self.vector_expr(var, addend)?;
+                Ok(self.multiply_add(x, y, z))
+            }
             KExpr::Binary(op, a, b) => {
                 let (x, y) = (self.vector_expr(var, a)?, self.vector_expr(var, b)?);
                 Ok(match op {
@@ -157,6 +182,135 @@ impl KernelBuilder<'_, '_> {
             }
             _ => Err("this expression is not widened".into()),
         }
+    }
+
+    /// Whether a loop over `var` with `body` is a reduction that can be
+    /// widened: one update of an f32 accumulator by a widenable value.
+    pub fn widenable_reduction(&self, var: VarId, body: &[KStmt]) -> bool {
+        match body {
+            [KStmt::AccUpdate { acc, value }] => {
+                self.acc_kind(*acc).is_some_and(|(d, _)| d == DType::F32) && self.widenable_expr(var, value)
+            }
+            _ => false,
+        }
+    }
+
+    /// Emits a reduction loop with [`ACCUMULATORS`] independent f32x4
+    /// accumulators, `ACCUMULATORS * 4` elements per iteration, combined
+    /// into the scalar accumulator after the loop; a scalar loop finishes
+    /// the remaining elements. Sums are therefore reassociated (within
+    /// rounding of the interpreter's order); maxima are exact.
+    pub fn widened_reduction(&mut self, var: VarId, bound: Bound, body: &[KStmt]) -> Gen<()> {
+        let [KStmt::AccUpdate { acc, value }] = body else {
+            return Err("only a single accumulator update can be widened".into());
+        };
+        let (_, kind) = self.acc_kind(*acc).ok_or_else(|| format!("{acc} is not declared"))?;
+        let scalar = self.acc_var(*acc).ok_or_else(|| format!("{acc} is not declared"))?;
+        let step = LANES * ACCUMULATORS as i64;
+        let counter = self.b.declare_var(types::I64);
+        let (start, end) = match bound {
+            Bound::Extent(extent) => {
+                (self.b.ins().iconst(types::I64, 0), self.b.ins().iconst(types::I64, extent as i64))
+            }
+            Bound::Range(lo, hi) => (lo, hi),
+        };
+        self.b.def_var(counter, start);
+        self.enter_loop(body)?;
+        let identity = match kind {
+            ReduceKind::Sum => self.b.ins().f32const(0.0),
+            ReduceKind::Max => self.b.ins().f32const(f32::NEG_INFINITY),
+        };
+        let splat = self.b.ins().splat(types::F32X4, identity);
+        let accs: Vec<Variable> = (0..ACCUMULATORS)
+            .map(|_| {
+                let v = self.b.declare_var(types::F32X4);
+                self.b.def_var(v, splat);
+                v
+            })
+            .collect();
+        // The element the loop variable names inside one unrolled step.
+        let element = self.b.declare_var(types::I64);
+        self.bind_var(var, element);
+        let (header, wide, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        self.b.ins().jump(header, &[]);
+
+        self.b.switch_to_block(header);
+        let i = self.b.use_var(counter);
+        let next = self.b.ins().iadd_imm_s(i, step);
+        let fits = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, next, end);
+        self.b.ins().brif(fits, wide, &[], done, &[]);
+
+        self.b.switch_to_block(wide);
+        self.b.seal_block(wide);
+        for (u, &a) in accs.iter().enumerate() {
+            let i = self.b.use_var(counter);
+            let at = self.b.ins().iadd_imm_s(i, LANES * u as i64);
+            self.b.def_var(element, at);
+            let old = self.b.use_var(a);
+            let new = match (kind, value) {
+                (ReduceKind::Sum, KExpr::Binary(BinaryOp::Mul, x, y)) => {
+                    let (x, y) = (self.vector_expr(var, x)?, self.vector_expr(var, y)?);
+                    self.multiply_add(x, y, old)
+                }
+                (ReduceKind::Sum, _) => {
+                    let v = self.vector_expr(var, value)?;
+                    self.b.ins().fadd(old, v)
+                }
+                (ReduceKind::Max, _) => {
+                    let v = self.vector_expr(var, value)?;
+                    self.b.ins().fmax(old, v)
+                }
+            };
+            self.b.def_var(a, new);
+        }
+        let i = self.b.use_var(counter);
+        let next = self.b.ins().iadd_imm_s(i, step);
+        self.b.def_var(counter, next);
+        self.b.ins().jump(header, &[]);
+        self.b.seal_block(header);
+
+        self.b.switch_to_block(done);
+        self.b.seal_block(done);
+        let combine = |k: &mut Self, x: Value, y: Value| match kind {
+            ReduceKind::Sum => k.b.ins().fadd(x, y),
+            ReduceKind::Max => k.b.ins().fmax(x, y),
+        };
+        let mut vectors: Vec<Value> = accs.iter().map(|&a| self.b.use_var(a)).collect();
+        while vectors.len() > 1 {
+            let pairs: Vec<Value> =
+                vectors.chunks(2).map(|p| if p.len() == 2 { combine(self, p[0], p[1]) } else { p[0] }).collect();
+            vectors = pairs;
+        }
+        let lanes: Vec<Value> = (0..LANES as u8).map(|l| self.b.ins().extractlane(vectors[0], l)).collect();
+        let low = combine(self, lanes[0], lanes[1]);
+        let high = combine(self, lanes[2], lanes[3]);
+        let all = combine(self, low, high);
+        let old = self.b.use_var(scalar);
+        let merged = combine(self, old, all);
+        self.b.def_var(scalar, merged);
+        self.unbind_var(var);
+
+        // The rest, one element at a time, continuing from the counter.
+        let (tail_header, tail, exit) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        self.bind_var(var, counter);
+        self.b.ins().jump(tail_header, &[]);
+        self.b.switch_to_block(tail_header);
+        let i = self.b.use_var(counter);
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, end);
+        self.b.ins().brif(more, tail, &[], exit, &[]);
+        self.b.switch_to_block(tail);
+        self.b.seal_block(tail);
+        self.stmt_list(body)?;
+        let i = self.b.use_var(counter);
+        let next = self.b.ins().iadd_imm_s(i, 1);
+        self.b.def_var(counter, next);
+        self.b.ins().jump(tail_header, &[]);
+        self.b.seal_block(tail_header);
+        self.b.switch_to_block(exit);
+        self.b.seal_block(exit);
+        self.unbind_var(var);
+        self.leave_loop();
+        Ok(())
     }
 
     /// Applies a scalar runtime function to each lane.
