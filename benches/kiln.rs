@@ -192,6 +192,30 @@ fn profile(example: &str) {
     println!("| all {} kernels | {:.3} | 100% |\n", totals.len(), all.as_secs_f64() * 1e3 / 50.0);
 }
 
+/// LeNet's forward pass and training step at batch `n` with each way of
+/// lowering convolutions: milliseconds per call of the compiled plan.
+fn conv(n: u64) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/lenet.kiln");
+    let compiled = kiln::compile_file(&path, &Options::default(), Style::Plain).expect("compiles");
+    let m = kiln::with_train_step(&compiled).expect("a training step");
+    let mut bindings = Bindings::new();
+    bindings.insert(Symbol::new("N"), n);
+    println!("| LeNet, batch {n} | direct ms | im2col + GEMM ms |\n| --- | --- | --- |");
+    for function in ["forward", "train_step"] {
+        let time = |conv| {
+            let options = kiln_passes::LowerOptions { conv };
+            let plan = kiln_passes::lower_to_kernels_with(&m, function, &bindings, options).expect("lowers");
+            let compiled = kiln_codegen::compile_plan(&plan).expect("compiles");
+            let mut arena = compiled.arena();
+            median(11, || compiled.run_arena(&mut arena).expect("runs")).as_secs_f64() * 1e3
+        };
+        let direct = time(kiln_passes::ConvLowering::Direct);
+        let im2col = time(kiln_passes::ConvLowering::Im2col);
+        println!("| {function} | {direct:.2} | {im2col:.2} |");
+    }
+    println!();
+}
+
 /// Lowering plus Cranelift compilation of an example's training step (or
 /// forward function), batch 256, in milliseconds.
 fn compile_time(example: &str) -> (f64, usize) {
@@ -271,8 +295,12 @@ fn main() {
         }
         println!();
     }
+    if wanted("conv") {
+        conv(256);
+    }
     if filter.iter().any(|f| f == "profile") {
         profile("mlp.kiln");
+        profile("lenet.kiln");
     }
     if wanted("compile") {
         println!("| JIT compile time (lower + Cranelift), N = 256 | ms | kernels |\n| --- | --- | --- |");

@@ -12,6 +12,7 @@ use kiln_frontend::{Options, Style};
 use kiln_ir::interp::{EvalOptions, Tensor, evaluate};
 use kiln_ir::kernel::{Storage, execute};
 use kiln_ir::{Bindings, DType, Module, Symbol};
+use kiln_passes::{ConvLowering, LowerOptions};
 use ndarray::{ArrayD, Dimension, IxDyn};
 
 const TOLERANCE: f64 = 1e-5;
@@ -67,7 +68,12 @@ fn values(s: &Storage) -> Vec<f64> {
 /// Lowers and runs `function`, compares with the interpreter; returns the
 /// number of kernels.
 fn check(module: &Module, function: &str) -> usize {
-    let plan = kiln_passes::lower_to_kernels(module, function, &bindings_for(module, function))
+    check_with(module, function, LowerOptions::default())
+}
+
+/// [`check`] with explicit lowering choices.
+fn check_with(module: &Module, function: &str, options: LowerOptions) -> usize {
+    let plan = kiln_passes::lower_to_kernels_with(module, function, &bindings_for(module, function), options)
         .unwrap_or_else(|e| panic!("{function}: {e}"));
     let text = plan.to_string();
     assert_eq!(kiln_ir::kernel::parse_plan(&text).as_ref(), Ok(&plan), "the plan's text round-trips");
@@ -134,7 +140,12 @@ fn check_all(path: &str) {
 
 #[test]
 fn examples_forward_loss_and_training_step() {
-    for path in ["examples/linear_regression.kiln", "examples/softmax_regression.kiln", "examples/mlp.kiln"] {
+    for path in [
+        "examples/linear_regression.kiln",
+        "examples/softmax_regression.kiln",
+        "examples/mlp.kiln",
+        "examples/lenet.kiln",
+    ] {
         check_all(path);
     }
 }
@@ -197,13 +208,14 @@ fn widened_reductions_agree() {
 }
 ";
     let module = kiln_ir::parse_module(text).unwrap();
-    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    let direct = LowerOptions { conv: ConvLowering::Direct };
+    let plan = kiln_passes::lower_to_kernels_with(&module, "f", &Bindings::new(), direct).unwrap();
     let widened = plan.to_string().matches("vector 4 {\n        a").count();
     assert!(widened >= 3, "the reduction loops ask for four lanes:\n{plan}");
     let clif = kiln_codegen::clif_text(&plan).unwrap();
     let vector_kernels = clif.split("; kernel ").filter(|k| k.contains("f32x4")).count();
     assert!(vector_kernels >= 4, "every reduction kernel is widened:\n{clif}");
-    check(&module, "f");
+    check_with(&module, "f", direct);
     // Special values: the NaN row's sum and max are NaN, the others exact.
     let mut values: Vec<f32> = (0..3 * 53).map(|i| (i as f32 * 0.37).sin()).collect();
     values[20] = f32::NAN;
@@ -218,6 +230,47 @@ fn widened_reductions_agree() {
     let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
     let jitted = run_jit(&plan, &inputs, &params).unwrap();
     compare("f", "JIT", &jitted, &expected, JIT_TOLERANCE, &plan.to_string());
+}
+
+/// Both ways of lowering a convolution, on strides, padding, dilation,
+/// one and two spatial axes, several channels, and the convolutions the
+/// gradients of a convolution are made of (LeNet's training step).
+#[test]
+fn both_convolution_lowerings_agree() {
+    let convs = [
+        (
+            "f32[2, 3, 9, 8]",
+            "f32[4, 3, 3, 2]",
+            "f32[2, 4, 7, 7]",
+            "stride=[1, 1] padding=[(0, 0), (0, 0)] dilation=[1, 1]",
+        ),
+        (
+            "f32[2, 3, 9, 8]",
+            "f32[4, 3, 3, 2]",
+            "f32[2, 4, 5, 5]",
+            "stride=[2, 2] padding=[(1, 1), (2, 0)] dilation=[1, 1]",
+        ),
+        (
+            "f32[1, 2, 10, 10]",
+            "f32[3, 2, 3, 3]",
+            "f32[1, 3, 6, 6]",
+            "stride=[1, 1] padding=[(0, 0), (0, 0)] dilation=[2, 2]",
+        ),
+        ("f32[3, 2, 17]", "f32[5, 2, 4]", "f32[3, 5, 9]", "stride=[2] padding=[(1, 2)] dilation=[1]"),
+    ];
+    for (x, w, o, attrs) in convs {
+        let text = format!(
+            "func f(x: {x}, w: {w}) -> ({o}) {{\n  %0: {x} = input 0\n  %1: {w} = input 1\n  %2: {o} = conv %0, %1 {attrs} groups=1\n  return %2\n}}\n"
+        );
+        let module = kiln_ir::parse_module(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        for conv in [ConvLowering::Direct, ConvLowering::Im2col] {
+            check_with(&module, "f", LowerOptions { conv });
+        }
+    }
+    let lenet = with_step("examples/lenet.kiln");
+    for f in &lenet.functions {
+        check_with(&lenet, &f.name, LowerOptions { conv: ConvLowering::Direct });
+    }
 }
 
 #[test]

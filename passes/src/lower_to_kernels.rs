@@ -8,7 +8,8 @@
 //! Reshapes and `stop_gradient` alias their operand's buffer; every other op
 //! gets one kernel writing a fresh buffer; float matrix products become GEMM
 //! calls; convolution and pooling read a padded copy of their input, so that
-//! every access stays affine and in bounds. It does not fuse, tile or pick
+//! every access stays affine and in bounds, and a one-group float
+//! convolution is im2col plus GEMM ([`ConvLowering`]). It does not fuse, tile or pick
 //! vector widths beyond this: outer loops are marked parallel, and the flat
 //! loop of an f32 elementwise op asks for four lanes.
 
@@ -31,8 +32,37 @@ pub enum LowerError {
     Invalid(String),
 }
 
+/// How a float convolution with one group becomes kernels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConvLowering {
+    /// One loop nest: each output element sums its window.
+    Direct,
+    /// Copy each window into a column matrix (im2col), then one GEMM per
+    /// batch element: weights `[c_out, c_in * window]` times columns
+    /// `[c_in * window, output positions]`. The default: faster in
+    /// `cargo bench --bench kiln -- conv` (see docs/performance.md).
+    #[default]
+    Im2col,
+}
+
+/// Choices lowering makes; the defaults are the measured best.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LowerOptions {
+    pub conv: ConvLowering,
+}
+
 /// Lowers `function` of `module`, specialized to `bindings`, to a plan.
 pub fn lower_to_kernels(module: &Module, function: &str, bindings: &Bindings) -> Result<Plan, LowerError> {
+    lower_to_kernels_with(module, function, bindings, LowerOptions::default())
+}
+
+/// [`lower_to_kernels`] with explicit choices (benchmarks compare them).
+pub fn lower_to_kernels_with(
+    module: &Module,
+    function: &str,
+    bindings: &Bindings,
+    options: LowerOptions,
+) -> Result<Plan, LowerError> {
     let f = module.function(function).ok_or_else(|| LowerError::UnknownFunction(function.to_string()))?;
     let mut shapes = Vec::with_capacity(f.graph.len());
     for (_, node) in f.graph.nodes() {
@@ -48,6 +78,7 @@ pub fn lower_to_kernels(module: &Module, function: &str, bindings: &Bindings) ->
         kernels: Vec::new(),
         next_var: 0,
         next_acc: 0,
+        options,
     };
     l.assign_buffers();
     for (id, node) in f.graph.nodes() {
@@ -73,6 +104,7 @@ struct Lowering<'a> {
     kernels: Vec<Kernel>,
     next_var: u32,
     next_acc: u32,
+    options: LowerOptions,
 }
 
 fn strides(shape: &[u64]) -> Vec<i64> {
@@ -510,6 +542,58 @@ impl Lowering<'_> {
         (padded, shape, body)
     }
 
+    /// A one-group float convolution of the padded input `xp` (shape `ps`)
+    /// as im2col and a batched GEMM into `out`.
+    #[allow(clippy::too_many_arguments)]
+    fn im2col_conv(
+        &mut self,
+        attrs: &ConvAttrs,
+        xp: BufferId,
+        ps: &[u64],
+        w: BufferId,
+        ws: &[u64],
+        out: BufferId,
+        os: &[u64],
+        dtype: DType,
+    ) -> Vec<KStmt> {
+        let spatial = ps.len() - 2;
+        let (batch, c_out, c_in) = (os[0], ws[0], ws[1]);
+        let window: u64 = ws[2..].iter().product();
+        let positions: u64 = os[2..].iter().product();
+        let rows = c_in * window;
+        let col = self.new_buffer(BufferRole::Temp, dtype, batch * rows * positions);
+        // col[n, ci, k..., y...] = xp[n, ci, y * stride + k * dilation]
+        let n = self.vars(1)[0];
+        let ci = self.vars(1)[0];
+        let ks = self.vars(spatial);
+        let ys = self.vars(spatial);
+        let x_strides = strides(ps);
+        let mut x_index = Affine::default().plus_term(n, x_strides[0]).plus_term(ci, x_strides[1]);
+        for d in 0..spatial {
+            let s = x_strides[d + 2];
+            x_index =
+                x_index.plus_term(ys[d], attrs.stride[d] as i64 * s).plus_term(ks[d], attrs.dilation[d] as i64 * s);
+        }
+        let mut vars = vec![n, ci];
+        vars.extend(&ks);
+        vars.extend(&ys);
+        let mut extents = vec![batch, c_in];
+        extents.extend(&ws[2..]);
+        extents.extend(&os[2..]);
+        let store = KStmt::Store { buffer: col, index: row_major(&vars, &strides(&extents)), value: load(xp, x_index) };
+        let mut body = Self::nest(&vars, &extents, vec![store]);
+        body.push(KStmt::Call(RuntimeCall::Gemm {
+            batch,
+            m: c_out,
+            n: positions,
+            k: rows,
+            a: MatrixRef { buffer: w, offset: 0, row_stride: rows, batch_stride: 0 },
+            b: MatrixRef { buffer: col, offset: 0, row_stride: positions, batch_stride: rows * positions },
+            c: MatrixRef { buffer: out, offset: 0, row_stride: positions, batch_stride: c_out * positions },
+        }));
+        body
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn conv(
         &mut self,
@@ -527,6 +611,10 @@ impl Lowering<'_> {
         padding.extend(attrs.padding.iter().copied());
         let (xp, ps, mut body) = self.padded_copy(x, xs, &padding, zero_of(dtype), dtype);
         let groups = attrs.groups;
+        if groups == 1 && dtype.is_float() && self.options.conv == ConvLowering::Im2col {
+            body.extend(self.im2col_conv(attrs, xp, &ps, w, ws, out, os, dtype));
+            return body;
+        }
         let (c_out_group, c_in_group) = (ws[0] / groups, ws[1]);
         let n = self.vars(1)[0];
         let g = self.vars(1)[0];
