@@ -99,12 +99,9 @@ impl KernelBuilder<'_, '_> {
             }
             KExpr::RandomBits { key, stream, counter, dtype } => {
                 let key = self.expr(key)?;
-                let stream = self.b.ins().iconst(types::I64, *stream as i64);
                 let counter = self.affine(counter)?;
-                let shift = self.b.ins().iconst(types::I64, if *dtype == DType::I32 { 33 } else { 1 });
-                let bits = self
-                    .call("kiln_random_bits", &[types::I64; 4], &[types::I64], &[key, stream, counter, shift])?
-                    .ok_or("random bits return a value")?;
+                let bits = self.random_bits(key, *stream, counter);
+                let bits = self.b.ins().ushr_imm_u(bits, if *dtype == DType::I32 { 33 } else { 1 });
                 Ok(self.convert(bits, DType::I64, *dtype))
             }
         }
@@ -195,6 +192,32 @@ impl KernelBuilder<'_, '_> {
         } else {
             (self.b.ins().f64const(a), self.b.ins().f64const(b))
         }
+    }
+
+    /// `kiln_ir::random::bits(key, stream, counter)` computed inline: three
+    /// rounds of SplitMix64's finalizer, the same bits as the interpreter.
+    fn random_bits(&mut self, key: Value, stream: u64, counter: Value) -> Value {
+        const GOLDEN: i64 = 0x9e37_79b9_7f4a_7c15_u64 as i64;
+        const M1: i64 = 0xbf58_476d_1ce4_e5b9_u64 as i64;
+        const M2: i64 = 0x94d0_49bb_1331_11eb_u64 as i64;
+        let mix = |k: &mut Self, z: Value| {
+            let z = k.b.ins().iadd_imm_s(z, GOLDEN);
+            let s = k.b.ins().ushr_imm_u(z, 30);
+            let z = k.b.ins().bxor(z, s);
+            let z = k.b.ins().imul_imm_s(z, M1);
+            let s = k.b.ins().ushr_imm_u(z, 27);
+            let z = k.b.ins().bxor(z, s);
+            let z = k.b.ins().imul_imm_s(z, M2);
+            let s = k.b.ins().ushr_imm_u(z, 31);
+            k.b.ins().bxor(z, s)
+        };
+        let x = self.b.ins().bxor_imm_s(counter, GOLDEN);
+        let a = mix(self, x);
+        let x = self.b.ins().bxor_imm_s(a, stream.wrapping_mul(M1 as u64) as i64);
+        let b = mix(self, x);
+        let scrambled_key = self.b.ins().imul_imm_s(key, M2);
+        let x = self.b.ins().bxor(b, scrambled_key);
+        mix(self, x)
     }
 
     fn binary(&mut self, op: BinaryOp, x: Value, y: Value) -> Gen<Value> {

@@ -8,10 +8,12 @@
 //! The function also takes a range `[lo, hi)`: a kernel that is one parallel
 //! loop runs only those iterations, so the runtime splits it across rayon's
 //! threads (as many as the machine has) when it is big enough. Loops are
-//! plain counted loops; loops marked `vector 4` whose body is one f32 store
-//! are widened to f32x4 (`vector.rs`); fusion and register blocking come
-//! next (see docs/ARCHITECTURE.md). Transcendental functions,
-//! random bits and GEMM are calls into `runtime.rs`, registered as JIT
+//! plain counted loops whose loop-invariant index parts are computed before
+//! they start (`hoist.rs`); loops marked `vector 4` whose body is one f32
+//! store are widened to f32x4, and f32 reductions to four f32x4
+//! accumulators (`vector.rs`); `a * b + c` is a fused multiply-add where
+//! the host has FMA. Random bits are computed inline; transcendental
+//! functions and GEMM are calls into `runtime.rs`, registered as JIT
 //! symbols, so no symbol is left for the dynamic loader to find.
 
 mod expr;

@@ -1,6 +1,6 @@
 //! Functions compiled kernels call: transcendental functions (computed in
-//! f64 and rounded, exactly as the reference interpreter does), counter-based
-//! random bits, and GEMM (matrixmultiply). Each is registered as a JIT
+//! f64 and rounded, exactly as the reference interpreter does) and GEMM
+//! (matrixmultiply, with its own threads). Each is registered as a JIT
 //! symbol under the name the code generator calls it by.
 
 use cranelift_jit::JITBuilder;
@@ -40,10 +40,6 @@ extern "C" fn kiln_pow_f32(x: f32, y: f32) -> f32 {
 }
 extern "C" fn kiln_pow_f64(x: f64, y: f64) -> f64 {
     x.powf(y)
-}
-
-extern "C" fn kiln_random_bits(key: i64, stream: i64, counter: i64, shift: i64) -> i64 {
-    (kiln_ir::random::bits(key as u64, stream as u64, counter as u64) >> shift) as i64
 }
 
 /// The signature of matrixmultiply's `sgemm` and `dgemm`.
@@ -123,7 +119,7 @@ extern "C" fn kiln_gemm_f64(
 
 /// Makes every helper visible to the JIT.
 pub fn register(builder: &mut JITBuilder) {
-    let symbols: [(&str, *const u8); 15] = [
+    let symbols: [(&str, *const u8); 14] = [
         ("kiln_exp_f32", kiln_exp_f32 as *const u8),
         ("kiln_log_f32", kiln_log_f32 as *const u8),
         ("kiln_sin_f32", kiln_sin_f32 as *const u8),
@@ -136,7 +132,6 @@ pub fn register(builder: &mut JITBuilder) {
         ("kiln_tanh_f64", kiln_tanh_f64 as *const u8),
         ("kiln_pow_f32", kiln_pow_f32 as *const u8),
         ("kiln_pow_f64", kiln_pow_f64 as *const u8),
-        ("kiln_random_bits", kiln_random_bits as *const u8),
         ("kiln_gemm_f32", kiln_gemm_f32 as *const u8),
         ("kiln_gemm_f64", kiln_gemm_f64 as *const u8),
     ];
