@@ -308,7 +308,7 @@ fn main() {
             "examples/linear_regression.kiln",
             "examples/softmax_regression.kiln",
             "examples/mlp.kiln",
-            "tests/filetests/ok/lenet.kiln",
+            "examples/lenet.kiln",
         ] {
             let (ms, kernels) = compile_time(example);
             println!("| {example} | {ms:.1} | {kernels} |");

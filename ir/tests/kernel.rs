@@ -88,9 +88,15 @@ fn the_verifier_proves_bounds_and_checks_types() {
     assert!(e.contains("reaches 1..=8"), "{e}");
     let e = broken("    gemm(batch=1, m=3, n=3, k=3, a=b0[0, 3, 0], b=b0[0, 3, 0], c=b0[0, 3, 0])");
     assert!(
-        e.contains("gemm operand a (1 x 3 x 3 at b0[0], rows 3 apart) does not fit the buffer's 8 elements"),
+        e.contains(
+            "gemm operand a (1 x 3 x 3 at b0[0], rows 3 apart, columns 1 apart) does not fit the buffer's 8 elements"
+        ),
         "{e}"
     );
+    let e = broken("    gemm(batch=1, m=2, n=2, k=2, a=b0[0, 1, 0, 2], b=b0[0, 2, 0], c=b1[0, 1, 0, 2])");
+    assert!(e.contains("gemm result c must have a column stride of 1, not 2"), "{e}");
+    let e = broken("    gemm(batch=1, m=2, n=2, k=2, a=b0[0, 1, 0, 2], b=b0[4, 2, 0], c=b0[0, 2, 0])");
+    assert!(e.contains("gemm result b0 is also one of its operands"), "{e}");
     let e = broken("    b0[0] = add(const(f32, 1.0), const(f64, 1.0))");
     assert!(e.contains("Add of f32 and f64"), "{e}");
     // An empty loop accesses nothing, whatever its index says.
@@ -144,8 +150,10 @@ impl Gen {
         self.next_var = 0;
         self.next_acc = 0;
         if self.below(5) == 0 {
-            let m = MatrixRef { buffer: BufferId(0), offset: 0, row_stride: 4, batch_stride: 16 };
-            let c = MatrixRef { buffer: BufferId(3), offset: 0, row_stride: 4, batch_stride: 16 };
+            let m = MatrixRef::row_major(BufferId(0), 0, 4, 16);
+            let c = MatrixRef::row_major(BufferId(3), 0, 4, 16);
+            // Sometimes a transposed view: rows 1 apart, columns 4 apart.
+            let m = if self.below(2) == 0 { MatrixRef { row_stride: 1, col_stride: 4, ..m } } else { m };
             return Kernel {
                 name: format!("k{k}"),
                 body: vec![KStmt::Call(RuntimeCall::Gemm { batch: 4, m: 4, n: 4, k: 4, a: m, b: m, c })],

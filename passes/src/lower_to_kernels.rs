@@ -79,6 +79,7 @@ pub fn lower_to_kernels_with(
         next_var: 0,
         next_acc: 0,
         options,
+        transposed: transposed_views(f),
     };
     l.assign_buffers();
     for (id, node) in f.graph.nodes() {
@@ -105,6 +106,36 @@ struct Lowering<'a> {
     next_var: u32,
     next_acc: u32,
     options: LowerOptions,
+    /// Permutes that swap the last two axes of a float matrix and are read
+    /// only by matrix products: no kernel, the products read their operand
+    /// transposed through strides.
+    transposed: Vec<bool>,
+}
+
+/// Whether `perm` swaps the last two axes and keeps the others.
+fn swaps_last_two(perm: &[usize]) -> bool {
+    let r = perm.len();
+    r >= 2 && perm[r - 2] == r - 1 && perm[r - 1] == r - 2 && perm[..r - 2].iter().enumerate().all(|(k, &p)| k == p)
+}
+
+/// For each node, whether it is a permute the matrix products reading it
+/// can absorb (see `Lowering::transposed`).
+fn transposed_views(f: &Function) -> Vec<bool> {
+    let mut only_matmuls = vec![true; f.graph.len()];
+    for (_, node) in f.graph.nodes() {
+        for &a in &node.args {
+            if !matches!(node.op, Op::MatMul) || !node.ty.dtype.is_float() {
+                only_matmuls[a.index()] = false;
+            }
+        }
+    }
+    for &o in &f.outputs {
+        only_matmuls[o.index()] = false;
+    }
+    f.graph
+        .nodes()
+        .map(|(id, node)| matches!(&node.op, Op::Permute { perm } if swaps_last_two(perm)) && only_matmuls[id.index()])
+        .collect()
 }
 
 fn strides(shape: &[u64]) -> Vec<i64> {
@@ -157,6 +188,7 @@ impl Lowering<'_> {
                     }
                 },
                 Op::Reshape { .. } | Op::StopGradient => self.node_buffer[node.args[0].index()],
+                Op::Permute { .. } if self.transposed[id.index()] => self.node_buffer[node.args[0].index()],
                 _ => self.new_buffer(BufferRole::Temp, dtype, len),
             };
             self.node_buffer.push(buffer);
@@ -292,6 +324,7 @@ impl Lowering<'_> {
                     load(a, index)
                 })
             }
+            Op::Permute { .. } if self.transposed[id.index()] => Vec::new(),
             Op::Permute { perm } => {
                 let (a, from) = (buf(self, 0), self.shapes[arg(0).index()].clone());
                 let from_strides = strides(&from);
@@ -341,14 +374,11 @@ impl Lowering<'_> {
                 let (a, from) = (buf(self, 0), self.shapes[arg(0).index()].clone());
                 self.reduce(*kind, a, &from, axes, out, node.ty.dtype)
             }
-            Op::MatMul => self.matmul(
-                buf(self, 0),
-                buf(self, 1),
-                &self.shapes[arg(0).index()].clone(),
-                &shape,
-                out,
-                node.ty.dtype,
-            ),
+            Op::MatMul => {
+                let transposed = [self.transposed[arg(0).index()], self.transposed[arg(1).index()]];
+                let (a, b) = (buf(self, 0), buf(self, 1));
+                self.matmul(a, b, transposed, &self.shapes[arg(0).index()].clone(), &shape, out, node.ty.dtype)
+            }
             Op::Conv(attrs) => {
                 let (x, w) = (buf(self, 0), buf(self, 1));
                 let (xs, ws) = (self.shapes[arg(0).index()].clone(), self.shapes[arg(1).index()].clone());
@@ -480,10 +510,14 @@ impl Lowering<'_> {
         body
     }
 
+    /// `out = a @ b`; `transposed[k]` says operand `k`'s buffer holds it
+    /// transposed (the source of an absorbed permute).
+    #[allow(clippy::too_many_arguments)]
     fn matmul(
         &mut self,
         a: BufferId,
         b: BufferId,
+        transposed: [bool; 2],
         a_shape: &[u64],
         out_shape: &[u64],
         out: BufferId,
@@ -493,20 +527,18 @@ impl Lowering<'_> {
         let (m, n, k) = (out_shape[r - 2], out_shape[r - 1], a_shape[r - 1]);
         let batch: u64 = out_shape[..r - 2].iter().product();
         if dtype.is_float() {
-            let matrix = |buffer, rows: u64, cols: u64| MatrixRef {
-                buffer,
-                offset: 0,
-                row_stride: cols,
-                batch_stride: rows * cols,
+            let matrix = |buffer, rows: u64, cols: u64, transposed: bool| {
+                let m = MatrixRef::row_major(buffer, 0, cols, rows * cols);
+                if transposed { MatrixRef { row_stride: 1, col_stride: rows, ..m } } else { m }
             };
             return vec![KStmt::Call(RuntimeCall::Gemm {
                 batch,
                 m,
                 n,
                 k,
-                a: matrix(a, m, k),
-                b: matrix(b, k, n),
-                c: matrix(out, m, n),
+                a: matrix(a, m, k, transposed[0]),
+                b: matrix(b, k, n, transposed[1]),
+                c: matrix(out, m, n, false),
             })];
         }
         let [j, i, col, l] = [self.vars(1)[0], self.vars(1)[0], self.vars(1)[0], self.vars(1)[0]];
@@ -587,9 +619,9 @@ impl Lowering<'_> {
             m: c_out,
             n: positions,
             k: rows,
-            a: MatrixRef { buffer: w, offset: 0, row_stride: rows, batch_stride: 0 },
-            b: MatrixRef { buffer: col, offset: 0, row_stride: positions, batch_stride: rows * positions },
-            c: MatrixRef { buffer: out, offset: 0, row_stride: positions, batch_stride: c_out * positions },
+            a: MatrixRef::row_major(w, 0, rows, 0),
+            b: MatrixRef::row_major(col, 0, positions, rows * positions),
+            c: MatrixRef::row_major(out, 0, positions, c_out * positions),
         }));
         body
     }

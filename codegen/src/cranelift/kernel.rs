@@ -328,12 +328,14 @@ impl KernelBuilder<'_, '_> {
             args.push(self.element(mat.buffer, offset)?);
         }
         for v in
-            [batch, m, n, k, a.row_stride, a.batch_stride, b.row_stride, b.batch_stride, c.row_stride, c.batch_stride]
+            [batch, m, n, k, a.row_stride, a.batch_stride, a.col_stride, b.row_stride, b.batch_stride, b.col_stride]
+                .into_iter()
+                .chain([c.row_stride, c.batch_stride])
         {
             args.push(self.b.ins().iconst(types::I64, v as i64));
         }
         let mut params = vec![self.pointer; 3];
-        params.extend([types::I64; 10]);
+        params.extend([types::I64; 12]);
         self.call(name, &params, &[], &args)?;
         Ok(())
     }

@@ -52,8 +52,8 @@ type Gemm<T> =
 /// # Safety
 /// The kernel IR verifier proved every matrix inside its buffer.
 #[allow(clippy::too_many_arguments)]
-unsafe fn batched<T: Copy>(gemm: Gemm<T>, one: T, zero: T, a: *const T, b: *const T, c: *mut T, dims: [i64; 10]) {
-    let [batch, m, n, k, rsa, bsa, rsb, bsb, rsc, bsc] = dims;
+unsafe fn batched<T: Copy>(gemm: Gemm<T>, one: T, zero: T, a: *const T, b: *const T, c: *mut T, dims: [i64; 12]) {
+    let [batch, m, n, k, rsa, bsa, csa, rsb, bsb, csb, rsc, bsc] = dims;
     for j in 0..batch as isize {
         // SAFETY: see the function's contract.
         unsafe {
@@ -64,10 +64,10 @@ unsafe fn batched<T: Copy>(gemm: Gemm<T>, one: T, zero: T, a: *const T, b: *cons
                 one,
                 a.offset(j * bsa as isize),
                 rsa as isize,
-                1,
+                csa as isize,
                 b.offset(j * bsb as isize),
                 rsb as isize,
-                1,
+                csb as isize,
                 zero,
                 c.offset(j * bsc as isize),
                 rsc as isize,
@@ -88,13 +88,17 @@ extern "C" fn kiln_gemm_f32(
     k: i64,
     rsa: i64,
     bsa: i64,
+    csa: i64,
     rsb: i64,
     bsb: i64,
+    csb: i64,
     rsc: i64,
     bsc: i64,
 ) {
     // SAFETY: the kernel IR verifier proved every matrix inside its buffer.
-    unsafe { batched(matrixmultiply::sgemm, 1.0, 0.0, a, b, c, [batch, m, n, k, rsa, bsa, rsb, bsb, rsc, bsc]) }
+    unsafe {
+        batched(matrixmultiply::sgemm, 1.0, 0.0, a, b, c, [batch, m, n, k, rsa, bsa, csa, rsb, bsb, csb, rsc, bsc])
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -108,13 +112,17 @@ extern "C" fn kiln_gemm_f64(
     k: i64,
     rsa: i64,
     bsa: i64,
+    csa: i64,
     rsb: i64,
     bsb: i64,
+    csb: i64,
     rsc: i64,
     bsc: i64,
 ) {
     // SAFETY: as for `kiln_gemm_f32`.
-    unsafe { batched(matrixmultiply::dgemm, 1.0, 0.0, a, b, c, [batch, m, n, k, rsa, bsa, rsb, bsb, rsc, bsc]) }
+    unsafe {
+        batched(matrixmultiply::dgemm, 1.0, 0.0, a, b, c, [batch, m, n, k, rsa, bsa, csa, rsb, bsb, csb, rsc, bsc])
+    }
 }
 
 /// Makes every helper visible to the JIT.

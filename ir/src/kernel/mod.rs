@@ -207,13 +207,24 @@ pub enum RuntimeCall {
 }
 
 /// A matrix inside a buffer: its first element, the distance between rows,
-/// and between consecutive matrices of a batch.
+/// between consecutive matrices of a batch, and between the elements of a
+/// row (1 for a row-major matrix; a transposed view of a row-major matrix
+/// has a column stride and a row stride of 1). The result `c` of a GEMM
+/// always has a column stride of 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MatrixRef {
     pub buffer: BufferId,
     pub offset: u64,
     pub row_stride: u64,
     pub batch_stride: u64,
+    pub col_stride: u64,
+}
+
+impl MatrixRef {
+    /// A row-major matrix (column stride 1).
+    pub fn row_major(buffer: BufferId, offset: u64, row_stride: u64, batch_stride: u64) -> MatrixRef {
+        MatrixRef { buffer, offset, row_stride, batch_stride, col_stride: 1 }
+    }
 }
 
 /// One kernel: a name and a body.

@@ -301,8 +301,10 @@ impl Parser {
                     let row_stride = self.uint("a row stride")?;
                     self.punct(",")?;
                     let batch_stride = self.uint("a batch stride")?;
+                    // An optional column stride (1 when absent).
+                    let col_stride = if self.eat(",") { self.uint("a column stride")? } else { 1 };
                     self.punct("]")?;
-                    matrices.push(MatrixRef { buffer, offset, row_stride, batch_stride });
+                    matrices.push(MatrixRef { buffer, offset, row_stride, batch_stride, col_stride });
                 }
                 self.punct(")")?;
                 let [batch, m, n, k] = sizes;

@@ -130,7 +130,11 @@ struct MatrixText<'a>(&'a MatrixRef);
 impl fmt::Display for MatrixText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;
-        write!(f, "{}[{}, {}, {}]", m.buffer, m.offset, m.row_stride, m.batch_stride)
+        write!(f, "{}[{}, {}, {}", m.buffer, m.offset, m.row_stride, m.batch_stride)?;
+        if m.col_stride != 1 {
+            write!(f, ", {}", m.col_stride)?;
+        }
+        write!(f, "]")
     }
 }
 

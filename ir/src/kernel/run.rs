@@ -139,10 +139,10 @@ impl Machine<'_> {
                         for col in 0..*n {
                             let mut sum = 0.0;
                             for l in 0..*k {
-                                let x =
-                                    self.float_at(a.buffer, a.offset + j * a.batch_stride + row * a.row_stride + l)?;
-                                let y =
-                                    self.float_at(b.buffer, b.offset + j * b.batch_stride + l * b.row_stride + col)?;
+                                let at = a.offset + j * a.batch_stride + row * a.row_stride + l * a.col_stride;
+                                let x = self.float_at(a.buffer, at)?;
+                                let at = b.offset + j * b.batch_stride + l * b.row_stride + col * b.col_stride;
+                                let y = self.float_at(b.buffer, at)?;
                                 sum += x * y;
                             }
                             let at = c.offset + j * c.batch_stride + row * c.row_stride + col;

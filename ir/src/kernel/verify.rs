@@ -114,7 +114,10 @@ impl Scope<'_> {
             KStmt::Call(RuntimeCall::Gemm { batch, m, n, k, a, b, c }) => {
                 let mut dtypes = Vec::new();
                 for (what, mat, rows, cols) in [("a", a, m, k), ("b", b, k, n), ("c", c, m, n)] {
-                    dtypes.push(self.matrix(what, mat, *batch, *rows, *cols)?);
+                    dtypes.push(self.matrix(what, mat, *batch, *rows, *cols, what == "c")?);
+                }
+                if c.buffer == a.buffer || c.buffer == b.buffer {
+                    return Err(format!("gemm result {} is also one of its operands", c.buffer));
                 }
                 if !dtypes.iter().all(|d| *d == dtypes[0] && d.is_float()) {
                     return Err(format!("gemm needs float buffers of one dtype, got {dtypes:?}"));
@@ -181,19 +184,24 @@ impl Scope<'_> {
         Ok(())
     }
 
-    fn matrix(&self, what: &str, m: &MatrixRef, batch: u64, rows: u64, cols: u64) -> Check<DType> {
+    /// Checks that a `batch x rows x cols` operand lies inside its buffer;
+    /// the result (`writes`) must be row-major with rows that do not overlap.
+    fn matrix(&self, what: &str, m: &MatrixRef, batch: u64, rows: u64, cols: u64, writes: bool) -> Check<DType> {
         let (dtype, len) = self.buffer(m.buffer)?;
+        if writes && m.col_stride != 1 {
+            return Err(format!("gemm result {what} must have a column stride of 1, not {}", m.col_stride));
+        }
         if batch == 0 || rows == 0 || cols == 0 {
             return Ok(dtype);
         }
         let last = u128::from(m.offset)
             + u128::from(batch - 1) * u128::from(m.batch_stride)
             + u128::from(rows - 1) * u128::from(m.row_stride)
-            + u128::from(cols - 1);
-        if last >= u128::from(len) || (rows > 1 && m.row_stride < cols) {
+            + u128::from(cols - 1) * u128::from(m.col_stride);
+        if last >= u128::from(len) || (writes && rows > 1 && m.row_stride < cols) {
             return Err(format!(
-                "gemm operand {what} ({batch} x {rows} x {cols} at {}[{}], rows {} apart) does not fit the buffer's {len} elements",
-                m.buffer, m.offset, m.row_stride
+                "gemm operand {what} ({batch} x {rows} x {cols} at {}[{}], rows {} apart, columns {} apart) does not fit the buffer's {len} elements",
+                m.buffer, m.offset, m.row_stride, m.col_stride
             ));
         }
         Ok(dtype)
