@@ -18,8 +18,11 @@
 //! ```
 //!
 //! Expressions are written as calls (`add(x, y)`, `cast(f32, x)`,
-//! `const(f32, 0.5)`); a load is `b3[affine]`. Indentation is two spaces a
-//! level, so printing is deterministic.
+//! `const(f32, 0.5)`); a load is `b3[affine]`. A GEMM call names each
+//! matrix as `b3[offset, row stride, batch stride]`, with a fourth number,
+//! the column stride, when it is not 1 (a transposed operand):
+//! `gemm(batch=1, m=2, n=2, k=3, a=b0[0, 1, 0, 2], b=b1[0, 2, 0], c=b2[0, 2, 0])`.
+//! Indentation is two spaces a level, so printing is deterministic.
 
 use std::fmt::{self, Write};
 
