@@ -132,7 +132,7 @@ fn step(example: &str, backend: Backend) -> f64 {
     let interpreter = kiln_runtime::execute::Interpreter { module: &m };
     let jit = kiln::jit::Jit::new(&m);
     let executor: &dyn Execute = if backend == Backend::Jit { &jit } else { &interpreter };
-    let t = median(9, || drop(executor.run("train_step", &inputs, &params).expect("runs")));
+    let t = median(31, || drop(executor.run("train_step", &inputs, &params).expect("runs")));
     t.as_secs_f64() * 1e3
 }
 
@@ -294,6 +294,10 @@ fn main() {
             println!("| {example} | {jit:.2} | {kernels:.2} | {:.2} |", step(example, Backend::Interp));
         }
         println!();
+    }
+    if filter.iter().any(|f| f == "jit-step") {
+        // For profilers: the MLP step through `Jit::run` alone.
+        println!("| mlp.kiln step, JIT | {:.2} ms |", step("mlp.kiln", Backend::Jit));
     }
     if wanted("conv") {
         conv(256);

@@ -132,12 +132,22 @@ fn write_tensor(bytes: &mut [u8], t: &Tensor) {
         debug_assert!(head.is_empty());
         dst.iter_mut().zip(values).for_each(|(d, s)| *d = convert(s));
     }
+    // Row-major arrays go through their slice (much faster than ndarray's
+    // general iterator); any other layout element by element.
+    macro_rules! each {
+        ($a:expr, $convert:expr) => {
+            match $a.as_slice() {
+                Some(values) => fill(bytes, values.iter().copied(), $convert),
+                None => fill(bytes, $a.iter().copied(), $convert),
+            }
+        };
+    }
     match (&t.data, t.dtype) {
-        (Data::Float(a), DType::F32) => fill(bytes, a.iter().copied(), |x: f64| x as f32),
-        (Data::Float(a), _) => fill(bytes, a.iter().copied(), |x: f64| x),
-        (Data::Int(a), DType::I32) => fill(bytes, a.iter().copied(), |x: i64| x as i32),
-        (Data::Int(a), _) => fill(bytes, a.iter().copied(), |x: i64| x),
-        (Data::Bool(a), _) => fill(bytes, a.iter().copied(), u8::from),
+        (Data::Float(a), DType::F32) => each!(a, |x: f64| x as f32),
+        (Data::Float(a), _) => each!(a, |x: f64| x),
+        (Data::Int(a), DType::I32) => each!(a, |x: i64| x as i32),
+        (Data::Int(a), _) => each!(a, |x: i64| x),
+        (Data::Bool(a), _) => each!(a, u8::from),
     }
 }
 
