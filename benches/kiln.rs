@@ -237,7 +237,7 @@ fn compile_time(example: &str) -> (f64, usize) {
 }
 
 /// `--threads N` from the command line: how many threads kiln's kernels
-/// (rayon) and GEMM (matrixmultiply) use; all cores if absent.
+/// and GEMM use (rayon's pool); all cores if absent.
 fn threads_flag() -> Option<usize> {
     let args: Vec<String> = std::env::args().collect();
     let at = args.iter().position(|a| a == "--threads")?;
@@ -247,8 +247,6 @@ fn threads_flag() -> Option<usize> {
 fn main() {
     let threads = threads_flag();
     if let Some(n) = threads {
-        // SAFETY: no other thread exists yet to read the environment.
-        unsafe { std::env::set_var("MATMUL_NUM_THREADS", n.to_string()) };
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().expect("the first rayon pool");
     }
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -4,6 +4,7 @@
 //! symbol under the name the code generator calls it by.
 
 use cranelift_jit::JITBuilder;
+use rayon::prelude::*;
 
 extern "C" fn kiln_exp_f32(x: f32) -> f32 {
     f64::from(x).exp() as f32
@@ -46,34 +47,72 @@ extern "C" fn kiln_pow_f64(x: f64, y: f64) -> f64 {
 type Gemm<T> =
     unsafe fn(usize, usize, usize, T, *const T, isize, isize, *const T, isize, isize, T, *mut T, isize, isize);
 
-/// `c = a @ b` for `batch` row-major matrices: rows `rs*` apart, matrices
-/// `bs*` apart (strides and sizes as the kernel passes them, in elements).
+/// Products with fewer multiply-adds than this run on the calling thread:
+/// below it, waking a second thread costs more than it saves.
+const PARALLEL_GEMM: i64 = 1 << 25;
+
+/// Pointers into the operands, shared by the tasks of one product.
+#[derive(Clone, Copy)]
+struct Operands<T>(*const T, *const T, *mut T);
+
+// SAFETY: the tasks read `a` and `b` and write disjoint rows or matrices of `c`.
+unsafe impl<T> Send for Operands<T> {}
+unsafe impl<T> Sync for Operands<T> {}
+
+/// `c = a @ b` for `batch` matrices: rows `rs*` apart, columns `cs*` apart
+/// (`c`'s are 1), matrices `bs*` apart (sizes and strides as the kernel
+/// passes them, in elements). Big products are split across rayon's
+/// threads, by matrix when there are several and by blocks of rows of `c`
+/// otherwise; each piece is one single-threaded `matrixmultiply` call.
 ///
 /// # Safety
-/// The kernel IR verifier proved every matrix inside its buffer.
+/// The kernel IR verifier proved every matrix inside its buffer and `c`
+/// apart from `a` and `b`.
 #[allow(clippy::too_many_arguments)]
-unsafe fn batched<T: Copy>(gemm: Gemm<T>, one: T, zero: T, a: *const T, b: *const T, c: *mut T, dims: [i64; 12]) {
+unsafe fn batched<T: Copy + Send + Sync>(
+    gemm: Gemm<T>,
+    one: T,
+    zero: T,
+    a: *const T,
+    b: *const T,
+    c: *mut T,
+    dims: [i64; 12],
+) {
     let [batch, m, n, k, rsa, bsa, csa, rsb, bsb, csb, rsc, bsc] = dims;
-    for j in 0..batch as isize {
-        // SAFETY: see the function's contract.
+    let operands = Operands(a, b, c);
+    // Rows `rows` of matrix `j`.
+    let piece = move |j: i64, rows: std::ops::Range<i64>| {
+        let Operands(a, b, c) = { operands };
+        // SAFETY: see the function's contract; the rows lie inside the matrix.
         unsafe {
             gemm(
-                m as usize,
+                (rows.end - rows.start) as usize,
                 k as usize,
                 n as usize,
                 one,
-                a.offset(j * bsa as isize),
+                a.offset((j * bsa + rows.start * rsa) as isize),
                 rsa as isize,
                 csa as isize,
-                b.offset(j * bsb as isize),
+                b.offset((j * bsb) as isize),
                 rsb as isize,
                 csb as isize,
                 zero,
-                c.offset(j * bsc as isize),
+                c.offset((j * bsc + rows.start * rsc) as isize),
                 rsc as isize,
                 1,
             );
         }
+    };
+    let threads = rayon::current_num_threads() as i64;
+    if threads < 2 || batch * m * n * k < PARALLEL_GEMM {
+        (0..batch).for_each(|j| piece(j, 0..m));
+    } else if batch >= threads {
+        (0..batch).into_par_iter().for_each(|j| piece(j, 0..m));
+    } else {
+        let parts = threads.min((m + 15) / 16);
+        (0..batch).for_each(|j| {
+            (0..parts).into_par_iter().for_each(|p| piece(j, m * p / parts..m * (p + 1) / parts));
+        });
     }
 }
 
