@@ -203,7 +203,7 @@ fn conv(n: u64) {
     println!("| LeNet, batch {n} | direct ms | im2col + GEMM ms |\n| --- | --- | --- |");
     for function in ["forward", "train_step"] {
         let time = |conv| {
-            let options = kiln_passes::LowerOptions { conv };
+            let options = kiln_passes::LowerOptions { conv, ..Default::default() };
             let plan = kiln_passes::lower_to_kernels_with(&m, function, &bindings, options).expect("lowers");
             let compiled = kiln_codegen::compile_plan(&plan).expect("compiles");
             let mut arena = compiled.arena();

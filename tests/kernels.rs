@@ -12,7 +12,7 @@ use kiln_frontend::{Options, Style};
 use kiln_ir::interp::{EvalOptions, Tensor, evaluate};
 use kiln_ir::kernel::{Storage, execute};
 use kiln_ir::{Bindings, DType, Module, Symbol};
-use kiln_passes::{ConvLowering, LowerOptions};
+use kiln_passes::{ConvLowering, GemmLowering, LowerOptions};
 use ndarray::{ArrayD, Dimension, IxDyn};
 
 const TOLERANCE: f64 = 1e-5;
@@ -208,7 +208,7 @@ fn widened_reductions_agree() {
 }
 ";
     let module = kiln_ir::parse_module(text).unwrap();
-    let direct = LowerOptions { conv: ConvLowering::Direct };
+    let direct = LowerOptions { conv: ConvLowering::Direct, ..LowerOptions::default() };
     let plan = kiln_passes::lower_to_kernels_with(&module, "f", &Bindings::new(), direct).unwrap();
     let widened = plan.to_string().matches("vector 4 {\n        a").count();
     assert!(widened >= 3, "the reduction loops ask for four lanes:\n{plan}");
@@ -264,12 +264,12 @@ fn both_convolution_lowerings_agree() {
         );
         let module = kiln_ir::parse_module(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         for conv in [ConvLowering::Direct, ConvLowering::Im2col] {
-            check_with(&module, "f", LowerOptions { conv });
+            check_with(&module, "f", LowerOptions { conv, ..LowerOptions::default() });
         }
     }
     let lenet = with_step("examples/lenet.kiln");
     for f in &lenet.functions {
-        check_with(&lenet, &f.name, LowerOptions { conv: ConvLowering::Direct });
+        check_with(&lenet, &f.name, LowerOptions { conv: ConvLowering::Direct, ..LowerOptions::default() });
     }
 }
 
@@ -304,6 +304,32 @@ fn transposed_operands_are_read_in_place() {
     n.insert(Symbol::new("N"), 8);
     let plan = kiln_passes::lower_to_kernels(&step, "train_step", &n).unwrap().to_string();
     assert!(!plan.contains("_permute {"), "the MLP step transposes nothing:\n{plan}");
+}
+
+/// Matrix products as loop nests (what ahead-of-time libraries use, having
+/// no runtime GEMM to call): every example's functions, convolutions
+/// through im2col, and transposed operands.
+#[test]
+fn gemm_as_loops_agrees() {
+    let loops = LowerOptions { gemm: GemmLowering::Loops, ..LowerOptions::default() };
+    for path in ["examples/softmax_regression.kiln", "examples/mlp.kiln", "examples/lenet.kiln"] {
+        let module = with_step(path);
+        for f in &module.functions {
+            check_with(&module, &f.name, loops);
+        }
+    }
+    let text = "func f(a: f32[2, 5, 3], b: f32[2, 5, 7]) -> (f32[2, 3, 7]) {
+  %0: f32[2, 5, 3] = input 0
+  %1: f32[2, 5, 7] = input 1
+  %2: f32[2, 3, 5] = permute %0 perm=[0, 2, 1]
+  %3: f32[2, 3, 7] = matmul %2, %1
+  return %3
+}
+";
+    let module = kiln_ir::parse_module(text).unwrap();
+    let plan = kiln_passes::lower_to_kernels_with(&module, "f", &Bindings::new(), loops).unwrap();
+    assert!(!plan.to_string().contains("gemm("), "no runtime call is left:\n{plan}");
+    check_with(&module, "f", loops);
 }
 
 #[test]

@@ -13,5 +13,7 @@ mod pipeline;
 pub use autodiff::{AutodiffError, Source, differentiate};
 pub use build_train_step::{TrainStepError, build_train_step};
 pub use eliminate_dead_code::eliminate_dead_code;
-pub use lower_to_kernels::{ConvLowering, LowerError, LowerOptions, lower_to_kernels, lower_to_kernels_with};
+pub use lower_to_kernels::{
+    ConvLowering, GemmLowering, LowerError, LowerOptions, lower_to_kernels, lower_to_kernels_with,
+};
 pub use pipeline::{PassError, Pipeline, StageReport};

@@ -45,10 +45,23 @@ pub enum ConvLowering {
     Im2col,
 }
 
+/// How a float matrix product becomes kernels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GemmLowering {
+    /// A call into the runtime's GEMM (the JIT's choice).
+    #[default]
+    Call,
+    /// Loop nests in the plan itself, `c[i, :] += a[i, l] * b[l, :]` with
+    /// the row loop innermost: code with no runtime to call, for
+    /// ahead-of-time libraries.
+    Loops,
+}
+
 /// Choices lowering makes; the defaults are the measured best.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LowerOptions {
     pub conv: ConvLowering,
+    pub gemm: GemmLowering,
 }
 
 /// Lowers `function` of `module`, specialized to `bindings`, to a plan.
@@ -531,15 +544,8 @@ impl Lowering<'_> {
                 let m = MatrixRef::row_major(buffer, 0, cols, rows * cols);
                 if transposed { MatrixRef { row_stride: 1, col_stride: rows, ..m } } else { m }
             };
-            return vec![KStmt::Call(RuntimeCall::Gemm {
-                batch,
-                m,
-                n,
-                k,
-                a: matrix(a, m, k, transposed[0]),
-                b: matrix(b, k, n, transposed[1]),
-                c: matrix(out, m, n, false),
-            })];
+            let (a, b, c) = (matrix(a, m, k, transposed[0]), matrix(b, k, n, transposed[1]), matrix(out, m, n, false));
+            return self.gemm([batch, m, n, k], a, b, c, dtype);
         }
         let [j, i, col, l] = [self.vars(1)[0], self.vars(1)[0], self.vars(1)[0], self.vars(1)[0]];
         let acc = self.acc();
@@ -572,6 +578,40 @@ impl Lowering<'_> {
         let mut body = self.elementwise(padded, &shape, |_| fill);
         body.extend(self.copy_into(x, xs, padded, &shape, &padding.iter().map(|p| p.0).collect::<Vec<_>>()));
         (padded, shape, body)
+    }
+
+    /// `c = a @ b` for `batch` float matrices (`sizes` = batch, m, n, k), as
+    /// the options ask: a runtime call or loop nests.
+    fn gemm(&mut self, sizes: [u64; 4], a: MatrixRef, b: MatrixRef, c: MatrixRef, dtype: DType) -> Vec<KStmt> {
+        let [batch, m, n, k] = sizes;
+        if self.options.gemm == GemmLowering::Call {
+            return vec![KStmt::Call(RuntimeCall::Gemm { batch, m, n, k, a, b, c })];
+        }
+        let [j, i, l, col] = [self.vars(1)[0], self.vars(1)[0], self.vars(1)[0], self.vars(1)[0]];
+        let at = |mat: &MatrixRef, row: VarId, column: VarId| {
+            Affine::constant(mat.offset as i64)
+                .plus_term(j, mat.batch_stride as i64)
+                .plus_term(row, mat.row_stride as i64)
+                .plus_term(column, mat.col_stride as i64)
+        };
+        let vector = if dtype == DType::F32 && n >= 4 { 4 } else { 1 };
+        let row = |value: KExpr| KStmt::For {
+            var: col,
+            extent: n,
+            parallel: false,
+            vector,
+            body: vec![KStmt::Store { buffer: c.buffer, index: at(&c, i, col), value }],
+        };
+        let zero = row(zero_of(dtype));
+        let product = KExpr::Binary(
+            kiln_ir::BinaryOp::Mul,
+            Box::new(load(a.buffer, at(&a, i, l))),
+            Box::new(load(b.buffer, at(&b, l, col))),
+        );
+        let update =
+            row(KExpr::Binary(kiln_ir::BinaryOp::Add, Box::new(load(c.buffer, at(&c, i, col))), Box::new(product)));
+        let depth = KStmt::For { var: l, extent: k, parallel: false, vector: 1, body: vec![update] };
+        Self::nest(&[j, i], &[batch, m], vec![zero, depth])
     }
 
     /// A one-group float convolution of the padded input `xp` (shape `ps`)
@@ -614,15 +654,13 @@ impl Lowering<'_> {
         extents.extend(&os[2..]);
         let store = KStmt::Store { buffer: col, index: row_major(&vars, &strides(&extents)), value: load(xp, x_index) };
         let mut body = Self::nest(&vars, &extents, vec![store]);
-        body.push(KStmt::Call(RuntimeCall::Gemm {
-            batch,
-            m: c_out,
-            n: positions,
-            k: rows,
-            a: MatrixRef::row_major(w, 0, rows, 0),
-            b: MatrixRef::row_major(col, 0, positions, rows * positions),
-            c: MatrixRef::row_major(out, 0, positions, c_out * positions),
-        }));
+        body.extend(self.gemm(
+            [batch, c_out, positions, rows],
+            MatrixRef::row_major(w, 0, rows, 0),
+            MatrixRef::row_major(col, 0, positions, rows * positions),
+            MatrixRef::row_major(out, 0, positions, c_out * positions),
+            dtype,
+        ));
         body
     }
 

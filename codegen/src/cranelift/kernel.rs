@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{AbiParam, Function, InstBuilder, MemFlagsData, Type, Value, types};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
-use cranelift_jit::JITModule;
+
 use cranelift_module::{Linkage, Module};
 use kiln_ir::kernel::{AccId, Affine, BufferId, KExpr, KStmt, Kernel, MatrixRef, Plan, RuntimeCall, VarId};
 use kiln_ir::{BinaryOp, DType, ReduceKind};
@@ -25,7 +25,7 @@ pub fn machine_type(dtype: DType) -> Type {
 
 pub struct KernelBuilder<'a, 'f> {
     pub b: FunctionBuilder<'f>,
-    pub module: &'a mut JITModule,
+    pub module: &'a mut dyn Module,
     pub plan: &'a Plan,
     pub pointer: Type,
     buffers: Vec<Value>,
@@ -70,7 +70,7 @@ pub fn work(body: &[KStmt]) -> u64 {
 }
 
 /// Builds the body of `func` from `kernel`.
-pub fn build(module: &mut JITModule, func: &mut Function, plan: &Plan, kernel: &Kernel) -> Gen<()> {
+pub fn build(module: &mut dyn Module, func: &mut Function, plan: &Plan, kernel: &Kernel) -> Gen<()> {
     let mut context = FunctionBuilderContext::new();
     let pointer = module.target_config().pointer_type();
     let config = module.target_config();
