@@ -2,6 +2,7 @@
 //! verified graph IR module, and run its functions on the reference
 //! interpreter. The `kiln` binary is a thin command line over this.
 
+pub mod aot;
 pub mod jit;
 pub mod train;
 

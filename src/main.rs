@@ -100,6 +100,29 @@ enum Command {
         #[arg(long)]
         model: Option<String>,
     },
+    /// Compile functions ahead of time into a static library and a C header.
+    Build {
+        file: PathBuf,
+        /// A function to export; repeat for several.
+        #[arg(long = "fn", required = true)]
+        functions: Vec<String>,
+        /// Bake these parameters (saved by `kiln train --save`) into the
+        /// library; without it, callers pass them in a struct.
+        #[arg(long)]
+        params: Option<PathBuf>,
+        /// The size to compile a symbolic dimension for, as SYMBOL=VALUE
+        /// (callers may pass smaller batches where rows are independent).
+        #[arg(long = "bind", value_name = "SYMBOL=VALUE")]
+        binds: Vec<String>,
+        /// Where to write lib<NAME>.a and <NAME>.h.
+        #[arg(short = 'o', long = "out")]
+        out: PathBuf,
+        /// The library's name (default: the file's stem).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -215,6 +238,35 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
                 }
             };
             out(&text);
+            Ok(())
+        }
+        Command::Build { file, functions, params, binds, out: dir, name, model } => {
+            let mut sizes = Vec::new();
+            for spec in &binds {
+                let parsed = spec
+                    .split_once('=')
+                    .and_then(|(s, v)| v.trim().parse::<u64>().ok().map(|v| (s.trim().to_string(), v)));
+                sizes.push(
+                    parsed
+                        .ok_or_else(|| Error::Usage(format!("--bind `{spec}` must be SYMBOL=VALUE, such as N=256")))?,
+                );
+            }
+            let report = kiln::aot::build(&kiln::aot::BuildOptions {
+                file: &file,
+                functions: &functions,
+                params: params.as_deref(),
+                sizes: &sizes,
+                out_dir: &dir,
+                name: name.as_deref(),
+                model,
+                style,
+            })?;
+            println!(
+                "wrote {} ({} bytes) and {}",
+                report.archive.display(),
+                report.archive_bytes,
+                report.header.display()
+            );
             Ok(())
         }
         Command::Train { file, data, epochs, batch, lr, seed, save, plot, limit, test_limit, backend, model } => {

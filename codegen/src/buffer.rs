@@ -29,7 +29,8 @@ impl HostBuffer {
         self.words.as_mut_ptr().cast()
     }
 
-    fn bytes(&self) -> &[u8] {
+    /// The elements as bytes, native endianness.
+    pub fn bytes(&self) -> &[u8] {
         // SAFETY: the words are plain bytes; the slice covers only what was allocated.
         unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len * self.dtype.size_bytes()) }
     }

@@ -6,6 +6,7 @@
 //! every affine access in bounds); computed indices are checked at run time
 //! and reported through the kernel's status, never used out of bounds.
 
+pub mod aot;
 pub mod buffer;
 pub mod cranelift;
 

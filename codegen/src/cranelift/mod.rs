@@ -18,7 +18,7 @@
 
 mod expr;
 mod hoist;
-mod kernel;
+pub(crate) mod kernel;
 mod runtime;
 mod vector;
 
@@ -55,6 +55,8 @@ pub enum CodegenError {
     Buffers { expected: usize, given: usize },
     #[error("buffer b{index} must hold {expected}, it holds {given}")]
     BufferType { index: usize, expected: String, given: String },
+    #[error("unsupported: {0}")]
+    Unsupported(String),
     #[error("the arena was made for another plan")]
     Arena,
     #[error("kernel `{0}` computed an index outside its bound")]
