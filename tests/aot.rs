@@ -236,6 +236,52 @@ int main(void) {
     assert_eq!(printed.trim(), "0 1 1 1 2 2 2 0", "OK, NULL_ARGUMENT x3, BAD_SIZE x3, OK");
 }
 
+/// Two threads calling one function at once get what one thread gets.
+#[test]
+fn calls_from_several_threads_agree() {
+    let dir = scratch("threads");
+    let d = dir.display().to_string();
+    ok(&kiln(&["build", "examples/mlp.kiln", "--fn", "forward", "--bind", "N=16", "-o", &d]), "build");
+    let program = r#"#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "mlp.h"
+static mlp_params p;
+static float x[16 * 784], expected[16 * 10];
+static void *work(void *arg) {
+    float out[16 * 10];
+    for (int i = 0; i < 200; i++) {
+        if (mlp_forward(&p, x, 16, out) != MLP_OK || memcmp(out, expected, sizeof out) != 0) return (void *)1;
+    }
+    return NULL;
+}
+int main(void) {
+    float *w1 = malloc(784 * 256 * 4), *b1 = malloc(256 * 4), *w2 = malloc(2560 * 4), *b2 = malloc(40);
+    for (int i = 0; i < 784 * 256; i++) w1[i] = (float)((i * 37) % 101) / 1000.0f - 0.05f;
+    for (int i = 0; i < 256; i++) b1[i] = 0.01f * (i % 3);
+    for (int i = 0; i < 2560; i++) w2[i] = (float)((i * 11) % 17) / 100.0f - 0.08f;
+    for (int i = 0; i < 10; i++) b2[i] = 0.1f * i;
+    for (int i = 0; i < 16 * 784; i++) x[i] = (float)(i % 255) / 255.0f;
+    p = (mlp_params){ w1, b1, w2, b2 };
+    if (mlp_forward(&p, x, 16, expected) != MLP_OK) return 3;
+    pthread_t a, b;
+    void *ra, *rb;
+    pthread_create(&a, NULL, work, NULL);
+    pthread_create(&b, NULL, work, NULL);
+    pthread_join(a, &ra);
+    pthread_join(b, &rb);
+    printf("%s\n", ra == NULL && rb == NULL ? "same" : "different");
+    return 0;
+}
+"#;
+    std::fs::write(dir.join("main.c"), program).unwrap();
+    let cc =
+        Command::new("cc").args(["main.c", "libmlp.a", "-lm", "-lpthread", "-o", "main"]).current_dir(&dir).output();
+    ok(&cc.expect("cc runs"), "cc");
+    assert_eq!(ok(&Command::new(dir.join("main")).output().unwrap(), "main").trim(), "same");
+}
+
 #[test]
 fn build_errors_are_clear() {
     let dir = scratch("errors").display().to_string();
