@@ -134,8 +134,8 @@ enum Stage {
     Grad,
     /// The training step: loss, gradients and optimizer update in one graph.
     Step,
-    /// The kernel IR plan of `--fn` (default `forward`), one kernel per op,
-    /// specialized to `--bind` values (symbols not given are 1).
+    /// The kernel IR plan of `--fn` (default `forward`), elementwise chains
+    /// fused, specialized to `--bind` values (symbols not given are 1).
     Kernels,
     /// The Cranelift IR the JIT generates for that plan, kernel by kernel.
     Clif,

@@ -332,6 +332,45 @@ fn gemm_as_loops_agrees() {
     check_with(&module, "f", loops);
 }
 
+/// Elementwise chains are one kernel, broadcasts are never materialized,
+/// and producers are computed inside reductions; without fusion every op
+/// is a kernel, and both agree with the interpreter.
+#[test]
+fn elementwise_fusion() {
+    let text = "func f(x: f32[6, 37], b: f32[37]) -> (f32[6, 37], f32[6]) {
+  %0: f32[6, 37] = input 0
+  %1: f32[37] = input 1
+  %2: f32[6, 37] = broadcast %1
+  %3: f32[6, 37] = const 1.5
+  %4: f32[6, 37] = mul %3, %0
+  %5: f32[6, 37] = add %4, %2
+  %6: f32[6, 37] = const 0.0
+  %7: f32[6, 37] = max %5, %6
+  %8: f32[6, 37] = neg %0
+  %9: f32[6, 37] = exp %8
+  %10: f32[6, 37] = const 1.0
+  %11: f32[6, 37] = add %10, %9
+  %12: f32[6, 37] = div %10, %11
+  %13: f32[6, 37] = mul %7, %12
+  %14: f32[6, 37] = exp %13
+  %15: f32[6] = reduce_sum %14 axes=[1] keepdims=false
+  return %13, %15
+}
+";
+    let module = kiln_ir::parse_module(text).unwrap();
+    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    assert_eq!(plan.kernels.len(), 2, "the chain and the reduction with its exp:\n{plan}");
+    check(&module, "f");
+    let unfused = LowerOptions { fuse: false, ..LowerOptions::default() };
+    assert_eq!(check_with(&module, "f", unfused), 14, "one kernel per op but the inputs");
+    for path in ["examples/softmax_regression.kiln", "examples/mlp.kiln", "examples/lenet.kiln"] {
+        let module = with_step(path);
+        for f in &module.functions {
+            check_with(&module, &f.name, unfused);
+        }
+    }
+}
+
 #[test]
 fn unbound_symbols_are_an_error() {
     let module = with_step("examples/mlp.kiln");

@@ -7,6 +7,7 @@
 pub mod autodiff;
 mod build_train_step;
 mod eliminate_dead_code;
+mod fuse_elementwise;
 mod lower_to_kernels;
 mod pipeline;
 

@@ -1,17 +1,21 @@
-//! Lowering graph IR to kernel IR, one kernel per op.
+//! Lowering graph IR to kernel IR: one kernel per op that is not computed
+//! inside its users (`fuse_elementwise`).
 //!
 //! Needs: a verified module, a function of it, and a value for every symbol
 //! of the function's input types. Guarantees: a verified [`Plan`] whose
 //! input, parameter and output buffers follow the function's inputs, the
 //! module's parameters and the function's outputs; running it computes what
 //! the graph interpreter computes (the differential tests hold it to that).
-//! Reshapes and `stop_gradient` alias their operand's buffer; every other op
-//! gets one kernel writing a fresh buffer; float matrix products become GEMM
-//! calls; convolution and pooling read a padded copy of their input, so that
-//! every access stays affine and in bounds, and a one-group float
-//! convolution is im2col plus GEMM ([`ConvLowering`]). It does not fuse, tile or pick
-//! vector widths beyond this: outer loops are marked parallel, and the flat
-//! loop of an f32 elementwise op asks for four lanes.
+//! Reshapes and `stop_gradient` alias their operand's buffer, as do permutes
+//! only matrix products read (the products read them transposed); inlined
+//! values have no buffer: the elementwise kernels and reductions that use
+//! them compute them where they would have loaded them; every other op
+//! gets one kernel writing a fresh buffer. Float matrix products become
+//! GEMM calls (or loop nests, [`GemmLowering`]); convolution and pooling
+//! read a padded copy of their input, so that every access stays affine and
+//! in bounds, and a one-group float convolution is im2col plus GEMM
+//! ([`ConvLowering`]). Outer loops are marked parallel; the innermost loop
+//! of an f32 elementwise kernel or reduction asks for four lanes.
 
 use std::collections::BTreeMap;
 
@@ -58,10 +62,19 @@ pub enum GemmLowering {
 }
 
 /// Choices lowering makes; the defaults are the measured best.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LowerOptions {
     pub conv: ConvLowering,
     pub gemm: GemmLowering,
+    /// Compute elementwise producers inside the kernels that use them
+    /// (`fuse_elementwise`); without it, one kernel per op.
+    pub fuse: bool,
+}
+
+impl Default for LowerOptions {
+    fn default() -> LowerOptions {
+        LowerOptions { conv: ConvLowering::default(), gemm: GemmLowering::default(), fuse: true }
+    }
 }
 
 /// Lowers `function` of `module`, specialized to `bindings`, to a plan.
@@ -93,6 +106,7 @@ pub fn lower_to_kernels_with(
         next_acc: 0,
         options,
         transposed: transposed_views(f),
+        inlined: if options.fuse { crate::fuse_elementwise::inlined_nodes(f) } else { vec![false; f.graph.len()] },
     };
     l.assign_buffers();
     for (id, node) in f.graph.nodes() {
@@ -123,6 +137,18 @@ struct Lowering<'a> {
     /// only by matrix products: no kernel, the products read their operand
     /// transposed through strides.
     transposed: Vec<bool>,
+    /// Values computed inside the kernels that use them (no buffer, no
+    /// kernel of their own); see `fuse_elementwise`.
+    inlined: Vec<bool>,
+}
+
+/// Where an inline expression is evaluated: at element `Flat(i)` of a
+/// value laid out like the kernel's output (same shape), or at one index
+/// per axis of the value's own shape.
+#[derive(Clone, Debug)]
+enum At {
+    Flat(Affine),
+    Axes(Vec<Affine>),
 }
 
 /// Whether `perm` swaps the last two axes and keeps the others.
@@ -202,6 +228,8 @@ impl Lowering<'_> {
                 },
                 Op::Reshape { .. } | Op::StopGradient => self.node_buffer[node.args[0].index()],
                 Op::Permute { .. } if self.transposed[id.index()] => self.node_buffer[node.args[0].index()],
+                // Never read through a buffer (`value_of` computes it).
+                _ if self.inlined[id.index()] => BufferId(u32::MAX),
                 _ => self.new_buffer(BufferRole::Temp, dtype, len),
             };
             self.node_buffer.push(buffer);
@@ -262,14 +290,115 @@ impl Lowering<'_> {
         Self::nest(&vars, out_shape, vec![store])
     }
 
-    /// A kernel body storing `value(i)` at every element `i` of `out`, when
-    /// every operand has the output's shape: one flat parallel loop, marked
-    /// for four f32 lanes.
-    fn flat(&mut self, out: BufferId, len: u64, dtype: DType, value: impl FnOnce(Affine) -> KExpr) -> Vec<KStmt> {
-        let i = self.vars(1)[0];
-        let store = KStmt::Store { buffer: out, index: Affine::var(i), value: value(Affine::var(i)) };
-        let vector = if dtype == DType::F32 && len >= 4 { 4 } else { 1 };
-        vec![KStmt::For { var: i, extent: len, parallel: true, vector, body: vec![store] }]
+    /// The kernel of an elementwise node, computing it and every value
+    /// inlined into it: one flat loop when all of them have its shape, a
+    /// loop per axis (the innermost asking for four lanes) when a broadcast
+    /// or an iota needs per-axis indices.
+    fn fused_elementwise(
+        &mut self,
+        id: NodeId,
+        out: BufferId,
+        shape: &[u64],
+        dtype: DType,
+    ) -> Result<Vec<KStmt>, LowerError> {
+        if !self.needs_axes(id) {
+            let i = self.vars(1)[0];
+            let value = self.expr_of(id, &At::Flat(Affine::var(i)))?;
+            let len = numel(shape);
+            let vector = if dtype == DType::F32 && len >= 4 { 4 } else { 1 };
+            let store = KStmt::Store { buffer: out, index: Affine::var(i), value };
+            return Ok(vec![KStmt::For { var: i, extent: len, parallel: true, vector, body: vec![store] }]);
+        }
+        let vars = self.vars(shape.len());
+        let value = self.expr_of(id, &At::Axes(vars.iter().map(|&v| Affine::var(v)).collect()))?;
+        let store = KStmt::Store { buffer: out, index: row_major(&vars, &strides(shape)), value };
+        let mut body = Self::nest(&vars, shape, vec![store]);
+        if dtype == DType::F32 && shape.last().is_some_and(|&d| d >= 4) {
+            let mut level = &mut body;
+            while let Some(KStmt::For { body: inner, vector, .. }) = level.first_mut() {
+                if matches!(inner.first(), Some(KStmt::For { .. })) {
+                    level = inner;
+                } else {
+                    *vector = 4;
+                    break;
+                }
+            }
+        }
+        Ok(body)
+    }
+
+    /// Whether computing `id` with what is inlined into it needs per-axis
+    /// indices (a broadcast or an iota among them).
+    fn needs_axes(&self, id: NodeId) -> bool {
+        let node = self.f.graph.node(id);
+        matches!(node.op, Op::Broadcast { .. } | Op::Iota { .. })
+            || node.args.iter().any(|&a| self.inlined[a.index()] && self.needs_axes(a))
+    }
+
+    /// The value of `node` at `at`: loaded from its buffer, or computed
+    /// inline when it is inlined.
+    fn value_of(&mut self, node: NodeId, at: &At) -> Result<KExpr, LowerError> {
+        if self.inlined[node.index()] {
+            return self.expr_of(node, at);
+        }
+        let buffer = self.node_buffer[node.index()];
+        Ok(load(buffer, self.element(node, at)))
+    }
+
+    /// The row-major element index of `at` in `node`'s shape.
+    fn element(&self, node: NodeId, at: &At) -> Affine {
+        match at {
+            At::Flat(i) => i.clone(),
+            At::Axes(axes) => {
+                let s = strides(&self.shapes[node.index()]);
+                axes.iter().zip(&s).fold(Affine::default(), |acc, (a, &st)| {
+                    a.terms.iter().fold(acc.plus(a.constant * st), |acc, &(v, c)| acc.plus_term(v, c * st))
+                })
+            }
+        }
+    }
+
+    /// The expression computing elementwise `node` at `at`, its operands
+    /// loaded or computed inline.
+    fn expr_of(&mut self, id: NodeId, at: &At) -> Result<KExpr, LowerError> {
+        let node = self.f.graph.node(id);
+        let args = node.args.clone();
+        let operand = |l: &mut Self, k: usize| l.value_of(args[k], at).map(Box::new);
+        Ok(match &node.op {
+            Op::Constant { value, dtype, .. } => KExpr::Const { value: *value, dtype: *dtype },
+            Op::DimValue { symbol } => {
+                let value =
+                    self.bindings.get(symbol).copied().ok_or_else(|| LowerError::Unbound(symbol.to_string()))?;
+                KExpr::Const { value: Literal::Int(value as i64), dtype: DType::I64 }
+            }
+            Op::Iota { axis, dtype, .. } => match at {
+                At::Axes(axes) => KExpr::Index { index: axes[*axis].clone(), dtype: *dtype },
+                At::Flat(_) => return Err(LowerError::Invalid("an iota needs per-axis indices".into())),
+            },
+            Op::RandomBits { stream, dtype, .. } => KExpr::RandomBits {
+                key: Box::new(self.value_of(args[0], &At::Flat(Affine::constant(0)))?),
+                stream: *stream,
+                counter: self.element(id, at),
+                dtype: *dtype,
+            },
+            Op::Unary(u) => KExpr::Unary(*u, operand(self, 0)?),
+            Op::Binary(b) => KExpr::Binary(*b, operand(self, 0)?, operand(self, 1)?),
+            Op::Compare(c) => KExpr::Compare(*c, operand(self, 0)?, operand(self, 1)?),
+            Op::Select => KExpr::Select(operand(self, 0)?, operand(self, 1)?, operand(self, 2)?),
+            Op::Cast { to } => KExpr::Cast(*to, operand(self, 0)?),
+            Op::Broadcast { .. } => {
+                let At::Axes(axes) = at else {
+                    return Err(LowerError::Invalid("a broadcast needs per-axis indices".into()));
+                };
+                let from = self.shapes[args[0].index()].clone();
+                let offset = axes.len() - from.len();
+                let inner = (0..from.len())
+                    .map(|j| if from[j] == 1 { Affine::constant(0) } else { axes[offset + j].clone() })
+                    .collect();
+                self.value_of(args[0], &At::Axes(inner))?
+            }
+            op => return Err(LowerError::Invalid(format!("{} is not elementwise", kiln_ir::mnemonic(op)))),
+        })
     }
 
     fn node(&mut self, id: NodeId, op: &Op) -> Result<Vec<KStmt>, LowerError> {
@@ -278,65 +407,20 @@ impl Lowering<'_> {
         let shape = self.shapes[id.index()].clone();
         let arg = |k: usize| node.args[k];
         let buf = |l: &Self, k: usize| l.node_buffer[arg(k).index()];
-        let same = |vars: &[VarId]| row_major(vars, &strides(&shape));
-        let (len, dtype) = (numel(&shape), node.ty.dtype);
+        let dtype = node.ty.dtype;
         Ok(match op {
             Op::Input { .. } | Op::Param { .. } | Op::Reshape { .. } | Op::StopGradient => Vec::new(),
-            Op::Constant { value, dtype, .. } => {
-                self.flat(out, len, *dtype, |_| KExpr::Const { value: *value, dtype: *dtype })
-            }
-            Op::DimValue { symbol } => {
-                let value =
-                    self.bindings.get(symbol).copied().ok_or_else(|| LowerError::Unbound(symbol.to_string()))?;
-                self.elementwise(out, &shape, |_| KExpr::Const { value: Literal::Int(value as i64), dtype: DType::I64 })
-            }
-            Op::Iota { axis, dtype, .. } => {
-                let axis = *axis;
-                self.elementwise(out, &shape, |v| KExpr::Index { index: Affine::var(v[axis]), dtype: *dtype })
-            }
-            Op::RandomBits { stream, dtype, .. } => {
-                let key = buf(self, 0);
-                let (stream, dtype) = (*stream, *dtype);
-                self.elementwise(out, &shape, |v| KExpr::RandomBits {
-                    key: Box::new(load(key, Affine::constant(0))),
-                    stream,
-                    counter: same(v),
-                    dtype,
-                })
-            }
-            Op::Unary(u) => {
-                let a = buf(self, 0);
-                self.flat(out, len, dtype, |i| KExpr::Unary(*u, Box::new(load(a, i))))
-            }
-            Op::Binary(b) => {
-                let (x, y) = (buf(self, 0), buf(self, 1));
-                self.flat(out, len, dtype, |i| KExpr::Binary(*b, Box::new(load(x, i.clone())), Box::new(load(y, i))))
-            }
-            Op::Compare(c) => {
-                let (x, y) = (buf(self, 0), buf(self, 1));
-                self.flat(out, len, dtype, |i| KExpr::Compare(*c, Box::new(load(x, i.clone())), Box::new(load(y, i))))
-            }
-            Op::Select => {
-                let (c, x, y) = (buf(self, 0), buf(self, 1), buf(self, 2));
-                self.flat(out, len, dtype, |i| {
-                    KExpr::Select(Box::new(load(c, i.clone())), Box::new(load(x, i.clone())), Box::new(load(y, i)))
-                })
-            }
-            Op::Cast { to } => {
-                let a = buf(self, 0);
-                self.flat(out, len, dtype, |i| KExpr::Cast(*to, Box::new(load(a, i))))
-            }
-            Op::Broadcast { .. } => {
-                let (a, from) = (buf(self, 0), self.shapes[arg(0).index()].clone());
-                let offset = shape.len() - from.len();
-                let from_strides = strides(&from);
-                self.elementwise(out, &shape, |v| {
-                    let index = (0..from.len()).fold(Affine::default(), |acc, j| {
-                        if from[j] == 1 { acc } else { acc.plus_term(v[offset + j], from_strides[j]) }
-                    });
-                    load(a, index)
-                })
-            }
+            _ if self.inlined[id.index()] => Vec::new(),
+            Op::Constant { .. }
+            | Op::DimValue { .. }
+            | Op::Iota { .. }
+            | Op::RandomBits { .. }
+            | Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Compare(_)
+            | Op::Select
+            | Op::Cast { .. }
+            | Op::Broadcast { .. } => self.fused_elementwise(id, out, &shape, dtype)?,
             Op::Permute { .. } if self.transposed[id.index()] => Vec::new(),
             Op::Permute { perm } => {
                 let (a, from) = (buf(self, 0), self.shapes[arg(0).index()].clone());
@@ -384,8 +468,8 @@ impl Lowering<'_> {
                 body
             }
             Op::Reduce { kind, axes, .. } => {
-                let (a, from) = (buf(self, 0), self.shapes[arg(0).index()].clone());
-                self.reduce(*kind, a, &from, axes, out, node.ty.dtype)
+                let from = self.shapes[arg(0).index()].clone();
+                self.reduce(*kind, arg(0), &from, axes, out, node.ty.dtype)?
             }
             Op::MatMul => {
                 let transposed = [self.transposed[arg(0).index()], self.transposed[arg(1).index()]];
@@ -480,12 +564,12 @@ impl Lowering<'_> {
     fn reduce(
         &mut self,
         kind: ReduceKind,
-        a: BufferId,
+        a: NodeId,
         from: &[u64],
         axes: &[usize],
         out: BufferId,
         dtype: DType,
-    ) -> Vec<KStmt> {
+    ) -> Result<Vec<KStmt>, LowerError> {
         let kept: Vec<usize> = (0..from.len()).filter(|k| !axes.contains(k)).collect();
         let outer = self.vars(kept.len());
         let inner = self.vars(axes.len());
@@ -497,7 +581,7 @@ impl Lowering<'_> {
             all[axis] = inner[k];
         }
         let acc = self.acc();
-        let read = load(a, row_major(&all, &strides(from)));
+        let read = self.value_of(a, &At::Axes(all.iter().map(|&v| Affine::var(v)).collect()))?;
         let kept_shape: Vec<u64> = kept.iter().map(|&k| from[k]).collect();
         let reduced_shape: Vec<u64> = axes.iter().map(|&k| from[k]).collect();
         let mut body = vec![KStmt::AccInit { acc, dtype, kind }];
@@ -507,7 +591,7 @@ impl Lowering<'_> {
             index: row_major(&outer, &strides(&kept_shape)),
             value: KExpr::Acc(acc),
         });
-        Self::nest(&outer, &kept_shape, body)
+        Ok(Self::nest(&outer, &kept_shape, body))
     }
 
     /// Loops without parallelism around one accumulator update; the
