@@ -137,9 +137,8 @@ fn step(example: &str, backend: Backend) -> f64 {
     t.as_secs_f64() * 1e3
 }
 
-/// The compiled training step of an example at batch 256 on prepared
-/// buffers: the generated code alone, in milliseconds.
-fn step_kernels(example: &str) -> f64 {
+/// An example's training step at batch 256: its plan, compiled.
+fn compiled_step(example: &str) -> (kiln_ir::kernel::Plan, kiln_codegen::CompiledPlan) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(example);
     let compiled = kiln::compile_file(&path, &Options::default(), Style::Plain).expect("compiles");
     let m = kiln::with_train_step(&compiled).expect("a training step");
@@ -147,6 +146,13 @@ fn step_kernels(example: &str) -> f64 {
     bindings.insert(Symbol::new("N"), 256);
     let plan = kiln_passes::lower_to_kernels(&m, "train_step", &bindings).expect("lowers");
     let compiled = kiln_codegen::compile_plan(&plan).expect("compiles");
+    (plan, compiled)
+}
+
+/// The compiled training step of an example at batch 256 on prepared
+/// buffers: the generated code alone, in milliseconds.
+fn step_kernels(example: &str) -> f64 {
+    let (plan, compiled) = compiled_step(example);
     let mut buffers: Vec<kiln_codegen::HostBuffer> = plan
         .buffers
         .iter()
@@ -166,13 +172,7 @@ fn step_kernels(example: &str) -> f64 {
 /// Where the compiled MLP training step spends its time: each kernel's
 /// total over 50 runs, largest first.
 fn profile(example: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(example);
-    let compiled = kiln::compile_file(&path, &Options::default(), Style::Plain).expect("compiles");
-    let m = kiln::with_train_step(&compiled).expect("a training step");
-    let mut bindings = Bindings::new();
-    bindings.insert(Symbol::new("N"), 256);
-    let plan = kiln_passes::lower_to_kernels(&m, "train_step", &bindings).expect("lowers");
-    let compiled = kiln_codegen::compile_plan(&plan).expect("compiles");
+    let (_, compiled) = compiled_step(example);
     let mut arena = compiled.arena();
     let mut totals: Vec<(String, Duration)> = Vec::new();
     for run in 0..51 {

@@ -42,6 +42,12 @@ fn ok(o: &Output, what: &str) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Compiles and links C sources in `dir` with the library: `cc ARGS -lm -lpthread`.
+fn cc(dir: &Path, args: &[&str]) {
+    let o = Command::new("cc").args(args).args(["-lm", "-lpthread"]).current_dir(dir).output().expect("cc runs");
+    ok(&o, "cc");
+}
+
 fn module_of(path: &str) -> Module {
     let compiled = kiln::compile_file(&root().join(path), &Options::default(), Style::Plain).unwrap();
     if compiled.train.is_some() { kiln::with_train_step(&compiled).unwrap() } else { compiled.module }
@@ -146,12 +152,7 @@ fn compare_with_jit(path: &str, function: &str, compiled: u64, n: u64) {
     for (k, t) in inputs.iter().enumerate() {
         std::fs::write(dir.join(format!("in{k}.bin")), bytes(t)).unwrap();
     }
-    let cc = Command::new("cc")
-        .args(["-O1", "main.c", &format!("lib{lib}.a"), "-lm", "-lpthread", "-o", "main"])
-        .current_dir(&dir)
-        .output()
-        .expect("cc runs");
-    ok(&cc, "cc");
+    cc(&dir, &["-O1", "main.c", &format!("lib{lib}.a"), "-o", "main"]);
     ok(&Command::new(dir.join("main")).current_dir(&dir).output().unwrap(), &format!("{path} {function}"));
     let jit = kiln::jit::Jit::new(&module);
     let expected = jit.run(function, &inputs, &params).unwrap();
@@ -229,9 +230,7 @@ int main(void) {
 }
 "#;
     std::fs::write(dir.join("main.c"), program).unwrap();
-    let cc =
-        Command::new("cc").args(["main.c", "libmlp.a", "-lm", "-lpthread", "-o", "main"]).current_dir(&dir).output();
-    ok(&cc.expect("cc runs"), "cc");
+    cc(&dir, &["main.c", "libmlp.a", "-o", "main"]);
     let printed = ok(&Command::new(dir.join("main")).output().unwrap(), "main");
     assert_eq!(printed.trim(), "0 1 1 1 2 2 2 0", "OK, NULL_ARGUMENT x3, BAD_SIZE x3, OK");
 }
@@ -276,9 +275,7 @@ int main(void) {
 }
 "#;
     std::fs::write(dir.join("main.c"), program).unwrap();
-    let cc =
-        Command::new("cc").args(["main.c", "libmlp.a", "-lm", "-lpthread", "-o", "main"]).current_dir(&dir).output();
-    ok(&cc.expect("cc runs"), "cc");
+    cc(&dir, &["main.c", "libmlp.a", "-o", "main"]);
     assert_eq!(ok(&Command::new(dir.join("main")).output().unwrap(), "main").trim(), "same");
 }
 
@@ -348,13 +345,8 @@ fn trained_library() -> (PathBuf, String) {
         ]),
         "build",
     );
-    let cc = Command::new("cc")
-        .args(["-O2", "-I", &d, "examples/c/classify.c", &format!("{d}/libmlp.a"), "-lm", "-lpthread", "-o"])
-        .arg(dir.join("classify"))
-        .current_dir(root())
-        .output()
-        .expect("cc runs");
-    ok(&cc, "cc examples/c/classify.c");
+    let classify = dir.join("classify").display().to_string();
+    cc(root(), &["-O2", "-I", &d, "examples/c/classify.c", &format!("{d}/libmlp.a"), "-o", &classify]);
     (dir, accuracy)
 }
 

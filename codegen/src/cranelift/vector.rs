@@ -14,7 +14,7 @@
 //! remaining ones.
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{InstBuilder, MemFlagsData, Value, types};
+use cranelift_codegen::ir::{Block, InstBuilder, MemFlagsData, Value, types};
 use cranelift_frontend::Variable;
 use kiln_ir::kernel::{Affine, KExpr, KStmt, VarId};
 use kiln_ir::{BinaryOp, DType, Literal, ReduceKind, UnaryOp};
@@ -75,23 +75,7 @@ impl KernelBuilder<'_, '_> {
         self.b.def_var(counter, start);
         self.enter_loop(body)?;
         self.bind_var(var, counter);
-        let (header, wide, tail_header, tail, exit) = (
-            self.b.create_block(),
-            self.b.create_block(),
-            self.b.create_block(),
-            self.b.create_block(),
-            self.b.create_block(),
-        );
-        self.b.ins().jump(header, &[]);
-
-        self.b.switch_to_block(header);
-        let i = self.b.use_var(counter);
-        let next = self.b.ins().iadd_imm_s(i, LANES);
-        let fits = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, next, end);
-        self.b.ins().brif(fits, wide, &[], tail_header, &[]);
-
-        self.b.switch_to_block(wide);
-        self.b.seal_block(wide);
+        let (header, tail_header) = self.wide_steps(counter, end, LANES);
         let v = self.vector_expr(var, value)?;
         let address = self.address(*buffer, index)?;
         self.b.ins().store(MemFlagsData::new().with_notrap(), v, address, 0);
@@ -101,11 +85,38 @@ impl KernelBuilder<'_, '_> {
         self.b.ins().jump(header, &[]);
         self.b.seal_block(header);
 
+        self.scalar_rest(tail_header, counter, end, body)?;
+        self.unbind_var(var);
+        self.leave_loop();
+        Ok(())
+    }
+
+    /// Opens a loop taking `step` elements while they all fit below `end`:
+    /// jumps to its header, leaves the builder in its body, and returns the
+    /// header (the body jumps back to it, then seals it) and the block
+    /// reached when fewer than `step` elements remain.
+    fn wide_steps(&mut self, counter: Variable, end: Value, step: i64) -> (Block, Block) {
+        let (header, wide, rest) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(header);
+        let i = self.b.use_var(counter);
+        let next = self.b.ins().iadd_imm_s(i, step);
+        let fits = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, next, end);
+        self.b.ins().brif(fits, wide, &[], rest, &[]);
+        self.b.switch_to_block(wide);
+        self.b.seal_block(wide);
+        (header, rest)
+    }
+
+    /// The scalar loop finishing a widened one: `body` for each element
+    /// from `counter` up to `end`, entered through `tail_header` (which the
+    /// caller branches to); leaves the builder after the loop.
+    fn scalar_rest(&mut self, tail_header: Block, counter: Variable, end: Value, body: &[KStmt]) -> Gen<()> {
+        let (tail, exit) = (self.b.create_block(), self.b.create_block());
         self.b.switch_to_block(tail_header);
         let i = self.b.use_var(counter);
         let more = self.b.ins().icmp(IntCC::SignedLessThan, i, end);
         self.b.ins().brif(more, tail, &[], exit, &[]);
-
         self.b.switch_to_block(tail);
         self.b.seal_block(tail);
         self.stmt_list(body)?;
@@ -114,11 +125,8 @@ impl KernelBuilder<'_, '_> {
         self.b.def_var(counter, next);
         self.b.ins().jump(tail_header, &[]);
         self.b.seal_block(tail_header);
-
         self.b.switch_to_block(exit);
         self.b.seal_block(exit);
-        self.unbind_var(var);
-        self.leave_loop();
         Ok(())
     }
 
@@ -231,17 +239,7 @@ impl KernelBuilder<'_, '_> {
         // The element the loop variable names inside one unrolled step.
         let element = self.b.declare_var(types::I64);
         self.bind_var(var, element);
-        let (header, wide, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
-        self.b.ins().jump(header, &[]);
-
-        self.b.switch_to_block(header);
-        let i = self.b.use_var(counter);
-        let next = self.b.ins().iadd_imm_s(i, step);
-        let fits = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, next, end);
-        self.b.ins().brif(fits, wide, &[], done, &[]);
-
-        self.b.switch_to_block(wide);
-        self.b.seal_block(wide);
+        let (header, done) = self.wide_steps(counter, end, step);
         for (u, &a) in accs.iter().enumerate() {
             let i = self.b.use_var(counter);
             let at = self.b.ins().iadd_imm_s(i, LANES * u as i64);
@@ -291,23 +289,10 @@ impl KernelBuilder<'_, '_> {
         self.unbind_var(var);
 
         // The rest, one element at a time, continuing from the counter.
-        let (tail_header, tail, exit) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        let tail_header = self.b.create_block();
         self.bind_var(var, counter);
         self.b.ins().jump(tail_header, &[]);
-        self.b.switch_to_block(tail_header);
-        let i = self.b.use_var(counter);
-        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, end);
-        self.b.ins().brif(more, tail, &[], exit, &[]);
-        self.b.switch_to_block(tail);
-        self.b.seal_block(tail);
-        self.stmt_list(body)?;
-        let i = self.b.use_var(counter);
-        let next = self.b.ins().iadd_imm_s(i, 1);
-        self.b.def_var(counter, next);
-        self.b.ins().jump(tail_header, &[]);
-        self.b.seal_block(tail_header);
-        self.b.switch_to_block(exit);
-        self.b.seal_block(exit);
+        self.scalar_rest(tail_header, counter, end, body)?;
         self.unbind_var(var);
         self.leave_loop();
         Ok(())
