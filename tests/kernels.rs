@@ -371,6 +371,39 @@ fn elementwise_fusion() {
     }
 }
 
+/// The vectorized `exp` against the correctly rounded f32 of f64's `exp`:
+/// within 2 ulp over a sweep of [-120, 100] (subnormal results within 2
+/// units of the smallest subnormal), and exact on NaN, infinities and zero.
+#[test]
+fn vector_exp_is_within_two_ulp() {
+    let mut xs: Vec<f32> = (0..220_000).map(|i| -120.0 + i as f32 * 0.001).collect();
+    xs.extend([f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 1e-30, -1e-30, 88.72, 88.73, -103.9, -104.0]);
+    let n = xs.len() - xs.len() % 4;
+    xs.truncate(n);
+    let text = format!(
+        "func f(x: f32[{n}]) -> (f32[{n}]) {{\n  %0: f32[{n}] = input 0\n  %1: f32[{n}] = exp %0\n  return %1\n}}\n"
+    );
+    let module = kiln_ir::parse_module(&text).unwrap();
+    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    let inputs = vec![Tensor::from_f32(&[n], &xs)];
+    let out = run_jit(&plan, &inputs, &kiln_ir::interp::Params::new()).unwrap();
+    let got = values(&out[0]);
+    for (x, y) in xs.iter().zip(got) {
+        let want = f64::from(*x).exp() as f32;
+        let y = y as f32;
+        if want.is_nan() {
+            assert!(y.is_nan(), "exp({x}) = {y}, not NaN");
+        } else if want == 0.0 || want.is_infinite() {
+            assert_eq!(y, want, "exp({x})");
+        } else if want < f32::MIN_POSITIVE {
+            assert!((y - want).abs() <= 2.0 * 1.4e-45, "exp({x}) = {y:e}, want {want:e}");
+        } else {
+            let ulps = (y.to_bits() as i64 - want.to_bits() as i64).abs();
+            assert!(ulps <= 2, "exp({x}) = {y:e}, want {want:e}: {ulps} ulp");
+        }
+    }
+}
+
 #[test]
 fn unbound_symbols_are_an_error() {
     let module = with_step("examples/mlp.kiln");

@@ -12,8 +12,8 @@
 //! they start (`hoist.rs`); loops marked `vector 4` whose body is one f32
 //! store are widened to f32x4, and f32 reductions to four f32x4
 //! accumulators (`vector.rs`); `a * b + c` is a fused multiply-add where
-//! the host has FMA. Random bits are computed inline; transcendental
-//! functions and GEMM are calls into `runtime.rs`, registered as JIT
+//! the host has FMA. Random bits and vectorized `exp` are computed inline;
+//! other transcendental functions and GEMM are calls into `runtime.rs`, registered as JIT
 //! symbols, so no symbol is left for the dynamic loader to find.
 
 mod expr;

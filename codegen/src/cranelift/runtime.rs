@@ -1,5 +1,6 @@
 //! Functions compiled kernels call: transcendental functions (computed in
-//! f64 and rounded, exactly as the reference interpreter does) and GEMM
+//! f64 and rounded, exactly as the reference interpreter does; `exp` of f32
+//! vectors is computed inline instead, see `vector.rs`) and GEMM
 //! (matrixmultiply, with its own threads). Each is registered as a JIT
 //! symbol under the name the code generator calls it by.
 
