@@ -299,14 +299,14 @@ impl KernelBuilder<'_, '_> {
         Ok(())
     }
 
-    /// `exp` of four f32 lanes without leaving the vector unit: `x = n ln 2
-    /// + r` with `n` the nearest integer to `x / ln 2` (Cody-Waite, two
-    /// parts of ln 2), `e^r` by its Taylor polynomial to degree 7 (|r| at
-    /// most ln 2 / 2, truncation below 6e-9 relative) in Horner form, then
-    /// scaled by `2^n` in two factors so results down to the subnormals
-    /// round once. `x` is clamped to [-110, 89] first, past which the f32
-    /// result is 0 or infinity anyway; NaN stays NaN. Within 2 ulp of the
-    /// interpreter's correctly rounded value (tested on a sweep).
+    /// `exp` of four f32 lanes without leaving the vector unit. With `n` the
+    /// nearest integer to `x / ln 2` and `r = x - n ln 2` (Cody-Waite, two
+    /// parts of ln 2), `e^r` comes from its Taylor polynomial to degree 7
+    /// (|r| at most ln 2 / 2, truncation below 6e-9 relative) in Horner
+    /// form, then is scaled by `2^n` in two factors so that results down to
+    /// the subnormals round once. `x` is clamped to [-110, 89] first, past
+    /// which the f32 result is 0 or infinity anyway; NaN stays NaN. Within
+    /// 2 ulp of the interpreter's correctly rounded value (tested on a sweep).
     fn vector_exp(&mut self, x: Value) -> Value {
         let splat = |k: &mut Self, c: f32| {
             let c = k.b.ins().f32const(c);
