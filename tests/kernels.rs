@@ -404,6 +404,52 @@ fn vector_exp_is_within_two_ulp() {
     }
 }
 
+/// Selects widened to f32x4: conditions loaded as bools (moving along the
+/// loop or broadcast across it) and every comparison computed as a lane
+/// mask, with NaNs, on a length with a scalar tail.
+#[test]
+fn widened_selects_agree() {
+    let mut ops = String::new();
+    let mut outputs = vec!["%4".to_string(), "%7".to_string()];
+    for (k, cmp) in ["eq", "ne", "lt", "le", "gt", "ge"].iter().enumerate() {
+        let (c, r) = (8 + 2 * k, 9 + 2 * k);
+        ops += &format!("  %{c}: bool[3, 37] = {cmp} %0, %1\n  %{r}: f32[3, 37] = select %{c}, %0, %1\n");
+        outputs.push(format!("%{r}"));
+    }
+    let types = vec!["f32[3, 37]"; outputs.len()].join(", ");
+    let text = format!(
+        "func f(x: f32[3, 37], y: f32[3, 37], c: bool[3, 37], s: bool[3, 1]) -> ({types}) {{
+  %0: f32[3, 37] = input 0
+  %1: f32[3, 37] = input 1
+  %2: bool[3, 37] = input 2
+  %3: bool[3, 1] = input 3
+  %4: f32[3, 37] = select %2, %0, %1
+  %5: bool[3, 37] = broadcast %3
+  %6: f32[3, 37] = neg %0
+  %7: f32[3, 37] = select %5, %6, %1
+{ops}  return {}
+}}
+",
+        outputs.join(", ")
+    );
+    let module = kiln_ir::parse_module(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    let clif = kiln_codegen::clif_text(&plan).unwrap();
+    assert_eq!(clif.matches("bitselect").count(), 8, "every select is widened:\n{clif}");
+    let xs: Vec<f32> = (0..111).map(|i| if i % 13 == 0 { f32::NAN } else { (i as f32 * 0.7).sin() }).collect();
+    let ys: Vec<f32> = (0..111).map(|i| if i % 17 == 0 { f32::NAN } else { (i as f32 * 0.3).cos() * 0.9 }).collect();
+    let inputs = vec![
+        Tensor::from_f32(&[3, 37], &xs),
+        Tensor::from_f32(&[3, 37], &ys),
+        Tensor::bool(ArrayD::from_shape_fn(IxDyn(&[3, 37]), |i| (i[0] + i[1]) % 3 == 0)),
+        Tensor::bool(ArrayD::from_shape_fn(IxDyn(&[3, 1]), |i| i[0] == 1)),
+    ];
+    let params = kiln_ir::interp::Params::new();
+    let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
+    let jitted = run_jit(&plan, &inputs, &params).unwrap();
+    compare("f", "JIT", &jitted, &expected, 0.0, &plan.to_string());
+}
+
 #[test]
 fn unbound_symbols_are_an_error() {
     let module = with_step("examples/mlp.kiln");

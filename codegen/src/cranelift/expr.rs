@@ -262,8 +262,9 @@ impl KernelBuilder<'_, '_> {
         self.b.ins().select(zero, z, by_minus_one)
     }
 
-    fn compare(&mut self, op: CompareOp, x: Value, y: Value) -> Value {
-        if self.b.func.dfg.value_type(x).is_float() {
+    /// `x op y` for scalars, or lane by lane for vectors (a mask).
+    pub(crate) fn compare(&mut self, op: CompareOp, x: Value, y: Value) -> Value {
+        if self.b.func.dfg.value_type(x).lane_type().is_float() {
             let cc = match op {
                 CompareOp::Eq => FloatCC::Equal,
                 CompareOp::Ne => FloatCC::NotEqual,

@@ -8,7 +8,9 @@
 //! A loop is widened when its body is one store of an f32 expression whose
 //! loads and store move along the loop (coefficient 1: a vector load) or
 //! stand still (coefficient 0: a scalar load splatted to every lane), built
-//! from arithmetic Cranelift has vector forms of; `exp` is computed in the
+//! from arithmetic Cranelift has vector forms of and selects whose
+//! condition is a comparison of such values or a load of bools (a lane
+//! mask either way); `exp` is computed in the
 //! vector unit (`vector_exp`, within 2 ulp of the interpreter), the other
 //! transcendental functions are called lane by lane. Anything else runs as scalar code. The widened
 //! loop takes four elements per iteration and a scalar loop finishes the
@@ -27,6 +29,11 @@ const LANES: i64 = 4;
 /// Independent vector accumulators of a widened reduction: enough to hide
 /// the latency of a vector add (4 cycles) behind the loads.
 const ACCUMULATORS: usize = 4;
+
+/// Memory flags for reinterpreting vector lanes (the lane order is fixed).
+fn little_endian() -> MemFlagsData {
+    MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little)
+}
 
 /// The coefficient of `var` in `a`.
 fn coefficient(a: &Affine, var: VarId) -> i64 {
@@ -55,6 +62,21 @@ impl KernelBuilder<'_, '_> {
                 !matches!(op, BinaryOp::And | BinaryOp::Or)
                     && self.widenable_expr(var, a)
                     && self.widenable_expr(var, b)
+            }
+            KExpr::Select(c, a, b) => {
+                self.widenable_mask(var, c) && self.widenable_expr(var, a) && self.widenable_expr(var, b)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a bool expression can be computed as a lane mask: a
+    /// comparison of widenable f32 values, or a load of bools.
+    fn widenable_mask(&self, var: VarId, e: &KExpr) -> bool {
+        match e {
+            KExpr::Compare(_, a, b) => self.widenable_expr(var, a) && self.widenable_expr(var, b),
+            KExpr::Load { buffer, index } => {
+                self.dtype(*buffer) == Ok(DType::Bool) && matches!(coefficient(index, var), 0 | 1)
             }
             _ => false,
         }
@@ -189,7 +211,41 @@ impl KernelBuilder<'_, '_> {
                     BinaryOp::And | BinaryOp::Or => return Err(format!("{op:?} is not widened")),
                 })
             }
+            KExpr::Select(c, a, b) => {
+                let mask = self.vector_mask(var, c)?;
+                let (x, y) = (self.vector_expr(var, a)?, self.vector_expr(var, b)?);
+                let mask = self.b.ins().bitcast(types::F32X4, little_endian(), mask);
+                Ok(self.b.ins().bitselect(mask, x, y))
+            }
             _ => Err("this expression is not widened".into()),
+        }
+    }
+
+    /// A bool expression as four i32 lanes, all ones where true.
+    fn vector_mask(&mut self, var: VarId, e: &KExpr) -> Gen<Value> {
+        match e {
+            KExpr::Compare(op, a, b) => {
+                let (x, y) = (self.vector_expr(var, a)?, self.vector_expr(var, b)?);
+                Ok(self.compare(*op, x, y))
+            }
+            KExpr::Load { buffer, index } if coefficient(index, var) == 1 => {
+                // Four bool bytes, widened to four i32 lanes.
+                let address = self.address(*buffer, index)?;
+                let word = self.b.ins().load(types::I32, MemFlagsData::new().with_notrap(), address, 0);
+                let v = self.b.ins().scalar_to_vector(types::I32X4, word);
+                let bytes = self.b.ins().bitcast(types::I8X16, little_endian(), v);
+                let halves = self.b.ins().swiden_low(bytes);
+                let words = self.b.ins().swiden_low(halves);
+                // Bools are 0 or 1: negated, 0 or all ones.
+                Ok(self.b.ins().ineg(words))
+            }
+            KExpr::Load { .. } => {
+                let byte = self.expr(e)?;
+                let word = self.b.ins().uextend(types::I32, byte);
+                let all = self.b.ins().ineg(word);
+                Ok(self.b.ins().splat(types::I32X4, all))
+            }
+            _ => Err("this condition is not widened".into()),
         }
     }
 
@@ -338,8 +394,7 @@ impl KernelBuilder<'_, '_> {
         for e in [half, rest] {
             let biased = self.b.ins().iadd(e, bias);
             let bits = self.b.ins().ishl_imm_u(biased, 23);
-            let flags = MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little);
-            let power = self.b.ins().bitcast(types::F32X4, flags, bits);
+            let power = self.b.ins().bitcast(types::F32X4, little_endian(), bits);
             result = self.b.ins().fmul(result, power);
         }
         result
