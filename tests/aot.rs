@@ -282,6 +282,24 @@ int main(void) {
 #[test]
 fn build_errors_are_clear() {
     let dir = scratch("errors").display().to_string();
+    let fails_with = |args: &[&str], message: &str| {
+        let o = kiln(args);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(String::from_utf8_lossy(&o.stderr).contains(message), "{args:?}: {o:?}");
+    };
+    let mlp = ["build", "examples/mlp.kiln", "--fn", "forward", "-o", &dir];
+    fails_with(&[&mlp[..], &["--bind", "N=0"]].concat(), "--bind N=0: compile for at least 1");
+    fails_with(&[&mlp[..], &["--bind", "N"]].concat(), "--bind `N` must be SYMBOL=VALUE, such as N=256");
+    fails_with(&[&mlp[..], &["--bind", "N=4", "--name", "9lives"]].concat(), "`9lives` cannot name a C library");
+    fails_with(
+        &["build", "examples/bad.kiln", "--fn", "forward", "--bind", "N=4", "-o", &dir],
+        "cannot read `examples/bad.kiln`",
+    );
+    // A program with errors is reported with its source, as `kiln check` does.
+    fails_with(
+        &["build", "tests/filetests/err/broadcast_mismatch.kiln", "--fn", "forward", "--bind", "N=4", "-o", &dir],
+        "broadcast_mismatch.kiln:4:47",
+    );
     let o = kiln(&["build", "examples/mlp.kiln", "--fn", "forward", "-o", &dir]);
     assert!(
         String::from_utf8_lossy(&o.stderr)

@@ -51,33 +51,21 @@ pub fn inlined_nodes(f: &Function) -> Vec<bool> {
     inlined
 }
 
+/// Ops computing each element from the same element of their operands.
+fn elementwise(op: &Op) -> bool {
+    matches!(op, Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::Cast { .. })
+}
+
 /// Ops whose value a kernel can compute at any index of its own.
 fn produces_inline(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Unary(_)
-            | Op::Binary(_)
-            | Op::Compare(_)
-            | Op::Select
-            | Op::Cast { .. }
-            | Op::Broadcast { .. }
-            | Op::Constant { .. }
-            | Op::Iota { .. }
-            | Op::DimValue { .. }
-            | Op::RandomBits { .. }
-    )
+    elementwise(op)
+        || matches!(
+            op,
+            Op::Broadcast { .. } | Op::Constant { .. } | Op::Iota { .. } | Op::DimValue { .. } | Op::RandomBits { .. }
+        )
 }
 
 /// Ops whose kernels can compute their operands inline.
 fn consumes_inline(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Unary(_)
-            | Op::Binary(_)
-            | Op::Compare(_)
-            | Op::Select
-            | Op::Cast { .. }
-            | Op::Broadcast { .. }
-            | Op::Reduce { .. }
-    )
+    elementwise(op) || matches!(op, Op::Broadcast { .. } | Op::Reduce { .. })
 }

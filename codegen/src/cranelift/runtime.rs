@@ -117,53 +117,38 @@ unsafe fn batched<T: Copy + Send + Sync>(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-extern "C" fn kiln_gemm_f32(
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    batch: i64,
-    m: i64,
-    n: i64,
-    k: i64,
-    rsa: i64,
-    bsa: i64,
-    csa: i64,
-    rsb: i64,
-    bsb: i64,
-    csb: i64,
-    rsc: i64,
-    bsc: i64,
-) {
-    // SAFETY: the kernel IR verifier proved every matrix inside its buffer.
-    unsafe {
-        batched(matrixmultiply::sgemm, 1.0, 0.0, a, b, c, [batch, m, n, k, rsa, bsa, csa, rsb, bsb, csb, rsc, bsc])
-    }
+/// `kiln_gemm_f32` and `kiln_gemm_f64`: what GEMM calls in generated code
+/// reach, with sizes and strides as `batched` takes them.
+macro_rules! gemm_entry {
+    ($name:ident, $t:ty, $gemm:path) => {
+        #[allow(clippy::too_many_arguments)]
+        extern "C" fn $name(
+            a: *const $t,
+            b: *const $t,
+            c: *mut $t,
+            batch: i64,
+            m: i64,
+            n: i64,
+            k: i64,
+            rsa: i64,
+            bsa: i64,
+            csa: i64,
+            rsb: i64,
+            bsb: i64,
+            csb: i64,
+            rsc: i64,
+            bsc: i64,
+        ) {
+            let dims = [batch, m, n, k, rsa, bsa, csa, rsb, bsb, csb, rsc, bsc];
+            // SAFETY: the kernel IR verifier proved every matrix inside its
+            // buffer and the result apart from the operands.
+            unsafe { batched($gemm, 1.0, 0.0, a, b, c, dims) }
+        }
+    };
 }
 
-#[allow(clippy::too_many_arguments)]
-extern "C" fn kiln_gemm_f64(
-    a: *const f64,
-    b: *const f64,
-    c: *mut f64,
-    batch: i64,
-    m: i64,
-    n: i64,
-    k: i64,
-    rsa: i64,
-    bsa: i64,
-    csa: i64,
-    rsb: i64,
-    bsb: i64,
-    csb: i64,
-    rsc: i64,
-    bsc: i64,
-) {
-    // SAFETY: as for `kiln_gemm_f32`.
-    unsafe {
-        batched(matrixmultiply::dgemm, 1.0, 0.0, a, b, c, [batch, m, n, k, rsa, bsa, csa, rsb, bsb, csb, rsc, bsc])
-    }
-}
+gemm_entry!(kiln_gemm_f32, f32, matrixmultiply::sgemm);
+gemm_entry!(kiln_gemm_f64, f64, matrixmultiply::dgemm);
 
 /// Makes every helper visible to the JIT.
 pub fn register(builder: &mut JITBuilder) {

@@ -88,14 +88,7 @@ impl KernelBuilder<'_, '_> {
         let [KStmt::Store { buffer, index, value }] = body else {
             return Err("only a single store can be widened".into());
         };
-        let counter = self.b.declare_var(types::I64);
-        let (start, end) = match bound {
-            Bound::Extent(extent) => {
-                (self.b.ins().iconst(types::I64, 0), self.b.ins().iconst(types::I64, extent as i64))
-            }
-            Bound::Range(lo, hi) => (lo, hi),
-        };
-        self.b.def_var(counter, start);
+        let (counter, end) = self.counter(bound);
         self.enter_loop(body)?;
         self.bind_var(var, counter);
         let (header, tail_header) = self.wide_steps(counter, end, LANES);
@@ -112,6 +105,19 @@ impl KernelBuilder<'_, '_> {
         self.unbind_var(var);
         self.leave_loop();
         Ok(())
+    }
+
+    /// A loop counter starting at the bound's start, and the bound's end.
+    fn counter(&mut self, bound: Bound) -> (Variable, Value) {
+        let counter = self.b.declare_var(types::I64);
+        let (start, end) = match bound {
+            Bound::Extent(extent) => {
+                (self.b.ins().iconst(types::I64, 0), self.b.ins().iconst(types::I64, extent as i64))
+            }
+            Bound::Range(lo, hi) => (lo, hi),
+        };
+        self.b.def_var(counter, start);
+        (counter, end)
     }
 
     /// Opens a loop taking `step` elements while they all fit below `end`:
@@ -272,14 +278,7 @@ impl KernelBuilder<'_, '_> {
         let (_, kind) = self.acc_kind(*acc).ok_or_else(|| format!("{acc} is not declared"))?;
         let scalar = self.acc_var(*acc).ok_or_else(|| format!("{acc} is not declared"))?;
         let step = LANES * ACCUMULATORS as i64;
-        let counter = self.b.declare_var(types::I64);
-        let (start, end) = match bound {
-            Bound::Extent(extent) => {
-                (self.b.ins().iconst(types::I64, 0), self.b.ins().iconst(types::I64, extent as i64))
-            }
-            Bound::Range(lo, hi) => (lo, hi),
-        };
-        self.b.def_var(counter, start);
+        let (counter, end) = self.counter(bound);
         self.enter_loop(body)?;
         let identity = match kind {
             ReduceKind::Sum => self.b.ins().f32const(0.0),
