@@ -4,6 +4,7 @@
 
 pub mod aot;
 pub mod jit;
+pub mod opt;
 pub mod train;
 
 use std::path::{Path, PathBuf};

@@ -36,6 +36,14 @@ enum Command {
         /// A value for a symbolic dimension, as SYMBOL=VALUE (for `kernels`).
         #[arg(long = "bind", value_name = "SYMBOL=VALUE")]
         binds: Vec<String>,
+        /// With `opt`: say for each kernel where it came from, which rules
+        /// made it, and why its result is materialized.
+        #[arg(long)]
+        explain: bool,
+        /// With `opt`: print kernels, bytes moved and flops before and after
+        /// optimization, and what the e-graph did, instead of the graph.
+        #[arg(long)]
+        stats: bool,
         #[arg(long)]
         model: Option<String>,
     },
@@ -142,6 +150,12 @@ enum Stage {
     /// The machine code the JIT makes of it, kernel by kernel (Cranelift's
     /// disassembly, after its optimizations).
     Asm,
+    /// The graph of `--fn` (default `train_step` when the file trains, else
+    /// `forward`) after equality saturation and fusion, kernel by kernel;
+    /// symbols not given with `--bind` are 256.
+    Opt,
+    /// Graphviz of that graph before and after optimization.
+    Dot,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -199,7 +213,10 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
             ));
             Ok(())
         }
-        Command::Emit { stage, file, function, binds, model } => {
+        Command::Emit { stage, file, function, binds, explain, stats, model } => {
+            if (explain || stats) && !matches!(stage, Stage::Opt) {
+                return Err(Error::Usage("--explain and --stats go with `kiln emit opt`".into()));
+            }
             let compiled = compile_file(&file, &Options { model, ..Options::default() }, style)?;
             let text = match stage {
                 Stage::Ir => match function {
@@ -214,6 +231,30 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
                 Stage::Step => {
                     let module = kiln::with_train_step(&compiled)?;
                     module.function("train_step").map(|f| f.to_string()).unwrap_or_default()
+                }
+                Stage::Opt | Stage::Dot => {
+                    let module = match compiled.train {
+                        Some(_) => kiln::with_train_step(&compiled)?,
+                        None => compiled.module.clone(),
+                    };
+                    let default = if compiled.train.is_some() { "train_step" } else { "forward" };
+                    let name = function.as_deref().unwrap_or(default);
+                    let f = module.function(name).ok_or_else(|| kiln::no_function(&module, name))?;
+                    let mut bindings = bindings(f, &binds)?;
+                    for (symbol, value) in bindings.iter_mut() {
+                        if !binds
+                            .iter()
+                            .any(|b| b.split('=').next().map(str::trim) == Some(symbol.to_string().as_str()))
+                        {
+                            *value = 256;
+                        }
+                    }
+                    let optimized = kiln::opt::optimize(&module, name, &bindings)?;
+                    match (stage, stats) {
+                        (Stage::Dot, _) => kiln::opt::render_dot(&optimized),
+                        (_, true) => kiln::opt::render_stats(&optimized),
+                        _ => kiln::opt::render(&optimized, explain, &file.display().to_string()),
+                    }
                 }
                 Stage::Kernels | Stage::Clif | Stage::Asm => {
                     let module = match compiled.train {

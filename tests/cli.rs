@@ -277,3 +277,50 @@ fn emit_asm_prints_each_kernels_machine_code() {
     // Every kernel returns; the code is the host's (x86-64 or AArch64 spellings).
     assert_eq!(text.matches("; kernel ").count(), text.matches("\n  ret").count(), "{text}");
 }
+
+#[test]
+fn emit_opt_shows_kernels_rules_and_costs() {
+    let o = kiln(&["emit", "opt", "examples/mlp.kiln", "--bind", "N=256"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let kernels = text.matches("\n  kernel k").count();
+    assert!(text.starts_with(&format!("// train_step: {kernels} kernels (unoptimized: 90)\n")), "{text}");
+    assert!(text.contains("    %4: f32[N, 256] = matmul %1, %3\n"), "{text}");
+    assert!(text.contains("// inlined"), "{text}");
+
+    let o = kiln(&["emit", "opt", "examples/mlp.kiln", "--explain"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert_eq!(text.matches("// source: examples/mlp.kiln line").count(), kernels, "{text}");
+    assert!(text.contains("// rules: div_by_constant"), "1/0.8 is a multiplication by 1.25:\n{text}");
+    assert!(text.contains("result materialized: read by `matmul`"), "{text}");
+    assert!(text.contains("result materialized: used 2 times: recomputing it in each costs"), "{text}");
+
+    let o = kiln(&["emit", "opt", "examples/mlp.kiln", "--stats"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.starts_with("train_step (N = 256)\n"), "{text}");
+    for row in ["kernels", "bytes moved", "flops", "e-graph:", "stopped: saturated", "rules applied: "] {
+        assert!(text.contains(row), "no `{row}` in:\n{text}");
+    }
+
+    let o = kiln(&["emit", "opt", "examples/mlp.kiln", "--fn", "forward"]);
+    assert!(stdout(&o).starts_with("// forward: "), "{}", stdout(&o));
+    let o = kiln(&["emit", "kernels", "examples/mlp.kiln", "--stats"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--explain and --stats go with `kiln emit opt`"), "{}", stderr(&o));
+    let o = kiln(&["emit", "opt", "examples/mlp.kiln", "--fn", "nope"]);
+    assert!(stderr(&o).contains("no function `nope`"), "{}", stderr(&o));
+}
+
+#[test]
+fn emit_dot_writes_graphviz_before_and_after() {
+    let o = kiln(&["emit", "dot", "examples/softmax_regression.kiln"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.starts_with("digraph kiln {\n"), "{text}");
+    assert!(text.contains("subgraph cluster_before") && text.contains("subgraph cluster_after"), "{text}");
+    assert!(text.contains("subgraph cluster_k"), "kernels are clusters:\n{text}");
+    assert_eq!(text.matches('{').count(), text.matches('}').count(), "balanced braces:\n{text}");
+    assert!(text.trim_end().ends_with('}'));
+}

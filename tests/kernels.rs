@@ -294,10 +294,15 @@ fn transposed_operands_are_read_in_place() {
 }
 ";
     let module = kiln_ir::parse_module(text).unwrap();
-    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    let unsimplified = LowerOptions { simplify: false, ..LowerOptions::default() };
+    let plan = kiln_passes::lower_to_kernels_with(&module, "f", &Bindings::new(), unsimplified).unwrap();
     let text = plan.to_string();
     assert_eq!(text.matches("_permute {").count(), 2, "only %7 (also read by %9) and %9 are kernels:\n{text}");
     assert!(text.contains("a=b0[0, 1, 15, 3]"), "a is read transposed:\n{text}");
+    // Simplified, %9 = permute(permute(%6)) is %6 itself, so %7 is read by
+    // the product only and no permute is left.
+    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap().to_string();
+    assert_eq!(plan.matches("_permute {").count(), 0, "no permute is left:\n{plan}");
     check(&module, "f");
     let step = with_step("examples/mlp.kiln");
     let mut n = Bindings::new();
@@ -361,7 +366,8 @@ fn elementwise_fusion() {
     let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
     assert_eq!(plan.kernels.len(), 2, "the chain and the reduction with its exp:\n{plan}");
     check(&module, "f");
-    let unfused = LowerOptions { fuse: false, ..LowerOptions::default() };
+    // Unoptimized: neither simplified nor fused.
+    let unfused = LowerOptions { fuse: false, simplify: false, ..LowerOptions::default() };
     assert_eq!(check_with(&module, "f", unfused), 14, "one kernel per op but the inputs");
     for path in ["examples/softmax_regression.kiln", "examples/mlp.kiln", "examples/lenet.kiln"] {
         let module = with_step(path);
@@ -483,4 +489,191 @@ fn kernels_split_across_threads_agree() {
     let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
     let jitted = run_jit(&plan, &inputs, &params).unwrap();
     compare("f", "JIT, threaded", &jitted, &expected, JIT_TOLERANCE, &plan.to_string());
+}
+
+/// Every function of every example and `ok` program, simplified by
+/// equality saturation, against the unsimplified function on the
+/// interpreter (within `TOLERANCE`: rules only reassociate sums and fold
+/// constants); the JIT runs the simplified graphs in every `check` above.
+#[test]
+fn simplified_graphs_agree_on_the_interpreter() {
+    for path in [
+        "examples/linear_regression.kiln",
+        "examples/softmax_regression.kiln",
+        "examples/mlp.kiln",
+        "examples/lenet.kiln",
+        "tests/filetests/ok/features.kiln",
+        "tests/filetests/ok/gru_unrolled.kiln",
+        "tests/filetests/ok/adam_training.kiln",
+    ] {
+        let module = with_step(path);
+        let simplified = kiln_passes::simplify(&module);
+        kiln_ir::verify_module(&simplified).unwrap_or_else(|e| panic!("{path}: {e:?}"));
+        let params = kiln_ir::initialize_params(&module, 1);
+        for f in &module.functions {
+            let inputs = inputs_for(&module, &f.name);
+            let expected = evaluate(&module, &f.name, &inputs, &params, EvalOptions::default()).unwrap();
+            let got = evaluate(&simplified, &f.name, &inputs, &params, EvalOptions::default()).unwrap();
+            for (k, (g, e)) in got.iter().zip(&expected).enumerate() {
+                let error = g.max_relative_error(e).expect("same types");
+                assert!(error <= TOLERANCE, "{path} {} output {k}: relative error {error}", f.name);
+            }
+        }
+    }
+}
+
+/// The MLP training step: fusion and simplification cut its kernels more
+/// than 4x, and every optimized plan agrees with the interpreter (above).
+#[test]
+fn the_mlp_step_has_few_kernels() {
+    let step = with_step("examples/mlp.kiln");
+    let mut n = Bindings::new();
+    n.insert(Symbol::new("N"), 256);
+    let unoptimized = LowerOptions { fuse: false, simplify: false, ..LowerOptions::default() };
+    let before = kiln_passes::lower_to_kernels_with(&step, "train_step", &n, unoptimized).unwrap().kernels.len();
+    let after = kiln_passes::lower_to_kernels(&step, "train_step", &n).unwrap();
+    assert!(after.kernels.len() * 4 <= before, "{before} -> {} kernels:\n{after}", after.kernels.len());
+}
+
+mod random_graphs {
+    //! Random graphs of primitives on `f32[4, 6]` values: the simplified
+    //! graph on the interpreter and its optimized plan on the JIT against
+    //! the graph as built, on the interpreter.
+
+    use super::*;
+    use kiln_ir::{BinaryOp, Function, InputDecl, Literal, NodeId, Op, ReduceKind, Shape, TensorType, UnaryOp};
+    use proptest::prelude::*;
+
+    /// One step of a random program: an op over earlier values (indices
+    /// taken modulo the number of values so far).
+    #[derive(Clone, Debug)]
+    enum Step {
+        Unary(u8, usize),
+        Binary(u8, usize, usize),
+        Constant(u8, usize),
+        RowBroadcast(u8, usize),
+        ReduceBack(bool, usize),
+        ReshapeRoundTrip(usize),
+        TransposeTwice(usize),
+        NegNeg(usize),
+        MatMul(usize),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (0u8..5, any::<usize>()).prop_map(|(o, a)| Step::Unary(o, a)),
+            (0u8..5, any::<usize>(), any::<usize>()).prop_map(|(o, a, b)| Step::Binary(o, a, b)),
+            (0u8..6, any::<usize>()).prop_map(|(c, a)| Step::Constant(c, a)),
+            (0u8..3, any::<usize>()).prop_map(|(o, a)| Step::RowBroadcast(o, a)),
+            (any::<bool>(), any::<usize>()).prop_map(|(m, a)| Step::ReduceBack(m, a)),
+            any::<usize>().prop_map(Step::ReshapeRoundTrip),
+            any::<usize>().prop_map(Step::TransposeTwice),
+            any::<usize>().prop_map(Step::NegNeg),
+            any::<usize>().prop_map(Step::MatMul),
+        ]
+    }
+
+    fn build(steps: &[Step]) -> Module {
+        let f32s = |dims: &[u64]| TensorType::new(DType::F32, Shape::of(dims));
+        let inputs = vec![
+            InputDecl { name: "x".into(), ty: f32s(&[4, 6]) },
+            InputDecl { name: "y".into(), ty: f32s(&[4, 6]) },
+            InputDecl { name: "r".into(), ty: f32s(&[6]) },
+            InputDecl { name: "w".into(), ty: f32s(&[6, 6]) },
+        ];
+        let mut f = Function::new("f", inputs);
+        let decls = f.inputs.clone();
+        let ctx = kiln_ir::TypeContext { inputs: &decls, params: &[] };
+        let add = |f: &mut Function, op: Op, args: &[NodeId]| f.graph.add(&ctx, op, args).unwrap();
+        let ins: Vec<NodeId> = (0..4).map(|i| add(&mut f, Op::Input { index: i }, &[])).collect();
+        let mut values = vec![ins[0], ins[1]];
+        let full = Shape::of(&[4, 6]);
+        for s in steps {
+            let pick = |k: usize| values[k % values.len()];
+            let v = match *s {
+                Step::Unary(o, a) => {
+                    let u = [UnaryOp::Neg, UnaryOp::Tanh, UnaryOp::Abs, UnaryOp::Sin, UnaryOp::Exp][o as usize];
+                    let x = pick(a);
+                    let x = if u == UnaryOp::Exp { add(&mut f, Op::Unary(UnaryOp::Tanh), &[x]) } else { x };
+                    add(&mut f, Op::Unary(u), &[x])
+                }
+                Step::Binary(o, a, b) => {
+                    let op = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Max, BinaryOp::Min][o as usize];
+                    add(&mut f, Op::Binary(op), &[pick(a), pick(b)])
+                }
+                Step::Constant(c, a) => {
+                    let (value, op) = [
+                        (0.0, BinaryOp::Add),
+                        (1.0, BinaryOp::Mul),
+                        (0.8, BinaryOp::Div),
+                        (1.0, BinaryOp::Div),
+                        (0.0, BinaryOp::Sub),
+                        (2.5, BinaryOp::Mul),
+                    ][c as usize];
+                    let k = add(
+                        &mut f,
+                        Op::Constant { value: Literal::float(value), dtype: DType::F32, shape: full.clone() },
+                        &[],
+                    );
+                    add(&mut f, Op::Binary(op), &[pick(a), k])
+                }
+                Step::RowBroadcast(o, a) => {
+                    let row = add(&mut f, Op::Broadcast { shape: full.clone() }, &[ins[2]]);
+                    let row = if o == 2 { add(&mut f, Op::Unary(UnaryOp::Neg), &[row]) } else { row };
+                    let op = [BinaryOp::Add, BinaryOp::Mul, BinaryOp::Sub][o as usize];
+                    add(&mut f, Op::Binary(op), &[pick(a), row])
+                }
+                Step::ReduceBack(max, a) => {
+                    let kind = if max { ReduceKind::Max } else { ReduceKind::Sum };
+                    let r = add(&mut f, Op::Reduce { kind, axes: vec![1], keepdims: true }, &[pick(a)]);
+                    let r = add(&mut f, Op::Reduce { kind, axes: vec![], keepdims: false }, &[r]);
+                    add(&mut f, Op::Broadcast { shape: full.clone() }, &[r])
+                }
+                Step::ReshapeRoundTrip(a) => {
+                    let flat = add(&mut f, Op::Reshape { shape: Shape::of(&[24]) }, &[pick(a)]);
+                    let flat = add(&mut f, Op::Unary(UnaryOp::Tanh), &[flat]);
+                    add(&mut f, Op::Reshape { shape: full.clone() }, &[flat])
+                }
+                Step::TransposeTwice(a) => {
+                    let t = add(&mut f, Op::Permute { perm: vec![1, 0] }, &[pick(a)]);
+                    add(&mut f, Op::Permute { perm: vec![1, 0] }, &[t])
+                }
+                Step::NegNeg(a) => {
+                    let n = add(&mut f, Op::Unary(UnaryOp::Neg), &[pick(a)]);
+                    let n = add(&mut f, Op::StopGradient, &[n]);
+                    add(&mut f, Op::Unary(UnaryOp::Neg), &[n])
+                }
+                Step::MatMul(a) => {
+                    let p = add(&mut f, Op::MatMul, &[pick(a), ins[3]]);
+                    add(&mut f, Op::Unary(UnaryOp::Tanh), &[p])
+                }
+            };
+            values.push(v);
+        }
+        let last = *values.last().unwrap();
+        let sum = add(&mut f, Op::Reduce { kind: ReduceKind::Sum, axes: vec![0, 1], keepdims: false }, &[last]);
+        f.outputs = vec![last, sum];
+        let module = Module { params: Vec::new(), functions: vec![f] };
+        kiln_ir::verify_module(&module).unwrap();
+        module
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #[test]
+        fn optimized_random_graphs_agree(steps in proptest::collection::vec(step(), 1..14)) {
+            let module = build(&steps);
+            let simplified = kiln_passes::simplify(&module);
+            kiln_ir::verify_module(&simplified).unwrap();
+            let inputs = inputs_for(&module, "f");
+            let params = kiln_ir::interp::Params::new();
+            let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
+            let got = evaluate(&simplified, "f", &inputs, &params, EvalOptions::default()).unwrap();
+            for (g, e) in got.iter().zip(&expected) {
+                let error = g.max_relative_error(e).unwrap();
+                prop_assert!(error <= TOLERANCE, "interpreter: relative error {}", error);
+            }
+            check(&module, "f");
+        }
+    }
 }

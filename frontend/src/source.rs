@@ -64,6 +64,13 @@ impl SourceMap {
         self.files().find(|(_, f)| f.path.as_deref() == Some(path)).map(|(id, _)| id)
     }
 
+    /// The 1-based line a span starts on.
+    pub fn line(&self, span: Span) -> u32 {
+        let text = &self.file(span.file).text;
+        let start = (span.start as usize).min(text.len());
+        text.as_bytes()[..start].iter().filter(|&&b| b == b'\n').count() as u32 + 1
+    }
+
     /// The text a span covers.
     pub fn snippet(&self, span: Span) -> &str {
         let text = &self.file(span.file).text;

@@ -28,19 +28,48 @@ impl fmt::Display for NodeId {
     }
 }
 
-/// One operation, its operands and its output type.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// One operation, its operands and its output type. Equality and hashing
+/// ignore `line`: where a node came from is not what it computes.
+#[derive(Clone, Debug)]
 pub struct Node {
     pub op: Op,
     pub args: Vec<NodeId>,
     pub ty: TensorType,
+    /// The line of the root source file this node was lowered from (for a
+    /// gradient node, the line of the node it differentiates); none for
+    /// nodes parsed from IR text. Not part of the text form.
+    pub line: Option<u32>,
 }
 
-/// A dataflow graph in topological order.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+impl PartialEq for Node {
+    fn eq(&self, other: &Node) -> bool {
+        self.op == other.op && self.args == other.args && self.ty == other.ty
+    }
+}
+
+impl Eq for Node {}
+
+impl std::hash::Hash for Node {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (&self.op, &self.args, &self.ty).hash(state);
+    }
+}
+
+/// A dataflow graph in topological order. Equality compares the nodes.
+#[derive(Clone, Debug, Default)]
 pub struct Graph {
     nodes: Vec<Node>,
+    /// The source line [`Graph::add`] stamps on the nodes it adds.
+    line: Option<u32>,
 }
+
+impl PartialEq for Graph {
+    fn eq(&self, other: &Graph) -> bool {
+        self.nodes == other.nodes
+    }
+}
+
+impl Eq for Graph {}
 
 impl Graph {
     pub fn new() -> Graph {
@@ -75,6 +104,11 @@ impl Graph {
         id
     }
 
+    /// Sets the source line of the nodes [`Graph::add`] adds from now on.
+    pub fn set_line(&mut self, line: Option<u32>) {
+        self.line = line;
+    }
+
     /// Appends `op` applied to `args`, inferring its output type; fails with
     /// the typing rule's message when the operands do not fit the op.
     pub fn add(&mut self, ctx: &TypeContext<'_>, op: Op, args: &[NodeId]) -> Result<NodeId, String> {
@@ -83,7 +117,7 @@ impl Graph {
         }
         let arg_types: Vec<&TensorType> = args.iter().map(|&a| self.ty(a)).collect();
         let ty = typing::infer(&op, &arg_types, ctx)?;
-        Ok(self.push_unchecked(Node { op, args: args.to_vec(), ty }))
+        Ok(self.push_unchecked(Node { op, args: args.to_vec(), ty, line: self.line }))
     }
 }
 

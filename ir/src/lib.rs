@@ -14,7 +14,7 @@ mod op;
 mod parse;
 mod print;
 pub mod random;
-mod scalar;
+pub mod scalar;
 mod types;
 mod typing;
 mod verify;

@@ -10,7 +10,7 @@
 use crate::types::{DType, F64Bits, Shape, Symbol};
 
 /// A graph IR operation.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Op {
     /// The function's input number `index`; its type is the signature's.
     Input { index: u32 },
@@ -83,7 +83,7 @@ pub enum Op {
 
 /// A scalar constant. Floats are stored as `f64` bits whatever the node's
 /// dtype; the value is rounded to the dtype when evaluated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Literal {
     Float(F64Bits),
     Int(i64),
@@ -106,7 +106,7 @@ impl Literal {
 }
 
 /// Elementwise operations of one operand.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum UnaryOp {
     /// Numeric.
     Neg,
@@ -161,7 +161,7 @@ impl UnaryOp {
 }
 
 /// Elementwise operations of two operands of the same type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum BinaryOp {
     /// Numeric.
     Add,
@@ -208,7 +208,7 @@ impl BinaryOp {
 
 /// Elementwise comparisons. `Eq` and `Ne` take every dtype, the orderings
 /// take numeric dtypes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CompareOp {
     Eq,
     Ne,
@@ -228,7 +228,7 @@ impl CompareOp {
 }
 
 /// How a reduction combines elements.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ReduceKind {
     Sum,
     Max,
@@ -239,7 +239,7 @@ impl ReduceKind {
 }
 
 /// Attributes of [`Op::Conv`], one entry per spatial axis.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConvAttrs {
     pub stride: Vec<u64>,
     pub padding: Vec<(u64, u64)>,

@@ -345,7 +345,7 @@ impl Parser {
             let (op, args) = self.node_body(&ty, graph.len())?;
             self.expect(Tok::Newline)?;
             self.skip_newlines();
-            graph.push_unchecked(Node { op, args, ty });
+            graph.push_unchecked(Node { op, args, ty, line: None });
         }
         self.keyword("return")?;
         let mut outputs = Vec::new();

@@ -246,7 +246,7 @@ impl fmt::Display for TensorType {
 
 /// A float kept as its bit pattern, so ops holding one can derive `Eq` and
 /// `Hash`. Equality is bitwise: `0.0` and `-0.0` differ, a NaN equals itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct F64Bits(pub u64);
 
 impl F64Bits {

@@ -68,7 +68,7 @@ fn inline(caller: &mut Function, callee: &Function, args: &[NodeId]) -> Vec<Node
             Op::Input { index } => args[index as usize],
             _ => {
                 let args = node.args.iter().map(|a| mapped[a.index()]).collect();
-                caller.graph.push_unchecked(Node { op: node.op.clone(), args, ty: node.ty.clone() })
+                caller.graph.push_unchecked(Node { op: node.op.clone(), args, ty: node.ty.clone(), line: node.line })
             }
         };
         mapped.push(id);

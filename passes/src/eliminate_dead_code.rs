@@ -32,7 +32,8 @@ fn prune(f: &Function) -> Function {
     for (id, node) in f.graph.nodes() {
         if live[id.index()] {
             let args = node.args.iter().map(|a| renumber[a.index()].expect("operands come first")).collect();
-            renumber[id.index()] = Some(graph.push_unchecked(Node { op: node.op.clone(), args, ty: node.ty.clone() }));
+            renumber[id.index()] =
+                Some(graph.push_unchecked(Node { op: node.op.clone(), args, ty: node.ty.clone(), line: node.line }));
         }
     }
     let outputs: Vec<NodeId> = f.outputs.iter().map(|o| renumber[o.index()].expect("outputs are live")).collect();

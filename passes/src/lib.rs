@@ -6,10 +6,12 @@
 
 pub mod autodiff;
 mod build_train_step;
+pub mod cost;
 mod eliminate_dead_code;
-mod fuse_elementwise;
+pub mod fuse;
 mod lower_to_kernels;
 mod pipeline;
+pub mod simplify;
 
 pub use autodiff::{AutodiffError, Source, differentiate};
 pub use build_train_step::{TrainStepError, build_train_step};
@@ -18,3 +20,4 @@ pub use lower_to_kernels::{
     ConvLowering, GemmLowering, LowerError, LowerOptions, lower_to_kernels, lower_to_kernels_with,
 };
 pub use pipeline::{PassError, Pipeline, StageReport};
+pub use simplify::{Limits, SimplifyReport, simplify, simplify_function};

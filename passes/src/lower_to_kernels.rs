@@ -67,13 +67,15 @@ pub struct LowerOptions {
     pub conv: ConvLowering,
     pub gemm: GemmLowering,
     /// Compute elementwise producers inside the kernels that use them
-    /// (`fuse_elementwise`); without it, one kernel per op.
+    /// (`fuse`); without it, one kernel per op.
     pub fuse: bool,
+    /// Optimize the graph by equality saturation (`simplify`) first.
+    pub simplify: bool,
 }
 
 impl Default for LowerOptions {
     fn default() -> LowerOptions {
-        LowerOptions { conv: ConvLowering::default(), gemm: GemmLowering::default(), fuse: true }
+        LowerOptions { conv: ConvLowering::default(), gemm: GemmLowering::default(), fuse: true, simplify: true }
     }
 }
 
@@ -90,6 +92,14 @@ pub fn lower_to_kernels_with(
     options: LowerOptions,
 ) -> Result<Plan, LowerError> {
     let f = module.function(function).ok_or_else(|| LowerError::UnknownFunction(function.to_string()))?;
+    let machine = crate::cost::Machine { bindings: bindings.clone(), ..crate::cost::Machine::default() };
+    let simplified;
+    let f = if options.simplify {
+        simplified = crate::simplify_function(module, f, &crate::Limits::default(), &machine).0;
+        &simplified
+    } else {
+        f
+    };
     let mut shapes = Vec::with_capacity(f.graph.len());
     for (_, node) in f.graph.nodes() {
         let shape = node.ty.shape.resolve(bindings).map_err(|s| LowerError::Unbound(s.to_string()))?;
@@ -106,7 +116,11 @@ pub fn lower_to_kernels_with(
         next_acc: 0,
         options,
         transposed: transposed_views(f),
-        inlined: if options.fuse { crate::fuse_elementwise::inlined_nodes(f) } else { vec![false; f.graph.len()] },
+        inlined: if options.fuse {
+            crate::fuse::fuse(f, &machine).iter().map(|p| *p == crate::fuse::Placement::Inlined).collect()
+        } else {
+            vec![false; f.graph.len()]
+        },
     };
     l.assign_buffers();
     for (id, node) in f.graph.nodes() {
@@ -226,6 +240,11 @@ impl Lowering<'_> {
                         b
                     }
                 },
+                _ if self.inlined[id.index()] => BufferId(u32::MAX),
+                // A reshape of an inlined value is computed by its own kernel.
+                Op::Reshape { .. } if self.inlined[node.args[0].index()] => {
+                    self.new_buffer(BufferRole::Temp, dtype, len)
+                }
                 Op::Reshape { .. } | Op::StopGradient => self.node_buffer[node.args[0].index()],
                 Op::Permute { .. } if self.transposed[id.index()] => self.node_buffer[node.args[0].index()],
                 // Never read through a buffer (`value_of` computes it).
@@ -331,6 +350,10 @@ impl Lowering<'_> {
     /// indices (a broadcast or an iota among them).
     fn needs_axes(&self, id: NodeId) -> bool {
         let node = self.f.graph.node(id);
+        if matches!(node.op, Op::Reshape { .. }) {
+            // Evaluated at a flat index (or its one element), whatever its operand is.
+            return false;
+        }
         matches!(node.op, Op::Broadcast { .. } | Op::Iota { .. })
             || node.args.iter().any(|&a| self.inlined[a.index()] && self.needs_axes(a))
     }
@@ -397,6 +420,16 @@ impl Lowering<'_> {
                     .collect();
                 self.value_of(args[0], &At::Axes(inner))?
             }
+            // Fusion inlines a reshape only where this is exact: the one
+            // element, or an operand computed from a flat index.
+            Op::Reshape { .. } if self.shapes[id.index()].iter().product::<u64>() == 1 => {
+                let zeros = vec![Affine::constant(0); self.shapes[args[0].index()].len()];
+                self.value_of(args[0], &At::Axes(zeros))?
+            }
+            Op::Reshape { .. } => {
+                let flat = self.element(id, at);
+                self.value_of(args[0], &At::Flat(flat))?
+            }
             op => return Err(LowerError::Invalid(format!("{} is not elementwise", kiln_ir::mnemonic(op)))),
         })
     }
@@ -409,8 +442,9 @@ impl Lowering<'_> {
         let buf = |l: &Self, k: usize| l.node_buffer[arg(k).index()];
         let dtype = node.ty.dtype;
         Ok(match op {
-            Op::Input { .. } | Op::Param { .. } | Op::Reshape { .. } | Op::StopGradient => Vec::new(),
             _ if self.inlined[id.index()] => Vec::new(),
+            Op::Reshape { .. } if self.inlined[arg(0).index()] => self.fused_elementwise(id, out, &shape, dtype)?,
+            Op::Input { .. } | Op::Param { .. } | Op::Reshape { .. } | Op::StopGradient => Vec::new(),
             Op::Constant { .. }
             | Op::DimValue { .. }
             | Op::Iota { .. }

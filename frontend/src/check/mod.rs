@@ -159,6 +159,12 @@ impl Checker<'_> {
     /// Adds a node to the function being built. The caller has checked the
     /// operands; a failure here is an internal error, reported, not a panic.
     pub fn emit(&mut self, op: Op, args: &[NodeId], span: Span) -> Value {
+        // The line in the root file: the op's own, or that of the innermost
+        // call in the root file that brought it in from the prelude.
+        let root = self.items.root_file;
+        let at =
+            if span.file == root { Some(span) } else { self.call_stack.iter().rev().find(|s| s.file == root).copied() };
+        self.func.graph.set_line(at.map(|s| self.sources.line(s)));
         let ctx = kiln_ir::TypeContext { inputs: &self.func.inputs, params: &self.module.params };
         match self.func.graph.add(&ctx, op, args) {
             Ok(id) => Value::Tensor(id),
@@ -227,6 +233,7 @@ impl Checker<'_> {
     fn finish_function(&mut self, outputs: Vec<NodeId>) {
         let mut f = std::mem::replace(&mut self.func, Function::new("", Vec::new()));
         f.outputs = outputs;
+        f.graph.set_line(None);
         if self.module.function(&f.name).is_none() {
             self.module.functions.push(f);
         }

@@ -106,6 +106,8 @@ pub fn differentiate(module: &Module, function: &str, sources: &[Source]) -> Res
             continue;
         }
         let needs: Vec<bool> = node.args.iter().map(|a| active[a.index()]).collect();
+        // Gradient nodes carry the source line of the node they differentiate.
+        b.f.graph.set_line(node.line);
         let contributions = rules::vjp(&mut b, &node, id, g, &needs)?;
         for ((arg, needed), contribution) in node.args.iter().zip(&needs).zip(contributions) {
             if let (true, Some(c)) = (needed, contribution) {
@@ -132,6 +134,7 @@ pub fn differentiate(module: &Module, function: &str, sources: &[Source]) -> Res
         outputs.push(gradient);
     }
     b.f.outputs = outputs;
+    b.f.graph.set_line(None);
     Ok(b.f)
 }
 

@@ -1,0 +1,229 @@
+//! Fusion: which values are computed inside the kernels that use them
+//! instead of being written to memory. Elementwise chains become one kernel,
+//! elementwise producers are computed inside the reductions that read them
+//! (softmax's `exp(x - max)` inside its sum), and broadcasts are index
+//! arithmetic, never a materialized tensor.
+//!
+//! A node can be inlined when it is an elementwise producer (an elementwise
+//! op, a broadcast, a constant, an iota, a dimension value or random bits),
+//! not an output of the function, and every use of it is by an elementwise
+//! op, a broadcast or a reduction. Whether it is inlined is then a choice
+//! priced by [`crate::cost`]: a value with one use is always inlined
+//! (computing it in its user costs what computing it alone does, minus the
+//! round trip through memory); a value with several uses is inlined when
+//! recomputing its whole inlined expression in each user costs less than
+//! computing it once, writing it and reading it back in each user, plus the
+//! kernel that computes it.
+//!
+//! Guarantee: the plan computes the same values (an inlined expression is
+//! evaluated where its value was loaded, with the same operations), and
+//! every node a non-elementwise op reads is materialized.
+
+use kiln_ir::{Function, NodeId, Op};
+
+use crate::cost::{Machine, flops_per_element};
+
+/// Why a node is written to memory (or that it is not).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Placement {
+    /// Computed inside each kernel that uses it.
+    Inlined,
+    /// An input or a parameter: already in memory.
+    Given,
+    /// A value the function returns.
+    Output,
+    /// Its op is a kernel of its own (a product, a reduction, a data movement).
+    Kernel,
+    /// It is read by an op that needs it in memory.
+    NeededBy { user: NodeId, op: String },
+    /// Recomputing it in each of its `users` costs more than materializing it.
+    Cheaper { users: usize, recompute_us: f64, materialize_us: f64 },
+    /// Nothing uses it.
+    Unused,
+}
+
+/// For each node of `f`, whether and why it is materialized.
+pub fn fuse(f: &Function, machine: &Machine) -> Vec<Placement> {
+    let n = f.graph.len();
+    let mut users: Vec<Vec<NodeId>> = vec![Vec::new(); n];
+    for (id, node) in f.graph.nodes() {
+        for &a in &node.args {
+            users[a.index()].push(id);
+        }
+    }
+    let mut placement = Vec::with_capacity(n);
+    // Per element of a node: the flops and the bytes loaded to compute it
+    // together with everything inlined into it.
+    let mut expr_flops = vec![0.0f64; n];
+    let mut expr_bytes = vec![0.0f64; n];
+    // Whether a node's inlined expression needs per-axis indices (a
+    // broadcast or an iota in it): a reshape cannot remap those.
+    let mut needs_axes = vec![false; n];
+    for (id, node) in f.graph.nodes() {
+        let i = id.index();
+        let mut flops = flops_per_element(&node.op);
+        let mut bytes = 0.0;
+        for &a in &node.args {
+            let arg = f.graph.node(a);
+            if placement[a.index()] == Placement::Inlined {
+                flops += expr_flops[a.index()];
+                bytes += expr_bytes[a.index()];
+            } else if matches!(node.op, Op::Broadcast { .. })
+                && machine.elements(&arg.ty.shape) < machine.elements(&node.ty.shape)
+            {
+                // A broadcast source is re-read from cache, not memory.
+            } else {
+                bytes += arg.ty.dtype.size_bytes() as f64;
+            }
+        }
+        if matches!(node.op, Op::Broadcast { .. })
+            && node.args.iter().all(|a| machine.elements(&f.graph.ty(*a).shape) < machine.elements(&node.ty.shape))
+        {
+            bytes = 0.0;
+        }
+        expr_flops[i] = flops;
+        expr_bytes[i] = bytes;
+        needs_axes[i] = matches!(node.op, Op::Broadcast { .. } | Op::Iota { .. })
+            || node.args.iter().any(|a| placement[a.index()] == Placement::Inlined && needs_axes[a.index()]);
+        let one_element = |id: NodeId| machine.elements(&f.graph.ty(id).shape) == 1.0;
+        // A reshape is index arithmetic over a flat index, or the one element.
+        let remaps = |id: NodeId| one_element(id) || !needs_axes[i];
+        let consumes = |u: NodeId| match f.graph.node(u).op {
+            Op::Reshape { .. } => remaps(u),
+            ref op => consumes_inline(op),
+        };
+        let produces = match node.op {
+            Op::Reshape { .. } => placement[node.args[0].index()] == Placement::Inlined,
+            ref op => produces_inline(op),
+        };
+        let place = if f.outputs.contains(&id) {
+            Placement::Output
+        } else if matches!(node.op, Op::Input { .. } | Op::Param { .. }) {
+            Placement::Given
+        } else if users[i].is_empty() {
+            Placement::Unused
+        } else if !produces {
+            Placement::Kernel
+        } else if let Some(&user) = users[i].iter().find(|&&u| !consumes(u)) {
+            Placement::NeededBy { user, op: kiln_ir::mnemonic(&f.graph.node(user).op) }
+        } else if users[i].len() == 1 {
+            Placement::Inlined
+        } else {
+            let elements = machine.elements(&node.ty.shape);
+            let once = elements * (flops / machine.peak_flops + bytes / machine.bandwidth);
+            let size = node.ty.dtype.size_bytes() as f64;
+            let uses = users[i].len() as f64;
+            let recompute = uses * once;
+            let materialize = once + elements * size * (1.0 + uses) / machine.bandwidth + machine.kernel_overhead;
+            if recompute <= materialize {
+                Placement::Inlined
+            } else {
+                Placement::Cheaper {
+                    users: users[i].len(),
+                    recompute_us: recompute * 1e6,
+                    materialize_us: materialize * 1e6,
+                }
+            }
+        };
+        placement.push(place);
+    }
+    placement
+}
+
+/// Ops computing each element from the same element of their operands.
+fn elementwise(op: &Op) -> bool {
+    matches!(op, Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::Cast { .. })
+}
+
+/// Ops whose value a kernel can compute at any index of its own.
+fn produces_inline(op: &Op) -> bool {
+    elementwise(op)
+        || matches!(
+            op,
+            Op::Broadcast { .. } | Op::Constant { .. } | Op::Iota { .. } | Op::DimValue { .. } | Op::RandomBits { .. }
+        )
+}
+
+/// Ops whose kernels can compute their operands inline.
+fn consumes_inline(op: &Op) -> bool {
+    elementwise(op) || matches!(op, Op::Broadcast { .. } | Op::Reduce { .. })
+}
+
+/// One kernel of a fused function: the materialized node it computes, the
+/// inlined nodes it computes along the way, and the materialized values it
+/// loads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Group {
+    pub root: NodeId,
+    /// Inlined producers, in graph order (the root not included).
+    pub inlined: Vec<NodeId>,
+    /// Materialized nodes (inputs, parameters, other kernels' results) it reads.
+    pub reads: Vec<NodeId>,
+}
+
+/// The kernel of every node that is computed and materialized, in graph
+/// order. Inputs, parameters and unused nodes have none.
+pub fn groups(f: &Function, placement: &[Placement]) -> Vec<Group> {
+    let mut out = Vec::new();
+    for (id, node) in f.graph.nodes() {
+        if matches!(placement[id.index()], Placement::Inlined | Placement::Given | Placement::Unused)
+            || matches!(node.op, Op::Input { .. } | Op::Param { .. })
+        {
+            continue;
+        }
+        let mut inlined = Vec::new();
+        let mut reads = Vec::new();
+        let mut stack: Vec<NodeId> = node.args.clone();
+        while let Some(a) = stack.pop() {
+            if placement[a.index()] == Placement::Inlined {
+                if !inlined.contains(&a) {
+                    inlined.push(a);
+                    stack.extend(f.graph.node(a).args.iter().copied());
+                }
+            } else if !reads.contains(&a) {
+                reads.push(a);
+            }
+        }
+        inlined.sort();
+        reads.sort();
+        out.push(Group { root: id, inlined, reads });
+    }
+    out
+}
+
+/// The work of a fused function under the cost model: each kernel loads
+/// what it reads once, writes its result once, and does the flops of its
+/// root and of everything inlined into it.
+pub fn work(f: &Function, groups: &[Group], machine: &Machine) -> crate::cost::Work {
+    let mut total = crate::cost::Work::default();
+    for g in groups {
+        let node = f.graph.node(g.root);
+        let arg_types: Vec<&kiln_ir::TensorType> = node.args.iter().map(|&a| f.graph.ty(a)).collect();
+        total.flops += crate::cost::flops(machine, &node.op, &arg_types, &node.ty);
+        for &m in &g.inlined {
+            let inner = f.graph.node(m);
+            total.flops += machine.elements(&inner.ty.shape) * flops_per_element(&inner.op);
+        }
+        total.bytes += machine.bytes(&node.ty) + g.reads.iter().map(|&r| machine.bytes(f.graph.ty(r))).sum::<f64>();
+    }
+    total
+}
+
+/// The placement without fusion: every computed node is a kernel of its own.
+pub fn unfused(f: &Function) -> Vec<Placement> {
+    let mut used = vec![false; f.graph.len()];
+    for (_, node) in f.graph.nodes() {
+        for a in &node.args {
+            used[a.index()] = true;
+        }
+    }
+    f.graph
+        .nodes()
+        .map(|(id, node)| match node.op {
+            Op::Input { .. } | Op::Param { .. } => Placement::Given,
+            _ if f.outputs.contains(&id) => Placement::Output,
+            _ if !used[id.index()] => Placement::Unused,
+            _ => Placement::Kernel,
+        })
+        .collect()
+}

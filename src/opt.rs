@@ -1,0 +1,263 @@
+//! `kiln emit opt` and `kiln emit dot`: a function optimized (equality
+//! saturation, then fusion), its kernels with their member ops, why each
+//! intermediate is materialized, and what it costs before and after.
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use kiln_ir::{Bindings, Function, Module, NodeId};
+use kiln_passes::cost::{Machine, Work};
+use kiln_passes::fuse::{Group, Placement};
+use kiln_passes::{LowerOptions, SimplifyReport};
+
+use crate::Error;
+
+/// A function before and after optimization.
+pub struct Optimized {
+    pub before: Function,
+    pub after: Function,
+    pub report: SimplifyReport,
+    pub placement: Vec<Placement>,
+    pub groups: Vec<Group>,
+    /// Kernel names of the optimized plan.
+    pub kernel_names: BTreeSet<String>,
+    pub kernels_before: usize,
+    pub work_before: Work,
+    pub work_after: Work,
+    pub machine: Machine,
+}
+
+/// Optimizes `function` of `module` for `bindings` (the cost model prices
+/// symbols bound there at their value).
+pub fn optimize(module: &Module, function: &str, bindings: &Bindings) -> Result<Optimized, Error> {
+    let before = module.function(function).ok_or_else(|| crate::no_function(module, function))?.clone();
+    let machine = Machine { bindings: bindings.clone(), ..Machine::default() };
+    let (after, report) = kiln_passes::simplify_function(module, &before, &kiln_passes::Limits::default(), &machine);
+    let placement = kiln_passes::fuse::fuse(&after, &machine);
+    let groups = kiln_passes::fuse::groups(&after, &placement);
+    let optimized = Module { params: module.params.clone(), functions: vec![after.clone()] };
+    let lower = |m: &Module, options| {
+        kiln_passes::lower_to_kernels_with(m, function, bindings, options).map_err(|e| Error::Usage(e.to_string()))
+    };
+    let plan = lower(&optimized, LowerOptions { simplify: false, ..LowerOptions::default() })?;
+    let unoptimized = lower(module, LowerOptions { simplify: false, fuse: false, ..LowerOptions::default() })?;
+    let unfused: Vec<Placement> = kiln_passes::fuse::unfused(&before);
+    let work_before = kiln_passes::fuse::work(&before, &kiln_passes::fuse::groups(&before, &unfused), &machine);
+    let work_after = kiln_passes::fuse::work(&after, &groups, &machine);
+    Ok(Optimized {
+        kernel_names: plan.kernels.iter().map(|k| k.name.clone()).collect(),
+        kernels_before: unoptimized.kernels.len(),
+        before,
+        after,
+        report,
+        placement,
+        groups,
+        work_before,
+        work_after,
+        machine,
+    })
+}
+
+fn kernel_name(f: &Function, id: NodeId) -> String {
+    format!("k{}_{}", id.0, kiln_ir::mnemonic(&f.graph.node(id).op))
+}
+
+/// The printed line of each node of `f` (as `kiln emit ir` prints it).
+fn node_lines(f: &Function) -> Vec<String> {
+    kiln_ir::print_function(f).lines().filter(|l| l.starts_with("  %")).map(|l| l.trim().to_string()).collect()
+}
+
+fn why(placement: &Placement) -> String {
+    match placement {
+        Placement::Inlined => "inlined into its users".into(),
+        Placement::Given => "an input or parameter".into(),
+        Placement::Output => "returned by the function".into(),
+        Placement::Kernel => "not elementwise: a kernel of its own".into(),
+        Placement::NeededBy { user, op } => format!("read by `{op}` {user}, which loads it from memory"),
+        Placement::Cheaper { users, recompute_us, materialize_us } => format!(
+            "used {users} times: recomputing it in each costs {recompute_us:.2} µs, materializing it {materialize_us:.2} µs"
+        ),
+        Placement::Unused => "unused".into(),
+    }
+}
+
+/// The optimized function, kernel by kernel; with `explain`, where each
+/// kernel came from, which rules made it, and why its result is materialized.
+/// `source` names the file the graph's line numbers refer to.
+pub fn render(o: &Optimized, explain: bool, source: &str) -> String {
+    let f = &o.after;
+    let lines = node_lines(f);
+    let mut out = String::new();
+    let kernels = o.groups.iter().filter(|g| o.kernel_names.contains(&kernel_name(f, g.root))).count();
+    let _ = writeln!(out, "// {}: {} kernels (unoptimized: {})", f.name, kernels, o.kernels_before);
+    let header = kiln_ir::print_function(f);
+    let _ = writeln!(out, "{}", header.lines().next().unwrap_or_default());
+    for (id, node) in f.graph.nodes() {
+        if matches!(node.op, kiln_ir::Op::Input { .. } | kiln_ir::Op::Param { .. }) {
+            let _ = writeln!(out, "  {}", lines[id.index()]);
+        }
+    }
+    for g in &o.groups {
+        let name = kernel_name(f, g.root);
+        if !o.kernel_names.contains(&name) {
+            let _ = writeln!(out, "  {}  // no kernel: a view of its operand", lines[g.root.index()]);
+            continue;
+        }
+        let _ = writeln!(out, "  kernel {name} {{");
+        if explain {
+            let members = g.inlined.iter().chain(std::iter::once(&g.root));
+            let mut from: Vec<NodeId> = Vec::new();
+            let mut rules: Vec<&str> = Vec::new();
+            let mut lines: Vec<u32> = Vec::new();
+            for m in members {
+                lines.extend(f.graph.node(*m).line);
+                let origin = &o.report.origins[m.index()];
+                from.extend(origin.from.iter().copied());
+                rules.extend(origin.rules.iter().copied());
+            }
+            from.sort();
+            from.dedup();
+            rules.sort();
+            rules.dedup();
+            lines.sort_unstable();
+            lines.dedup();
+            let lines: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+            let from: Vec<String> = from.iter().map(|n| n.to_string()).collect();
+            let _ = writeln!(
+                out,
+                "    // source: {}",
+                if lines.is_empty() {
+                    "no line (IR text)".to_string()
+                } else {
+                    format!("{source} line{} {}", if lines.len() == 1 { "" } else { "s" }, lines.join(", "))
+                }
+            );
+            let _ = writeln!(
+                out,
+                "    // from {} of the input graph",
+                if from.is_empty() { "no node".into() } else { from.join(" ") }
+            );
+            let _ = writeln!(
+                out,
+                "    // rules: {}",
+                if rules.is_empty() { "none (as written)".to_string() } else { rules.join(", ") }
+            );
+            let _ = writeln!(out, "    // result materialized: {}", why(&o.placement[g.root.index()]));
+        }
+        for &m in &g.inlined {
+            let _ = writeln!(out, "    {}  // inlined", lines[m.index()]);
+        }
+        let _ = writeln!(out, "    {}", lines[g.root.index()]);
+        let _ = writeln!(out, "  }}");
+    }
+    let outputs: Vec<String> = f.outputs.iter().map(|o| o.to_string()).collect();
+    let _ = writeln!(out, "  return {}\n}}", outputs.join(", "));
+    out
+}
+
+fn megabytes(bytes: f64) -> String {
+    format!("{:.3} MB", bytes / 1e6)
+}
+
+fn mflops(flops: f64) -> String {
+    format!("{:.3} MFLOP", flops / 1e6)
+}
+
+/// Kernels, bytes moved and flops before and after, and what the e-graph did.
+pub fn render_stats(o: &Optimized) -> String {
+    let m = &o.machine;
+    let kernels_after = o.kernel_names.len();
+    let time = |w: Work, k: usize| m.seconds(w) + k as f64 * m.kernel_overhead;
+    let rows = [
+        ("kernels", o.kernels_before.to_string(), kernels_after.to_string()),
+        ("graph nodes", o.report.nodes_before.to_string(), o.report.nodes_after.to_string()),
+        ("bytes moved", megabytes(o.work_before.bytes), megabytes(o.work_after.bytes)),
+        ("flops", mflops(o.work_before.flops), mflops(o.work_after.flops)),
+        (
+            "cost model time",
+            format!("{:.1} µs", time(o.work_before, o.kernels_before) * 1e6),
+            format!("{:.1} µs", time(o.work_after, kernels_after) * 1e6),
+        ),
+    ];
+    let shown: Vec<String> = m.bindings.iter().map(|(s, v)| format!("{s} = {v}")).collect();
+    let mut out = String::new();
+    let _ =
+        writeln!(out, "{} ({})", o.after.name, if shown.is_empty() { "no symbols".into() } else { shown.join(", ") });
+    let _ = writeln!(out, "  {:<16} {:>14} {:>14}", "", "unoptimized", "optimized");
+    for (what, before, after) in rows {
+        let _ = writeln!(out, "  {what:<16} {before:>14} {after:>14}");
+    }
+    let r = &o.report;
+    let _ = writeln!(
+        out,
+        "  e-graph: {} nodes in {} classes after {} iterations, stopped: {}, {:.1} ms",
+        r.egraph_nodes,
+        r.egraph_classes,
+        r.iterations,
+        r.stop_reason,
+        r.time.as_secs_f64() * 1e3
+    );
+    let applied: Vec<String> = r.applied.iter().map(|(rule, n)| format!("{rule} {n}")).collect();
+    let _ = writeln!(out, "  rules applied: {}", if applied.is_empty() { "none".into() } else { applied.join(", ") });
+    let _ = writeln!(
+        out,
+        "  machine: {:.0} GB/s, {:.0} GFLOP/s, {:.1} µs per kernel",
+        m.bandwidth / 1e9,
+        m.peak_flops / 1e9,
+        m.kernel_overhead * 1e6
+    );
+    out
+}
+
+fn dot_label(line: &str) -> String {
+    line.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// Graphviz of the graph before (one box per op) and after (ops grouped
+/// into one cluster per kernel), as two clusters of one digraph.
+pub fn render_dot(o: &Optimized) -> String {
+    let mut out = String::from("digraph kiln {\n  rankdir=TB;\n  node [shape=box, fontname=monospace, fontsize=10];\n");
+    let before_lines = node_lines(&o.before);
+    let _ = writeln!(out, "  subgraph cluster_before {{\n    label=\"{} before\";", o.before.name);
+    for (id, node) in o.before.graph.nodes() {
+        let _ = writeln!(out, "    b{} [label=\"{}\"];", id.0, dot_label(&before_lines[id.index()]));
+        for a in &node.args {
+            let _ = writeln!(out, "    b{} -> b{};", a.0, id.0);
+        }
+    }
+    out.push_str("  }\n");
+    let f = &o.after;
+    let lines = node_lines(f);
+    let _ =
+        writeln!(out, "  subgraph cluster_after {{\n    label=\"{} after: {} kernels\";", f.name, o.kernel_names.len());
+    for (id, _) in f.graph.nodes() {
+        let style = match o.placement[id.index()] {
+            Placement::Inlined => ", style=dashed",
+            Placement::Given => ", style=rounded",
+            _ => "",
+        };
+        let _ = writeln!(out, "    a{} [label=\"{}\"{style}];", id.0, dot_label(&lines[id.index()]));
+    }
+    let mut drawn = vec![false; f.graph.len()];
+    for g in &o.groups {
+        let name = kernel_name(f, g.root);
+        if !o.kernel_names.contains(&name) {
+            continue;
+        }
+        let _ = writeln!(out, "    subgraph cluster_{name} {{\n      label=\"{name}\";");
+        // An inlined node computed by several kernels is drawn in the first.
+        for &m in g.inlined.iter().chain(std::iter::once(&g.root)) {
+            if !std::mem::replace(&mut drawn[m.index()], true) {
+                let _ = writeln!(out, "      a{};", m.0);
+            }
+        }
+        out.push_str("    }\n");
+    }
+    for (id, node) in f.graph.nodes() {
+        for a in &node.args {
+            let _ = writeln!(out, "    a{} -> a{};", a.0, id.0);
+        }
+    }
+    out.push_str("  }\n}\n");
+    out
+}
