@@ -1,5 +1,5 @@
 //! Lowering graph IR to kernel IR: one kernel per op that is not computed
-//! inside its users (`fuse_elementwise`).
+//! inside its users (`fuse`).
 //!
 //! Needs: a verified module, a function of it, and a value for every symbol
 //! of the function's input types. Guarantees: a verified [`Plan`] whose
@@ -152,7 +152,7 @@ struct Lowering<'a> {
     /// transposed through strides.
     transposed: Vec<bool>,
     /// Values computed inside the kernels that use them (no buffer, no
-    /// kernel of their own); see `fuse_elementwise`.
+    /// kernel of their own); see `fuse`.
     inlined: Vec<bool>,
 }
 

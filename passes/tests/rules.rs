@@ -227,6 +227,16 @@ const CASES: &[Case] = &[
         range: ANY,
     },
     Case {
+        rule: "unary_before_reshape",
+        ir: "func f(x: f64[2, 6]) -> (f64[3, 4]) {
+  %0: f64[2, 6] = input 0
+  %1: f64[3, 4] = reshape %0
+  %2: f64[3, 4] = sin %1
+  return %2
+}",
+        range: ANY,
+    },
+    Case {
         rule: "binary_before_broadcast",
         ir: "func f(x: f64[3], y: f64[3]) -> (f64[4, 3]) {
   %0: f64[3] = input 0
@@ -441,6 +451,14 @@ fn every_rule_has_a_case() {
             r.identity
         );
         assert_eq!(all.iter().filter(|s| s.name == r.name).count(), 1, "two rules are named `{}`", r.name);
+    }
+}
+
+#[test]
+fn every_rule_is_documented() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/optimization.md")).unwrap();
+    for r in rules::all() {
+        assert!(doc.contains(&format!("| `{}` |", r.name)), "docs/optimization.md does not list rule `{}`", r.name);
     }
 }
 

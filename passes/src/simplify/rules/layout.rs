@@ -30,6 +30,11 @@ pub fn rules() -> Vec<Rule> {
             apply: unary_before_broadcast,
         },
         Rule {
+            name: "unary_before_reshape",
+            identity: "f(reshape(x, s)) = reshape(f(x), s) for an elementwise f of one operand",
+            apply: unary_before_reshape,
+        },
+        Rule {
             name: "binary_before_broadcast",
             identity: "f(broadcast(x, s), broadcast(y, s)) = broadcast(f(x, y), s) when x and y have one type",
             apply: binary_before_broadcast,
@@ -96,6 +101,15 @@ fn unary_before_broadcast(g: &KGraph, n: &ENode) -> Option<Term> {
     let b = nodes_where(g, n.args[0], |op| matches!(op, Op::Broadcast { .. })).next()?;
     let inner = Term::op(n.op.clone(), vec![Term::Class(b.args[0])]);
     Some(Term::op(b.op.clone(), vec![inner]))
+}
+
+fn unary_before_reshape(g: &KGraph, n: &ENode) -> Option<Term> {
+    if !elementwise_unary(&n.op) {
+        return None;
+    }
+    let r = nodes_where(g, n.args[0], |op| matches!(op, Op::Reshape { .. })).next()?;
+    let inner = Term::op(n.op.clone(), vec![Term::Class(r.args[0])]);
+    Some(Term::op(r.op.clone(), vec![inner]))
 }
 
 fn binary_before_broadcast(g: &KGraph, n: &ENode) -> Option<Term> {
