@@ -40,36 +40,41 @@ fn is_float_splat(egraph: &KGraph, id: egg::Id, value: f64) -> bool {
     splat_float(egraph, id) == Some(value)
 }
 
-fn add_zero(g: &KGraph, n: &ENode) -> Option<Term> {
-    let (x, y) = binary(n, BinaryOp::Add)?;
-    if is_float_splat(g, y, 0.0) || g[y].data.splat == Some(Literal::Int(0)) {
+/// Whether class `id` is a splat of `value` (as a float or an integer).
+fn is_splat(g: &KGraph, id: egg::Id, value: i64) -> bool {
+    is_float_splat(g, id, value as f64) || g[id].data.splat == Some(Literal::Int(value))
+}
+
+/// `x op e = e op x = x` for the neutral element `e` of a commutative `op`.
+fn neutral_either_side(g: &KGraph, n: &ENode, op: BinaryOp, e: i64) -> Option<Term> {
+    let (x, y) = binary(n, op)?;
+    if is_splat(g, y, e) {
         Some(Term::Class(x))
-    } else if is_float_splat(g, x, 0.0) || g[x].data.splat == Some(Literal::Int(0)) {
-        Some(Term::Class(y))
     } else {
-        None
+        is_splat(g, x, e).then_some(Term::Class(y))
     }
+}
+
+/// `x op e = x` for the right neutral element `e` of `op`.
+fn neutral_right(g: &KGraph, n: &ENode, op: BinaryOp, e: i64) -> Option<Term> {
+    let (x, y) = binary(n, op)?;
+    is_splat(g, y, e).then_some(Term::Class(x))
+}
+
+fn add_zero(g: &KGraph, n: &ENode) -> Option<Term> {
+    neutral_either_side(g, n, BinaryOp::Add, 0)
 }
 
 fn sub_zero(g: &KGraph, n: &ENode) -> Option<Term> {
-    let (x, y) = binary(n, BinaryOp::Sub)?;
-    (is_float_splat(g, y, 0.0) || g[y].data.splat == Some(Literal::Int(0))).then_some(Term::Class(x))
+    neutral_right(g, n, BinaryOp::Sub, 0)
 }
 
 fn mul_one(g: &KGraph, n: &ENode) -> Option<Term> {
-    let (x, y) = binary(n, BinaryOp::Mul)?;
-    if is_float_splat(g, y, 1.0) || g[y].data.splat == Some(Literal::Int(1)) {
-        Some(Term::Class(x))
-    } else if is_float_splat(g, x, 1.0) || g[x].data.splat == Some(Literal::Int(1)) {
-        Some(Term::Class(y))
-    } else {
-        None
-    }
+    neutral_either_side(g, n, BinaryOp::Mul, 1)
 }
 
 fn div_one(g: &KGraph, n: &ENode) -> Option<Term> {
-    let (x, y) = binary(n, BinaryOp::Div)?;
-    (is_float_splat(g, y, 1.0) || g[y].data.splat == Some(Literal::Int(1))).then_some(Term::Class(x))
+    neutral_right(g, n, BinaryOp::Div, 1)
 }
 
 fn div_by_constant(g: &KGraph, n: &ENode) -> Option<Term> {

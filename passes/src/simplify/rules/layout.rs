@@ -51,30 +51,50 @@ fn shape_of(g: &KGraph, id: egg::Id) -> &Shape {
     &g[id].data.ty.shape
 }
 
-fn broadcast_identity(g: &KGraph, n: &ENode) -> Option<Term> {
-    match &n.op {
-        Op::Broadcast { shape } if shape == shape_of(g, n.args[0]) => Some(Term::Class(n.args[0])),
+/// The target shape of a broadcast or a reshape.
+fn target(op: &Op) -> Option<&Shape> {
+    match op {
+        Op::Broadcast { shape } | Op::Reshape { shape } => Some(shape),
         _ => None,
     }
+}
+
+/// `op(x, s) = x` when `x` already has shape `s`.
+fn to_own_shape(g: &KGraph, n: &ENode, is_op: fn(&Op) -> bool) -> Option<Term> {
+    (is_op(&n.op) && target(&n.op)? == shape_of(g, n.args[0])).then(|| Term::Class(n.args[0]))
+}
+
+/// `op(op(x, s), t) = op(x, t)`.
+fn collapse(g: &KGraph, n: &ENode, is_op: fn(&Op) -> bool) -> Option<Term> {
+    if !is_op(&n.op) {
+        return None;
+    }
+    let inner = nodes_where(g, n.args[0], is_op).next()?;
+    Some(Term::op(n.op.clone(), vec![Term::Class(inner.args[0])]))
+}
+
+fn is_broadcast(op: &Op) -> bool {
+    matches!(op, Op::Broadcast { .. })
+}
+
+fn is_reshape(op: &Op) -> bool {
+    matches!(op, Op::Reshape { .. })
+}
+
+fn broadcast_identity(g: &KGraph, n: &ENode) -> Option<Term> {
+    to_own_shape(g, n, is_broadcast)
 }
 
 fn broadcast_broadcast(g: &KGraph, n: &ENode) -> Option<Term> {
-    let Op::Broadcast { shape } = &n.op else { return None };
-    let inner = nodes_where(g, n.args[0], |op| matches!(op, Op::Broadcast { .. })).next()?;
-    Some(Term::op(Op::Broadcast { shape: shape.clone() }, vec![Term::Class(inner.args[0])]))
+    collapse(g, n, is_broadcast)
 }
 
 fn reshape_identity(g: &KGraph, n: &ENode) -> Option<Term> {
-    match &n.op {
-        Op::Reshape { shape } if shape == shape_of(g, n.args[0]) => Some(Term::Class(n.args[0])),
-        _ => None,
-    }
+    to_own_shape(g, n, is_reshape)
 }
 
 fn reshape_reshape(g: &KGraph, n: &ENode) -> Option<Term> {
-    let Op::Reshape { shape } = &n.op else { return None };
-    let inner = nodes_where(g, n.args[0], |op| matches!(op, Op::Reshape { .. })).next()?;
-    Some(Term::op(Op::Reshape { shape: shape.clone() }, vec![Term::Class(inner.args[0])]))
+    collapse(g, n, is_reshape)
 }
 
 fn permute_identity(_: &KGraph, n: &ENode) -> Option<Term> {
