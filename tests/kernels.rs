@@ -491,6 +491,39 @@ fn kernels_split_across_threads_agree() {
     compare("f", "JIT, threaded", &jitted, &expected, JIT_TOLERANCE, &plan.to_string());
 }
 
+/// Widened max and min, of two arrays and against constants, exact against
+/// the interpreter with NaNs (either side, both), infinities and zeros of
+/// both signs, on a length with a scalar tail.
+#[test]
+fn widened_max_and_min_agree() {
+    let text = "func f(x: f32[3, 37], y: f32[3, 37]) -> (f32[3, 37], f32[3, 37], f32[3, 37], f32[3, 37], f32[3, 37]) {
+  %0: f32[3, 37] = input 0
+  %1: f32[3, 37] = input 1
+  %2: f32[3, 37] = max %0, %1
+  %3: f32[3, 37] = min %1, %0
+  %4: f32[3, 37] = const 0.25
+  %5: f32[3, 37] = max %0, %4
+  %6: f32[3, 37] = min %4, %1
+  %7: f32[3, 37] = const -0.5
+  %8: f32[3, 37] = max %7, %1
+  return %2, %3, %5, %6, %8
+}
+";
+    let module = kiln_ir::parse_module(text).unwrap();
+    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    let clif = kiln_codegen::clif_text(&plan).unwrap();
+    assert_eq!(clif.matches("bitselect").count(), 5, "each widened max and min is compare-and-select:\n{clif}");
+    let special = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 0.25, -0.5];
+    let xs: Vec<f32> = (0..111).map(|i| if i % 5 == 0 { special[i / 5 % 7] } else { (i as f32 * 0.7).sin() }).collect();
+    let ys: Vec<f32> =
+        (0..111).map(|i| if i % 3 == 0 { special[i / 3 % 7] } else { (i as f32 * 0.3).cos() * 0.9 }).collect();
+    let inputs = vec![Tensor::from_f32(&[3, 37], &xs), Tensor::from_f32(&[3, 37], &ys)];
+    let params = kiln_ir::interp::Params::new();
+    let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
+    let jitted = run_jit(&plan, &inputs, &params).unwrap();
+    compare("f", "JIT", &jitted, &expected, 0.0, &plan.to_string());
+}
+
 /// Every function of every example and `ok` program, simplified by
 /// equality saturation, against the unsimplified function on the
 /// interpreter (within `TOLERANCE`: rules only reassociate sums and fold

@@ -37,6 +37,8 @@ pub struct KernelBuilder<'a, 'f> {
     /// Whether the host has fused multiply-add (`a * b + c` becomes one
     /// instruction, rounded once).
     pub fma: bool,
+    /// Whether the target is x86-64 (its truncating vector conversion is used).
+    pub x86: bool,
 }
 
 pub type Gen<T> = Result<T, String>;
@@ -88,6 +90,7 @@ pub fn build(module: &mut dyn Module, func: &mut Function, plan: &Plan, kernel: 
     let zero = b.ins().iconst(types::I32, 0);
     b.def_var(status, zero);
     let fma = module.isa().isa_flags().iter().any(|f| f.name == "has_fma" && f.as_bool() == Some(true));
+    let x86 = module.isa().name() == "x64";
     let mut k = KernelBuilder {
         b,
         module,
@@ -99,6 +102,7 @@ pub fn build(module: &mut dyn Module, func: &mut Function, plan: &Plan, kernel: 
         status,
         hoisted: Vec::new(),
         fma,
+        x86,
     };
     match split_loop(kernel) {
         Some((var, vector, body)) => k.any_loop(var, vector, Bound::Range(lo, hi), body)?,

@@ -16,7 +16,7 @@
 //! loop takes four elements per iteration and a scalar loop finishes the
 //! remaining ones.
 
-use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{Block, InstBuilder, MemFlagsData, Value, types};
 use cranelift_frontend::Variable;
 use kiln_ir::kernel::{Affine, KExpr, KStmt, VarId};
@@ -211,8 +211,15 @@ impl KernelBuilder<'_, '_> {
                     BinaryOp::Sub => self.b.ins().fsub(x, y),
                     BinaryOp::Mul => self.b.ins().fmul(x, y),
                     BinaryOp::Div => self.b.ins().fdiv(x, y),
-                    BinaryOp::Max => self.b.ins().fmax(x, y),
-                    BinaryOp::Min => self.b.ins().fmin(x, y),
+                    BinaryOp::Max | BinaryOp::Min => {
+                        let constant =
+                            |e: &KExpr| matches!(e, KExpr::Const { value: Literal::Float(v), .. } if !v.get().is_nan());
+                        match (constant(a), constant(b)) {
+                            (false, true) => self.max_min_constant(*op, x, y),
+                            (true, false) => self.max_min_constant(*op, y, x),
+                            _ => self.max_min(*op, x, y),
+                        }
+                    }
                     BinaryOp::Pow => self.lanes("kiln_pow_f32", &[x, y])?,
                     BinaryOp::And | BinaryOp::Or => return Err(format!("{op:?} is not widened")),
                 })
@@ -354,6 +361,28 @@ impl KernelBuilder<'_, '_> {
         Ok(())
     }
 
+    /// The NaN-propagating max (or min) of four lanes: `x` where it is
+    /// greater (less) or NaN, else `y`. Cranelift's `fmax` also orders -0
+    /// below +0, which takes twice the instructions; kiln's max, like the
+    /// interpreter's, leaves the sign of equal zeros unspecified.
+    fn max_min(&mut self, op: BinaryOp, x: Value, y: Value) -> Value {
+        let cc = if op == BinaryOp::Max { FloatCC::GreaterThan } else { FloatCC::LessThan };
+        let better = self.b.ins().fcmp(cc, x, y);
+        let x_nan = self.b.ins().fcmp(FloatCC::Unordered, x, x);
+        let take_x = self.b.ins().bor(better, x_nan);
+        let mask = self.b.ins().bitcast(types::F32X4, little_endian(), take_x);
+        self.b.ins().bitselect(mask, x, y)
+    }
+
+    /// [`Self::max_min`] against `c`, lanes that are never NaN: one comparison
+    /// (greater, or unordered, which only `x` can be) picks `x`.
+    fn max_min_constant(&mut self, op: BinaryOp, x: Value, c: Value) -> Value {
+        let cc = if op == BinaryOp::Max { FloatCC::UnorderedOrGreaterThan } else { FloatCC::UnorderedOrLessThan };
+        let take_x = self.b.ins().fcmp(cc, x, c);
+        let mask = self.b.ins().bitcast(types::F32X4, little_endian(), take_x);
+        self.b.ins().bitselect(mask, x, c)
+    }
+
     /// `exp` of four f32 lanes without leaving the vector unit. With `n` the
     /// nearest integer to `x / ln 2` and `r = x - n ln 2` (Cody-Waite, two
     /// parts of ln 2), `e^r` comes from its Taylor polynomial to degree 7
@@ -368,8 +397,8 @@ impl KernelBuilder<'_, '_> {
             k.b.ins().splat(types::F32X4, c)
         };
         let (low, high) = (splat(self, -110.0), splat(self, 89.0));
-        let x = self.b.ins().fmax(x, low);
-        let x = self.b.ins().fmin(x, high);
+        let x = self.max_min_constant(BinaryOp::Max, x, low);
+        let x = self.max_min_constant(BinaryOp::Min, x, high);
         let log2e = splat(self, std::f32::consts::LOG2_E);
         let scaled = self.b.ins().fmul(x, log2e);
         let n = self.b.ins().nearest(scaled);
@@ -382,7 +411,14 @@ impl KernelBuilder<'_, '_> {
             p = self.multiply_add(p, r, c);
         }
         // 2^n as 2^(n >> 1) * 2^(n - (n >> 1)), each a normal f32.
-        let n = self.b.ins().fcvt_to_sint_sat(types::I32X4, n);
+        // `n` is within ±160 (NaN aside, whose lanes stay NaN through `p`):
+        // x86's plain truncating conversion is exact, without the
+        // saturation fix-ups of `fcvt_to_sint_sat`.
+        let n = if self.x86 {
+            self.b.ins().x86_cvtt2dq(types::I32X4, n)
+        } else {
+            self.b.ins().fcvt_to_sint_sat(types::I32X4, n)
+        };
         let half = self.b.ins().sshr_imm_s(n, 1);
         let rest = self.b.ins().isub(n, half);
         let bias = {

@@ -48,11 +48,7 @@ fn is_splat(g: &KGraph, id: egg::Id, value: i64) -> bool {
 /// `x op e = e op x = x` for the neutral element `e` of a commutative `op`.
 fn neutral_either_side(g: &KGraph, n: &ENode, op: BinaryOp, e: i64) -> Option<Term> {
     let (x, y) = binary(n, op)?;
-    if is_splat(g, y, e) {
-        Some(Term::Class(x))
-    } else {
-        is_splat(g, x, e).then_some(Term::Class(y))
-    }
+    if is_splat(g, y, e) { Some(Term::Class(x)) } else { is_splat(g, x, e).then_some(Term::Class(y)) }
 }
 
 /// `x op e = x` for the right neutral element `e` of `op`.
