@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use kiln_ir::{Bindings, Function, Module, NodeId};
 use kiln_passes::cost::{Machine, Work};
-use kiln_passes::fuse::{Group, Placement};
+use kiln_passes::fuse::{Group, Merge, Placement};
 use kiln_passes::{LowerOptions, SimplifyReport};
 
 use crate::Error;
@@ -19,6 +19,8 @@ pub struct Optimized {
     pub report: SimplifyReport,
     pub placement: Vec<Placement>,
     pub groups: Vec<Group>,
+    /// Reductions computed inside another kernel.
+    pub merges: Vec<Option<Merge>>,
     /// Kernel names of the optimized plan.
     pub kernel_names: BTreeSet<String>,
     pub kernels_before: usize,
@@ -35,6 +37,7 @@ pub fn optimize(module: &Module, function: &str, bindings: &Bindings) -> Result<
     let (after, report) = kiln_passes::simplify_function(module, &before, &kiln_passes::Limits::default(), &machine);
     let placement = kiln_passes::fuse::fuse(&after, &machine);
     let groups = kiln_passes::fuse::groups(&after, &placement);
+    let merges = kiln_passes::fuse::merges(&after, &placement, &groups, &machine);
     let optimized = Module { params: module.params.clone(), functions: vec![after.clone()] };
     let lower = |m: &Module, options| {
         kiln_passes::lower_to_kernels_with(m, function, bindings, options).map_err(|e| Error::Usage(e.to_string()))
@@ -42,8 +45,9 @@ pub fn optimize(module: &Module, function: &str, bindings: &Bindings) -> Result<
     let plan = lower(&optimized, LowerOptions { simplify: false, ..LowerOptions::default() })?;
     let unoptimized = lower(module, LowerOptions { simplify: false, fuse: false, ..LowerOptions::default() })?;
     let unfused: Vec<Placement> = kiln_passes::fuse::unfused(&before);
-    let work_before = kiln_passes::fuse::work(&before, &kiln_passes::fuse::groups(&before, &unfused), &machine);
-    let work_after = kiln_passes::fuse::work(&after, &groups, &machine);
+    let none = vec![None; before.graph.len()];
+    let work_before = kiln_passes::fuse::work(&before, &kiln_passes::fuse::groups(&before, &unfused), &none, &machine);
+    let work_after = kiln_passes::fuse::work(&after, &groups, &merges, &machine);
     Ok(Optimized {
         kernel_names: plan.kernels.iter().map(|k| k.name.clone()).collect(),
         kernels_before: unoptimized.kernels.len(),
@@ -52,6 +56,7 @@ pub fn optimize(module: &Module, function: &str, bindings: &Bindings) -> Result<
         report,
         placement,
         groups,
+        merges,
         work_before,
         work_after,
         machine,
@@ -88,7 +93,7 @@ pub fn render(o: &Optimized, explain: bool, source: &str) -> String {
     let f = &o.after;
     let lines = node_lines(f);
     let mut out = String::new();
-    let kernels = o.groups.iter().filter(|g| o.kernel_names.contains(&kernel_name(f, g.root))).count();
+    let kernels = o.kernel_names.len();
     let _ = writeln!(out, "// {}: {} kernels (unoptimized: {})", f.name, kernels, o.kernels_before);
     let header = kiln_ir::print_function(f);
     let _ = writeln!(out, "{}", header.lines().next().unwrap_or_default());
@@ -99,18 +104,28 @@ pub fn render(o: &Optimized, explain: bool, source: &str) -> String {
     }
     for g in &o.groups {
         let name = kernel_name(f, g.root);
+        if o.merges[g.root.index()].is_some() {
+            continue; // printed inside the kernel that computes it
+        }
         if !o.kernel_names.contains(&name) {
             let _ = writeln!(out, "  {}  // no kernel: a view of its operand", lines[g.root.index()]);
             continue;
         }
+        // The groups this kernel computes: an epilogue's reduction first,
+        // then its own, then sibling reductions sharing its loops.
+        let guest = |m: Merge| o.groups.iter().filter(move |h| o.merges[h.root.index()] == Some(m.clone()));
+        let parts: Vec<&Group> = guest(Merge::Epilogue { into: g.root })
+            .chain(std::iter::once(g))
+            .chain(guest(Merge::Sibling { with: g.root }))
+            .collect();
         let _ = writeln!(out, "  kernel {name} {{");
         if explain {
-            let members = g.inlined.iter().chain(std::iter::once(&g.root));
+            let members = parts.iter().flat_map(|p| p.inlined.iter().chain(std::iter::once(&p.root)));
             let mut from: Vec<NodeId> = Vec::new();
             let mut rules: Vec<&str> = Vec::new();
-            let mut lines: Vec<u32> = Vec::new();
+            let mut source_lines: Vec<u32> = Vec::new();
             for m in members {
-                lines.extend(f.graph.node(*m).line);
+                source_lines.extend(f.graph.node(*m).line);
                 let origin = &o.report.origins[m.index()];
                 from.extend(origin.from.iter().copied());
                 rules.extend(origin.rules.iter().copied());
@@ -119,17 +134,17 @@ pub fn render(o: &Optimized, explain: bool, source: &str) -> String {
             from.dedup();
             rules.sort();
             rules.dedup();
-            lines.sort_unstable();
-            lines.dedup();
-            let lines: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+            source_lines.sort_unstable();
+            source_lines.dedup();
+            let shown: Vec<String> = source_lines.iter().map(|l| l.to_string()).collect();
             let from: Vec<String> = from.iter().map(|n| n.to_string()).collect();
             let _ = writeln!(
                 out,
                 "    // source: {}",
-                if lines.is_empty() {
+                if shown.is_empty() {
                     "no line (IR text)".to_string()
                 } else {
-                    format!("{source} line{} {}", if lines.len() == 1 { "" } else { "s" }, lines.join(", "))
+                    format!("{source} line{} {}", if shown.len() == 1 { "" } else { "s" }, shown.join(", "))
                 }
             );
             let _ = writeln!(
@@ -143,11 +158,37 @@ pub fn render(o: &Optimized, explain: bool, source: &str) -> String {
                 if rules.is_empty() { "none (as written)".to_string() } else { rules.join(", ") }
             );
             let _ = writeln!(out, "    // result materialized: {}", why(&o.placement[g.root.index()]));
+            for p in &parts {
+                match &o.merges[p.root.index()] {
+                    Some(Merge::Epilogue { .. }) => {
+                        let _ = writeln!(
+                            out,
+                            "    // {} is applied to the accumulator of {} (a reduction epilogue: {} is never stored)",
+                            g.root, p.root, p.root
+                        );
+                    }
+                    Some(Merge::Sibling { .. }) => {
+                        let _ =
+                            writeln!(out, "    // {} is accumulated in the same loops (a sibling reduction)", p.root);
+                    }
+                    None => {}
+                }
+            }
         }
-        for &m in &g.inlined {
-            let _ = writeln!(out, "    {}  // inlined", lines[m.index()]);
+        let mut printed = vec![false; f.graph.len()];
+        for p in &parts {
+            for &m in &p.inlined {
+                if !std::mem::replace(&mut printed[m.index()], true) {
+                    let _ = writeln!(out, "    {}  // inlined", lines[m.index()]);
+                }
+            }
+            let note = match &o.merges[p.root.index()] {
+                Some(Merge::Epilogue { .. }) => "  // accumulated, not stored",
+                Some(Merge::Sibling { .. }) => "  // sibling reduction",
+                None => "",
+            };
+            let _ = writeln!(out, "    {}{note}", lines[p.root.index()]);
         }
-        let _ = writeln!(out, "    {}", lines[g.root.index()]);
         let _ = writeln!(out, "  }}");
     }
     let outputs: Vec<String> = f.outputs.iter().map(|o| o.to_string()).collect();

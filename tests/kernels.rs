@@ -524,6 +524,73 @@ fn widened_max_and_min_agree() {
     compare("f", "JIT", &jitted, &expected, 0.0, &plan.to_string());
 }
 
+/// Reductions over the same short rows share one loop nest (siblings); a
+/// reduction read only by an elementwise op of its shape has that op
+/// applied to its accumulator (an epilogue), with and without keepdims;
+/// long rows keep their own widened loops. All exact to the interpreter's
+/// tolerance.
+#[test]
+fn reductions_share_loops_and_take_epilogues() {
+    let text = "func f(x: f32[6, 5], y: f32[6, 40]) -> (f32[6, 1], f32[6, 1], f32[], f32[6, 1], f32[6, 1], f32[6, 1]) {
+  %0: f32[6, 5] = input 0
+  %1: f32[6, 1] = reduce_max %0 axes=[1] keepdims=true
+  %2: f32[6, 5] = exp %0
+  %3: f32[6, 1] = reduce_sum %2 axes=[1] keepdims=true
+  %4: f32[] = reduce_sum %0 axes=[0, 1] keepdims=false
+  %5: f32[] = const 30.0
+  %6: f32[] = div %4, %5
+  %7: f32[6, 1] = reduce_sum %0 axes=[1] keepdims=true
+  %8: f32[6, 1] = tanh %7
+  %9: f32[6, 40] = input 1
+  %10: f32[6, 1] = reduce_sum %9 axes=[1] keepdims=true
+  %11: f32[6, 1] = reduce_max %9 axes=[1] keepdims=true
+  return %1, %3, %6, %8, %10, %11
+}
+";
+    let module = kiln_ir::parse_module(text).unwrap();
+    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    // %3 shares %1's loops; %4 is accumulated in %6's kernel and %7 in
+    // %8's (epilogues); the 40-long rows of %10 and %11 keep their own
+    // widened loops.
+    let text = plan.to_string();
+    assert_eq!(plan.kernels.len(), 5, "{text}");
+    assert!(text.contains("a0: f32 = max\n      a1: f32 = sum"), "%3 is a sibling of %1:\n{text}");
+    assert!(text.contains("b3[0] = mul(a0, "), "the mean is applied to the accumulator:\n{text}");
+    assert!(text.contains("= tanh(a0)"), "tanh is applied to the accumulator:\n{text}");
+    assert_eq!(text.matches("vector 4").count(), 2, "long rows are widened:\n{text}");
+    check(&module, "f");
+    // An epilogue alone: one kernel.
+    let text = "func f(x: f32[6, 5]) -> (f32[6, 1]) {
+  %0: f32[6, 5] = input 0
+  %1: f32[6, 1] = reduce_sum %0 axes=[1] keepdims=true
+  %2: f32[6, 1] = tanh %1
+  return %2
+}
+";
+    let module = kiln_ir::parse_module(text).unwrap();
+    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    assert_eq!(plan.kernels.len(), 1, "{plan}");
+    check(&module, "f");
+}
+
+/// Softmax cross-entropy, forward and backward, in at most four kernels:
+/// between the softmax regression step's forward product and its weight
+/// gradient product there are the row maxima (with the one-hot row sums as
+/// a sibling), the sums of exponentials, the loss (with its mean as an
+/// epilogue) and the gradient of the logits.
+#[test]
+fn softmax_cross_entropy_is_four_kernels() {
+    let step = with_step("examples/softmax_regression.kiln");
+    let mut n = Bindings::new();
+    n.insert(Symbol::new("N"), 256);
+    let plan = kiln_passes::lower_to_kernels(&step, "train_step", &n).unwrap();
+    let names: Vec<&str> = plan.kernels.iter().map(|k| k.name.as_str()).collect();
+    let products: Vec<usize> = (0..names.len()).filter(|&i| names[i].ends_with("_matmul")).collect();
+    assert_eq!(products.len(), 2, "{names:?}");
+    assert!(products[1] - products[0] - 1 <= 4, "cross-entropy kernels: {names:?}");
+    check(&step, "train_step");
+}
+
 /// Every function of every example and `ok` program, simplified by
 /// equality saturation, against the unsimplified function on the
 /// interpreter (within `TOLERANCE`: rules only reassociate sums and fold

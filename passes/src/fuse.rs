@@ -15,9 +15,15 @@
 //! computing it once, writing it and reading it back in each user, plus the
 //! kernel that computes it.
 //!
+//! [`merges`] then puts some reductions inside other kernels: a reduction
+//! read only by one elementwise kernel of its shape is accumulated there
+//! and that kernel's expression applied to the accumulator (an epilogue);
+//! reductions over the same short rows share one loop nest (siblings).
+//!
 //! Guarantee: the plan computes the same values (an inlined expression is
-//! evaluated where its value was loaded, with the same operations), and
-//! every node a non-elementwise op reads is materialized.
+//! evaluated where its value was loaded, with the same operations; a merged
+//! reduction accumulates the same values in the same order), and every node
+//! a non-elementwise op reads is materialized.
 
 use kiln_ir::{Function, NodeId, Op};
 
@@ -192,10 +198,14 @@ pub fn groups(f: &Function, placement: &[Placement]) -> Vec<Group> {
 }
 
 /// The work of a fused function under the cost model: each kernel loads
-/// what it reads once, writes its result once, and does the flops of its
-/// root and of everything inlined into it.
-pub fn work(f: &Function, groups: &[Group], machine: &Machine) -> crate::cost::Work {
+/// what it reads once (siblings share their loads), writes its results
+/// once (a reduction whose epilogue is applied in registers writes
+/// nothing), and does the flops of its roots and of everything inlined
+/// into them.
+pub fn work(f: &Function, groups: &[Group], merges: &[Option<Merge>], machine: &Machine) -> crate::cost::Work {
+    use std::collections::{BTreeMap, BTreeSet};
     let mut total = crate::cost::Work::default();
+    let mut kernels: BTreeMap<NodeId, BTreeSet<NodeId>> = BTreeMap::new();
     for g in groups {
         let node = f.graph.node(g.root);
         let arg_types: Vec<&kiln_ir::TensorType> = node.args.iter().map(|&a| f.graph.ty(a)).collect();
@@ -204,7 +214,19 @@ pub fn work(f: &Function, groups: &[Group], machine: &Machine) -> crate::cost::W
             let inner = f.graph.node(m);
             total.flops += machine.elements(&inner.ty.shape) * flops_per_element(&inner.op);
         }
-        total.bytes += machine.bytes(&node.ty) + g.reads.iter().map(|&r| machine.bytes(f.graph.ty(r))).sum::<f64>();
+        let (host, writes) = match merges.get(g.root.index()).cloned().flatten() {
+            Some(Merge::Epilogue { into }) => (into, false),
+            Some(Merge::Sibling { with }) => (with, true),
+            None => (g.root, true),
+        };
+        if writes {
+            total.bytes += machine.bytes(&node.ty);
+        }
+        kernels.entry(host).or_default().extend(g.reads.iter().copied());
+    }
+    for reads in kernels.values() {
+        let absorbed = |r: &NodeId| matches!(merges.get(r.index()), Some(Some(Merge::Epilogue { .. })));
+        total.bytes += reads.iter().filter(|r| !absorbed(r)).map(|&r| machine.bytes(f.graph.ty(r))).sum::<f64>();
     }
     total
 }
@@ -226,4 +248,99 @@ pub fn unfused(f: &Function) -> Vec<Placement> {
             _ => Placement::Kernel,
         })
         .collect()
+}
+
+/// A reduction computed inside another node's kernel.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Merge {
+    /// Accumulated by the kernel of `into`, its only reader, an elementwise
+    /// op of the reduction's shape that is applied to the accumulator
+    /// instead of storing it (a reduction epilogue).
+    Epilogue { into: NodeId },
+    /// Accumulated in the same loops as the reduction `with` (a sibling:
+    /// the same operand shape and axes, an operand ready before `with`).
+    Sibling { with: NodeId },
+}
+
+/// Rows shorter than this are reduced one element at a time anyway, so
+/// sharing their loops costs no vectorization.
+const SIBLING_ROW_LIMIT: f64 = 16.0;
+
+/// Which reductions are computed inside another kernel.
+pub fn merges(f: &Function, placement: &[Placement], groups: &[Group], machine: &Machine) -> Vec<Option<Merge>> {
+    let n = f.graph.len();
+    let mut merge: Vec<Option<Merge>> = vec![None; n];
+    let is_reduce = |id: NodeId| matches!(f.graph.node(id).op, Op::Reduce { .. });
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (g, group) in groups.iter().enumerate() {
+        for r in &group.reads {
+            readers[r.index()].push(g);
+        }
+    }
+    let computed = |id: NodeId| matches!(placement[id.index()], Placement::Kernel);
+    // Epilogues: a reduction read only by one elementwise kernel of its shape.
+    let mut hosts_epilogue = vec![false; n];
+    for group in groups {
+        let c = f.graph.node(group.root);
+        if !elementwise(&c.op) || hosts_epilogue[group.root.index()] {
+            continue;
+        }
+        for &r in &group.reads {
+            let read_directly = std::iter::once(&group.root)
+                .chain(&group.inlined)
+                .all(|m| !f.graph.node(*m).args.contains(&r) || elementwise(&f.graph.node(*m).op));
+            if is_reduce(r)
+                && computed(r)
+                && readers[r.index()].len() == 1
+                && f.graph.ty(r).shape == c.ty.shape
+                && read_directly
+                && merge[r.index()].is_none()
+            {
+                merge[r.index()] = Some(Merge::Epilogue { into: group.root });
+                hosts_epilogue[group.root.index()] = true;
+                break;
+            }
+        }
+    }
+    // Siblings: reductions over the same rows of operands of one shape.
+    let key = |id: NodeId| match &f.graph.node(id).op {
+        Op::Reduce { axes, keepdims, .. } => {
+            Some((f.graph.ty(f.graph.node(id).args[0]).shape.clone(), axes.clone(), *keepdims))
+        }
+        _ => None,
+    };
+    let group_of = |id: NodeId| groups.iter().find(|g| g.root == id);
+    // A reshape of a materialized value is that value's memory: ready when it is.
+    let source = |mut id: NodeId| {
+        while matches!(f.graph.node(id).op, Op::Reshape { .. } | Op::StopGradient)
+            && placement[id.index()] != Placement::Inlined
+        {
+            id = f.graph.node(id).args[0];
+        }
+        id
+    };
+    for (i, host) in groups.iter().enumerate() {
+        let h = host.root;
+        if !is_reduce(h) || merge[h.index()].is_some() || hosts_epilogue[h.index()] {
+            continue;
+        }
+        let Some((shape, axes, _)) = key(h) else { continue };
+        let row: f64 = axes.iter().map(|&a| machine.elements(&kiln_ir::Shape(vec![shape.0[a].clone()]))).product();
+        if row >= SIBLING_ROW_LIMIT {
+            continue;
+        }
+        for later in &groups[i + 1..] {
+            let s = later.root;
+            if key(s) == key(h)
+                && merge[s.index()].is_none()
+                && !hosts_epilogue[s.index()]
+                && group_of(s).is_some_and(|g| {
+                    g.reads.iter().map(|&r| source(r)).all(|r| r < h || placement[r.index()] == Placement::Given)
+                })
+            {
+                merge[s.index()] = Some(Merge::Sibling { with: h });
+            }
+        }
+    }
+    merge
 }

@@ -25,6 +25,8 @@ use kiln_ir::kernel::{
 };
 use kiln_ir::{Bindings, ConvAttrs, DType, Function, Literal, Module, NodeId, Op, ReduceKind};
 
+use crate::fuse::Merge;
+
 /// Why a function could not be lowered.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LowerError {
@@ -105,6 +107,14 @@ pub fn lower_to_kernels_with(
         let shape = node.ty.shape.resolve(bindings).map_err(|s| LowerError::Unbound(s.to_string()))?;
         shapes.push(shape.into_iter().map(|d| d as u64).collect::<Vec<u64>>());
     }
+    let (inlined, merge) = if options.fuse {
+        let placement = crate::fuse::fuse(f, &machine);
+        let groups = crate::fuse::groups(f, &placement);
+        let merge = crate::fuse::merges(f, &placement, &groups, &machine);
+        (placement.iter().map(|p| *p == crate::fuse::Placement::Inlined).collect(), merge)
+    } else {
+        (vec![false; f.graph.len()], vec![None; f.graph.len()])
+    };
     let mut l = Lowering {
         f,
         bindings,
@@ -116,11 +126,9 @@ pub fn lower_to_kernels_with(
         next_acc: 0,
         options,
         transposed: transposed_views(f),
-        inlined: if options.fuse {
-            crate::fuse::fuse(f, &machine).iter().map(|p| *p == crate::fuse::Placement::Inlined).collect()
-        } else {
-            vec![false; f.graph.len()]
-        },
+        inlined,
+        merge,
+        acc_of: BTreeMap::new(),
     };
     l.assign_buffers();
     for (id, node) in f.graph.nodes() {
@@ -154,6 +162,10 @@ struct Lowering<'a> {
     /// Values computed inside the kernels that use them (no buffer, no
     /// kernel of their own); see `fuse`.
     inlined: Vec<bool>,
+    /// Reductions computed in another node's kernel (`fuse::merges`).
+    merge: Vec<Option<Merge>>,
+    /// Reductions whose value is an accumulator of the kernel being built.
+    acc_of: BTreeMap<NodeId, AccId>,
 }
 
 /// Where an inline expression is evaluated: at element `Flat(i)` of a
@@ -240,7 +252,9 @@ impl Lowering<'_> {
                         b
                     }
                 },
-                _ if self.inlined[id.index()] => BufferId(u32::MAX),
+                _ if self.inlined[id.index()] || matches!(self.merge[id.index()], Some(Merge::Epilogue { .. })) => {
+                    BufferId(u32::MAX)
+                }
                 // A reshape of an inlined value is computed by its own kernel.
                 Op::Reshape { .. } if self.inlined[node.args[0].index()] => {
                     self.new_buffer(BufferRole::Temp, dtype, len)
@@ -361,6 +375,9 @@ impl Lowering<'_> {
     /// The value of `node` at `at`: loaded from its buffer, or computed
     /// inline when it is inlined.
     fn value_of(&mut self, node: NodeId, at: &At) -> Result<KExpr, LowerError> {
+        if let Some(&acc) = self.acc_of.get(&node) {
+            return Ok(KExpr::Acc(acc));
+        }
         if self.inlined[node.index()] {
             return self.expr_of(node, at);
         }
@@ -442,7 +459,11 @@ impl Lowering<'_> {
         let buf = |l: &Self, k: usize| l.node_buffer[arg(k).index()];
         let dtype = node.ty.dtype;
         Ok(match op {
-            _ if self.inlined[id.index()] => Vec::new(),
+            _ if self.inlined[id.index()] || self.merge[id.index()].is_some() => Vec::new(),
+            _ if self.merge.contains(&Some(Merge::Epilogue { into: id })) => {
+                let r = self.merge.iter().position(|m| *m == Some(Merge::Epilogue { into: id })).unwrap_or_default();
+                self.reduce_many(&[NodeId(r as u32)], Some(id))?
+            }
             Op::Reshape { .. } if self.inlined[arg(0).index()] => self.fused_elementwise(id, out, &shape, dtype)?,
             Op::Input { .. } | Op::Param { .. } | Op::Reshape { .. } | Op::StopGradient => Vec::new(),
             Op::Constant { .. }
@@ -501,9 +522,12 @@ impl Lowering<'_> {
                 }
                 body
             }
-            Op::Reduce { kind, axes, .. } => {
-                let from = self.shapes[arg(0).index()].clone();
-                self.reduce(*kind, arg(0), &from, axes, out, node.ty.dtype)?
+            Op::Reduce { .. } => {
+                let siblings = (0..self.merge.len())
+                    .filter(|&s| self.merge[s] == Some(Merge::Sibling { with: id }))
+                    .map(|s| NodeId(s as u32));
+                let members: Vec<NodeId> = std::iter::once(id).chain(siblings).collect();
+                self.reduce_many(&members, None)?
             }
             Op::MatMul => {
                 let transposed = [self.transposed[arg(0).index()], self.transposed[arg(1).index()]];
@@ -595,15 +619,17 @@ impl Lowering<'_> {
         Self::nest(&vars, from_shape, vec![store])
     }
 
-    fn reduce(
-        &mut self,
-        kind: ReduceKind,
-        a: NodeId,
-        from: &[u64],
-        axes: &[usize],
-        out: BufferId,
-        dtype: DType,
-    ) -> Result<Vec<KStmt>, LowerError> {
+    /// The kernel of reductions over the same rows (one, or a host and
+    /// its siblings): each accumulates in the same loops and stores its
+    /// result, or, with `epilogue`, the elementwise node applied to the one
+    /// reduction's accumulator is stored instead.
+    fn reduce_many(&mut self, members: &[NodeId], epilogue: Option<NodeId>) -> Result<Vec<KStmt>, LowerError> {
+        let first = self.f.graph.node(members[0]);
+        let Op::Reduce { axes, keepdims, .. } = &first.op else {
+            return Err(LowerError::Invalid(format!("{} is not a reduction", members[0])));
+        };
+        let (axes, keepdims) = (axes.clone(), *keepdims);
+        let from = self.shapes[first.args[0].index()].clone();
         let kept: Vec<usize> = (0..from.len()).filter(|k| !axes.contains(k)).collect();
         let outer = self.vars(kept.len());
         let inner = self.vars(axes.len());
@@ -614,17 +640,44 @@ impl Lowering<'_> {
         for (k, &axis) in axes.iter().enumerate() {
             all[axis] = inner[k];
         }
-        let acc = self.acc();
-        let read = self.value_of(a, &At::Axes(all.iter().map(|&v| Affine::var(v)).collect()))?;
+        let at = At::Axes(all.iter().map(|&v| Affine::var(v)).collect());
         let kept_shape: Vec<u64> = kept.iter().map(|&k| from[k]).collect();
         let reduced_shape: Vec<u64> = axes.iter().map(|&k| from[k]).collect();
-        let mut body = vec![KStmt::AccInit { acc, dtype, kind }];
-        body.extend(Self::nest_serial(&inner, &reduced_shape, vec![KStmt::AccUpdate { acc, value: read }]));
-        body.push(KStmt::Store {
-            buffer: out,
-            index: row_major(&outer, &strides(&kept_shape)),
-            value: KExpr::Acc(acc),
-        });
+        let index = row_major(&outer, &strides(&kept_shape));
+        let (mut body, mut updates, mut stores) = (Vec::new(), Vec::new(), Vec::new());
+        for &m in members {
+            let node = self.f.graph.node(m);
+            let Op::Reduce { kind, .. } = node.op else {
+                return Err(LowerError::Invalid(format!("{m} is not a reduction")));
+            };
+            let acc = self.acc();
+            body.push(KStmt::AccInit { acc, dtype: node.ty.dtype, kind });
+            updates.push(KStmt::AccUpdate { acc, value: self.value_of(node.args[0], &at)? });
+            let (buffer, value) = match epilogue {
+                Some(c) => {
+                    // The epilogue's own indices: the kept axes, and 0 on kept dimensions of size 1.
+                    let mut outer_vars = outer.iter();
+                    let c_at: Vec<Affine> = (0..from.len())
+                        .filter(|k| keepdims || !axes.contains(k))
+                        .map(|k| {
+                            if axes.contains(&k) {
+                                Affine::constant(0)
+                            } else {
+                                outer_vars.next().map_or(Affine::constant(0), |&v| Affine::var(v))
+                            }
+                        })
+                        .collect();
+                    self.acc_of.insert(m, acc);
+                    let value = self.expr_of(c, &At::Axes(c_at));
+                    self.acc_of.remove(&m);
+                    (self.node_buffer[c.index()], value?)
+                }
+                None => (self.node_buffer[m.index()], KExpr::Acc(acc)),
+            };
+            stores.push(KStmt::Store { buffer, index: index.clone(), value });
+        }
+        body.extend(Self::nest_serial(&inner, &reduced_shape, updates));
+        body.extend(stores);
         Ok(Self::nest(&outer, &kept_shape, body))
     }
 
