@@ -294,7 +294,10 @@ fn emit_opt_shows_kernels_rules_and_costs() {
     assert_eq!(text.matches("// source: examples/mlp.kiln line").count(), kernels, "{text}");
     assert!(text.contains("// rules: div_by_constant"), "1/0.8 is a multiplication by 1.25:\n{text}");
     assert!(text.contains("result materialized: read by `matmul`"), "{text}");
-    assert!(text.contains("result materialized: used 2 times: recomputing it in each costs"), "{text}");
+    assert!(text.contains("(a reduction epilogue: %39 is never stored)"), "the loss mean:\n{text}");
+    assert!(text.contains("(a sibling reduction)"), "{text}");
+    let o = kiln(&["emit", "opt", "examples/lenet.kiln", "--explain"]);
+    assert!(stdout(&o).contains("result materialized: used 2 times: recomputing it in each costs"), "{}", stdout(&o));
 
     let o = kiln(&["emit", "opt", "examples/mlp.kiln", "--stats"]);
     assert!(o.status.success(), "{}", stderr(&o));

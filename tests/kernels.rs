@@ -524,6 +524,44 @@ fn widened_max_and_min_agree() {
     compare("f", "JIT", &jitted, &expected, 0.0, &plan.to_string());
 }
 
+/// Random bits of dtype i32 are computed four lanes at a time (32-bit
+/// arithmetic, `random::bits31`): exact against the interpreter, scalar
+/// tail included, under two keys and two streams, and a dropout-style mask
+/// recomputed in two kernels agrees with itself.
+#[test]
+fn widened_random_bits_agree() {
+    let text = "func f(x: f32[3, 37], key: i64[]) -> (f32[3, 37], f32[3, 37], i32[3, 37]) {
+  %0: f32[3, 37] = input 0
+  %1: i64[] = input 1
+  %2: i32[3, 37] = random_bits %1 stream=0
+  %3: f32[3, 37] = cast %2
+  %4: i32[3, 37] = random_bits %1 stream=1
+  %5: f32[3, 37] = cast %4
+  %6: f32[3, 37] = const 4.656612873077393e-10
+  %7: f32[3, 37] = mul %5, %6
+  %8: f32[3, 37] = const 0.5
+  %9: bool[3, 37] = ge %7, %8
+  %10: f32[3, 37] = const 0.0
+  %11: f32[3, 37] = select %9, %0, %10
+  return %3, %11, %2
+}
+";
+    let module = kiln_ir::parse_module(text).unwrap();
+    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    let clif = kiln_codegen::clif_text(&plan).unwrap();
+    assert!(clif.contains("fcvt_from_sint.f32x4"), "random bits are widened:\n{clif}");
+    let params = kiln_ir::interp::Params::new();
+    for key in [0i64, 123_456_789_012] {
+        let x: Vec<f32> = (0..111).map(|i| i as f32 - 50.0).collect();
+        let key = Tensor::int(DType::I64, ArrayD::from_elem(IxDyn(&[]), key));
+        let inputs = vec![Tensor::from_f32(&[3, 37], &x), key];
+        let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
+        let jitted = run_jit(&plan, &inputs, &params).unwrap();
+        compare("f", "JIT", &jitted, &expected, 0.0, &plan.to_string());
+    }
+    check_all("examples/mlp.kiln");
+}
+
 /// Reductions over the same short rows share one loop nest (siblings); a
 /// reduction read only by an elementwise op of its shape has that op
 /// applied to its accumulator (an epilogue), with and without keepdims;

@@ -23,8 +23,9 @@ pub enum Op {
     /// `dtype[shape]` (numeric) whose element at index `i` is `i[axis]`. No operands.
     Iota { axis: usize, dtype: DType, shape: Shape },
     /// Counter-based random numbers. One operand, the key `i64[]`. Output
-    /// `dtype[shape]` with `dtype` an integer: each element holds 31 (i32) or
-    /// 63 (i64) uniformly random bits, a pure function of (key, stream, linear
+    /// `dtype[shape]` with `dtype` an integer: each element holds 31 (i32,
+    /// [`crate::random::bits31`]) or 63 (i64, [`crate::random::bits`])
+    /// uniformly random bits, a pure function of (key, stream, linear
     /// index), so results do not depend on evaluation order.
     RandomBits { stream: u64, dtype: DType, shape: Shape },
     /// Elementwise `T[s] -> T[s]`; see [`UnaryOp`] for which dtypes each takes.

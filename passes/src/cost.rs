@@ -85,7 +85,7 @@ pub fn flops_per_element(op: &Op) -> f64 {
         Op::Unary(UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::Sin | UnaryOp::Cos) => 20.0,
         Op::Binary(kiln_ir::BinaryOp::Pow) => 40.0,
         Op::Unary(UnaryOp::Sqrt | UnaryOp::Recip) | Op::Binary(kiln_ir::BinaryOp::Div) => 4.0,
-        Op::RandomBits { .. } => 12.0,
+        Op::RandomBits { .. } => 4.0,
         Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Select | Op::Cast { .. } => 1.0,
         _ => 0.0,
     }

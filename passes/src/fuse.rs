@@ -74,10 +74,9 @@ pub fn fuse(f: &Function, machine: &Machine) -> Vec<Placement> {
             if placement[a.index()] == Placement::Inlined {
                 flops += expr_flops[a.index()];
                 bytes += expr_bytes[a.index()];
-            } else if matches!(node.op, Op::Broadcast { .. })
-                && machine.elements(&arg.ty.shape) < machine.elements(&node.ty.shape)
-            {
-                // A broadcast source is re-read from cache, not memory.
+            } else if machine.elements(&arg.ty.shape) < machine.elements(&node.ty.shape) {
+                // A smaller operand (a broadcast source, a random key) is
+                // re-read from cache, not memory.
             } else {
                 bytes += arg.ty.dtype.size_bytes() as f64;
             }

@@ -97,11 +97,16 @@ impl KernelBuilder<'_, '_> {
                 let v = self.expr(x)?;
                 Ok(self.convert(v, from, *to))
             }
+            KExpr::RandomBits { key, stream, counter, dtype: DType::I32 } => {
+                let counter = self.affine(counter)?;
+                let counter = self.b.ins().ireduce(types::I32, counter);
+                self.random_bits31(key, *stream, counter)
+            }
             KExpr::RandomBits { key, stream, counter, dtype } => {
                 let key = self.expr(key)?;
                 let counter = self.affine(counter)?;
                 let bits = self.random_bits(key, *stream, counter);
-                let bits = self.b.ins().ushr_imm_u(bits, if *dtype == DType::I32 { 33 } else { 1 });
+                let bits = self.b.ins().ushr_imm_u(bits, 1);
                 Ok(self.convert(bits, DType::I64, *dtype))
             }
         }
@@ -218,6 +223,51 @@ impl KernelBuilder<'_, '_> {
         let scrambled_key = self.b.ins().imul_imm_s(key, M2);
         let x = self.b.ins().bxor(b, scrambled_key);
         mix(self, x)
+    }
+
+    /// `kiln_ir::random::bits31(key, stream, counter)` inline, on an i32
+    /// counter or on four i32 counter lanes (`counter`'s type decides).
+    pub fn random_bits31(&mut self, key: &KExpr, stream: u64, counter: Value) -> Gen<Value> {
+        let key = self.expr(key)?;
+        let (s1, s2) = self.seeds32(key, stream);
+        let ty = self.b.func.dfg.value_type(counter);
+        let (s1, s2) = if ty.is_vector() { (self.b.ins().splat(ty, s1), self.b.ins().splat(ty, s2)) } else { (s1, s2) };
+        let x = self.b.ins().bxor(counter, s1);
+        let h = self.fmix32(x);
+        let h = self.b.ins().iadd(h, s2);
+        let h = self.fmix32(h);
+        Ok(self.b.ins().ushr_imm_u(h, 1))
+    }
+
+    /// `kiln_ir::random::seeds32(key, stream)`, two i32 values.
+    fn seeds32(&mut self, key: Value, stream: u64) -> (Value, Value) {
+        let low = self.b.ins().ireduce(types::I32, key);
+        let high = self.b.ins().ushr_imm_u(key, 32);
+        let high = self.b.ins().ireduce(types::I32, high);
+        let k = self.b.ins().bxor(low, high);
+        let salt = (stream as u32).wrapping_mul(0x9e37_79b9) ^ 0x85eb_ca6b;
+        let k = self.b.ins().bxor_imm_s(k, i64::from(salt as i32));
+        let s1 = self.fmix32(k);
+        let k = self.b.ins().bxor_imm_s(s1, i64::from(0xc2b2_ae35_u32 as i32));
+        (s1, self.fmix32(k))
+    }
+
+    /// MurmurHash3's 32-bit finalizer on an i32 or on i32 lanes.
+    fn fmix32(&mut self, h: Value) -> Value {
+        let ty = self.b.func.dfg.value_type(h);
+        let multiply = |k: &mut Self, h: Value, c: u32| {
+            let c = k.b.ins().iconst(types::I32, i64::from(c as i32));
+            let c = if ty.is_vector() { k.b.ins().splat(ty, c) } else { c };
+            k.b.ins().imul(h, c)
+        };
+        let s = self.b.ins().ushr_imm_u(h, 16);
+        let h = self.b.ins().bxor(h, s);
+        let h = multiply(self, h, 0x85eb_ca6b);
+        let s = self.b.ins().ushr_imm_u(h, 13);
+        let h = self.b.ins().bxor(h, s);
+        let h = multiply(self, h, 0xc2b2_ae35);
+        let s = self.b.ins().ushr_imm_u(h, 16);
+        self.b.ins().bxor(h, s)
     }
 
     fn binary(&mut self, op: BinaryOp, x: Value, y: Value) -> Gen<Value> {

@@ -40,6 +40,16 @@ fn coefficient(a: &Affine, var: VarId) -> i64 {
     a.terms.iter().find(|t| t.0 == var).map_or(0, |t| t.1)
 }
 
+/// Whether `e` has one value for every `var` (a constant, or a load at an
+/// index without `var`).
+fn invariant(e: &KExpr, var: VarId) -> bool {
+    match e {
+        KExpr::Const { .. } => true,
+        KExpr::Load { index, .. } => coefficient(index, var) == 0,
+        _ => false,
+    }
+}
+
 impl KernelBuilder<'_, '_> {
     /// Whether a loop over `var` with `body` can be widened.
     pub fn widenable(&self, var: VarId, body: &[KStmt]) -> bool {
@@ -66,6 +76,9 @@ impl KernelBuilder<'_, '_> {
             KExpr::Select(c, a, b) => {
                 self.widenable_mask(var, c) && self.widenable_expr(var, a) && self.widenable_expr(var, b)
             }
+            KExpr::Cast(DType::F32, x) => matches!(&**x,
+                KExpr::RandomBits { dtype: DType::I32, key, counter, .. }
+                    if coefficient(counter, var) == 1 && invariant(key, var)),
             _ => false,
         }
     }
@@ -223,6 +236,21 @@ impl KernelBuilder<'_, '_> {
                     BinaryOp::Pow => self.lanes("kiln_pow_f32", &[x, y])?,
                     BinaryOp::And | BinaryOp::Or => return Err(format!("{op:?} is not widened")),
                 })
+            }
+            KExpr::Cast(DType::F32, x) => {
+                let KExpr::RandomBits { key, stream, counter, dtype: DType::I32 } = &**x else {
+                    return Err("only random bits are cast in vector code".into());
+                };
+                // Four consecutive counters: the first, plus 0, 1, 2, 3.
+                let first = self.affine(counter)?;
+                let first = self.b.ins().ireduce(types::I32, first);
+                let first = self.b.ins().splat(types::I32X4, first);
+                let steps: Vec<u8> = (0..LANES as u32).flat_map(|l| l.to_le_bytes()).collect();
+                let steps = self.b.func.dfg.constants.insert(steps.into());
+                let steps = self.b.ins().vconst(types::I32X4, steps);
+                let counters = self.b.ins().iadd(first, steps);
+                let bits = self.random_bits31(key, *stream, counters)?;
+                Ok(self.b.ins().fcvt_from_sint(types::F32X4, bits))
             }
             KExpr::Select(c, a, b) => {
                 let mask = self.vector_mask(var, c)?;

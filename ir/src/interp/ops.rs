@@ -37,10 +37,13 @@ pub(super) fn apply(op: &Op, args: &[&Tensor], shape: &[usize], bindings: &Bindi
         }
         Op::RandomBits { stream, dtype, .. } => {
             let key = int_array(args[0])?.iter().next().copied().unwrap_or(0) as u64;
-            let shift = if *dtype == DType::I32 { 33 } else { 1 };
             let mut bits = ArrayD::zeros(dim);
             for (counter, x) in bits.iter_mut().enumerate() {
-                *x = (random::bits(key, *stream, counter as u64) >> shift) as i64;
+                *x = if *dtype == DType::I32 {
+                    i64::from(random::bits31(key, *stream, counter as u64))
+                } else {
+                    (random::bits(key, *stream, counter as u64) >> 1) as i64
+                };
             }
             Ok(Tensor::int(*dtype, bits))
         }

@@ -247,8 +247,12 @@ impl Machine<'_> {
                     Scalar::I(k) => k as u64,
                     _ => 0,
                 };
-                let shift = if *dtype == DType::I32 { 33 } else { 1 };
-                Scalar::I((random::bits(key, *stream, self.affine(counter) as u64) >> shift) as i64)
+                let counter = self.affine(counter) as u64;
+                Scalar::I(if *dtype == DType::I32 {
+                    i64::from(random::bits31(key, *stream, counter))
+                } else {
+                    (random::bits(key, *stream, counter) >> 1) as i64
+                })
             }
         })
     }
