@@ -1,8 +1,9 @@
 //! kiln's benchmarks, a plain bench binary: `cargo bench --bench kiln`.
 //! Every figure is the median of repeated runs on fixed inputs, printed as
 //! a Markdown table for `docs/performance.md`. Pass a filter (`matmul`,
-//! `chain`, `bandwidth`, `step`, `compile`, and `profile`, which only runs
-//! when named) to run only some, and `--threads N` to use N threads.
+//! `chain`, `bandwidth`, `step`, `conv`, `optimize`, `compile`, and
+//! `profile`, which only runs when named) to run only some, and
+//! `--threads N` to use N threads.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -193,6 +194,43 @@ fn profile(example: &str) {
     println!("| all {} kernels | {:.3} | 100% |\n", totals.len(), all.as_secs_f64() * 1e3 / 50.0);
 }
 
+/// Every example's forward pass and training step at batch 256, lowered
+/// unoptimized (no simplification, one kernel per op) and optimized (the
+/// default): kernels and milliseconds per call of the compiled plan.
+fn optimize() {
+    println!(
+        "| batch 256, compiled plan alone | function | kernels unoptimized | kernels optimized | ms unoptimized | ms optimized | speed-up |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    let mut bindings = Bindings::new();
+    bindings.insert(Symbol::new("N"), 256);
+    for example in ["linear_regression.kiln", "softmax_regression.kiln", "mlp.kiln", "lenet.kiln"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(example);
+        let compiled = kiln::compile_file(&path, &Options::default(), Style::Plain).expect("compiles");
+        let m = kiln::with_train_step(&compiled).expect("a training step");
+        for function in ["forward", "train_step"] {
+            let time = |options| {
+                let plan = kiln_passes::lower_to_kernels_with(&m, function, &bindings, options).expect("lowers");
+                let compiled = kiln_codegen::compile_plan(&plan).expect("compiles");
+                let mut arena = compiled.arena();
+                let runs = if example == "lenet.kiln" { 5 } else { 31 };
+                (plan.kernels.len(), median(runs, || compiled.run_arena(&mut arena).expect("runs")).as_secs_f64() * 1e3)
+            };
+            let unoptimized = time(kiln_passes::LowerOptions { simplify: false, fuse: false, ..Default::default() });
+            let optimized = time(kiln_passes::LowerOptions::default());
+            println!(
+                "| {example} | {function} | {} | {} | {:.3} | {:.3} | {:.2}x |",
+                unoptimized.0,
+                optimized.0,
+                unoptimized.1,
+                optimized.1,
+                unoptimized.1 / optimized.1
+            );
+        }
+    }
+    println!();
+}
+
 /// LeNet's forward pass and training step at batch `n` with each way of
 /// lowering convolutions: milliseconds per call of the compiled plan.
 fn conv(n: u64) {
@@ -302,7 +340,11 @@ fn main() {
     if wanted("conv") {
         conv(256);
     }
+    if wanted("optimize") {
+        optimize();
+    }
     if filter.iter().any(|f| f == "profile") {
+        profile("softmax_regression.kiln");
         profile("mlp.kiln");
         profile("lenet.kiln");
     }
