@@ -114,22 +114,22 @@ fn elementwise_unary(op: &Op) -> bool {
     matches!(op, Op::Unary(_) | Op::Cast { .. })
 }
 
-fn unary_before_broadcast(g: &KGraph, n: &ENode) -> Option<Term> {
+/// `f(op(x)) = op(f(x))` for an elementwise `f` of one operand.
+fn unary_before(g: &KGraph, n: &ENode, is_op: fn(&Op) -> bool) -> Option<Term> {
     if !elementwise_unary(&n.op) {
         return None;
     }
-    let b = nodes_where(g, n.args[0], |op| matches!(op, Op::Broadcast { .. })).next()?;
-    let inner = Term::op(n.op.clone(), vec![Term::Class(b.args[0])]);
-    Some(Term::op(b.op.clone(), vec![inner]))
+    let layout = nodes_where(g, n.args[0], is_op).next()?;
+    let inner = Term::op(n.op.clone(), vec![Term::Class(layout.args[0])]);
+    Some(Term::op(layout.op.clone(), vec![inner]))
+}
+
+fn unary_before_broadcast(g: &KGraph, n: &ENode) -> Option<Term> {
+    unary_before(g, n, is_broadcast)
 }
 
 fn unary_before_reshape(g: &KGraph, n: &ENode) -> Option<Term> {
-    if !elementwise_unary(&n.op) {
-        return None;
-    }
-    let r = nodes_where(g, n.args[0], |op| matches!(op, Op::Reshape { .. })).next()?;
-    let inner = Term::op(n.op.clone(), vec![Term::Class(r.args[0])]);
-    Some(Term::op(r.op.clone(), vec![inner]))
+    unary_before(g, n, is_reshape)
 }
 
 fn binary_before_broadcast(g: &KGraph, n: &ENode) -> Option<Term> {
