@@ -562,6 +562,42 @@ fn widened_random_bits_agree() {
     check_all("examples/mlp.kiln");
 }
 
+/// A permute read by elementwise ops and reductions is index arithmetic:
+/// no kernel of its own, computed (with an inlined operand) where it is read.
+#[test]
+fn permutes_are_index_arithmetic() {
+    let text = "func f(x: f32[2, 3, 4], y: f32[4, 3, 2]) -> (f32[4, 3, 2], f32[4, 2]) {
+  %0: f32[2, 3, 4] = input 0
+  %1: f32[4, 3, 2] = input 1
+  %2: f32[2, 3, 4] = exp %0
+  %3: f32[4, 3, 2] = permute %2 perm=[2, 1, 0]
+  %4: f32[4, 3, 2] = mul %3, %1
+  %5: f32[4, 2, 3] = permute %1 perm=[0, 2, 1]
+  %6: f32[4, 2] = reduce_sum %5 axes=[2] keepdims=false
+  return %4, %6
+}
+";
+    let module = kiln_ir::parse_module(text).unwrap();
+    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    assert_eq!(plan.kernels.len(), 2, "the product and the sum, no permute:\n{plan}");
+    check(&module, "f");
+    // Read by a matrix product, a permute of an inlined value is one kernel
+    // computing it transposed (the product cannot read it in place).
+    let text = "func f(x: f32[5, 3], w: f32[5, 2]) -> (f32[3, 2]) {
+  %0: f32[5, 3] = input 0
+  %1: f32[5, 2] = input 1
+  %2: f32[5, 3] = exp %0
+  %3: f32[3, 5] = permute %2 perm=[1, 0]
+  %4: f32[3, 2] = matmul %3, %1
+  return %4
+}
+";
+    let module = kiln_ir::parse_module(text).unwrap();
+    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    assert_eq!(plan.kernels.len(), 2, "exp transposed, then the product:\n{plan}");
+    check(&module, "f");
+}
+
 /// Reductions over the same short rows share one loop nest (siblings); a
 /// reduction read only by an elementwise op of its shape has that op
 /// applied to its accumulator (an epilogue), with and without keepdims;

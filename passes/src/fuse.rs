@@ -1,11 +1,12 @@
 //! Fusion: which values are computed inside the kernels that use them
 //! instead of being written to memory. Elementwise chains become one kernel,
 //! elementwise producers are computed inside the reductions that read them
-//! (softmax's `exp(x - max)` inside its sum), and broadcasts are index
-//! arithmetic, never a materialized tensor.
+//! (softmax's `exp(x - max)` inside its sum), and broadcasts, permutes and
+//! (where exact) reshapes are index arithmetic, not materialized tensors.
 //!
 //! A node can be inlined when it is an elementwise producer (an elementwise
-//! op, a broadcast, a constant, an iota, a dimension value or random bits),
+//! op, a broadcast, a permute, a constant, an iota, a dimension value or
+//! random bits, or a reshape of an inlined value),
 //! not an output of the function, and every use of it is by an elementwise
 //! op, a broadcast or a reduction. Whether it is inlined is then a choice
 //! priced by [`crate::cost`]: a value with one use is always inlined
@@ -88,7 +89,7 @@ pub fn fuse(f: &Function, machine: &Machine) -> Vec<Placement> {
         }
         expr_flops[i] = flops;
         expr_bytes[i] = bytes;
-        needs_axes[i] = matches!(node.op, Op::Broadcast { .. } | Op::Iota { .. })
+        needs_axes[i] = matches!(node.op, Op::Broadcast { .. } | Op::Iota { .. } | Op::Permute { .. })
             || node.args.iter().any(|a| placement[a.index()] == Placement::Inlined && needs_axes[a.index()]);
         let one_element = |id: NodeId| machine.elements(&f.graph.ty(id).shape) == 1.0;
         // A reshape is index arithmetic over a flat index, or the one element.
@@ -145,13 +146,18 @@ fn produces_inline(op: &Op) -> bool {
     elementwise(op)
         || matches!(
             op,
-            Op::Broadcast { .. } | Op::Constant { .. } | Op::Iota { .. } | Op::DimValue { .. } | Op::RandomBits { .. }
+            Op::Broadcast { .. }
+                | Op::Permute { .. }
+                | Op::Constant { .. }
+                | Op::Iota { .. }
+                | Op::DimValue { .. }
+                | Op::RandomBits { .. }
         )
 }
 
 /// Ops whose kernels can compute their operands inline.
 fn consumes_inline(op: &Op) -> bool {
-    elementwise(op) || matches!(op, Op::Broadcast { .. } | Op::Reduce { .. })
+    elementwise(op) || matches!(op, Op::Broadcast { .. } | Op::Permute { .. } | Op::Reduce { .. })
 }
 
 /// One kernel of a fused function: the materialized node it computes, the

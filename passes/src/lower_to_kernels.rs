@@ -125,7 +125,12 @@ pub fn lower_to_kernels_with(
         next_var: 0,
         next_acc: 0,
         options,
-        transposed: transposed_views(f),
+        // A product reads a permute's operand in place only if it is in memory.
+        transposed: transposed_views(f)
+            .into_iter()
+            .zip(f.graph.nodes())
+            .map(|(t, (_, node))| t && node.args.iter().all(|a| !inlined[a.index()]))
+            .collect(),
         inlined,
         merge,
         acc_of: BTreeMap::new(),
@@ -368,7 +373,7 @@ impl Lowering<'_> {
             // Evaluated at a flat index (or its one element), whatever its operand is.
             return false;
         }
-        matches!(node.op, Op::Broadcast { .. } | Op::Iota { .. })
+        matches!(node.op, Op::Broadcast { .. } | Op::Iota { .. } | Op::Permute { .. })
             || node.args.iter().any(|&a| self.inlined[a.index()] && self.needs_axes(a))
     }
 
@@ -437,6 +442,17 @@ impl Lowering<'_> {
                     .collect();
                 self.value_of(args[0], &At::Axes(inner))?
             }
+            // Output axis `k` is the operand's axis `perm[k]`.
+            Op::Permute { perm } => {
+                let At::Axes(axes) = at else {
+                    return Err(LowerError::Invalid("a permute needs per-axis indices".into()));
+                };
+                let mut inner = vec![Affine::constant(0); axes.len()];
+                for (k, &p) in perm.iter().enumerate() {
+                    inner[p] = axes[k].clone();
+                }
+                self.value_of(args[0], &At::Axes(inner))?
+            }
             // Fusion inlines a reshape only where this is exact: the one
             // element, or an operand computed from a flat index.
             Op::Reshape { .. } if self.shapes[id.index()].iter().product::<u64>() == 1 => {
@@ -477,6 +493,8 @@ impl Lowering<'_> {
             | Op::Cast { .. }
             | Op::Broadcast { .. } => self.fused_elementwise(id, out, &shape, dtype)?,
             Op::Permute { .. } if self.transposed[id.index()] => Vec::new(),
+            // A permute of an inlined value computes it at the permuted index.
+            Op::Permute { .. } if self.inlined[arg(0).index()] => self.fused_elementwise(id, out, &shape, dtype)?,
             Op::Permute { perm } => {
                 let (a, from) = (buf(self, 0), self.shapes[arg(0).index()].clone());
                 let from_strides = strides(&from);
