@@ -492,3 +492,49 @@ fn every_rule_preserves_values() {
         }
     }
 }
+
+/// The runner stops at each limit and says which; what it extracts then is
+/// still equivalent to the input.
+#[test]
+fn limits_stop_the_runner_and_are_reported() {
+    let text = "func f(x: f64[4, 3], y: f64[4, 3]) -> (f64[4, 3]) {
+  %0: f64[4, 3] = input 0
+  %1: f64[4, 3] = input 1
+  %2: f64[4, 3] = neg %0
+  %3: f64[4, 3] = neg %2
+  %4: f64[4, 3] = mul %3, %1
+  %5: f64[4, 3] = mul %0, %1
+  %6: f64[4, 3] = add %4, %5
+  %7: f64[4, 3] = const 0.8
+  %8: f64[4, 3] = div %6, %7
+  return %8
+}";
+    let module = kiln_ir::parse_module(text).unwrap();
+    let f = &module.functions[0];
+    let machine = kiln_passes::cost::Machine::default();
+    let cases = [
+        (
+            kiln_passes::Limits { nodes: 20_000, iterations: 1, time: std::time::Duration::from_secs(5) },
+            "iteration limit (1)",
+        ),
+        (kiln_passes::Limits { nodes: 12, iterations: 50, time: std::time::Duration::from_secs(5) }, "node limit ("),
+        (kiln_passes::Limits { nodes: 20_000, iterations: 50, time: std::time::Duration::ZERO }, "time limit"),
+        (kiln_passes::Limits::default(), "saturated"),
+    ];
+    let inputs = random_inputs(f, 3, ANY);
+    let options = EvalOptions { precision: Precision::F64 };
+    let expected = evaluate(&module, "f", &inputs, &Params::new(), options).unwrap();
+    for (limits, reason) in cases {
+        let (g, report) = kiln_passes::simplify_function(&module, f, &limits, &machine);
+        assert!(report.stop_reason.starts_with(reason), "{limits:?}: stopped by {}", report.stop_reason);
+        let simplified = Module { params: Vec::new(), functions: vec![g] };
+        kiln_ir::verify_module(&simplified).unwrap();
+        let got = evaluate(&simplified, "f", &inputs, &Params::new(), options).unwrap();
+        assert!(got[0].max_relative_error(&expected[0]).unwrap() <= 1e-12, "{limits:?}");
+    }
+    // Saturated, the double negation is gone and the sum is factored.
+    let (g, _) = kiln_passes::simplify_function(&module, f, &kiln_passes::Limits::default(), &machine);
+    let printed = kiln_ir::print_function(&g);
+    assert!(!printed.contains("neg"), "{printed}");
+    assert_eq!(printed.matches(" mul ").count(), 2, "x*y + x*y is (x + x) * y, times 1.25:\n{printed}");
+}

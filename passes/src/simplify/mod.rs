@@ -99,7 +99,7 @@ pub fn simplify_function(
     let stop_reason = match &runner.stop_reason {
         Some(egg::StopReason::Saturated) => "saturated".to_string(),
         Some(egg::StopReason::IterationLimit(n)) => format!("iteration limit ({n})"),
-        Some(egg::StopReason::NodeLimit(n)) => format!("node limit ({n})"),
+        Some(egg::StopReason::NodeLimit(n)) => format!("node limit ({n} e-nodes, limit {})", limits.nodes),
         Some(egg::StopReason::TimeLimit(s)) => format!("time limit ({s} s)"),
         Some(egg::StopReason::Other(s)) => s.clone(),
         None => "not run".to_string(),
