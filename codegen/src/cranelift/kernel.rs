@@ -10,7 +10,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 
 use cranelift_module::{Linkage, Module};
 use kiln_ir::kernel::{AccId, Affine, BufferId, KExpr, KStmt, Kernel, MatrixRef, Plan, RuntimeCall, VarId};
-use kiln_ir::{BinaryOp, DType, ReduceKind};
+use kiln_ir::{BinaryOp, DType, ReduceKind, UnaryOp};
 
 /// The machine type of a dtype's values (bools are bytes, 0 or 1).
 pub fn machine_type(dtype: DType) -> Type {
@@ -60,15 +60,41 @@ pub fn split_loop(kernel: &Kernel) -> Option<(VarId, u32, &[KStmt])> {
     }
 }
 
-/// How many loop iterations a statement list runs, innermost ones counted:
-/// the work a thread would do for the whole kernel.
+/// The work a statement list does, for deciding whether to split it across
+/// threads: each statement counts the operations of its expressions (a
+/// transcendental function or random bits as 10, a runtime call (a GEMM) as
+/// 1000), times the iterations of the loops around it.
 pub fn work(body: &[KStmt]) -> u64 {
     body.iter()
         .map(|s| match s {
             KStmt::For { extent, body, .. } => extent.saturating_mul(work(body).max(1)),
+            KStmt::Store { value, .. } | KStmt::AccUpdate { value, .. } => 1 + operations(value),
+            KStmt::ScatterAdd { value, .. } => 2 + operations(value),
+            KStmt::Call(_) => 1000,
             _ => 1,
         })
         .fold(0u64, u64::saturating_add)
+}
+
+/// The operations an expression costs, roughly.
+fn operations(e: &KExpr) -> u64 {
+    match e {
+        KExpr::Const { .. } | KExpr::Index { .. } | KExpr::Acc(_) => 0,
+        KExpr::Load { .. } => 1,
+        KExpr::Gather { index, .. } => 2 + operations(index),
+        KExpr::RandomBits { key, .. } => 10 + operations(key),
+        KExpr::Unary(op, x) => {
+            let own = match op {
+                UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::Sin | UnaryOp::Cos => 10,
+                _ => 1,
+            };
+            own + operations(x)
+        }
+        KExpr::Cast(_, x) => 1 + operations(x),
+        KExpr::Binary(op, a, b) => (if *op == BinaryOp::Pow { 10 } else { 1 }) + operations(a) + operations(b),
+        KExpr::Compare(_, a, b) => 1 + operations(a) + operations(b),
+        KExpr::Select(c, a, b) => 1 + operations(c) + operations(a) + operations(b),
+    }
 }
 
 /// Builds the body of `func` from `kernel`.

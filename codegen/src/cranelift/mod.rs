@@ -78,12 +78,14 @@ struct CompiledKernel {
     function: KernelFn,
     /// The extent of the outer parallel loop, when the kernel is one.
     split: Option<u64>,
-    /// Innermost iterations of the whole kernel.
+    /// Operations of the whole kernel (`kernel::work`).
     work: u64,
 }
 
-/// Below this many innermost iterations a kernel runs on one thread.
-const PARALLEL_WORK: u64 = 1 << 18;
+/// Below this much work (`kernel::work`: operations times iterations) a
+/// kernel runs on one thread: about 100 µs of scalar work, well above the
+/// cost of handing chunks to rayon's threads.
+const PARALLEL_WORK: u64 = 1 << 19;
 
 /// A plan compiled to machine code, ready to run.
 pub struct CompiledPlan {
