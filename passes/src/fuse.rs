@@ -8,7 +8,9 @@
 //! op, a broadcast, a permute, a constant, an iota, a dimension value or
 //! random bits, or a reshape of an inlined value),
 //! not an output of the function, and every use of it is by an elementwise
-//! op, a broadcast or a reduction. Whether it is inlined is then a choice
+//! op, a broadcast, a permute, a reduction, or a reshape that can remap it
+//! (its one element, or an operand computed from a flat index). Whether it
+//! is inlined is then a choice
 //! priced by [`crate::cost`]: a value with one use is always inlined
 //! (computing it in its user costs what computing it alone does, minus the
 //! round trip through memory); a value with several uses is inlined when
@@ -64,7 +66,7 @@ pub fn fuse(f: &Function, machine: &Machine) -> Vec<Placement> {
     let mut expr_flops = vec![0.0f64; n];
     let mut expr_bytes = vec![0.0f64; n];
     // Whether a node's inlined expression needs per-axis indices (a
-    // broadcast or an iota in it): a reshape cannot remap those.
+    // broadcast, an iota or a permute in it): a reshape cannot remap those.
     let mut needs_axes = vec![false; n];
     for (id, node) in f.graph.nodes() {
         let i = id.index();
@@ -82,6 +84,8 @@ pub fn fuse(f: &Function, machine: &Machine) -> Vec<Placement> {
                 bytes += arg.ty.dtype.size_bytes() as f64;
             }
         }
+        // A broadcast recomputes its smaller operand's expression from
+        // values in cache, inlined operands included.
         if matches!(node.op, Op::Broadcast { .. })
             && node.args.iter().all(|a| machine.elements(&f.graph.ty(*a).shape) < machine.elements(&node.ty.shape))
         {
