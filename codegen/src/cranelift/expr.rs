@@ -182,6 +182,14 @@ impl KernelBuilder<'_, '_> {
                 let (_, one) = self.float_pair(ty, 0.0, 1.0);
                 self.b.ins().fdiv(one, v)
             }
+            // An f32 `exp` outside widened loops takes the same polynomial
+            // as inside them, in lane 0: no call, and the scalar tail of a
+            // widened loop agrees with its vector body.
+            UnaryOp::Exp if ty == types::F32 => {
+                let lanes = self.b.ins().splat(types::F32X4, v);
+                let e = self.vector_exp(lanes);
+                self.b.ins().extractlane(e, 0)
+            }
             UnaryOp::Exp => self.float_call("exp", &[v])?,
             UnaryOp::Log => self.float_call("log", &[v])?,
             UnaryOp::Sin => self.float_call("sin", &[v])?,

@@ -419,7 +419,7 @@ impl KernelBuilder<'_, '_> {
     /// the subnormals round once. `x` is clamped to [-110, 89] first, past
     /// which the f32 result is 0 or infinity anyway; NaN stays NaN. Within
     /// 2 ulp of the interpreter's correctly rounded value (tested on a sweep).
-    fn vector_exp(&mut self, x: Value) -> Value {
+    pub(super) fn vector_exp(&mut self, x: Value) -> Value {
         let splat = |k: &mut Self, c: f32| {
             let c = k.b.ins().f32const(c);
             k.b.ins().splat(types::F32X4, c)
