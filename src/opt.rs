@@ -113,10 +113,16 @@ pub fn render(o: &Optimized, explain: bool, source: &str) -> String {
         }
         // The groups this kernel computes: an epilogue's reduction first,
         // then its own, then sibling reductions sharing its loops.
-        let guest = |m: Merge| o.groups.iter().filter(move |h| o.merges[h.root.index()] == Some(m.clone()));
-        let parts: Vec<&Group> = guest(Merge::Epilogue { into: g.root })
+        let root = g.root;
+        let epilogue_of =
+            |h: &&Group| matches!(o.merges[h.root.index()], Some(Merge::Epilogue { into, .. }) if into == root);
+        let sibling_of = |h: &&Group| o.merges[h.root.index()] == Some(Merge::Sibling { with: root });
+        let parts: Vec<&Group> = o
+            .groups
+            .iter()
+            .filter(epilogue_of)
             .chain(std::iter::once(g))
-            .chain(guest(Merge::Sibling { with: g.root }))
+            .chain(o.groups.iter().filter(sibling_of))
             .collect();
         let _ = writeln!(out, "  kernel {name} {{");
         if explain {
@@ -160,10 +166,11 @@ pub fn render(o: &Optimized, explain: bool, source: &str) -> String {
             let _ = writeln!(out, "    // result materialized: {}", why(&o.placement[g.root.index()]));
             for p in &parts {
                 match &o.merges[p.root.index()] {
-                    Some(Merge::Epilogue { .. }) => {
+                    Some(Merge::Epilogue { keep, .. }) => {
+                        let stored = if *keep { "also stored for its later readers" } else { "never stored" };
                         let _ = writeln!(
                             out,
-                            "    // {} is applied to the accumulator of {} (a reduction epilogue: {} is never stored)",
+                            "    // {} is applied to the accumulator of {} (a reduction epilogue: {} is {stored})",
                             g.root, p.root, p.root
                         );
                     }
@@ -183,7 +190,8 @@ pub fn render(o: &Optimized, explain: bool, source: &str) -> String {
                 }
             }
             let note = match &o.merges[p.root.index()] {
-                Some(Merge::Epilogue { .. }) => "  // accumulated, not stored",
+                Some(Merge::Epilogue { keep: false, .. }) => "  // accumulated, not stored",
+                Some(Merge::Epilogue { keep: true, .. }) => "  // accumulated and stored",
                 Some(Merge::Sibling { .. }) => "  // sibling reduction",
                 None => "",
             };

@@ -633,6 +633,25 @@ fn reductions_share_loops_and_take_epilogues() {
     assert!(text.contains("= tanh(a0)"), "tanh is applied to the accumulator:\n{text}");
     assert_eq!(text.matches("vector 4").count(), 2, "long rows are widened:\n{text}");
     check(&module, "f");
+    // A reduction with a later reader besides its epilogue is stored too:
+    // the row sums and their logarithm come from one kernel.
+    let text = "func f(x: f32[6, 5]) -> (f32[6, 1], f32[6, 5]) {
+  %0: f32[6, 5] = input 0
+  %1: f32[6, 1] = reduce_sum %0 axes=[1] keepdims=true
+  %2: f32[6, 1] = log %1
+  %3: f32[6, 5] = broadcast %2
+  %4: f32[6, 5] = sub %0, %3
+  %5: f32[6, 5] = broadcast %1
+  %6: f32[6, 5] = div %4, %5
+  return %2, %6
+}
+";
+    let module = kiln_ir::parse_module(text).unwrap();
+    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    let printed = plan.to_string();
+    assert_eq!(plan.kernels.len(), 2, "{printed}");
+    assert!(printed.contains("= log(a0)") && printed.contains("] = a0"), "{printed}");
+    check(&module, "f");
     // An epilogue alone: one kernel.
     let text = "func f(x: f32[6, 5]) -> (f32[6, 1]) {
   %0: f32[6, 5] = input 0

@@ -45,7 +45,8 @@ pub enum Placement {
     Kernel,
     /// It is read by an op that needs it in memory.
     NeededBy { user: NodeId, op: String },
-    /// Recomputing it in each of its `users` costs more than materializing it.
+    /// Recomputing it for each of its `users` (a broadcast counts once per
+    /// element it makes of each one) costs more than materializing it.
     Cheaper { users: usize, recompute_us: f64, materialize_us: f64 },
     /// Nothing uses it.
     Unused,
@@ -102,6 +103,10 @@ pub fn fuse(f: &Function, machine: &Machine) -> Vec<Placement> {
             Op::Reshape { .. } => remaps(u),
             ref op => consumes_inline(op),
         };
+        let enlarges = |u: NodeId| {
+            matches!(f.graph.node(u).op, Op::Broadcast { .. })
+                && machine.elements(&f.graph.ty(u).shape) > machine.elements(&node.ty.shape)
+        };
         let produces = match node.op {
             Op::Reshape { .. } => placement[node.args[0].index()] == Placement::Inlined,
             ref op => produces_inline(op),
@@ -116,20 +121,28 @@ pub fn fuse(f: &Function, machine: &Machine) -> Vec<Placement> {
             Placement::Kernel
         } else if let Some(&user) = users[i].iter().find(|&&u| !consumes(u)) {
             Placement::NeededBy { user, op: kiln_ir::mnemonic(&f.graph.node(user).op) }
-        } else if users[i].len() == 1 {
+        } else if users[i].len() == 1 && !enlarges(users[i][0]) {
             Placement::Inlined
         } else {
             let elements = machine.elements(&node.ty.shape);
             let once = elements * (flops / machine.peak_flops + bytes / machine.bandwidth);
             let size = node.ty.dtype.size_bytes() as f64;
-            let uses = users[i].len() as f64;
+            // Each user computes it once per element of its own: a
+            // broadcast once for every element it makes.
+            let uses: f64 = users[i]
+                .iter()
+                .map(|&u| match f.graph.node(u).op {
+                    Op::Broadcast { .. } => machine.elements(&f.graph.ty(u).shape) / elements.max(1.0),
+                    _ => 1.0,
+                })
+                .sum();
             let recompute = uses * once;
             let materialize = once + elements * size * (1.0 + uses) / machine.bandwidth + machine.kernel_overhead;
             if recompute <= materialize {
                 Placement::Inlined
             } else {
                 Placement::Cheaper {
-                    users: users[i].len(),
+                    users: uses.round() as usize,
                     recompute_us: recompute * 1e6,
                     materialize_us: materialize * 1e6,
                 }
@@ -224,7 +237,7 @@ pub fn work(f: &Function, groups: &[Group], merges: &[Option<Merge>], machine: &
             total.flops += machine.elements(&inner.ty.shape) * flops_per_element(&inner.op);
         }
         let (host, writes) = match merges.get(g.root.index()).cloned().flatten() {
-            Some(Merge::Epilogue { into }) => (into, false),
+            Some(Merge::Epilogue { into, keep }) => (into, keep),
             Some(Merge::Sibling { with }) => (with, true),
             None => (g.root, true),
         };
@@ -234,7 +247,7 @@ pub fn work(f: &Function, groups: &[Group], merges: &[Option<Merge>], machine: &
         kernels.entry(host).or_default().extend(g.reads.iter().copied());
     }
     for reads in kernels.values() {
-        let absorbed = |r: &NodeId| matches!(merges.get(r.index()), Some(Some(Merge::Epilogue { .. })));
+        let absorbed = |r: &NodeId| matches!(merges.get(r.index()), Some(Some(Merge::Epilogue { keep: false, .. })));
         total.bytes += reads.iter().filter(|r| !absorbed(r)).map(|&r| machine.bytes(f.graph.ty(r))).sum::<f64>();
     }
     total
@@ -262,10 +275,12 @@ pub fn unfused(f: &Function) -> Vec<Placement> {
 /// A reduction computed inside another node's kernel.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Merge {
-    /// Accumulated by the kernel of `into`, its only reader, an elementwise
-    /// op of the reduction's shape that is applied to the accumulator
-    /// instead of storing it (a reduction epilogue).
-    Epilogue { into: NodeId },
+    /// Accumulated by the kernel of `into`, an elementwise op of the
+    /// reduction's shape that reads it and is applied to the accumulator (a
+    /// reduction epilogue). With `keep` the reduction has later readers and
+    /// is stored too; without, `into` is its only reader and it is never
+    /// stored.
+    Epilogue { into: NodeId, keep: bool },
     /// Accumulated in the same loops as the reduction `with` (a sibling:
     /// the same operand shape and axes, an operand ready before `with`).
     Sibling { with: NodeId },
@@ -286,10 +301,10 @@ pub fn merges(f: &Function, placement: &[Placement], groups: &[Group], machine: 
             readers[r.index()].push(g);
         }
     }
-    let computed = |id: NodeId| matches!(placement[id.index()], Placement::Kernel);
-    // Epilogues: a reduction read only by one elementwise kernel of its shape.
+    // Epilogues: a reduction read by an elementwise kernel of its shape, and
+    // by no kernel before that one.
     let mut hosts_epilogue = vec![false; n];
-    for group in groups {
+    for (gc, group) in groups.iter().enumerate() {
         let c = f.graph.node(group.root);
         if !elementwise(&c.op) || hosts_epilogue[group.root.index()] {
             continue;
@@ -299,13 +314,14 @@ pub fn merges(f: &Function, placement: &[Placement], groups: &[Group], machine: 
                 .chain(&group.inlined)
                 .all(|m| !f.graph.node(*m).args.contains(&r) || elementwise(&f.graph.node(*m).op));
             if is_reduce(r)
-                && computed(r)
-                && readers[r.index()].len() == 1
+                && matches!(placement[r.index()], Placement::Kernel | Placement::Output)
+                && readers[r.index()].iter().all(|&g| g >= gc)
                 && f.graph.ty(r).shape == c.ty.shape
                 && read_directly
                 && merge[r.index()].is_none()
             {
-                merge[r.index()] = Some(Merge::Epilogue { into: group.root });
+                let keep = readers[r.index()].len() > 1 || placement[r.index()] == Placement::Output;
+                merge[r.index()] = Some(Merge::Epilogue { into: group.root, keep });
                 hosts_epilogue[group.root.index()] = true;
                 break;
             }

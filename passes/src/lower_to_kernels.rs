@@ -257,7 +257,9 @@ impl Lowering<'_> {
                         b
                     }
                 },
-                _ if self.inlined[id.index()] || matches!(self.merge[id.index()], Some(Merge::Epilogue { .. })) => {
+                _ if self.inlined[id.index()]
+                    || matches!(self.merge[id.index()], Some(Merge::Epilogue { keep: false, .. })) =>
+                {
                     BufferId(u32::MAX)
                 }
                 // A reshape of an inlined value is computed by its own kernel.
@@ -476,9 +478,9 @@ impl Lowering<'_> {
         let dtype = node.ty.dtype;
         Ok(match op {
             _ if self.inlined[id.index()] || self.merge[id.index()].is_some() => Vec::new(),
-            _ if self.merge.contains(&Some(Merge::Epilogue { into: id })) => {
-                let r = self.merge.iter().position(|m| *m == Some(Merge::Epilogue { into: id })).unwrap_or_default();
-                self.reduce_many(&[NodeId(r as u32)], Some(id))?
+            _ if self.epilogue_of(id).is_some() => {
+                let r = self.epilogue_of(id).unwrap_or(id);
+                self.reduce_many(&[r], Some(id))?
             }
             Op::Reshape { .. } if self.inlined[arg(0).index()] => self.fused_elementwise(id, out, &shape, dtype)?,
             Op::Input { .. } | Op::Param { .. } | Op::Reshape { .. } | Op::StopGradient => Vec::new(),
@@ -637,6 +639,12 @@ impl Lowering<'_> {
         Self::nest(&vars, from_shape, vec![store])
     }
 
+    /// The reduction whose epilogue `id` is.
+    fn epilogue_of(&self, id: NodeId) -> Option<NodeId> {
+        let is_host = |m: &Option<Merge>| matches!(m, Some(Merge::Epilogue { into, .. }) if *into == id);
+        self.merge.iter().position(is_host).map(|r| NodeId(r as u32))
+    }
+
     /// The kernel of reductions over the same rows (one, or a host and
     /// its siblings): each accumulates in the same loops and stores its
     /// result, or, with `epilogue`, the elementwise node applied to the one
@@ -688,6 +696,11 @@ impl Lowering<'_> {
                     self.acc_of.insert(m, acc);
                     let value = self.expr_of(c, &At::Axes(c_at));
                     self.acc_of.remove(&m);
+                    // Kept for later readers: stored as well.
+                    if matches!(self.merge[m.index()], Some(Merge::Epilogue { keep: true, .. })) {
+                        let buffer = self.node_buffer[m.index()];
+                        stores.push(KStmt::Store { buffer, index: index.clone(), value: KExpr::Acc(acc) });
+                    }
                     (self.node_buffer[c.index()], value?)
                 }
                 None => (self.node_buffer[m.index()], KExpr::Acc(acc)),
