@@ -80,7 +80,8 @@ fn why(placement: &Placement) -> String {
         Placement::Kernel => "not elementwise: a kernel of its own".into(),
         Placement::NeededBy { user, op } => format!("read by `{op}` {user}, which loads it from memory"),
         Placement::Cheaper { users, recompute_us, materialize_us } => format!(
-            "used {users} times: recomputing it in each costs {recompute_us:.2} µs, materializing it {materialize_us:.2} µs"
+            "computed {users} times per element if inlined (a broadcast counts each element it makes): \
+             recomputing costs {recompute_us:.2} µs, materializing {materialize_us:.2} µs"
         ),
         Placement::Unused => "unused".into(),
     }
