@@ -6,6 +6,7 @@
 use kiln_ir::DType;
 use kiln_ir::interp::{Data, Tensor};
 use kiln_ir::kernel::{ArenaLayout, Plan, Storage};
+use rayon::prelude::*;
 
 /// 64-byte aligned bytes holding `len` elements of `dtype` (bools as one
 /// byte each, 0 or 1).
@@ -124,22 +125,40 @@ impl Arena {
     }
 }
 
+/// Above this many elements, conversions into and out of an arena are split
+/// across rayon's threads (a training step moves its parameters both ways).
+const PARALLEL_ELEMENTS: usize = 1 << 16;
+
 /// Writes the elements of `t`, row-major, into `bytes` (sized for them).
 fn write_tensor(bytes: &mut [u8], t: &Tensor) {
-    fn fill<T: Copy, S: Copy>(bytes: &mut [u8], values: impl Iterator<Item = S>, convert: impl Fn(S) -> T) {
+    fn destination<T>(bytes: &mut [u8]) -> &mut [T] {
         // SAFETY: the bytes are 64-byte aligned and sized for the elements;
         // every bit pattern is a valid T for the number types used here.
         let (head, dst, _) = unsafe { bytes.align_to_mut::<T>() };
         debug_assert!(head.is_empty());
-        dst.iter_mut().zip(values).for_each(|(d, s)| *d = convert(s));
+        dst
+    }
+    fn fill<T: Copy + Send, S: Copy + Sync>(bytes: &mut [u8], values: &[S], convert: impl Fn(S) -> T + Sync) {
+        let dst = destination::<T>(bytes);
+        if values.len() >= PARALLEL_ELEMENTS {
+            let chunk = values.len().div_ceil(rayon::current_num_threads().max(1));
+            dst.par_chunks_mut(chunk)
+                .zip(values.par_chunks(chunk))
+                .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, s)| *d = convert(*s)));
+        } else {
+            dst.iter_mut().zip(values).for_each(|(d, s)| *d = convert(*s));
+        }
+    }
+    fn fill_each<T: Copy, S: Copy>(bytes: &mut [u8], values: impl Iterator<Item = S>, convert: impl Fn(S) -> T) {
+        destination::<T>(bytes).iter_mut().zip(values).for_each(|(d, s)| *d = convert(s));
     }
     // Row-major arrays go through their slice (much faster than ndarray's
     // general iterator); any other layout element by element.
     macro_rules! each {
         ($a:expr, $convert:expr) => {
             match $a.as_slice() {
-                Some(values) => fill(bytes, values.iter().copied(), $convert),
-                None => fill(bytes, $a.iter().copied(), $convert),
+                Some(values) => fill(bytes, values, $convert),
+                None => fill_each(bytes, $a.iter().copied(), $convert),
             }
         };
     }
@@ -161,7 +180,14 @@ fn read_storage(bytes: &[u8], dtype: DType) -> Storage {
         values
     }
     match dtype {
-        DType::F32 => Storage::Float(all::<f32>(bytes).iter().map(|&x| f64::from(x)).collect()),
+        DType::F32 => {
+            let values = all::<f32>(bytes);
+            Storage::Float(if values.len() >= PARALLEL_ELEMENTS {
+                values.par_iter().map(|&x| f64::from(x)).collect()
+            } else {
+                values.iter().map(|&x| f64::from(x)).collect()
+            })
+        }
         DType::F64 => Storage::Float(all::<f64>(bytes).to_vec()),
         DType::I32 => Storage::Int(all::<i32>(bytes).iter().map(|&x| i64::from(x)).collect()),
         DType::I64 => Storage::Int(all::<i64>(bytes).to_vec()),
