@@ -95,7 +95,8 @@ pub fn render(o: &Optimized, explain: bool, source: &str) -> String {
     let lines = node_lines(f);
     let mut out = String::new();
     let kernels = o.kernel_names.len();
-    let _ = writeln!(out, "// {}: {} kernels (unoptimized: {})", f.name, kernels, o.kernels_before);
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let _ = writeln!(out, "// {}: {kernels} kernel{} (unoptimized: {})", f.name, plural(kernels), o.kernels_before);
     let header = kiln_ir::print_function(f);
     let _ = writeln!(out, "{}", header.lines().next().unwrap_or_default());
     for (id, node) in f.graph.nodes() {
@@ -199,6 +200,13 @@ pub fn render(o: &Optimized, explain: bool, source: &str) -> String {
             let _ = writeln!(out, "    {}{note}", lines[p.root.index()]);
         }
         let _ = writeln!(out, "  }}");
+    }
+    // Outputs that live in an input, a parameter or another output are copied.
+    for name in o.kernel_names.iter().filter(|k| k.starts_with("copy_output_")) {
+        let _ = writeln!(
+            out,
+            "  kernel {name} {{ /* copies an output that is an input, a parameter or another output */ }}"
+        );
     }
     let outputs: Vec<String> = f.outputs.iter().map(|o| o.to_string()).collect();
     let _ = writeln!(out, "  return {}\n}}", outputs.join(", "));

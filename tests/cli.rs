@@ -307,6 +307,12 @@ fn emit_opt_shows_kernels_rules_and_costs() {
         assert!(text.contains(row), "no `{row}` in:\n{text}");
     }
 
+    // Simplified to its input, a function's only kernel copies it out.
+    let ir = scratch("negneg.ir");
+    std::fs::write(&ir, "func f(x: f32[3]) -> (f32[3]) {\n  %0: f32[3] = input 0\n  %1: f32[3] = neg %0\n  %2: f32[3] = neg %1\n  return %2\n}\n").unwrap();
+    let o = kiln(&["emit", "opt", ir.to_str().unwrap(), "--fn", "f"]);
+    let text = stdout(&o);
+    assert!(text.starts_with("// f: 1 kernel (unoptimized: 2)\n") && text.contains("kernel copy_output_0"), "{text}");
     let o = kiln(&["emit", "opt", "examples/mlp.kiln", "--fn", "forward"]);
     assert!(stdout(&o).starts_with("// forward: "), "{}", stdout(&o));
     let o = kiln(&["emit", "kernels", "examples/mlp.kiln", "--stats"]);
