@@ -318,6 +318,10 @@ fn emit_opt_shows_kernels_rules_and_costs() {
     let o = kiln(&["emit", "kernels", "examples/mlp.kiln", "--stats"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--explain and --stats go with `kiln emit opt`"), "{}", stderr(&o));
+    let o = kiln(&["emit", "opt", "examples/mlp.kiln", "--bind", "M=3"]);
+    assert!(stderr(&o).contains("`train_step` has no symbolic dimension `M`"), "{}", stderr(&o));
+    let o = kiln(&["emit", "dot", "examples/mlp.kiln", "--bind", "N"]);
+    assert!(stderr(&o).contains("must be SYMBOL=VALUE"), "{}", stderr(&o));
     let o = kiln(&["emit", "opt", "examples/mlp.kiln", "--fn", "nope"]);
     assert!(stderr(&o).contains("no function `nope`"), "{}", stderr(&o));
 }

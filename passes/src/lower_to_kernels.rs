@@ -478,10 +478,7 @@ impl Lowering<'_> {
         let dtype = node.ty.dtype;
         Ok(match op {
             _ if self.inlined[id.index()] || self.merge[id.index()].is_some() => Vec::new(),
-            _ if self.epilogue_of(id).is_some() => {
-                let r = self.epilogue_of(id).unwrap_or(id);
-                self.reduce_many(&[r], Some(id))?
-            }
+            _ if let Some(r) = self.epilogue_of(id) => self.reduce_many(&[r], Some(id))?,
             Op::Reshape { .. } if self.inlined[arg(0).index()] => self.fused_elementwise(id, out, &shape, dtype)?,
             Op::Input { .. } | Op::Param { .. } | Op::Reshape { .. } | Op::StopGradient => Vec::new(),
             Op::Constant { .. }
