@@ -5,65 +5,17 @@
 //! relative to max(1, |expected|) for the executor (summation order only),
 //! 1e-4 for the JIT (which also accumulates f32 sums in f32).
 
-use std::path::Path;
+mod support;
 
-use kiln::compile_file;
-use kiln_frontend::{Options, Style};
 use kiln_ir::interp::{EvalOptions, Tensor, evaluate};
 use kiln_ir::kernel::{Storage, execute};
 use kiln_ir::{Bindings, DType, Module, Symbol};
 use kiln_passes::{ConvLowering, GemmLowering, LowerOptions};
-use ndarray::{ArrayD, Dimension, IxDyn};
+use ndarray::{ArrayD, IxDyn};
+use support::{bindings_for, compare, inputs_for, values, with_step};
 
 const TOLERANCE: f64 = 1e-5;
 const JIT_TOLERANCE: f64 = 1e-4;
-const BATCH: u64 = 3;
-
-fn inputs_for(module: &Module, function: &str) -> Vec<Tensor> {
-    let f = module.function(function).unwrap();
-    f.inputs
-        .iter()
-        .enumerate()
-        .map(|(k, decl)| {
-            let shape: Vec<usize> = decl.ty.shape.0.iter().map(|d| d.as_const().unwrap_or(BATCH) as usize).collect();
-            let n: usize = shape.iter().product();
-            match decl.ty.dtype {
-                d if d.is_float() => {
-                    let v = (0..n).map(|i| 2.0 * kiln_ir::random::uniform(k as u64, 1, i as u64) - 1.0).collect();
-                    Tensor::float(d, ArrayD::from_shape_vec(IxDyn(&shape), v).unwrap())
-                }
-                DType::Bool => {
-                    Tensor::bool(ArrayD::from_shape_fn(IxDyn(&shape), |i| i.slice().iter().sum::<usize>() % 2 == 0))
-                }
-                d => {
-                    let v = (0..n).map(|i| (kiln_ir::random::bits(k as u64, 2, i as u64) % 3) as i64).collect();
-                    Tensor::int(d, ArrayD::from_shape_vec(IxDyn(&shape), v).unwrap())
-                }
-            }
-        })
-        .collect()
-}
-
-fn bindings_for(module: &Module, function: &str) -> Bindings {
-    let f = module.function(function).unwrap();
-    let mut b = Bindings::new();
-    for i in &f.inputs {
-        for d in &i.ty.shape.0 {
-            if let kiln_ir::Dim::Sym(s) = d {
-                b.insert(s.clone(), BATCH);
-            }
-        }
-    }
-    b
-}
-
-fn values(s: &Storage) -> Vec<f64> {
-    match s {
-        Storage::Float(v) => v.clone(),
-        Storage::Int(v) => v.iter().map(|&x| x as f64).collect(),
-        Storage::Bool(v) => v.iter().map(|&x| f64::from(u8::from(x))).collect(),
-    }
-}
 
 /// Lowers and runs `function`, compares with the interpreter; returns the
 /// number of kernels.
@@ -87,21 +39,6 @@ fn check_with(module: &Module, function: &str, options: LowerOptions) -> usize {
     plan.kernels.len()
 }
 
-fn compare(function: &str, what: &str, actual: &[Storage], expected: &[Tensor], tolerance: f64, text: &str) {
-    assert_eq!(actual.len(), expected.len(), "{function}: output count");
-    for (k, (a, e)) in actual.iter().zip(expected).enumerate() {
-        let (a, e) = (values(a), e.to_f64_vec());
-        assert_eq!(a.len(), e.len(), "{function}: output {k} length");
-        for (i, (x, y)) in a.iter().zip(&e).enumerate() {
-            let error = if x == y || (x.is_nan() && y.is_nan()) { 0.0 } else { (x - y).abs() / y.abs().max(1.0) };
-            assert!(
-                error <= tolerance,
-                "{function} ({what}): output {k}[{i}] is {x}, the interpreter says {y}\n{text}"
-            );
-        }
-    }
-}
-
 /// Compiles the plan with Cranelift and runs it on an arena whose bytes all
 /// start as 0xff (NaN as a float), so that a kernel reading memory nothing
 /// wrote gives a wrong answer instead of a lucky zero; runs it twice, as the
@@ -123,12 +60,6 @@ fn run_jit(
         "a second call on the same arena gives the same outputs"
     );
     Ok(second)
-}
-
-fn with_step(path: &str) -> Module {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
-    let compiled = compile_file(&path, &Options::default(), Style::Plain).unwrap();
-    if compiled.train.is_some() { kiln::with_train_step(&compiled).unwrap() } else { compiled.module }
 }
 
 fn check_all(path: &str) {

@@ -19,7 +19,7 @@ mod verify;
 
 pub use memory::{ALIGN, ArenaLayout, arena_layout};
 pub use parse::parse_plan;
-pub use run::{Storage, execute, run_plan};
+pub use run::{Storage, execute, execute_with, run_plan};
 pub use verify::{KernelVerifyError, verify_plan};
 
 use std::fmt;

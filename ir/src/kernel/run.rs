@@ -311,6 +311,17 @@ pub fn execute(
     inputs: &[crate::interp::Tensor],
     params: &crate::interp::Params,
 ) -> Result<Vec<Storage>, String> {
+    execute_with(plan, inputs, params, run_plan)
+}
+
+/// [`execute`] with another runner of the filled buffers (a backend's
+/// emulation, say) in place of [`run_plan`].
+pub fn execute_with(
+    plan: &Plan,
+    inputs: &[crate::interp::Tensor],
+    params: &crate::interp::Params,
+    run: impl FnOnce(&Plan, &mut [Storage]) -> Result<(), String>,
+) -> Result<Vec<Storage>, String> {
     use crate::interp::Data;
     let mut buffers: Vec<Storage> = plan.buffers.iter().map(|b| Storage::zeros(b.dtype, b.len as usize)).collect();
     for (slot, decl) in buffers.iter_mut().zip(&plan.buffers) {
@@ -327,7 +338,7 @@ pub fn execute(
             Data::Bool(a) => Storage::Bool(a.iter().copied().collect()),
         };
     }
-    run_plan(plan, &mut buffers)?;
+    run(plan, &mut buffers)?;
     let mut outputs: Vec<(u32, Storage)> = plan
         .buffers
         .iter()

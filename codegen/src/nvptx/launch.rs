@@ -1,0 +1,333 @@
+//! Splitting a kernel into GPU launches. A CPU kernel is an ordered list of
+//! top-level statements run by one thread pool; on the GPU each group of
+//! statements that can run with one mapping becomes its own launch, in order
+//! (a launch boundary is a device-wide barrier, which is what the statement
+//! order of a kernel needs).
+//!
+//! Guarantee: every top-level statement of the kernel lands in exactly one
+//! launch, launches keep the statements' order, and each mapping only
+//! reorders work that the kernel IR leaves unordered:
+//! - [`Mapping::Grid`]: a top-level `parallel` loop, with the perfect nest of
+//!   loops below it flattened into one iteration space; each GPU thread runs
+//!   the innermost body for the flat indices of a grid-stride loop.
+//! - [`Mapping::BlockReduce`]: accumulators declared at the top, one loop
+//!   nest that only updates them (never reads them), then statements that
+//!   read the results. One block: its threads share the nest's flat
+//!   iterations, reduce their partial accumulators with warp shuffles and
+//!   shared memory, and thread 0 runs the trailing statements.
+//! - [`Mapping::Gemm`]: a runtime GEMM call, as a shared-memory tiled kernel.
+//! - [`Mapping::Single`]: anything else, run by one thread in order.
+
+use kiln_ir::DType;
+use kiln_ir::kernel::{AccId, BufferId, KExpr, KStmt, Kernel, Plan, RuntimeCall, VarId};
+
+/// Threads per block of grid and reduction launches.
+pub const BLOCK: u32 = 256;
+/// The GEMM tile: a block of `TILE x TILE` threads computes that many
+/// elements of the product.
+pub const TILE: u32 = 16;
+/// The most blocks a grid launch asks for; a grid-stride loop covers the rest.
+pub const MAX_BLOCKS: u64 = 65_535;
+
+/// How one launch's threads share its statements.
+#[derive(Clone, Debug)]
+pub enum Mapping<'a> {
+    Grid {
+        loops: Vec<(VarId, u64)>,
+        body: &'a [KStmt],
+    },
+    BlockReduce {
+        accs: Vec<(AccId, DType, kiln_ir::ReduceKind)>,
+        loops: Vec<(VarId, u64)>,
+        body: &'a [KStmt],
+        tail: &'a [KStmt],
+    },
+    Gemm(&'a RuntimeCall),
+    Single(&'a [KStmt]),
+}
+
+/// One GPU launch of a kernel.
+#[derive(Clone, Debug)]
+pub struct Launch<'a> {
+    /// The entry's name: the kernel's, with a suffix when it has several.
+    pub name: String,
+    pub mapping: Mapping<'a>,
+    /// Blocks in x, y, z.
+    pub grid: [u32; 3],
+    /// Threads per block in x, y, z.
+    pub block: [u32; 3],
+    /// Static shared memory, in bytes.
+    pub shared_bytes: u32,
+}
+
+impl Launch<'_> {
+    /// Whether the launch's threads synchronize (barriers, shuffles).
+    pub fn cooperates(&self) -> bool {
+        matches!(self.mapping, Mapping::BlockReduce { .. } | Mapping::Gemm(_))
+    }
+
+    /// The buffers the launch touches, ascending: its entry's arguments,
+    /// followed by the status word.
+    pub fn buffers(&self) -> Vec<BufferId> {
+        let mut out = Vec::new();
+        let stmts: &[KStmt] = match &self.mapping {
+            Mapping::Grid { body, .. } | Mapping::Single(body) => body,
+            Mapping::BlockReduce { body, tail, .. } => {
+                tail.iter().for_each(|s| stmt_buffers(s, &mut out));
+                body
+            }
+            Mapping::Gemm(RuntimeCall::Gemm { a, b, c, .. }) => {
+                out.extend([a.buffer, b.buffer, c.buffer]);
+                &[]
+            }
+        };
+        stmts.iter().for_each(|s| stmt_buffers(s, &mut out));
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+fn stmt_buffers(s: &KStmt, out: &mut Vec<BufferId>) {
+    match s {
+        KStmt::For { body, .. } => body.iter().for_each(|s| stmt_buffers(s, out)),
+        KStmt::Store { buffer, value, .. } => {
+            out.push(*buffer);
+            expr_buffers(value, out);
+        }
+        KStmt::ScatterAdd { buffer, index, value, .. } => {
+            out.push(*buffer);
+            expr_buffers(index, out);
+            expr_buffers(value, out);
+        }
+        KStmt::AccInit { .. } => {}
+        KStmt::AccUpdate { value, .. } => expr_buffers(value, out),
+        KStmt::Call(RuntimeCall::Gemm { a, b, c, .. }) => out.extend([a.buffer, b.buffer, c.buffer]),
+    }
+}
+
+fn expr_buffers(e: &KExpr, out: &mut Vec<BufferId>) {
+    match e {
+        KExpr::Load { buffer, .. } => out.push(*buffer),
+        KExpr::Gather { buffer, index, .. } => {
+            out.push(*buffer);
+            expr_buffers(index, out);
+        }
+        KExpr::Unary(_, a) | KExpr::Cast(_, a) => expr_buffers(a, out),
+        KExpr::Binary(_, a, b) | KExpr::Compare(_, a, b) => {
+            expr_buffers(a, out);
+            expr_buffers(b, out);
+        }
+        KExpr::Select(c, a, b) => {
+            expr_buffers(c, out);
+            expr_buffers(a, out);
+            expr_buffers(b, out);
+        }
+        KExpr::RandomBits { key, .. } => expr_buffers(key, out),
+        KExpr::Const { .. } | KExpr::Index { .. } | KExpr::Acc(_) => {}
+    }
+}
+
+/// The launches of one kernel, in order.
+pub fn launches<'a>(plan: &Plan, kernel: &'a Kernel) -> Vec<Launch<'a>> {
+    let mut groups: Vec<Mapping<'_>> = Vec::new();
+    let body = kernel.body.as_slice();
+    let mut at = 0;
+    while at < body.len() {
+        let (mapping, used) = next_group(&body[at..]);
+        groups.push(mapping);
+        at += used;
+    }
+    let several = groups.len() > 1;
+    groups
+        .into_iter()
+        .enumerate()
+        .map(|(i, mapping)| {
+            let name = if several { format!("{}_{i}", kernel.name) } else { kernel.name.clone() };
+            let (grid, block, shared_bytes) = shape_of(plan, &mapping);
+            Launch { name, mapping, grid, block, shared_bytes }
+        })
+        .collect()
+}
+
+/// The mapping of the statements that start `body`, and how many it takes.
+fn next_group(body: &[KStmt]) -> (Mapping<'_>, usize) {
+    match &body[0] {
+        KStmt::For { parallel: true, .. } => {
+            let (loops, inner) = perfect_nest(&body[..1]);
+            (Mapping::Grid { loops, body: inner }, 1)
+        }
+        KStmt::Call(call) => (Mapping::Gemm(call), 1),
+        KStmt::AccInit { .. } => {
+            let inits = body.iter().take_while(|s| matches!(s, KStmt::AccInit { .. })).count();
+            let accs: Vec<_> = body[..inits]
+                .iter()
+                .filter_map(|s| match s {
+                    KStmt::AccInit { acc, dtype, kind } => Some((*acc, *dtype, *kind)),
+                    _ => None,
+                })
+                .collect();
+            // The trailing statements run once, on thread 0: up to the next
+            // parallel loop or call.
+            let tail_len = |from: usize| {
+                body[from..]
+                    .iter()
+                    .take_while(|s| !matches!(s, KStmt::For { parallel: true, .. } | KStmt::Call(_)))
+                    .count()
+            };
+            match body.get(inits) {
+                Some(nest @ KStmt::For { parallel: false, .. }) if only_updates(nest, &accs) => {
+                    let (loops, inner) = perfect_nest(std::slice::from_ref(nest));
+                    let tail = tail_len(inits + 1);
+                    let mapping =
+                        Mapping::BlockReduce { accs, loops, body: inner, tail: &body[inits + 1..inits + 1 + tail] };
+                    (mapping, inits + 1 + tail)
+                }
+                _ => {
+                    let end = single_end(body);
+                    (Mapping::Single(&body[..end]), end)
+                }
+            }
+        }
+        _ => {
+            let end = single_end(body);
+            (Mapping::Single(&body[..end]), end)
+        }
+    }
+}
+
+/// Statements up to the next parallel loop or call run by one thread (at
+/// least one statement).
+fn single_end(body: &[KStmt]) -> usize {
+    1 + body[1..].iter().take_while(|s| !matches!(s, KStmt::For { parallel: true, .. } | KStmt::Call(_))).count()
+}
+
+/// The loops of the perfect nest that `body` (one `For`) starts, and the
+/// innermost body.
+fn perfect_nest(mut body: &[KStmt]) -> (Vec<(VarId, u64)>, &[KStmt]) {
+    let mut loops = Vec::new();
+    while let [KStmt::For { var, extent, body: inner, .. }] = body {
+        loops.push((*var, *extent));
+        body = inner;
+    }
+    (loops, body)
+}
+
+/// Whether the accumulators `accs` are only updated inside `s`: never read,
+/// never declared again.
+fn only_updates(s: &KStmt, accs: &[(AccId, DType, kiln_ir::ReduceKind)]) -> bool {
+    let ours = |a: &AccId| accs.iter().any(|(b, ..)| b == a);
+    fn reads(e: &KExpr, ours: &dyn Fn(&AccId) -> bool) -> bool {
+        match e {
+            KExpr::Acc(a) => ours(a),
+            KExpr::Const { .. } | KExpr::Index { .. } | KExpr::Load { .. } => false,
+            KExpr::Gather { index, .. } => reads(index, ours),
+            KExpr::Unary(_, x) | KExpr::Cast(_, x) => reads(x, ours),
+            KExpr::Binary(_, a, b) | KExpr::Compare(_, a, b) => reads(a, ours) || reads(b, ours),
+            KExpr::Select(c, a, b) => reads(c, ours) || reads(a, ours) || reads(b, ours),
+            KExpr::RandomBits { key, .. } => reads(key, ours),
+        }
+    }
+    match s {
+        KStmt::For { body, .. } => body.iter().all(|s| only_updates(s, accs)),
+        KStmt::Store { value, .. } => !reads(value, &ours),
+        KStmt::ScatterAdd { index, value, .. } => !reads(index, &ours) && !reads(value, &ours),
+        KStmt::AccInit { acc, .. } => !ours(acc),
+        KStmt::AccUpdate { value, .. } => !reads(value, &ours),
+        KStmt::Call(_) => false,
+    }
+}
+
+/// Grid, block and shared memory of a mapping.
+fn shape_of(plan: &Plan, mapping: &Mapping<'_>) -> ([u32; 3], [u32; 3], u32) {
+    match mapping {
+        Mapping::Grid { loops, .. } => {
+            let total: u64 = loops.iter().map(|l| l.1).product();
+            let blocks = total.div_ceil(u64::from(BLOCK)).clamp(1, MAX_BLOCKS) as u32;
+            ([blocks, 1, 1], [BLOCK, 1, 1], 0)
+        }
+        Mapping::BlockReduce { accs, .. } => {
+            // One slot per warp and accumulator, 8 bytes each.
+            let warps = BLOCK / 32;
+            ([1, 1, 1], [BLOCK, 1, 1], warps * 8 * accs.len() as u32)
+        }
+        Mapping::Gemm(RuntimeCall::Gemm { batch, m, n, c, .. }) => {
+            let tiles = |x: u64| x.div_ceil(u64::from(TILE)) as u32;
+            let size = plan.buffer(c.buffer).map_or(8, |b| b.dtype.size_bytes() as u32);
+            ([tiles(*n), tiles(*m), *batch as u32], [TILE, TILE, 1], 2 * TILE * TILE * size)
+        }
+        Mapping::Single(_) => ([1, 1, 1], [1, 1, 1], 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_ir::kernel::parse_plan;
+
+    fn plan(text: &str) -> kiln_ir::kernel::Plan {
+        parse_plan(text).unwrap()
+    }
+
+    #[test]
+    fn kernels_split_into_launches_by_statement() {
+        let p = plan(
+            "plan f {
+  b0: f32[40] input 0
+  b1: f32[4] output 0
+  b2: f32[1] output 1
+  kernel k {
+    for i0 in 0..4 parallel {
+      for i1 in 0..10 {
+        b0[10*i0 + i1] = const(f32, 1.0)
+      }
+    }
+    a0: f32 = sum
+    for i0 in 0..4 {
+      for i1 in 0..10 {
+        a0 += b0[10*i0 + i1]
+      }
+    }
+    b2[0] = a0
+    for i0 in 0..4 parallel {
+      a1: f32 = max
+      for i1 in 0..10 {
+        a1 += b0[10*i0 + i1]
+      }
+      b1[i0] = a1
+    }
+  }
+}",
+        );
+        let ls = launches(&p, &p.kernels[0]);
+        let names: Vec<_> = ls.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["k_0", "k_1", "k_2"]);
+        assert!(matches!(&ls[0].mapping, Mapping::Grid { loops, .. } if loops.len() == 2));
+        assert!(
+            matches!(&ls[1].mapping, Mapping::BlockReduce { loops, tail, .. } if loops.len() == 2 && tail.len() == 1)
+        );
+        assert!(matches!(&ls[2].mapping, Mapping::Grid { loops, body } if loops.len() == 1 && body.len() == 3));
+        assert_eq!(ls[0].grid, [1, 1, 1]);
+        assert_eq!(ls[1].shared_bytes, 8 * 8);
+    }
+
+    #[test]
+    fn a_reduction_that_reads_its_running_value_runs_on_one_thread() {
+        let p = plan(
+            "plan f {
+  b0: f32[4] output 0
+  kernel k {
+    a0: f32 = sum
+    for i0 in 0..4 {
+      a0 += const(f32, 1.0)
+      b0[i0] = a0
+    }
+  }
+}",
+        );
+        let ls = launches(&p, &p.kernels[0]);
+        assert_eq!(ls.len(), 1);
+        assert!(matches!(ls[0].mapping, Mapping::Single(body) if body.len() == 2));
+        assert_eq!(ls[0].block, [1, 1, 1]);
+    }
+}

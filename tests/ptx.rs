@@ -1,0 +1,212 @@
+//! The PTX backend (feature `ptx`): every function of every example and
+//! `ok` program lowered to kernel IR, compiled to PTX for sm_80 and sm_90
+//! and assembled by `ptxas`; the same launches emulated on the host (the
+//! LLVM IR built for this CPU, each GPU thread called with its indices,
+//! blocks that synchronize run as OS threads) against the interpreter,
+//! tolerance 1e-4 relative to max(1, |expected|) as for the CPU JIT.
+//!
+//! `ptxas` comes from the `nvidia-cuda-nvcc-cu12` wheel, which `.ci/run`
+//! installs into a virtual environment and names in `KILN_PTXAS`; without
+//! it these tests fail and say how to get it.
+#![cfg(feature = "ptx")]
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use kiln_codegen::nvptx::{PtxError, Sm, emit_ptx, emulate_plan};
+use kiln_ir::Module;
+use kiln_ir::interp::{EvalOptions, Tensor, evaluate};
+use kiln_ir::kernel::{execute_with, parse_plan};
+use support::{bindings_for, compare, inputs_for, with_step};
+
+const TOLERANCE: f64 = 1e-4;
+
+const PROGRAMS: [&str; 9] = [
+    "examples/linear_regression.kiln",
+    "examples/softmax_regression.kiln",
+    "examples/mlp.kiln",
+    "examples/lenet.kiln",
+    "tests/filetests/ok/features.kiln",
+    "tests/filetests/ok/lenet.kiln",
+    "tests/filetests/ok/gru_unrolled.kiln",
+    "tests/filetests/ok/adam_training.kiln",
+    "tests/filetests/ok/uses_file.kiln",
+];
+
+fn ptxas() -> PathBuf {
+    if let Some(path) = std::env::var_os("KILN_PTXAS") {
+        return PathBuf::from(path);
+    }
+    let on_path = Command::new("ptxas").arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(
+        on_path,
+        "ptxas is needed to validate PTX: `python3 -m venv /tmp/ptx && /tmp/ptx/bin/pip install nvidia-cuda-nvcc-cu12`, \
+         then KILN_PTXAS=/tmp/ptx/lib/python3.*/site-packages/nvidia/cuda_nvcc/bin/ptxas (what .ci/run does)"
+    );
+    PathBuf::from("ptxas")
+}
+
+fn plan_of(module: &Module, function: &str) -> kiln_ir::kernel::Plan {
+    kiln_passes::lower_to_kernels(module, function, &bindings_for(module, function))
+        .unwrap_or_else(|e| panic!("{function}: {e}"))
+}
+
+/// Assembles `ptx` for `sm` with ptxas; panics with its message if it fails.
+fn assemble(ptxas: &PathBuf, ptx: &str, sm: Sm, what: &str) {
+    let dir = std::env::temp_dir().join(format!("kiln-ptx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = what.replace(['/', ' ', '.'], "_");
+    let source = dir.join(format!("{name}_{sm}.ptx"));
+    std::fs::write(&source, ptx).unwrap();
+    let out = Command::new(ptxas)
+        .arg(format!("-arch={sm}"))
+        .arg(&source)
+        .arg("-o")
+        .arg(dir.join(format!("{name}_{sm}.cubin")))
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", ptxas.display()));
+    assert!(out.status.success(), "ptxas -arch={sm} rejects {what}:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn every_function_assembles_for_sm80_and_sm90() {
+    let ptxas = ptxas();
+    for path in PROGRAMS {
+        let module = with_step(path);
+        for f in &module.functions {
+            let plan = plan_of(&module, &f.name);
+            for sm in ["sm_80", "sm_90"] {
+                let sm = Sm::parse(sm).unwrap();
+                let out = emit_ptx(&plan, sm).unwrap_or_else(|e| panic!("{path} {}: {e}", f.name));
+                let entries = out.manifest.entries();
+                assert_eq!(out.ptx.matches(".entry").count(), entries.len(), "one .entry per launch");
+                for entry in &entries {
+                    assert!(out.ptx.contains(&format!(".entry {entry}(")), "{entry} is in the PTX");
+                }
+                assemble(&ptxas, &out.ptx, sm, &format!("{path} {}", f.name));
+                println!(
+                    "{path} {}: {} kernels, {} entries assembled for {sm}",
+                    f.name,
+                    plan.kernels.len(),
+                    entries.len()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn emulated_launches_agree_with_the_interpreter() {
+    for path in PROGRAMS {
+        let module = with_step(path);
+        for f in &module.functions {
+            let plan = plan_of(&module, &f.name);
+            let inputs = inputs_for(&module, &f.name);
+            let params = kiln_ir::initialize_params(&module, 1);
+            let expected = evaluate(&module, &f.name, &inputs, &params, EvalOptions::default()).unwrap();
+            let emulated = execute_with(&plan, &inputs, &params, emulate_plan)
+                .unwrap_or_else(|e| panic!("{path} {}: {e}", f.name));
+            compare(&f.name, "PTX emulation", &emulated, &expected, TOLERANCE, &plan.to_string());
+        }
+    }
+}
+
+#[test]
+fn an_unknown_architecture_is_an_error_naming_the_supported_ones() {
+    let e = Sm::parse("sm_100").unwrap_err();
+    assert_eq!(e, PtxError::UnknownSm("sm_100".into()));
+    let message = e.to_string();
+    assert!(message.contains("sm_100") && message.contains("sm_80") && message.contains("sm_90"), "{message}");
+}
+
+#[test]
+fn an_unsupported_op_is_an_error_naming_it() {
+    let plan = parse_plan(
+        "plan f {
+  b0: f64[8] input 0
+  b1: f64[8] output 0
+  kernel k1_exp {
+    for i0 in 0..8 parallel {
+      b1[i0] = exp(b0[i0])
+    }
+  }
+}",
+    )
+    .unwrap();
+    let e = emit_ptx(&plan, Sm::parse("sm_80").unwrap()).unwrap_err();
+    assert_eq!(e, PtxError::Unsupported { kernel: "k1_exp".into(), what: "exp on f64".into() });
+    assert!(e.to_string().contains("kernel `k1_exp`: exp on f64 is not supported"), "{e}");
+    let mut buffers = vec![kiln_ir::kernel::Storage::Float(vec![0.0; 8]); 2];
+    assert!(emulate_plan(&plan, &mut buffers).unwrap_err().contains("exp on f64"));
+}
+
+#[test]
+fn an_index_out_of_range_is_reported_by_the_emulation() {
+    let module = kiln_ir::parse_module(
+        "func f(x: f32[4], i: i32[3]) -> (f32[3]) {
+  %0: f32[4] = input 0
+  %1: i32[3] = input 1
+  %2: f32[3] = gather %0, %1 axis=0
+  return %2
+}
+",
+    )
+    .unwrap();
+    let plan = plan_of(&module, "f");
+    let inputs = vec![
+        Tensor::from_f32(&[4], &[1.0, 2.0, 3.0, 4.0]),
+        Tensor::int(kiln_ir::DType::I32, ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[3]), vec![0, 7, 1]).unwrap()),
+    ];
+    let e = execute_with(&plan, &inputs, &kiln_ir::interp::Params::new(), emulate_plan).unwrap_err();
+    assert!(e.contains("out of range"), "{e}");
+}
+
+/// A whole reduction to one block (warp shuffles and shared memory) and a
+/// GEMM with ragged tiles, on shapes that leave partial warps and tiles.
+#[test]
+fn block_reductions_and_tiled_gemm_agree_on_ragged_shapes() {
+    let module = kiln_ir::parse_module(
+        "func f(a: f32[37, 45], b: f32[45, 19]) -> (f32[37, 19], f32[], f32[]) {
+  %0: f32[37, 45] = input 0
+  %1: f32[45, 19] = input 1
+  %2: f32[37, 19] = matmul %0, %1
+  %3: f32[] = reduce_sum %0 axes=[0, 1] keepdims=false
+  %4: f32[] = reduce_max %2 axes=[0, 1] keepdims=false
+  return %2, %3, %4
+}
+",
+    )
+    .unwrap();
+    let plan = plan_of(&module, "f");
+    let inputs = inputs_for(&module, "f");
+    let params = kiln_ir::interp::Params::new();
+    let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
+    let emulated = execute_with(&plan, &inputs, &params, emulate_plan).unwrap();
+    compare("f", "PTX emulation", &emulated, &expected, TOLERANCE, &plan.to_string());
+    let out = emit_ptx(&plan, Sm::parse("sm_90").unwrap()).unwrap();
+    assert!(out.ptx.contains("shfl.sync.down"), "the reduction shuffles");
+    assert!(out.ptx.contains(".shared"), "the GEMM and the reduction stage in shared memory");
+    assert!(out.ptx.contains("bar.sync"), "and wait at barriers");
+}
+
+#[test]
+fn the_ptx_of_a_small_fused_kernel() {
+    let plan = parse_plan(
+        "plan f {
+  b0: f32[1000] input 0
+  b1: f32[1000] input 1
+  b2: f32[1000] output 0
+  kernel k3_mul {
+    for i0 in 0..1000 parallel vector 4 {
+      b2[i0] = mul(max(add(mul(b0[i0], const(f32, 2.0)), b1[i0]), const(f32, 0.0)), b1[i0])
+    }
+  }
+}",
+    )
+    .unwrap();
+    let out = emit_ptx(&plan, Sm::parse("sm_80").unwrap()).unwrap();
+    insta::assert_snapshot!("fused_kernel_sm80_ptx", out.ptx);
+    insta::assert_snapshot!("fused_kernel_sm80_manifest", out.manifest.to_json());
+}

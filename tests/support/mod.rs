@@ -1,0 +1,84 @@
+//! Helpers shared by the differential tests: inputs for a function at a
+//! fixed batch size, the bindings of its symbols, and comparison against the
+//! interpreter with a tolerance relative to max(1, |expected|).
+
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use kiln::compile_file;
+use kiln_frontend::{Options, Style};
+use kiln_ir::interp::Tensor;
+use kiln_ir::kernel::Storage;
+use kiln_ir::{Bindings, DType, Module};
+use ndarray::{ArrayD, Dimension, IxDyn};
+
+/// The size every symbolic dimension is bound to.
+pub const BATCH: u64 = 3;
+
+pub fn inputs_for(module: &Module, function: &str) -> Vec<Tensor> {
+    let f = module.function(function).unwrap();
+    f.inputs
+        .iter()
+        .enumerate()
+        .map(|(k, decl)| {
+            let shape: Vec<usize> = decl.ty.shape.0.iter().map(|d| d.as_const().unwrap_or(BATCH) as usize).collect();
+            let n: usize = shape.iter().product();
+            match decl.ty.dtype {
+                d if d.is_float() => {
+                    let v = (0..n).map(|i| 2.0 * kiln_ir::random::uniform(k as u64, 1, i as u64) - 1.0).collect();
+                    Tensor::float(d, ArrayD::from_shape_vec(IxDyn(&shape), v).unwrap())
+                }
+                DType::Bool => {
+                    Tensor::bool(ArrayD::from_shape_fn(IxDyn(&shape), |i| i.slice().iter().sum::<usize>() % 2 == 0))
+                }
+                d => {
+                    let v = (0..n).map(|i| (kiln_ir::random::bits(k as u64, 2, i as u64) % 3) as i64).collect();
+                    Tensor::int(d, ArrayD::from_shape_vec(IxDyn(&shape), v).unwrap())
+                }
+            }
+        })
+        .collect()
+}
+
+pub fn bindings_for(module: &Module, function: &str) -> Bindings {
+    let f = module.function(function).unwrap();
+    let mut b = Bindings::new();
+    for i in &f.inputs {
+        for d in &i.ty.shape.0 {
+            if let kiln_ir::Dim::Sym(s) = d {
+                b.insert(s.clone(), BATCH);
+            }
+        }
+    }
+    b
+}
+
+pub fn values(s: &Storage) -> Vec<f64> {
+    match s {
+        Storage::Float(v) => v.clone(),
+        Storage::Int(v) => v.iter().map(|&x| x as f64).collect(),
+        Storage::Bool(v) => v.iter().map(|&x| f64::from(u8::from(x))).collect(),
+    }
+}
+
+pub fn compare(function: &str, what: &str, actual: &[Storage], expected: &[Tensor], tolerance: f64, text: &str) {
+    assert_eq!(actual.len(), expected.len(), "{function}: output count");
+    for (k, (a, e)) in actual.iter().zip(expected).enumerate() {
+        let (a, e) = (values(a), e.to_f64_vec());
+        assert_eq!(a.len(), e.len(), "{function}: output {k} length");
+        for (i, (x, y)) in a.iter().zip(&e).enumerate() {
+            let error = if x == y || (x.is_nan() && y.is_nan()) { 0.0 } else { (x - y).abs() / y.abs().max(1.0) };
+            assert!(
+                error <= tolerance,
+                "{function} ({what}): output {k}[{i}] is {x}, the interpreter says {y}\n{text}"
+            );
+        }
+    }
+}
+
+pub fn with_step(path: &str) -> Module {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    let compiled = compile_file(&path, &Options::default(), Style::Plain).unwrap();
+    if compiled.train.is_some() { kiln::with_train_step(&compiled).unwrap() } else { compiled.module }
+}
