@@ -5,6 +5,7 @@
 pub mod aot;
 pub mod jit;
 pub mod opt;
+pub mod ptx;
 pub mod train;
 
 use std::path::{Path, PathBuf};

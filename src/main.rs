@@ -44,6 +44,14 @@ enum Command {
         /// optimization, and what the e-graph did, instead of the graph.
         #[arg(long)]
         stats: bool,
+        /// With `ptx`: the GPU architecture (sm_80, sm_86, sm_87, sm_89,
+        /// sm_90, sm_90a).
+        #[arg(long, default_value = "sm_80")]
+        sm: String,
+        /// With `ptx`: write FN.ptx and its launch manifest FN.json here,
+        /// for `--fn` or else every function, instead of printing the PTX.
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
         #[arg(long)]
         model: Option<String>,
     },
@@ -156,6 +164,10 @@ enum Stage {
     Opt,
     /// Graphviz of that graph before and after optimization.
     Dot,
+    /// PTX for an NVIDIA GPU (`--sm`) of `--fn` (default `train_step` when
+    /// the file trains, else `forward`), or of every function with `-o`;
+    /// symbols not given with `--bind` are 256. Needs the `ptx` feature.
+    Ptx,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -213,9 +225,12 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
             ));
             Ok(())
         }
-        Command::Emit { stage, file, function, binds, explain, stats, model } => {
+        Command::Emit { stage, file, function, binds, explain, stats, sm, out: dir, model } => {
             if (explain || stats) && !matches!(stage, Stage::Opt) {
                 return Err(Error::Usage("--explain and --stats go with `kiln emit opt`".into()));
+            }
+            if dir.is_some() && !matches!(stage, Stage::Ptx) {
+                return Err(Error::Usage("-o goes with `kiln emit ptx`".into()));
             }
             let compiled = compile_file(&file, &Options { model, ..Options::default() }, style)?;
             let text = match stage {
@@ -240,21 +255,44 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
                     let default = if compiled.train.is_some() { "train_step" } else { "forward" };
                     let name = function.as_deref().unwrap_or(default);
                     let f = module.function(name).ok_or_else(|| kiln::no_function(&module, name))?;
-                    let mut bindings = bindings(f, &binds)?;
-                    for (symbol, value) in bindings.iter_mut() {
-                        if !binds
-                            .iter()
-                            .any(|b| b.split('=').next().map(str::trim) == Some(symbol.to_string().as_str()))
-                        {
-                            *value = 256;
-                        }
-                    }
+                    let bindings = bindings_or(f, &binds, 256)?;
                     let optimized = kiln::opt::optimize(&module, name, &bindings)?;
                     match (stage, stats) {
                         (Stage::Dot, _) => kiln::opt::render_dot(&optimized),
                         (_, true) => kiln::opt::render_stats(&optimized),
                         _ => kiln::opt::render(&optimized, explain, &file.display().to_string()),
                     }
+                }
+                Stage::Ptx => {
+                    let module = match compiled.train {
+                        Some(_) => kiln::with_train_step(&compiled)?,
+                        None => compiled.module.clone(),
+                    };
+                    let default = if compiled.train.is_some() { "train_step" } else { "forward" };
+                    let functions: Vec<String> = match (&function, &dir) {
+                        (Some(name), _) => vec![name.clone()],
+                        (None, Some(_)) => module.functions.iter().map(|f| f.name.clone()).collect(),
+                        (None, None) => vec![default.to_string()],
+                    };
+                    let bind = |f: &kiln_ir::Function| bindings_or(f, &binds, 256);
+                    let emitted = kiln::ptx::emit(&module, &functions, &bind, &sm, dir.as_deref())?;
+                    let mut text = String::new();
+                    for e in emitted {
+                        match (e.ptx, &dir) {
+                            (Some(ptx), _) => text.push_str(&ptx),
+                            (None, Some(dir)) => text.push_str(&format!(
+                                "wrote {0}/{1}.ptx and {0}/{1}.json: {2} kernel{3}, {4} launch{5} for {sm}\n",
+                                dir.display(),
+                                e.function,
+                                e.kernels,
+                                if e.kernels == 1 { "" } else { "s" },
+                                e.entries,
+                                if e.entries == 1 { "" } else { "es" },
+                            )),
+                            (None, None) => {}
+                        }
+                    }
+                    text
                 }
                 Stage::Kernels | Stage::Clif | Stage::Asm => {
                     let module = match compiled.train {
@@ -421,11 +459,17 @@ fn train(
 
 /// Values for the function's symbols: from `--bind SYMBOL=VALUE`, else 1.
 fn bindings(f: &kiln_ir::Function, binds: &[String]) -> Result<kiln_ir::Bindings, Error> {
+    bindings_or(f, binds, 1)
+}
+
+/// The values of `f`'s symbolic dimensions: those of `binds`, and
+/// `default` for the others.
+fn bindings_or(f: &kiln_ir::Function, binds: &[String], default: u64) -> Result<kiln_ir::Bindings, Error> {
     let mut bindings = kiln_ir::Bindings::new();
     for input in &f.inputs {
         for d in &input.ty.shape.0 {
             if let kiln_ir::Dim::Sym(s) = d {
-                bindings.insert(s.clone(), 1);
+                bindings.insert(s.clone(), default);
             }
         }
     }

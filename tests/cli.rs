@@ -337,3 +337,38 @@ fn emit_dot_writes_graphviz_before_and_after() {
     assert_eq!(text.matches('{').count(), text.matches('}').count(), "balanced braces:\n{text}");
     assert!(text.trim_end().ends_with('}'));
 }
+
+#[cfg(feature = "ptx")]
+#[test]
+fn emit_ptx_writes_ptx_and_a_manifest_per_function() {
+    let dir = std::env::temp_dir().join(format!("kiln-emit-ptx-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = kiln(&["emit", "ptx", "examples/softmax_regression.kiln", "--sm", "sm_90", "-o", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for f in ["forward", "loss", "train_step"] {
+        assert!(text.contains(&format!("/{f}.ptx and ")), "{text}");
+        let ptx = std::fs::read_to_string(dir.join(format!("{f}.ptx"))).unwrap();
+        assert!(ptx.contains(".target sm_90"), "{ptx}");
+        let manifest = std::fs::read_to_string(dir.join(format!("{f}.json"))).unwrap();
+        assert!(manifest.contains("\"N\": 256") && manifest.contains("\"sm\": \"sm_90\""), "{manifest}");
+        assert_eq!(manifest.matches("\"entry\":").count(), ptx.matches(".entry ").count(), "{manifest}");
+    }
+    let o = kiln(&["emit", "ptx", "examples/mlp.kiln", "--fn", "forward", "--bind", "N=8"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(".target sm_80") && stdout(&o).contains(".entry k"), "{}", stdout(&o));
+
+    let o = kiln(&["emit", "ptx", "examples/mlp.kiln", "--sm", "sm_70"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("`sm_70` is not a GPU architecture kiln emits PTX for"), "{}", stderr(&o));
+    let o = kiln(&["emit", "kernels", "examples/mlp.kiln", "-o", dir.to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("-o goes with `kiln emit ptx`"), "{}", stderr(&o));
+}
+
+#[cfg(not(feature = "ptx"))]
+#[test]
+fn emit_ptx_without_the_feature_says_how_to_get_it() {
+    let o = kiln(&["emit", "ptx", "examples/mlp.kiln"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("built without PTX support") && stderr(&o).contains("--features ptx"), "{}", stderr(&o));
+}

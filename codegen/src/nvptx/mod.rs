@@ -34,7 +34,10 @@ pub use manifest::Manifest;
 /// What can go wrong emitting PTX.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PtxError {
-    #[error("LLVM's NVPTX backend does not know `{0}`: kiln emits PTX for {known}", known = SUPPORTED_SMS.join(", "))]
+    #[error(
+        "`{0}` is not a GPU architecture kiln emits PTX for: it emits for {known} (LLVM 19's NVPTX targets from sm_80 on)",
+        known = SUPPORTED_SMS.join(", ")
+    )]
     UnknownSm(String),
     #[error("kernel `{kernel}`: {what} is not supported by the PTX backend")]
     Unsupported { kernel: String, what: String },
