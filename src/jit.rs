@@ -111,7 +111,7 @@ pub fn execute(
 
 /// A tensor of `shape` from a buffer's elements, which already have the
 /// dtype's precision (so no rounding pass is needed).
-fn tensor(dtype: DType, shape: &[usize], storage: Storage) -> Tensor {
+pub(crate) fn tensor(dtype: DType, shape: &[usize], storage: Storage) -> Tensor {
     let dim = IxDyn(shape);
     let data = match storage {
         Storage::Float(v) => Data::Float(ArrayD::from_shape_vec(dim, v).expect("the plan sized the buffer")),

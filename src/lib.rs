@@ -3,6 +3,7 @@
 //! interpreter. The `kiln` binary is a thin command line over this.
 
 pub mod aot;
+pub mod gpu;
 pub mod jit;
 pub mod opt;
 pub mod ptx;
@@ -55,6 +56,8 @@ pub enum Backend {
     Jit,
     /// The reference interpreter.
     Interp,
+    /// PTX on GPU 0 through the CUDA driver (feature `cuda`).
+    Cuda,
 }
 
 /// A compiled file: its module and, for a `.kiln` source with a `train`
@@ -105,6 +108,8 @@ pub fn run_function(
     let Some(f) = module.function(function) else {
         return Err(no_function(module, function));
     };
+    // Without a GPU to run on, say so before asking for inputs.
+    let gpu = if backend == Backend::Cuda { Some(gpu::Gpu::new(module)?) } else { None };
     for (name, _) in named_inputs {
         if !f.inputs.iter().any(|i| &i.name == name) {
             let names: Vec<&str> = f.inputs.iter().map(|i| i.name.as_str()).collect();
@@ -136,6 +141,15 @@ pub fn run_function(
             kiln_ir::interp::bind_inputs(f, &inputs)?;
             use kiln_runtime::execute::Execute;
             jit::Jit::new(module).run(function, &inputs, params).map_err(Error::Execution)
+        }
+        Backend::Cuda => {
+            kiln_ir::interp::bind_inputs(f, &inputs)?;
+            use kiln_runtime::execute::Execute;
+            let gpu = match gpu {
+                Some(gpu) => gpu,
+                None => gpu::Gpu::new(module)?,
+            };
+            gpu.run(function, &inputs, params).map_err(Error::Execution)
         }
     }
 }

@@ -79,6 +79,9 @@ enum Command {
         /// What runs the function: native code or the reference interpreter.
         #[arg(long, value_enum, default_value_t = BackendArg::Jit)]
         backend: BackendArg,
+        /// Where it runs: this CPU, or GPU 0 through CUDA (feature `cuda`).
+        #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+        device: DeviceArg,
         #[arg(long)]
         model: Option<String>,
     },
@@ -113,6 +116,9 @@ enum Command {
         /// What runs the training step: native code or the reference interpreter.
         #[arg(long, value_enum, default_value_t = BackendArg::Jit)]
         backend: BackendArg,
+        /// Where it runs: this CPU, or GPU 0 through CUDA (feature `cuda`).
+        #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+        device: DeviceArg,
         #[arg(long)]
         model: Option<String>,
     },
@@ -183,6 +189,25 @@ impl From<BackendArg> for kiln::Backend {
         match b {
             BackendArg::Jit => kiln::Backend::Jit,
             BackendArg::Interp => kiln::Backend::Interp,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum DeviceArg {
+    /// This machine's CPU (with `--backend`).
+    Cpu,
+    /// GPU 0 through the CUDA driver.
+    Cuda,
+}
+
+/// The backend a `--backend` and `--device` pair asks for.
+fn backend_of(backend: BackendArg, device: DeviceArg) -> Result<kiln::Backend, Error> {
+    match (device, backend) {
+        (DeviceArg::Cpu, b) => Ok(b.into()),
+        (DeviceArg::Cuda, BackendArg::Jit) => Ok(kiln::Backend::Cuda),
+        (DeviceArg::Cuda, BackendArg::Interp) => {
+            Err(Error::Usage("--backend interp runs on the CPU: leave out --device cuda".into()))
         }
     }
 }
@@ -348,7 +373,21 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
             );
             Ok(())
         }
-        Command::Train { file, data, epochs, batch, lr, seed, save, plot, limit, test_limit, backend, model } => {
+        Command::Train {
+            file,
+            data,
+            epochs,
+            batch,
+            lr,
+            seed,
+            save,
+            plot,
+            limit,
+            test_limit,
+            backend,
+            device,
+            model,
+        } => {
             let options = kiln::train::TrainOptions {
                 data,
                 epochs,
@@ -358,11 +397,12 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
                 limit,
                 test_limit,
                 model,
-                backend: backend.into(),
+                backend: backend_of(backend, device)?,
             };
             train(&file, &options, style, save, plot)
         }
-        Command::Run { file, function, inputs, output, seed, precision, params, backend, model } => {
+        Command::Run { file, function, inputs, output, seed, precision, params, backend, device, model } => {
+            let backend = backend_of(backend, device)?;
             let compiled = compile_file(&file, &Options { model, ..Options::default() }, style)?;
             let mut named = Vec::new();
             for spec in &inputs {
@@ -386,7 +426,7 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
                 PrecisionArg::Native => Precision::Native,
                 PrecisionArg::F64 => Precision::F64,
             };
-            let outputs = run_function(&compiled.module, &function, &named, &params, seed, backend.into(), precision)?;
+            let outputs = run_function(&compiled.module, &function, &named, &params, seed, backend, precision)?;
             for (i, t) in outputs.iter().enumerate() {
                 out(&format!("output {i}: {}\n", summarize(t)));
             }
@@ -450,6 +490,7 @@ fn train(
         let backend = match options.backend {
             kiln::Backend::Jit => "JIT",
             kiln::Backend::Interp => "interpreter",
+            kiln::Backend::Cuda => "CUDA",
         };
         kiln::train::plot(&path, &format!("{} ({backend})", report.model), &report.epochs)?;
         out(&format!("plotted {}\n", path.display()));

@@ -44,8 +44,7 @@ mod imp {
     ) -> Result<Vec<Emitted>, Error> {
         let sm = Sm::parse(sm).map_err(|e| Error::Usage(e.to_string()))?;
         if let Some(dir) = out {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::Io { path: dir.to_path_buf(), message: e.to_string() })?;
+            std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.to_path_buf(), message: e.to_string() })?;
         }
         let mut emitted = Vec::new();
         for name in functions {

@@ -131,9 +131,14 @@ pub fn train(
         compiled.module.params.iter().map(|p| p.name.clone()).filter(|n| !n.starts_with("opt.")).collect();
     let interpreter = kiln_runtime::execute::Interpreter { module: &module };
     let jit = crate::jit::Jit::new(&module);
-    let executor: &dyn kiln_runtime::execute::Execute = match options.backend {
-        crate::Backend::Jit => &jit,
-        crate::Backend::Interp => &interpreter,
+    let gpu = match options.backend {
+        crate::Backend::Cuda => Some(crate::gpu::Gpu::new(&module)?),
+        _ => None,
+    };
+    let executor: &dyn kiln_runtime::execute::Execute = match (&options.backend, &gpu) {
+        (_, Some(gpu)) => gpu,
+        (crate::Backend::Interp, _) => &interpreter,
+        _ => &jit,
     };
     let mut trainer = Trainer::new(&module, executor, spec.updates.clone(), params, options.seed);
     let mut epochs = Vec::new();

@@ -370,5 +370,25 @@ fn emit_ptx_writes_ptx_and_a_manifest_per_function() {
 fn emit_ptx_without_the_feature_says_how_to_get_it() {
     let o = kiln(&["emit", "ptx", "examples/mlp.kiln"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("built without PTX support") && stderr(&o).contains("--features ptx"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("built without PTX support") && stderr(&o).contains("--features ptx"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn device_cuda_without_the_feature_says_how_to_get_it() {
+    for args in [
+        &["run", "examples/linear_regression.kiln", "--fn", "forward", "--device", "cuda"][..],
+        &["train", "examples/linear_regression.kiln", "--device", "cuda", "--epochs", "1"][..],
+    ] {
+        let o = kiln(args);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("--device cuda: this kiln was built without CUDA support"), "{}", stderr(&o));
+    }
+    let o =
+        kiln(&["run", "examples/linear_regression.kiln", "--fn", "forward", "--device", "cuda", "--backend", "interp"]);
+    assert!(stderr(&o).contains("--backend interp runs on the CPU"), "{}", stderr(&o));
 }

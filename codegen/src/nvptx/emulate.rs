@@ -105,13 +105,15 @@ extern "C" fn kiln_emu_cos(x: f32) -> f32 {
     x.cos()
 }
 
-/// One buffer's bytes, 8-byte aligned.
-struct Memory {
-    words: Vec<u64>,
+/// One buffer's bytes, 8-byte aligned, in the layout the kernels use
+/// (f32, f64, i32, i64 little-endian; bools one byte each, 0 or 1).
+pub(crate) struct Memory {
+    pub words: Vec<u64>,
 }
 
 impl Memory {
-    fn of(storage: &Storage, dtype: DType) -> Memory {
+    /// `storage` as `dtype` elements; the bytes past them are 0xff.
+    pub fn of(storage: &Storage, dtype: DType) -> Memory {
         let size = dtype.size_bytes();
         let mut words = vec![u64::MAX; (storage.len() * size).div_ceil(8).max(1)];
         let bytes = bytes_mut(&mut words);
@@ -128,7 +130,13 @@ impl Memory {
         Memory { words }
     }
 
-    fn read(&mut self, storage: &mut Storage, dtype: DType) {
+    /// The elements' bytes.
+    pub fn bytes(&mut self, elements: usize, dtype: DType) -> &mut [u8] {
+        &mut bytes_mut(&mut self.words)[..elements * dtype.size_bytes()]
+    }
+
+    /// Reads the elements back into `storage`.
+    pub fn read(&mut self, storage: &mut Storage, dtype: DType) {
         let size = dtype.size_bytes();
         let bytes = bytes_mut(&mut self.words);
         let at = |i: usize| &bytes[i * size..(i + 1) * size];

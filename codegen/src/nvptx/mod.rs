@@ -14,6 +14,8 @@
 //! what it could not map ([`PtxError::Unsupported`]); it never panics on a
 //! verified plan.
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod emit;
 pub mod emulate;
 mod expr;
