@@ -207,6 +207,7 @@ fn the_ptx_of_a_small_fused_kernel() {
     )
     .unwrap();
     let out = emit_ptx(&plan, Sm::parse("sm_80").unwrap()).unwrap();
+    assert!(out.ptx.contains("ld.global.nc.v4.f32") && out.ptx.contains("st.global.v4.f32"), "16-byte accesses");
     insta::assert_snapshot!("fused_kernel_sm80_ptx", out.ptx);
     insta::assert_snapshot!("fused_kernel_sm80_manifest", out.manifest.to_json());
 }

@@ -110,10 +110,14 @@ impl<'c, 'm> Emitter<'c, 'm> {
             function.set_call_conventions(PTX_KERNEL);
         }
         // Distinct buffers never share bytes while a kernel runs (the arena
-        // layout's guarantee), so the buffer arguments do not alias.
+        // layout's guarantee), so the buffer arguments do not alias; each
+        // is 16-byte aligned (the manifest's contract), which lets LLVM
+        // merge a thread's consecutive accesses into vector ones.
         let noalias = cx.create_enum_attribute(Attribute::get_named_enum_kind_id("noalias"), 0);
+        let align = cx.create_enum_attribute(Attribute::get_named_enum_kind_id("align"), 16);
         for i in 0..=used.len() as u32 {
             function.add_attribute(AttributeLoc::Param(i), noalias);
+            function.add_attribute(AttributeLoc::Param(i), align);
         }
         let entry = cx.append_basic_block(function, "entry");
         let b = cx.create_builder();
@@ -166,14 +170,29 @@ impl<'c, 'm> Emitter<'c, 'm> {
 
     fn launch(&mut self, l: &Launch<'_>) -> E<()> {
         match &l.mapping {
-            Mapping::Grid { loops, body } => {
+            Mapping::Grid { loops, body, lanes } => {
                 let tid = self.sreg(Sreg::TidX)?;
                 let ntid = self.sreg(Sreg::NtidX)?;
                 let ctaid = self.sreg(Sreg::CtaidX)?;
                 let nctaid = self.sreg(Sreg::NctaidX)?;
                 let first = self.b.build_int_add(self.b.build_int_mul(ctaid, ntid, "")?, tid, "first")?;
                 let step = self.b.build_int_mul(nctaid, ntid, "step")?;
-                self.strided(loops, first, step, |e| e.block(body))?;
+                let mut loops = loops.clone();
+                let (var, extent) = loops.last_mut().expect("a grid launch has a loop");
+                let (var, lanes) = (*var, i64::from(*lanes));
+                *extent /= lanes as u64;
+                self.strided(&loops, first, step, |e| {
+                    if lanes == 1 {
+                        return e.block(body);
+                    }
+                    let chunk = e.b.build_int_mul(e.vars[&var], e.i64(lanes), "")?;
+                    for lane in 0..lanes {
+                        let i = e.b.build_int_add(chunk, e.i64(lane), "")?;
+                        e.vars.insert(var, i);
+                        e.block(body)?;
+                    }
+                    Ok(())
+                })?;
             }
             Mapping::BlockReduce { accs, loops, body, tail } => self.block_reduce(accs, loops, body, tail)?,
             Mapping::Gemm(call) => self.gemm(call)?,

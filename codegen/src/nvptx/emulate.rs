@@ -105,17 +105,23 @@ extern "C" fn kiln_emu_cos(x: f32) -> f32 {
     x.cos()
 }
 
-/// One buffer's bytes, 8-byte aligned, in the layout the kernels use
-/// (f32, f64, i32, i64 little-endian; bools one byte each, 0 or 1).
+/// One buffer's bytes, 16-byte aligned as the entries require, in the
+/// layout the kernels use (f32, f64, i32, i64 little-endian; bools one
+/// byte each, 0 or 1).
 pub(crate) struct Memory {
-    pub words: Vec<u64>,
+    pub words: Vec<Chunk>,
 }
+
+/// 16 bytes, 16-byte aligned.
+#[derive(Clone, Copy)]
+#[repr(C, align(16))]
+pub(crate) struct Chunk([u8; 16]);
 
 impl Memory {
     /// `storage` as `dtype` elements; the bytes past them are 0xff.
     pub fn of(storage: &Storage, dtype: DType) -> Memory {
         let size = dtype.size_bytes();
-        let mut words = vec![u64::MAX; (storage.len() * size).div_ceil(8).max(1)];
+        let mut words = vec![Chunk([0xff; 16]); (storage.len() * size).div_ceil(16).max(1)];
         let bytes = bytes_mut(&mut words);
         for i in 0..storage.len() {
             let at = &mut bytes[i * size..(i + 1) * size];
@@ -160,9 +166,9 @@ impl Memory {
     }
 }
 
-fn bytes_mut(words: &mut [u64]) -> &mut [u8] {
-    // SAFETY: u64 has no padding and u8 no alignment requirement.
-    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 8) }
+fn bytes_mut(words: &mut [Chunk]) -> &mut [u8] {
+    // SAFETY: a chunk is 16 bytes without padding; u8 has no alignment.
+    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 16) }
 }
 
 fn host_machine() -> Result<TargetMachine, String> {

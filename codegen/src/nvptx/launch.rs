@@ -28,13 +28,20 @@ pub const BLOCK: u32 = 256;
 pub const TILE: u32 = 16;
 /// The most blocks a grid launch asks for; a grid-stride loop covers the rest.
 pub const MAX_BLOCKS: u64 = 65_535;
+/// Consecutive iterations a thread runs of a `vector` loop: 4 f32 make one
+/// 16-byte access. Buffers must be 16-byte aligned (the entries say so).
+pub const LANES: u32 = 4;
 
 /// How one launch's threads share its statements.
 #[derive(Clone, Debug)]
 pub enum Mapping<'a> {
+    /// `lanes` > 1: each thread runs `lanes` consecutive iterations of the
+    /// innermost loop (a `vector` loop whose extent they divide), so that
+    /// LLVM can merge their loads and stores into vector accesses.
     Grid {
         loops: Vec<(VarId, u64)>,
         body: &'a [KStmt],
+        lanes: u32,
     },
     BlockReduce {
         accs: Vec<(AccId, DType, kiln_ir::ReduceKind)>,
@@ -155,7 +162,11 @@ fn next_group(body: &[KStmt]) -> (Mapping<'_>, usize) {
     match &body[0] {
         KStmt::For { parallel: true, .. } => {
             let (loops, inner) = perfect_nest(&body[..1]);
-            (Mapping::Grid { loops, body: inner }, 1)
+            let lanes = match innermost_vector(&body[0]) {
+                v if v >= LANES && loops.last().is_some_and(|l| l.1 % u64::from(LANES) == 0) => LANES,
+                _ => 1,
+            };
+            (Mapping::Grid { loops, body: inner, lanes }, 1)
         }
         KStmt::Call(call) => (Mapping::Gemm(call), 1),
         KStmt::AccInit { .. } => {
@@ -202,6 +213,17 @@ fn single_end(body: &[KStmt]) -> usize {
     1 + body[1..].iter().take_while(|s| !matches!(s, KStmt::For { parallel: true, .. } | KStmt::Call(_))).count()
 }
 
+/// The `vector` width of the innermost loop of the perfect nest `s` starts.
+fn innermost_vector(s: &KStmt) -> u32 {
+    match s {
+        KStmt::For { body, vector, .. } => match body.as_slice() {
+            [inner @ KStmt::For { .. }] => innermost_vector(inner),
+            _ => *vector,
+        },
+        _ => 1,
+    }
+}
+
 /// The loops of the perfect nest that `body` (one `For`) starts, and the
 /// innermost body.
 fn perfect_nest(mut body: &[KStmt]) -> (Vec<(VarId, u64)>, &[KStmt]) {
@@ -241,8 +263,8 @@ fn only_updates(s: &KStmt, accs: &[(AccId, DType, kiln_ir::ReduceKind)]) -> bool
 /// Grid, block and shared memory of a mapping.
 fn shape_of(plan: &Plan, mapping: &Mapping<'_>) -> ([u32; 3], [u32; 3], u32) {
     match mapping {
-        Mapping::Grid { loops, .. } => {
-            let total: u64 = loops.iter().map(|l| l.1).product();
+        Mapping::Grid { loops, lanes, .. } => {
+            let total: u64 = loops.iter().map(|l| l.1).product::<u64>() / u64::from(*lanes);
             let blocks = total.div_ceil(u64::from(BLOCK)).clamp(1, MAX_BLOCKS) as u32;
             ([blocks, 1, 1], [BLOCK, 1, 1], 0)
         }
@@ -302,11 +324,11 @@ mod tests {
         let ls = launches(&p, &p.kernels[0]);
         let names: Vec<_> = ls.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, ["k_0", "k_1", "k_2"]);
-        assert!(matches!(&ls[0].mapping, Mapping::Grid { loops, .. } if loops.len() == 2));
+        assert!(matches!(&ls[0].mapping, Mapping::Grid { loops, lanes: 1, .. } if loops.len() == 2));
         assert!(
             matches!(&ls[1].mapping, Mapping::BlockReduce { loops, tail, .. } if loops.len() == 2 && tail.len() == 1)
         );
-        assert!(matches!(&ls[2].mapping, Mapping::Grid { loops, body } if loops.len() == 1 && body.len() == 3));
+        assert!(matches!(&ls[2].mapping, Mapping::Grid { loops, body, .. } if loops.len() == 1 && body.len() == 3));
         assert_eq!(ls[0].grid, [1, 1, 1]);
         assert_eq!(ls[1].shared_bytes, 8 * 8);
     }
