@@ -191,6 +191,37 @@ fn block_reductions_and_tiled_gemm_agree_on_ragged_shapes() {
     assert!(out.ptx.contains("bar.sync"), "and wait at barriers");
 }
 
+/// Rows long enough for a warp each (softmax over rows of 45, column sums
+/// over 70 rows): lanes share each row, partials meet by butterfly shuffles.
+#[test]
+fn warp_per_row_reductions_agree() {
+    let module = kiln_ir::parse_module(
+        "func f(x: f32[37, 45], y: f32[70, 9]) -> (f32[37, 45], f32[9]) {
+  %0: f32[37, 45] = input 0
+  %1: f32[70, 9] = input 1
+  %2: f32[37, 1] = reduce_max %0 axes=[1] keepdims=true
+  %3: f32[37, 45] = broadcast %2
+  %4: f32[37, 45] = sub %0, %3
+  %5: f32[37, 45] = exp %4
+  %6: f32[37, 1] = reduce_sum %5 axes=[1] keepdims=true
+  %7: f32[37, 45] = broadcast %6
+  %8: f32[37, 45] = div %5, %7
+  %9: f32[9] = reduce_sum %1 axes=[0] keepdims=false
+  return %8, %9
+}
+",
+    )
+    .unwrap();
+    let plan = plan_of(&module, "f");
+    let inputs = inputs_for(&module, "f");
+    let params = kiln_ir::interp::Params::new();
+    let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
+    let emulated = execute_with(&plan, &inputs, &params, emulate_plan).unwrap();
+    compare("f", "PTX emulation", &emulated, &expected, TOLERANCE, &plan.to_string());
+    let out = emit_ptx(&plan, Sm::parse("sm_80").unwrap()).unwrap();
+    assert!(out.ptx.contains("shfl.sync.bfly"), "rows reduce by butterfly shuffles:\n{}", out.ptx);
+}
+
 #[test]
 fn the_ptx_of_a_small_fused_kernel() {
     let plan = parse_plan(

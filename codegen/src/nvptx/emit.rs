@@ -52,6 +52,24 @@ pub enum Sreg {
     NctaidX = 6,
 }
 
+/// Which lane a shuffle reads.
+#[derive(Clone, Copy, Debug)]
+pub enum Shuffle {
+    Down,
+    Xor,
+}
+
+/// The loops of the perfect nest `s` (a `For`) starts, and its innermost body.
+fn perfect_nest_of(s: &KStmt) -> (Vec<(VarId, u64)>, &[KStmt]) {
+    let mut loops = Vec::new();
+    let mut body = std::slice::from_ref(s);
+    while let [KStmt::For { var, extent, body: inner, .. }] = body {
+        loops.push((*var, *extent));
+        body = inner;
+    }
+    (loops, body)
+}
+
 /// `ptx_kernel`, the calling convention that makes a function an `.entry`.
 const PTX_KERNEL: u32 = 71;
 /// The shared address space of NVPTX.
@@ -193,6 +211,18 @@ impl<'c, 'm> Emitter<'c, 'm> {
                     }
                     Ok(())
                 })?;
+            }
+            Mapping::WarpRows { loops, body } => {
+                let tid = self.sreg(Sreg::TidX)?;
+                let ntid = self.sreg(Sreg::NtidX)?;
+                let ctaid = self.sreg(Sreg::CtaidX)?;
+                let nctaid = self.sreg(Sreg::NctaidX)?;
+                let global = self.b.build_int_add(self.b.build_int_mul(ctaid, ntid, "")?, tid, "")?;
+                let warp = self.b.build_right_shift(global, self.i64(5), false, "warp")?;
+                let warps =
+                    self.b.build_right_shift(self.b.build_int_mul(nctaid, ntid, "")?, self.i64(5), false, "")?;
+                let lane = self.b.build_and(tid, self.i64(31), "lane")?;
+                self.strided(loops, warp, warps, |e| e.warp_row(body, lane))?;
             }
             Mapping::BlockReduce { accs, loops, body, tail } => self.block_reduce(accs, loops, body, tail)?,
             Mapping::Gemm(call) => self.gemm(call)?,
@@ -568,18 +598,23 @@ impl<'c, 'm> Emitter<'c, 'm> {
         Ok(())
     }
 
-    /// The i32 `v` of the lane `delta` above this one in the warp (this
-    /// lane's own when that is past the warp's end).
-    pub fn shuffle_down_i32(&self, v: IntValue<'c>, delta: u32) -> E<IntValue<'c>> {
+    /// The i32 `v` of another lane of the warp: `Down`, the lane `delta`
+    /// above this one (this lane's own past the warp's end); `Xor`, the
+    /// lane whose index differs from this one's by the bits of `delta`.
+    pub fn shuffle_i32(&self, v: IntValue<'c>, delta: u32, how: Shuffle) -> E<IntValue<'c>> {
         let i32t = self.cx.i32_type();
+        let (intrinsic, emulation) = match how {
+            Shuffle::Down => ("llvm.nvvm.shfl.sync.down.i32", "kiln_emu_shfl_down"),
+            Shuffle::Xor => ("llvm.nvvm.shfl.sync.bfly.i32", "kiln_emu_shfl_xor"),
+        };
         let r = match self.flavor {
             Flavor::Device => self.intrinsic(
-                "llvm.nvvm.shfl.sync.down.i32",
+                intrinsic,
                 &[],
                 &[self.i32(-1).into(), v.into(), self.i32(delta as i32).into(), self.i32(0x1f).into()],
             )?,
             Flavor::Host => {
-                let f = self.runtime("kiln_emu_shfl_down", Some(i32t.into()), &[i32t.into(), i32t.into()]);
+                let f = self.runtime(emulation, Some(i32t.into()), &[i32t.into(), i32t.into()]);
                 self.call(f, &[v.into(), self.i32(delta as i32).into()])?
             }
         };
@@ -666,23 +701,70 @@ impl<'c, 'm> Emitter<'c, 'm> {
         })
     }
 
-    /// The reduction of `v` over the warp, valid in lane 0.
-    fn warp_reduce(&self, v: BasicValueEnum<'c>, dtype: DType, kind: ReduceKind) -> E<BasicValueEnum<'c>> {
+    /// One row's body run by a warp (see `Mapping::WarpRows`).
+    fn warp_row(&mut self, body: &[KStmt], lane: IntValue<'c>) -> E<()> {
+        let mut declared = Vec::new();
+        for s in body {
+            match s {
+                KStmt::AccInit { acc, dtype, kind } => {
+                    declared.push((*acc, *dtype, *kind));
+                    self.stmt(s)?;
+                }
+                KStmt::For { var, extent, body: inner, .. } => {
+                    let reduced = launch::reduced_accs(s, &declared);
+                    if reduced.is_empty() {
+                        let var = *var;
+                        self.range(lane, self.i64(*extent as i64), self.i64(32), |e, i| {
+                            e.vars.insert(var, i);
+                            e.block(inner)
+                        })?;
+                        continue;
+                    }
+                    let (loops, innermost) = perfect_nest_of(s);
+                    self.strided(&loops, lane, self.i64(32), |e| e.block(innermost))?;
+                    for (acc, dtype, kind) in reduced {
+                        let slot = self.accs[&acc].0;
+                        let v = self.b.build_load(self.reg_type(dtype), slot, "")?;
+                        let v = self.warp_reduce_to_all(v, dtype, kind)?;
+                        self.b.build_store(slot, v)?;
+                    }
+                }
+                _ => {
+                    let first = self.b.build_int_compare(IntPredicate::EQ, lane, self.i64(0), "")?;
+                    self.when(first, |e| e.stmt(s))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The reduction of `v` over the warp, in every lane (butterfly).
+    fn warp_reduce_to_all(&self, v: BasicValueEnum<'c>, dtype: DType, kind: ReduceKind) -> E<BasicValueEnum<'c>> {
         let mut v = v;
-        for delta in [16, 8, 4, 2, 1] {
-            let other = self.shuffle_down(v, dtype, delta)?;
+        for mask in [16, 8, 4, 2, 1] {
+            let other = self.shuffle(v, dtype, mask, Shuffle::Xor)?;
             v = self.combine(kind, dtype, v, other)?;
         }
         Ok(v)
     }
 
-    fn shuffle_down(&self, v: BasicValueEnum<'c>, dtype: DType, delta: u32) -> E<BasicValueEnum<'c>> {
+    /// The reduction of `v` over the warp, valid in lane 0.
+    fn warp_reduce(&self, v: BasicValueEnum<'c>, dtype: DType, kind: ReduceKind) -> E<BasicValueEnum<'c>> {
+        let mut v = v;
+        for delta in [16, 8, 4, 2, 1] {
+            let other = self.shuffle(v, dtype, delta, Shuffle::Down)?;
+            v = self.combine(kind, dtype, v, other)?;
+        }
+        Ok(v)
+    }
+
+    fn shuffle(&self, v: BasicValueEnum<'c>, dtype: DType, delta: u32, how: Shuffle) -> E<BasicValueEnum<'c>> {
         let (i32t, i64t) = (self.cx.i32_type(), self.cx.i64_type());
         match dtype {
-            DType::I32 => Ok(self.shuffle_down_i32(v.into_int_value(), delta)?.into()),
+            DType::I32 => Ok(self.shuffle_i32(v.into_int_value(), delta, how)?.into()),
             DType::F32 => {
                 let bits = self.b.build_bit_cast(v, i32t, "")?.into_int_value();
-                let r = self.shuffle_down_i32(bits, delta)?;
+                let r = self.shuffle_i32(bits, delta, how)?;
                 Ok(self.b.build_bit_cast(r, self.cx.f32_type(), "")?)
             }
             DType::I64 | DType::F64 => {
@@ -690,7 +772,7 @@ impl<'c, 'm> Emitter<'c, 'm> {
                 let low = self.b.build_int_truncate(bits, i32t, "")?;
                 let high = self.b.build_right_shift(bits, self.i64(32), false, "")?;
                 let high = self.b.build_int_truncate(high, i32t, "")?;
-                let (low, high) = (self.shuffle_down_i32(low, delta)?, self.shuffle_down_i32(high, delta)?);
+                let (low, high) = (self.shuffle_i32(low, delta, how)?, self.shuffle_i32(high, delta, how)?);
                 let low = self.b.build_int_z_extend(low, i64t, "")?;
                 let high = self.b.build_int_z_extend(high, i64t, "")?;
                 let high = self.b.build_left_shift(high, self.i64(32), "")?;

@@ -89,6 +89,21 @@ extern "C" fn kiln_emu_shfl_down(v: i32, delta: i32) -> i32 {
     })
 }
 
+extern "C" fn kiln_emu_shfl_xor(v: i32, mask: i32) -> i32 {
+    let tid = linear_tid();
+    BLOCK.with(|b| {
+        let guard = b.borrow();
+        let Some(sync) = guard.as_ref() else { return v };
+        let warp = &sync.warps[tid / 32];
+        sync.slots[tid].store(v, Ordering::SeqCst);
+        warp.wait();
+        let other = (tid & !31) | ((tid % 32) ^ (mask as usize & 31));
+        let r = if other < sync.slots.len() { sync.slots[other].load(Ordering::SeqCst) } else { v };
+        warp.wait();
+        r
+    })
+}
+
 extern "C" fn kiln_emu_ex2(x: f32) -> f32 {
     x.exp2()
 }
@@ -137,6 +152,7 @@ impl Memory {
     }
 
     /// The elements' bytes.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     pub fn bytes(&mut self, elements: usize, dtype: DType) -> &mut [u8] {
         &mut bytes_mut(&mut self.words)[..elements * dtype.size_bytes()]
     }
@@ -200,7 +216,8 @@ pub fn emulate_plan(plan: &Plan, buffers: &mut [Storage]) -> Result<(), String> 
     module.set_data_layout(&machine.get_target_data().get_data_layout());
     emit::optimize(&module, &machine).map_err(|e| e.to_string())?;
     let engine = module.create_jit_execution_engine(OptimizationLevel::Default).map_err(|e| e.to_string())?;
-    let runtime: [(&str, usize); 7] = [
+    let runtime: [(&str, usize); 8] = [
+        ("kiln_emu_shfl_xor", kiln_emu_shfl_xor as *const () as usize),
         ("kiln_emu_sreg", kiln_emu_sreg as *const () as usize),
         ("kiln_emu_barrier", kiln_emu_barrier as *const () as usize),
         ("kiln_emu_shfl_down", kiln_emu_shfl_down as *const () as usize),

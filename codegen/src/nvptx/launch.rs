@@ -43,6 +43,15 @@ pub enum Mapping<'a> {
         body: &'a [KStmt],
         lanes: u32,
     },
+    /// A parallel loop whose body reduces rows of at least 32 elements: one
+    /// warp per iteration of `loops`; its lanes share each reduction loop's
+    /// iterations and combine their partials with butterfly shuffles (every
+    /// lane gets the result), share the other loops' iterations, and lane 0
+    /// runs the body's stores.
+    WarpRows {
+        loops: Vec<(VarId, u64)>,
+        body: &'a [KStmt],
+    },
     BlockReduce {
         accs: Vec<(AccId, DType, kiln_ir::ReduceKind)>,
         loops: Vec<(VarId, u64)>,
@@ -70,7 +79,7 @@ pub struct Launch<'a> {
 impl Launch<'_> {
     /// Whether the launch's threads synchronize (barriers, shuffles).
     pub fn cooperates(&self) -> bool {
-        matches!(self.mapping, Mapping::BlockReduce { .. } | Mapping::Gemm(_))
+        matches!(self.mapping, Mapping::BlockReduce { .. } | Mapping::Gemm(_) | Mapping::WarpRows { .. })
     }
 
     /// The buffers the launch touches, ascending: its entry's arguments,
@@ -78,7 +87,7 @@ impl Launch<'_> {
     pub fn buffers(&self) -> Vec<BufferId> {
         let mut out = Vec::new();
         let stmts: &[KStmt] = match &self.mapping {
-            Mapping::Grid { body, .. } | Mapping::Single(body) => body,
+            Mapping::Grid { body, .. } | Mapping::WarpRows { body, .. } | Mapping::Single(body) => body,
             Mapping::BlockReduce { body, tail, .. } => {
                 tail.iter().for_each(|s| stmt_buffers(s, &mut out));
                 body
@@ -166,6 +175,9 @@ fn next_group(body: &[KStmt]) -> (Mapping<'_>, usize) {
                 v if v >= LANES && loops.last().is_some_and(|l| l.1 % u64::from(LANES) == 0) => LANES,
                 _ => 1,
             };
+            if warp_rows(inner) {
+                return (Mapping::WarpRows { loops, body: inner }, 1);
+            }
             (Mapping::Grid { loops, body: inner, lanes }, 1)
         }
         KStmt::Call(call) => (Mapping::Gemm(call), 1),
@@ -211,6 +223,73 @@ fn next_group(body: &[KStmt]) -> (Mapping<'_>, usize) {
 /// least one statement).
 fn single_end(body: &[KStmt]) -> usize {
     1 + body[1..].iter().take_while(|s| !matches!(s, KStmt::For { parallel: true, .. } | KStmt::Call(_))).count()
+}
+
+/// The shortest reduction a warp shares: a row of at least a warp's lanes.
+pub const WARP_ROW: u64 = 32;
+
+/// Whether a parallel loop's body suits one warp per iteration: its
+/// statements are accumulator declarations, loops that only update
+/// accumulators declared before them (reduction loops; at least one over
+/// `WARP_ROW` iterations or more), loops that update none, and stores.
+fn warp_rows(body: &[KStmt]) -> bool {
+    let mut declared: Vec<(AccId, DType, kiln_ir::ReduceKind)> = Vec::new();
+    let mut long = false;
+    for s in body {
+        match s {
+            KStmt::AccInit { acc, dtype, kind } => declared.push((*acc, *dtype, *kind)),
+            KStmt::For { .. } => {
+                let updated = reduced_accs(s, &declared);
+                if updated.is_empty() {
+                    if !updates_none(s) {
+                        return false;
+                    }
+                } else if only_updates(s, &updated) {
+                    let (loops, _) = perfect_nest(std::slice::from_ref(s));
+                    long |= loops.iter().map(|l| l.1).product::<u64>() >= WARP_ROW;
+                } else {
+                    return false;
+                }
+            }
+            KStmt::Store { .. } | KStmt::ScatterAdd { .. } => {}
+            KStmt::AccUpdate { .. } | KStmt::Call(_) => return false,
+        }
+    }
+    long
+}
+
+/// The accumulators of `declared` that `s` updates.
+pub fn reduced_accs(
+    s: &KStmt,
+    declared: &[(AccId, DType, kiln_ir::ReduceKind)],
+) -> Vec<(AccId, DType, kiln_ir::ReduceKind)> {
+    fn walk(s: &KStmt, out: &mut Vec<AccId>) {
+        match s {
+            KStmt::For { body, .. } => body.iter().for_each(|s| walk(s, out)),
+            KStmt::AccUpdate { acc, .. } => out.push(*acc),
+            _ => {}
+        }
+    }
+    let mut ids = Vec::new();
+    walk(s, &mut ids);
+    declared.iter().filter(|(a, ..)| ids.contains(a)).copied().collect()
+}
+
+/// Whether every accumulator `s` updates is declared inside it.
+fn updates_none(s: &KStmt) -> bool {
+    fn walk(s: &KStmt, inner: &mut Vec<AccId>) -> bool {
+        match s {
+            KStmt::For { body, .. } => body.iter().all(|s| walk(s, inner)),
+            KStmt::AccInit { acc, .. } => {
+                inner.push(*acc);
+                true
+            }
+            KStmt::AccUpdate { acc, .. } => inner.contains(acc),
+            KStmt::Call(_) => false,
+            _ => true,
+        }
+    }
+    walk(s, &mut Vec::new())
 }
 
 /// The `vector` width of the innermost loop of the perfect nest `s` starts.
@@ -266,6 +345,12 @@ fn shape_of(plan: &Plan, mapping: &Mapping<'_>) -> ([u32; 3], [u32; 3], u32) {
         Mapping::Grid { loops, lanes, .. } => {
             let total: u64 = loops.iter().map(|l| l.1).product::<u64>() / u64::from(*lanes);
             let blocks = total.div_ceil(u64::from(BLOCK)).clamp(1, MAX_BLOCKS) as u32;
+            ([blocks, 1, 1], [BLOCK, 1, 1], 0)
+        }
+        Mapping::WarpRows { loops, .. } => {
+            let rows: u64 = loops.iter().map(|l| l.1).product();
+            let warps_per_block = u64::from(BLOCK / 32);
+            let blocks = rows.div_ceil(warps_per_block).clamp(1, MAX_BLOCKS) as u32;
             ([blocks, 1, 1], [BLOCK, 1, 1], 0)
         }
         Mapping::BlockReduce { accs, .. } => {
@@ -331,6 +416,37 @@ mod tests {
         assert!(matches!(&ls[2].mapping, Mapping::Grid { loops, body, .. } if loops.len() == 1 && body.len() == 3));
         assert_eq!(ls[0].grid, [1, 1, 1]);
         assert_eq!(ls[1].shared_bytes, 8 * 8);
+    }
+
+    #[test]
+    fn long_rows_take_a_warp_each_and_short_rows_a_thread() {
+        let p = plan(
+            "plan f {
+  b0: f32[400] input 0
+  b1: f32[10] output 0
+  b2: f32[40] output 1
+  kernel k {
+    for i0 in 0..10 parallel {
+      a0: f32 = sum
+      for i1 in 0..40 {
+        a0 += b0[40*i0 + i1]
+      }
+      b1[i0] = a0
+    }
+    for i0 in 0..40 parallel {
+      a0: f32 = sum
+      for i1 in 0..10 {
+        a0 += b0[i0 + 40*i1]
+      }
+      b2[i0] = a0
+    }
+  }
+}",
+        );
+        let ls = launches(&p, &p.kernels[0]);
+        assert!(matches!(&ls[0].mapping, Mapping::WarpRows { loops, .. } if loops.len() == 1));
+        assert_eq!((ls[0].grid, ls[0].block), ([2, 1, 1], [256, 1, 1]), "10 rows, 8 warps a block");
+        assert!(matches!(&ls[1].mapping, Mapping::Grid { .. }));
     }
 
     #[test]
