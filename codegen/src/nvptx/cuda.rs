@@ -75,8 +75,9 @@ impl CudaPlan {
         for kernel in &plan.kernels {
             for l in launches(plan, kernel) {
                 let f = module.load_function(&l.name).map_err(|e| format!("{}: {e}", l.name))?;
+                let grid = l.grid_u32().map_err(|what| format!("kernel {}: {what}", kernel.name))?;
                 let config = LaunchConfig {
-                    grid_dim: (l.grid[0], l.grid[1], l.grid[2]),
+                    grid_dim: (grid[0], grid[1], grid[2]),
                     block_dim: (l.block[0], l.block[1], l.block[2]),
                     shared_mem_bytes: 0,
                 };

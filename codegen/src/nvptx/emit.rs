@@ -80,6 +80,9 @@ pub fn build_module<'c>(context: &'c Context, plan: &Plan, flavor: Flavor) -> E<
     let module = context.create_module(&plan.name);
     for kernel in &plan.kernels {
         for l in launch::launches(plan, kernel) {
+            if let Err(what) = l.grid_u32() {
+                return Err(PtxError::Unsupported { kernel: kernel.name.clone(), what });
+            }
             let mut e = Emitter::new(context, &module, plan, flavor, &l, &kernel.name)?;
             e.launch(&l)?;
             if flavor == Flavor::Host {

@@ -241,7 +241,8 @@ pub fn emulate_plan(plan: &Plan, buffers: &mut [Storage]) -> Result<(), String> 
             let mut argv: Vec<*mut u8> =
                 l.buffers().iter().map(|b| memory[b.0 as usize].words.as_mut_ptr().cast::<u8>()).collect();
             argv.push(status.as_mut_ptr().cast::<u8>());
-            run_launch(entry, &argv, l.grid, l.block, l.cooperates());
+            let grid = l.grid_u32().map_err(|what| format!("kernel {}: {what}", kernel.name))?;
+            run_launch(entry, &argv, grid, l.block, l.cooperates());
             match status[0] {
                 0 => {}
                 STATUS_INDEX_OUT_OF_RANGE => return Err(format!("kernel {}: an index is out of range", kernel.name)),

@@ -68,8 +68,11 @@ pub struct Launch<'a> {
     /// The entry's name: the kernel's, with a suffix when it has several.
     pub name: String,
     pub mapping: Mapping<'a>,
-    /// Blocks in x, y, z.
-    pub grid: [u32; 3],
+    /// Blocks in x, y, z (see [`grid_of`]; a GEMM's y and z may exceed
+    /// what a GPU launches, which emission reports).
+    pub grid: [u64; 3],
+    /// Threads wanted in x, y, z: what the grid is sized for.
+    pub threads: [u64; 3],
     /// Threads per block in x, y, z.
     pub block: [u32; 3],
     /// Static shared memory, in bytes.
@@ -80,6 +83,26 @@ impl Launch<'_> {
     /// Whether the launch's threads synchronize (barriers, shuffles).
     pub fn cooperates(&self) -> bool {
         matches!(self.mapping, Mapping::BlockReduce { .. } | Mapping::Gemm(_) | Mapping::WarpRows { .. })
+    }
+
+    /// Whether the grid's x axis is capped at [`MAX_BLOCKS`], a grid-stride
+    /// loop covering the threads past it.
+    pub fn grid_stride(&self) -> bool {
+        matches!(self.mapping, Mapping::Grid { .. } | Mapping::WarpRows { .. })
+    }
+
+    /// The grid as a GPU launches it; an error past the hardware's limits
+    /// (2^31 - 1 blocks along x, 65 535 along y and z).
+    pub fn grid_u32(&self) -> Result<[u32; 3], String> {
+        let limits = [(1u64 << 31) - 1, MAX_BLOCKS_YZ, MAX_BLOCKS_YZ];
+        let mut grid = [0u32; 3];
+        for k in 0..3 {
+            if self.grid[k] > limits[k] {
+                return Err(format!("a grid of {:?} blocks (at most {limits:?})", self.grid));
+            }
+            grid[k] = self.grid[k] as u32;
+        }
+        Ok(grid)
     }
 
     /// The buffers the launch touches, ascending: its entry's arguments,
@@ -160,8 +183,9 @@ pub fn launches<'a>(plan: &Plan, kernel: &'a Kernel) -> Vec<Launch<'a>> {
         .enumerate()
         .map(|(i, mapping)| {
             let name = if several { format!("{}_{i}", kernel.name) } else { kernel.name.clone() };
-            let (grid, block, shared_bytes) = shape_of(plan, &mapping);
-            Launch { name, mapping, grid, block, shared_bytes }
+            let (threads, block, shared_bytes) = shape_of(plan, &mapping);
+            let grid = grid_of(&mapping, threads, block);
+            Launch { name, mapping, grid, threads, block, shared_bytes }
         })
         .collect()
 }
@@ -339,32 +363,46 @@ fn only_updates(s: &KStmt, accs: &[(AccId, DType, kiln_ir::ReduceKind)]) -> bool
     }
 }
 
-/// Grid, block and shared memory of a mapping.
-fn shape_of(plan: &Plan, mapping: &Mapping<'_>) -> ([u32; 3], [u32; 3], u32) {
+/// The most blocks along y and z.
+pub const MAX_BLOCKS_YZ: u64 = 65_535;
+
+/// Threads wanted along x, y, z (the grid is enough blocks to hold them,
+/// up to a cap per axis: past it a grid-stride loop covers the rest), the
+/// block, and shared memory of a mapping.
+fn shape_of(plan: &Plan, mapping: &Mapping<'_>) -> ([u64; 3], [u32; 3], u32) {
     match mapping {
         Mapping::Grid { loops, lanes, .. } => {
             let total: u64 = loops.iter().map(|l| l.1).product::<u64>() / u64::from(*lanes);
-            let blocks = total.div_ceil(u64::from(BLOCK)).clamp(1, MAX_BLOCKS) as u32;
-            ([blocks, 1, 1], [BLOCK, 1, 1], 0)
+            ([total, 1, 1], [BLOCK, 1, 1], 0)
         }
         Mapping::WarpRows { loops, .. } => {
             let rows: u64 = loops.iter().map(|l| l.1).product();
-            let warps_per_block = u64::from(BLOCK / 32);
-            let blocks = rows.div_ceil(warps_per_block).clamp(1, MAX_BLOCKS) as u32;
-            ([blocks, 1, 1], [BLOCK, 1, 1], 0)
+            ([rows * 32, 1, 1], [BLOCK, 1, 1], 0)
         }
         Mapping::BlockReduce { accs, .. } => {
             // One slot per warp and accumulator, 8 bytes each.
             let warps = BLOCK / 32;
-            ([1, 1, 1], [BLOCK, 1, 1], warps * 8 * accs.len() as u32)
+            ([u64::from(BLOCK), 1, 1], [BLOCK, 1, 1], warps * 8 * accs.len() as u32)
         }
         Mapping::Gemm(RuntimeCall::Gemm { batch, m, n, c, .. }) => {
-            let tiles = |x: u64| x.div_ceil(u64::from(TILE)) as u32;
             let size = plan.buffer(c.buffer).map_or(8, |b| b.dtype.size_bytes() as u32);
-            ([tiles(*n), tiles(*m), *batch as u32], [TILE, TILE, 1], 2 * TILE * TILE * size)
+            ([*n, *m, *batch], [TILE, TILE, 1], 2 * TILE * TILE * size)
         }
         Mapping::Single(_) => ([1, 1, 1], [1, 1, 1], 0),
     }
+}
+
+/// The blocks along each axis for `threads` in blocks of `block`: at least
+/// one, at most the axis's cap where a grid-stride loop covers the rest
+/// (grid and warp-row launches along x), else exactly enough.
+fn grid_of(mapping: &Mapping<'_>, threads: [u64; 3], block: [u32; 3]) -> [u64; 3] {
+    let strided = matches!(mapping, Mapping::Grid { .. } | Mapping::WarpRows { .. });
+    let mut grid = [0; 3];
+    for k in 0..3 {
+        let blocks = threads[k].div_ceil(u64::from(block[k])).max(1);
+        grid[k] = if strided && k == 0 { blocks.min(MAX_BLOCKS) } else { blocks };
+    }
+    grid
 }
 
 #[cfg(test)]

@@ -9,9 +9,11 @@
 //! - `status`: a 4-byte i32 word every entry takes last; zero it before a
 //!   run, and after it 0 is success, 1 a computed index out of range, 2 an
 //!   integer division by zero;
-//! - `launches`, in the order to run them: kernel, entry, grid and block
-//!   (x, y, z), static shared memory in bytes, and the arguments (buffer
-//!   ids, then `status`), each a device pointer.
+//! - `launches`, in the order to run them: kernel, entry, `threads` (the
+//!   threads wanted along x, y, z), `grid_stride` (whether the grid's x is
+//!   capped at 65 535 blocks, a grid-stride loop covering the rest), grid
+//!   and block (x, y, z), static shared memory in bytes, and the arguments
+//!   (buffer ids, then `status`), each a 16-byte aligned device pointer.
 
 use kiln_ir::kernel::{BufferRole, Plan};
 use serde_json::{Value, json};
@@ -53,6 +55,8 @@ impl Manifest {
                 list.push(json!({
                     "kernel": kernel.name,
                     "entry": l.name,
+                    "threads": l.threads,
+                    "grid_stride": l.grid_stride(),
                     "grid": l.grid,
                     "block": l.block,
                     "shared_bytes": l.shared_bytes,
