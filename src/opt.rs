@@ -2,7 +2,7 @@
 //! saturation, then fusion), its kernels with their member ops, why each
 //! intermediate is materialized, and what it costs before and after.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use kiln_ir::{Bindings, Function, Module, NodeId};
@@ -21,8 +21,13 @@ pub struct Optimized {
     pub groups: Vec<Group>,
     /// Reductions computed inside another kernel.
     pub merges: Vec<Option<Merge>>,
-    /// Kernel names of the optimized plan.
+    /// Kernel names of the optimized plan before GEMM epilogues merge.
     pub kernel_names: BTreeSet<String>,
+    /// GEMM kernels merged with the loop after them: GEMM name to the
+    /// merged kernel's name (`merge_gemm_epilogues`).
+    pub gemm_into: BTreeMap<String, String>,
+    /// Kernels of the optimized plan.
+    pub kernels_after: usize,
     pub kernels_before: usize,
     pub work_before: Work,
     pub work_after: Work,
@@ -42,7 +47,14 @@ pub fn optimize(module: &Module, function: &str, bindings: &Bindings) -> Result<
     let lower = |m: &Module, options| {
         kiln_passes::lower_to_kernels_with(m, function, bindings, options).map_err(|e| Error::Usage(e.to_string()))
     };
-    let plan = lower(&optimized, LowerOptions { simplify: false, ..LowerOptions::default() })?;
+    let plan = lower(&optimized, LowerOptions { simplify: false, gemm_epilogues: false, ..LowerOptions::default() })?;
+    let merged = kiln_passes::merge_gemm_epilogues(plan.clone());
+    let mut gemm_into = BTreeMap::new();
+    for k in merged.kernels.iter().filter(|k| kiln_ir::kernel::gemm_epilogue(k).is_some()) {
+        if let Some(at) = plan.kernels.iter().position(|u| u.name == k.name).filter(|&at| at > 0) {
+            gemm_into.insert(plan.kernels[at - 1].name.clone(), k.name.clone());
+        }
+    }
     let unoptimized = lower(module, LowerOptions { simplify: false, fuse: false, ..LowerOptions::default() })?;
     let unfused: Vec<Placement> = kiln_passes::fuse::unfused(&before);
     let none = vec![None; before.graph.len()];
@@ -50,6 +62,8 @@ pub fn optimize(module: &Module, function: &str, bindings: &Bindings) -> Result<
     let work_after = kiln_passes::fuse::work(&after, &groups, &merges, &machine);
     Ok(Optimized {
         kernel_names: plan.kernels.iter().map(|k| k.name.clone()).collect(),
+        gemm_into,
+        kernels_after: merged.kernels.len(),
         kernels_before: unoptimized.kernels.len(),
         before,
         after,
@@ -94,7 +108,7 @@ pub fn render(o: &Optimized, explain: bool, source: &str) -> String {
     let f = &o.after;
     let lines = node_lines(f);
     let mut out = String::new();
-    let kernels = o.kernel_names.len();
+    let kernels = o.kernels_after;
     let plural = |n: usize| if n == 1 { "" } else { "s" };
     let _ = writeln!(out, "// {}: {kernels} kernel{} (unoptimized: {})", f.name, plural(kernels), o.kernels_before);
     let header = kiln_ir::print_function(f);
@@ -106,7 +120,7 @@ pub fn render(o: &Optimized, explain: bool, source: &str) -> String {
     }
     for g in &o.groups {
         let name = kernel_name(f, g.root);
-        if o.merges[g.root.index()].is_some() {
+        if o.merges[g.root.index()].is_some() || o.gemm_into.contains_key(&name) {
             continue; // printed inside the kernel that computes it
         }
         if !o.kernel_names.contains(&name) {
@@ -119,10 +133,13 @@ pub fn render(o: &Optimized, explain: bool, source: &str) -> String {
         let epilogue_of =
             |h: &&Group| matches!(o.merges[h.root.index()], Some(Merge::Epilogue { into, .. }) if into == root);
         let sibling_of = |h: &&Group| o.merges[h.root.index()] == Some(Merge::Sibling { with: root });
+        // A GEMM whose rows this kernel finishes comes first.
+        let gemm_of = |h: &&Group| o.gemm_into.get(&kernel_name(f, h.root)) == Some(&name);
         let parts: Vec<&Group> = o
             .groups
             .iter()
-            .filter(epilogue_of)
+            .filter(gemm_of)
+            .chain(o.groups.iter().filter(epilogue_of))
             .chain(std::iter::once(g))
             .chain(o.groups.iter().filter(sibling_of))
             .collect();
@@ -180,6 +197,14 @@ pub fn render(o: &Optimized, explain: bool, source: &str) -> String {
                         let _ =
                             writeln!(out, "    // {} is accumulated in the same loops (a sibling reduction)", p.root);
                     }
+                    None if gemm_of(p) => {
+                        let _ = writeln!(
+                            out,
+                            "    // {} is the product's epilogue (a GEMM epilogue: run by blocks of rows, \
+                             each block's GEMM then its epilogue)",
+                            g.root
+                        );
+                    }
                     None => {}
                 }
             }
@@ -192,6 +217,7 @@ pub fn render(o: &Optimized, explain: bool, source: &str) -> String {
                 }
             }
             let note = match &o.merges[p.root.index()] {
+                None if gemm_of(p) => "  // GEMM, by blocks of rows",
                 Some(Merge::Epilogue { keep: false, .. }) => "  // accumulated, not stored",
                 Some(Merge::Epilogue { keep: true, .. }) => "  // accumulated and stored",
                 Some(Merge::Sibling { .. }) => "  // sibling reduction",
@@ -224,7 +250,7 @@ fn mflops(flops: f64) -> String {
 /// Kernels, bytes moved and flops before and after, and what the e-graph did.
 pub fn render_stats(o: &Optimized) -> String {
     let m = &o.machine;
-    let kernels_after = o.kernel_names.len();
+    let kernels_after = o.kernels_after;
     let time = |w: Work, k: usize| m.seconds(w) + k as f64 * m.kernel_overhead;
     let rows = [
         ("kernels", o.kernels_before.to_string(), kernels_after.to_string()),

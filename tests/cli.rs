@@ -261,7 +261,8 @@ fn emit_clif_prints_each_kernels_cranelift_ir() {
     let o = kiln(&["emit", "clif", "examples/mlp.kiln", "--bind", "N=4"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
-    assert!(text.starts_with("; N = 4\n; kernel k2_matmul\nfunction u0:0(i64, i64, i64) -> i32 system_v {"), "{text}");
+    // The product and its bias and relu: one kernel (a GEMM epilogue).
+    assert!(text.starts_with("; N = 4\n; kernel k7_max\nfunction u0:0(i64, i64, i64) -> i32 system_v {"), "{text}");
     assert!(text.contains("f32x4"), "the elementwise kernels are widened:\n{text}");
     assert_eq!(text.matches("; kernel ").count(), text.matches("\nfunction ").count(), "one function per kernel");
 }
@@ -272,7 +273,7 @@ fn emit_asm_prints_each_kernels_machine_code() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     let clif = stdout(&kiln(&["emit", "clif", "examples/mlp.kiln", "--bind", "N=4"]));
-    assert!(text.starts_with("; N = 4\n; kernel k2_matmul\n"), "{text}");
+    assert!(text.starts_with("; N = 4\n; kernel k7_max\n"), "{text}");
     assert_eq!(text.matches("; kernel ").count(), clif.matches("; kernel ").count(), "every kernel is shown");
     // Every kernel returns; the code is the host's (x86-64 or AArch64 spellings).
     assert_eq!(text.matches("; kernel ").count(), text.matches("\n  ret").count(), "{text}");
@@ -285,7 +286,7 @@ fn emit_opt_shows_kernels_rules_and_costs() {
     let text = stdout(&o);
     let kernels = text.matches("\n  kernel k").count();
     assert!(text.starts_with(&format!("// train_step: {kernels} kernels (unoptimized: 90)\n")), "{text}");
-    assert!(text.contains("    %4: f32[N, 256] = matmul %1, %3\n"), "{text}");
+    assert!(text.contains("    %4: f32[N, 256] = matmul %1, %3  // GEMM, by blocks of rows\n"), "{text}");
     assert!(text.contains("// inlined"), "{text}");
 
     let o = kiln(&["emit", "opt", "examples/mlp.kiln", "--explain"]);
@@ -296,6 +297,7 @@ fn emit_opt_shows_kernels_rules_and_costs() {
     assert!(text.contains("result materialized: read by `matmul`"), "{text}");
     assert!(text.contains("(a reduction epilogue: %39 is never stored)"), "the loss mean:\n{text}");
     assert!(text.contains("(a sibling reduction)"), "{text}");
+    assert!(text.contains("(a GEMM epilogue: run by blocks of rows"), "{text}");
     let o = kiln(&["emit", "opt", "examples/lenet.kiln", "--explain"]);
     assert!(stdout(&o).contains("result materialized: computed 2 times per element if inlined"), "{}", stdout(&o));
 

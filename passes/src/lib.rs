@@ -10,6 +10,7 @@ pub mod cost;
 mod eliminate_dead_code;
 pub mod fuse;
 mod lower_to_kernels;
+mod merge_gemm_epilogues;
 mod pipeline;
 pub mod simplify;
 
@@ -19,5 +20,6 @@ pub use eliminate_dead_code::eliminate_dead_code;
 pub use lower_to_kernels::{
     ConvLowering, GemmLowering, LowerError, LowerOptions, lower_to_kernels, lower_to_kernels_with,
 };
+pub use merge_gemm_epilogues::merge_gemm_epilogues;
 pub use pipeline::{PassError, Pipeline, StageReport};
 pub use simplify::{Limits, SimplifyReport, simplify, simplify_function};

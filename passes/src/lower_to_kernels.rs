@@ -73,11 +73,20 @@ pub struct LowerOptions {
     pub fuse: bool,
     /// Optimize the graph by equality saturation (`simplify`) first.
     pub simplify: bool,
+    /// With `fuse`: merge each GEMM with the row-local loop after it
+    /// (`merge_gemm_epilogues`).
+    pub gemm_epilogues: bool,
 }
 
 impl Default for LowerOptions {
     fn default() -> LowerOptions {
-        LowerOptions { conv: ConvLowering::default(), gemm: GemmLowering::default(), fuse: true, simplify: true }
+        LowerOptions {
+            conv: ConvLowering::default(),
+            gemm: GemmLowering::default(),
+            fuse: true,
+            simplify: true,
+            gemm_epilogues: true,
+        }
     }
 }
 
@@ -145,7 +154,10 @@ pub fn lower_to_kernels_with(
         }
     }
     l.bind_outputs();
-    let plan = Plan { name: function.to_string(), buffers: l.buffers, kernels: l.kernels };
+    let mut plan = Plan { name: function.to_string(), buffers: l.buffers, kernels: l.kernels };
+    if options.fuse && options.gemm_epilogues {
+        plan = crate::merge_gemm_epilogues::merge_gemm_epilogues(plan);
+    }
     verify_plan(&plan).map_err(|e| LowerError::Invalid(format!("{e}\n{plan}")))?;
     Ok(plan)
 }

@@ -206,7 +206,7 @@ struct Imports {
 }
 
 /// Compiles the plan's kernels as local functions; returns each one's id
-/// and the `hi` it is called with (its split loop's extent, else 0).
+/// and the `hi` it is called with (`kernel::split_extent`, else 0).
 fn define_kernels(module: &mut ObjectModule, lib: &Library, e: &Export) -> Result<Vec<(FuncId, u64)>, CodegenError> {
     let pointer = module.target_config().pointer_type();
     let mut ids = Vec::new();
@@ -224,10 +224,7 @@ fn define_kernels(module: &mut ObjectModule, lib: &Library, e: &Export) -> Resul
             .map_err(|message| CodegenError::Kernel { kernel: kern.name.clone(), message })?;
         module.define_function(id, &mut ctx).map_err(|e| fail(format!("{e:?}")))?;
         module.clear_context(&mut ctx);
-        let hi = match (kernel::split_loop(kern), kern.body.first()) {
-            (Some(_), Some(kiln_ir::kernel::KStmt::For { extent, .. })) => *extent,
-            _ => 0,
-        };
+        let hi = kernel::split_extent(kern).unwrap_or(0);
         ids.push((id, hi));
     }
     Ok(ids)

@@ -9,7 +9,9 @@ use cranelift_codegen::ir::{AbiParam, Function, InstBuilder, MemFlagsData, Type,
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 
 use cranelift_module::{Linkage, Module};
-use kiln_ir::kernel::{AccId, Affine, BufferId, KExpr, KStmt, Kernel, MatrixRef, Plan, RuntimeCall, VarId};
+use kiln_ir::kernel::{
+    AccId, Affine, BufferId, KExpr, KStmt, Kernel, MatrixRef, Plan, RuntimeCall, VarId, gemm_epilogue,
+};
 use kiln_ir::{BinaryOp, DType, ReduceKind, UnaryOp};
 
 /// The machine type of a dtype's values (bools are bytes, 0 or 1).
@@ -60,6 +62,16 @@ pub fn split_loop(kernel: &Kernel) -> Option<(VarId, u32, &[KStmt])> {
     }
 }
 
+/// How many parts the runtime may split a kernel into (each call runs
+/// `[lo, hi)` of them): its parallel loop's iterations when it is one, the
+/// product's rows when it is a GEMM with its epilogue (`gemm_epilogue`).
+pub fn split_extent(kernel: &Kernel) -> Option<u64> {
+    if let (Some(_), Some(KStmt::For { extent, .. })) = (split_loop(kernel), kernel.body.first()) {
+        return Some(*extent);
+    }
+    gemm_epilogue(kernel).map(|e| e.m)
+}
+
 /// The work a statement list does, for deciding whether to split it across
 /// threads: each statement counts the operations of its expressions (a
 /// transcendental function or random bits as 10, a runtime call (a GEMM) as
@@ -70,7 +82,7 @@ pub fn work(body: &[KStmt]) -> u64 {
             KStmt::For { extent, body, .. } => extent.saturating_mul(work(body).max(1)),
             KStmt::Store { value, .. } | KStmt::AccUpdate { value, .. } => 1 + operations(value),
             KStmt::ScatterAdd { value, .. } => 2 + operations(value),
-            KStmt::Call(_) => 1000,
+            KStmt::Call(RuntimeCall::Gemm { batch, m, n, k, .. }) => batch * m * n * k,
             _ => 1,
         })
         .fold(0u64, u64::saturating_add)
@@ -130,9 +142,17 @@ pub fn build(module: &mut dyn Module, func: &mut Function, plan: &Plan, kernel: 
         fma,
         x86,
     };
-    match split_loop(kernel) {
-        Some((var, vector, body)) => k.any_loop(var, vector, Bound::Range(lo, hi), body)?,
-        None => k.block(&kernel.body)?,
+    match (split_loop(kernel), gemm_epilogue(kernel)) {
+        (Some((var, vector, body)), _) => k.any_loop(var, vector, Bound::Range(lo, hi), body)?,
+        (None, Some(e)) => {
+            // Rows [lo, hi) of the product, then their iterations of the loop.
+            let RuntimeCall::Gemm { m, n, k: depth, a, b, c, .. } = e.call;
+            k.gemm_rows([*m, *n, *depth], a, b, c, Some((lo, hi)))?;
+            let first = k.b.ins().imul_imm_s(lo, e.per_row as i64);
+            let end = k.b.ins().imul_imm_s(hi, e.per_row as i64);
+            k.any_loop(e.var, e.vector, Bound::Range(first, end), e.body)?
+        }
+        _ => k.block(&kernel.body)?,
     }
     let result = k.b.use_var(k.status);
     k.b.ins().return_(&[result]);
@@ -350,17 +370,54 @@ impl KernelBuilder<'_, '_> {
 
     #[allow(clippy::too_many_arguments)]
     fn gemm(&mut self, batch: u64, m: u64, n: u64, k: u64, a: &MatrixRef, b: &MatrixRef, c: &MatrixRef) -> Gen<()> {
+        if batch == 1 {
+            return self.gemm_rows([m, n, k], a, b, c, None);
+        }
+        self.gemm_call(batch, [m, n, k], a, b, c, None)
+    }
+
+    /// One product's rows `[lo, hi)` (all of them for `None`).
+    fn gemm_rows(
+        &mut self,
+        [m, n, k]: [u64; 3],
+        a: &MatrixRef,
+        b: &MatrixRef,
+        c: &MatrixRef,
+        rows: Option<(Value, Value)>,
+    ) -> Gen<()> {
+        self.gemm_call(1, [m, n, k], a, b, c, rows)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_call(
+        &mut self,
+        batch: u64,
+        [m, n, k]: [u64; 3],
+        a: &MatrixRef,
+        b: &MatrixRef,
+        c: &MatrixRef,
+        rows: Option<(Value, Value)>,
+    ) -> Gen<()> {
         let dtype = self.dtype(c.buffer)?;
         let name = if dtype == DType::F32 { "kiln_gemm_f32" } else { "kiln_gemm_f64" };
         let mut args = Vec::new();
-        for mat in [a, b, c] {
-            let offset = self.b.ins().iconst(types::I64, mat.offset as i64);
+        for (mat, moves) in [(a, true), (b, false), (c, true)] {
+            let mut offset = self.b.ins().iconst(types::I64, mat.offset as i64);
+            if let (Some((lo, _)), true) = (rows, moves) {
+                let skip = self.b.ins().imul_imm_s(lo, mat.row_stride as i64);
+                offset = self.b.ins().iadd(offset, skip);
+            }
             args.push(self.element(mat.buffer, offset)?);
         }
-        for v in
-            [batch, m, n, k, a.row_stride, a.batch_stride, a.col_stride, b.row_stride, b.batch_stride, b.col_stride]
-                .into_iter()
-                .chain([c.row_stride, c.batch_stride])
+        let rows = match rows {
+            Some((lo, hi)) => self.b.ins().isub(hi, lo),
+            None => self.b.ins().iconst(types::I64, m as i64),
+        };
+        args.push(self.b.ins().iconst(types::I64, batch as i64));
+        args.push(rows);
+        for v in [n, k, a.row_stride, a.batch_stride, a.col_stride, b.row_stride, b.batch_stride, b.col_stride]
+            .into_iter()
+            .chain([c.row_stride, c.batch_stride])
         {
             args.push(self.b.ins().iconst(types::I64, v as i64));
         }

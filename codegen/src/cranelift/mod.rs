@@ -76,7 +76,7 @@ pub(crate) const STATUS_DIVISION_BY_ZERO: i64 = 2;
 struct CompiledKernel {
     name: String,
     function: KernelFn,
-    /// The extent of the outer parallel loop, when the kernel is one.
+    /// How many parts the kernel may be split into (`kernel::split_extent`).
     split: Option<u64>,
     /// Operations of the whole kernel (`kernel::work`).
     work: u64,
@@ -166,10 +166,7 @@ fn compile(
             out.push_str(&format!("; kernel {}\n{code}\n", kernel.name));
         }
         module.clear_context(&mut ctx);
-        let split = kernel::split_loop(kernel).and(match kernel.body.first() {
-            Some(kiln_ir::kernel::KStmt::For { extent, .. }) => Some(*extent),
-            _ => None,
-        });
+        let split = kernel::split_extent(kernel);
         ids.push((kernel.name.clone(), id, split, kernel::work(&kernel.body)));
     }
     module.finalize_definitions().map_err(|e| CodegenError::Host(e.to_string()))?;

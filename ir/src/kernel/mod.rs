@@ -11,12 +11,14 @@
 //! The text form (see `print.rs`) round-trips through `parse.rs`, and
 //! `verify.rs` checks types and proves every affine access in bounds.
 
+mod epilogue;
 mod memory;
 mod parse;
 mod print;
 mod run;
 mod verify;
 
+pub use epilogue::{GemmEpilogue, gemm_epilogue};
 pub use memory::{ALIGN, ArenaLayout, arena_layout};
 pub use parse::parse_plan;
 pub use run::{Storage, execute, execute_with, run_plan};

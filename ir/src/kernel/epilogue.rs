@@ -1,0 +1,178 @@
+//! GEMM epilogues: a kernel `[gemm(batch=1, m, ...); for v in 0..E parallel
+//! { body }]` whose loop reads the product only in the rows its iteration
+//! belongs to. Kernel IR runs the two statements one after the other; a
+//! backend may instead run them by blocks of rows — the product's rows
+//! `[lo, hi)`, then the loop's iterations of those rows, while they are in
+//! cache — because every row of the product depends only on the same row
+//! of `a` (and all of `b`), and [`gemm_epilogue`] checks that:
+//!
+//! - the loop runs `q` iterations per product row: `E = m` (a loop over
+//!   rows, `q = 1`) or `E = m * n` over a product stored row after row (a
+//!   flat loop, `q = n`);
+//! - iteration `v` reads the product only inside row `v / q` (loads at
+//!   affine indices whose range over the inner loops lies in that row; no
+//!   gather);
+//! - the loop writes neither the product nor the GEMM's operands.
+
+use std::collections::BTreeMap;
+
+use super::{Affine, BufferId, KExpr, KStmt, Kernel, MatrixRef, RuntimeCall, VarId};
+
+/// A kernel that is a GEMM and its epilogue loop.
+#[derive(Clone, Copy, Debug)]
+pub struct GemmEpilogue<'a> {
+    pub call: &'a RuntimeCall,
+    pub m: u64,
+    pub var: VarId,
+    pub vector: u32,
+    pub body: &'a [KStmt],
+    /// Loop iterations per product row.
+    pub per_row: u64,
+}
+
+/// The kernel's GEMM and epilogue loop, when it is one (see the module doc).
+pub fn gemm_epilogue(kernel: &Kernel) -> Option<GemmEpilogue<'_>> {
+    let [
+        KStmt::Call(call @ RuntimeCall::Gemm { batch: 1, m, n, a, b, c, .. }),
+        KStmt::For { var, extent, parallel: true, vector, body },
+    ] = kernel.body.as_slice()
+    else {
+        return None;
+    };
+    let per_row = if *extent == *m {
+        1
+    } else if *extent == m * n && c.row_stride == *n && c.col_stride == 1 {
+        *n
+    } else {
+        return None;
+    };
+    if *m == 0 || body.iter().any(|s| writes(s, &[a.buffer, b.buffer, c.buffer])) {
+        return None;
+    }
+    let mut extents = BTreeMap::new();
+    let rows_local = body.iter().all(|s| reads_own_row(s, c, *n, *var, per_row, &mut extents));
+    rows_local.then_some(GemmEpilogue { call, m: *m, var: *var, vector: *vector, body, per_row })
+}
+
+fn writes(s: &KStmt, buffers: &[BufferId]) -> bool {
+    match s {
+        KStmt::For { body, .. } => body.iter().any(|s| writes(s, buffers)),
+        KStmt::Store { buffer, .. } | KStmt::ScatterAdd { buffer, .. } => buffers.contains(buffer),
+        KStmt::Call(_) => true,
+        KStmt::AccInit { .. } | KStmt::AccUpdate { .. } => false,
+    }
+}
+
+/// Whether every read of the product `c` in `s` stays in the row of the
+/// outer loop's iteration; `extents` holds the enclosing inner loops'.
+fn reads_own_row(
+    s: &KStmt,
+    c: &MatrixRef,
+    n: u64,
+    var: VarId,
+    per_row: u64,
+    extents: &mut BTreeMap<VarId, u64>,
+) -> bool {
+    let check = |e: &KExpr, extents: &BTreeMap<VarId, u64>| expr_own_row(e, c, n, var, per_row, extents);
+    match s {
+        KStmt::For { var: inner, extent, body, .. } => {
+            extents.insert(*inner, *extent);
+            let ok = body.iter().all(|s| reads_own_row(s, c, n, var, per_row, extents));
+            extents.remove(inner);
+            ok
+        }
+        KStmt::Store { value, .. } | KStmt::AccUpdate { value, .. } => check(value, extents),
+        KStmt::ScatterAdd { index, value, .. } => check(index, extents) && check(value, extents),
+        KStmt::AccInit { .. } => true,
+        KStmt::Call(_) => false,
+    }
+}
+
+fn expr_own_row(e: &KExpr, c: &MatrixRef, n: u64, var: VarId, per_row: u64, extents: &BTreeMap<VarId, u64>) -> bool {
+    let recurse = |x: &KExpr| expr_own_row(x, c, n, var, per_row, extents);
+    match e {
+        KExpr::Load { buffer, index } if *buffer == c.buffer => index_in_row(index, c, n, var, per_row, extents),
+        KExpr::Gather { buffer, index, .. } => *buffer != c.buffer && recurse(index),
+        KExpr::Load { .. } | KExpr::Const { .. } | KExpr::Index { .. } | KExpr::Acc(_) => true,
+        KExpr::Unary(_, x) | KExpr::Cast(_, x) => recurse(x),
+        KExpr::Binary(_, x, y) | KExpr::Compare(_, x, y) => recurse(x) && recurse(y),
+        KExpr::Select(p, x, y) => recurse(p) && recurse(x) && recurse(y),
+        KExpr::RandomBits { key, .. } => recurse(key),
+    }
+}
+
+/// Whether `index` lies in row `var / per_row` of `c` for every value of
+/// the inner loops' variables.
+fn index_in_row(
+    index: &Affine,
+    c: &MatrixRef,
+    n: u64,
+    var: VarId,
+    per_row: u64,
+    extents: &BTreeMap<VarId, u64>,
+) -> bool {
+    if per_row > 1 {
+        // A flat loop: exactly element `var` of the product.
+        return index.constant == c.offset as i64 && index.terms == [(var, 1)];
+    }
+    let (mut low, mut high) = (index.constant, index.constant);
+    let mut row_coefficient = 0;
+    for &(v, coefficient) in &index.terms {
+        if v == var {
+            row_coefficient = coefficient;
+            continue;
+        }
+        let Some(&extent) = extents.get(&v) else { return false };
+        let reach = coefficient * (extent as i64 - 1).max(0);
+        if reach < 0 {
+            low += reach;
+        } else {
+            high += reach;
+        }
+    }
+    row_coefficient == c.row_stride as i64 && low >= c.offset as i64 && high < (c.offset + n) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::parse_plan;
+
+    fn kernel(loop_body: &str, extent: u64) -> Kernel {
+        let text = format!(
+            "plan f {{
+  b0: f32[12] input 0
+  b1: f32[6] input 1
+  b2: f32[9] temp
+  b3: f32[8] output 0
+  kernel k {{
+    gemm(batch=1, m=4, n=2, k=3, a=b0[0, 3, 12], b=b1[0, 2, 6], c=b2[0, 2, 8])
+    for i0 in 0..{extent} parallel {{
+      {loop_body}
+    }}
+  }}
+}}"
+        );
+        parse_plan(&text).unwrap_or_else(|e| panic!("{e}\n{text}")).kernels.remove(0)
+    }
+
+    #[test]
+    fn a_loop_over_rows_or_elements_reading_its_own_row_is_an_epilogue() {
+        let rows = kernel("for i1 in 0..2 {\n        b3[2*i0 + i1] = max(b2[2*i0 + i1], const(f32, 0.0))\n      }", 4);
+        assert_eq!(gemm_epilogue(&rows).map(|e| e.per_row), Some(1));
+        let flat = kernel("b3[i0] = max(b2[i0], const(f32, 0.0))", 8);
+        assert_eq!(gemm_epilogue(&flat).map(|e| e.per_row), Some(2));
+    }
+
+    #[test]
+    fn reading_another_row_or_writing_an_operand_is_not() {
+        let next_row = kernel("for i1 in 0..2 {\n        b3[2*i0 + i1] = b2[i1]\n      }", 4);
+        assert!(gemm_epilogue(&next_row).is_none(), "row 0 read by every row");
+        let shifted = kernel("b3[i0] = b2[i0 + 1]", 8);
+        assert!(gemm_epilogue(&shifted).is_none(), "element i0 + 1 is the next row's for odd i0");
+        let writes_operand = kernel("b1[0] = const(f32, 1.0)", 8);
+        assert!(gemm_epilogue(&writes_operand).is_none(), "the GEMM of a later row block reads b1");
+        let other_extent = kernel("b3[0] = b2[0]", 3);
+        assert!(gemm_epilogue(&other_extent).is_none());
+    }
+}
