@@ -74,15 +74,19 @@ pub fn split_extent(kernel: &Kernel) -> Option<u64> {
 
 /// The work a statement list does, for deciding whether to split it across
 /// threads: each statement counts the operations of its expressions (a
-/// transcendental function or random bits as 10, a runtime call (a GEMM) as
-/// 1000), times the iterations of the loops around it.
+/// transcendental function or random bits as 10, a GEMM's multiply-adds as
+/// 1/64 each), times the iterations of the loops around it.
 pub fn work(body: &[KStmt]) -> u64 {
     body.iter()
         .map(|s| match s {
             KStmt::For { extent, body, .. } => extent.saturating_mul(work(body).max(1)),
             KStmt::Store { value, .. } | KStmt::AccUpdate { value, .. } => 1 + operations(value),
             KStmt::ScatterAdd { value, .. } => 2 + operations(value),
-            KStmt::Call(RuntimeCall::Gemm { batch, m, n, k, .. }) => batch * m * n * k,
+            // A GEMM's multiply-adds count 1/64 each: the runtime splits a
+            // product across threads from 2^25 of them (`PARALLEL_GEMM`),
+            // kernels from 2^19 operations (`PARALLEL_WORK`), so a GEMM with
+            // its epilogue splits by rows exactly when the GEMM alone would.
+            KStmt::Call(RuntimeCall::Gemm { batch, m, n, k, .. }) => batch * m * n * k / 64,
             _ => 1,
         })
         .fold(0u64, u64::saturating_add)
