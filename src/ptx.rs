@@ -20,6 +20,7 @@ pub struct Emitted {
 /// Compiles `functions` of `module` to PTX for `sm`, each with the bindings
 /// `bind` gives it; writes `DIR/FN.ptx` and `DIR/FN.json` when `out` is a
 /// directory, else returns the PTX.
+#[cfg(feature = "ptx")]
 pub fn emit(
     module: &Module,
     functions: &[String],
@@ -27,68 +28,49 @@ pub fn emit(
     sm: &str,
     out: Option<&Path>,
 ) -> Result<Vec<Emitted>, Error> {
-    imp::emit(module, functions, bind, sm, out)
-}
-
-#[cfg(feature = "ptx")]
-mod imp {
-    use super::*;
     use kiln_codegen::nvptx::{Sm, emit_ptx};
-
-    pub fn emit(
-        module: &Module,
-        functions: &[String],
-        bind: &dyn Fn(&kiln_ir::Function) -> Result<Bindings, Error>,
-        sm: &str,
-        out: Option<&Path>,
-    ) -> Result<Vec<Emitted>, Error> {
-        let sm = Sm::parse(sm).map_err(|e| Error::Usage(e.to_string()))?;
-        if let Some(dir) = out {
-            std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.to_path_buf(), message: e.to_string() })?;
-        }
-        let mut emitted = Vec::new();
-        for name in functions {
-            let f = module.function(name).ok_or_else(|| crate::no_function(module, name))?;
-            let bindings = bind(f)?;
-            let plan =
-                kiln_passes::lower_to_kernels(module, name, &bindings).map_err(|e| Error::Usage(e.to_string()))?;
-            let compiled = emit_ptx(&plan, sm).map_err(|e| Error::Execution(e.to_string()))?;
-            let names: Vec<(String, u64)> = bindings.iter().map(|(s, v)| (s.to_string(), *v)).collect();
-            let manifest = compiled.manifest.with_bindings(names.iter().map(|(s, v)| (s.as_str(), *v)));
-            let entries = manifest.entries().len();
-            let ptx = match out {
-                Some(dir) => {
-                    let write = |file: String, text: &str| {
-                        let path = dir.join(file);
-                        std::fs::write(&path, text).map_err(|e| Error::Io { path, message: e.to_string() })
-                    };
-                    write(format!("{name}.ptx"), &compiled.ptx)?;
-                    write(format!("{name}.json"), &manifest.to_json())?;
-                    None
-                }
-                None => Some(compiled.ptx),
-            };
-            emitted.push(Emitted { function: name.clone(), kernels: plan.kernels.len(), entries, ptx });
-        }
-        Ok(emitted)
+    let sm = Sm::parse(sm).map_err(|e| Error::Usage(e.to_string()))?;
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.to_path_buf(), message: e.to_string() })?;
     }
+    let mut emitted = Vec::new();
+    for name in functions {
+        let f = module.function(name).ok_or_else(|| crate::no_function(module, name))?;
+        let bindings = bind(f)?;
+        let plan = kiln_passes::lower_to_kernels(module, name, &bindings).map_err(|e| Error::Usage(e.to_string()))?;
+        let compiled = emit_ptx(&plan, sm).map_err(|e| Error::Execution(e.to_string()))?;
+        let names: Vec<(String, u64)> = bindings.iter().map(|(s, v)| (s.to_string(), *v)).collect();
+        let manifest = compiled.manifest.with_bindings(names.iter().map(|(s, v)| (s.as_str(), *v)));
+        let entries = manifest.entries().len();
+        let ptx = match out {
+            Some(dir) => {
+                let write = |file: String, text: &str| {
+                    let path = dir.join(file);
+                    std::fs::write(&path, text).map_err(|e| Error::Io { path, message: e.to_string() })
+                };
+                write(format!("{name}.ptx"), &compiled.ptx)?;
+                write(format!("{name}.json"), &manifest.to_json())?;
+                None
+            }
+            None => Some(compiled.ptx),
+        };
+        emitted.push(Emitted { function: name.clone(), kernels: plan.kernels.len(), entries, ptx });
+    }
+    Ok(emitted)
 }
 
+/// Without the `ptx` feature: an error that says how to get it.
 #[cfg(not(feature = "ptx"))]
-mod imp {
-    use super::*;
-
-    pub fn emit(
-        _: &Module,
-        _: &[String],
-        _: &dyn Fn(&kiln_ir::Function) -> Result<Bindings, Error>,
-        _: &str,
-        _: Option<&Path>,
-    ) -> Result<Vec<Emitted>, Error> {
-        Err(Error::Usage(
-            "this kiln was built without PTX support: build it with `cargo build --release --features ptx` \
-             (needs LLVM 19: `apt-get install llvm-19-dev`)"
-                .into(),
-        ))
-    }
+pub fn emit(
+    _: &Module,
+    _: &[String],
+    _: &dyn Fn(&kiln_ir::Function) -> Result<Bindings, Error>,
+    _: &str,
+    _: Option<&Path>,
+) -> Result<Vec<Emitted>, Error> {
+    Err(Error::Usage(
+        "this kiln was built without PTX support: build it with `cargo build --release --features ptx` \
+         (needs LLVM 19: `apt-get install llvm-19-dev`)"
+            .into(),
+    ))
 }

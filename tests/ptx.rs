@@ -163,6 +163,17 @@ fn an_index_out_of_range_is_reported_by_the_emulation() {
     assert!(e.contains("out of range"), "{e}");
 }
 
+/// Lowers `f` of `module`, emulates it and compares it with the interpreter.
+fn emulate_against_the_interpreter(module: &Module) -> kiln_ir::kernel::Plan {
+    let plan = plan_of(module, "f");
+    let inputs = inputs_for(module, "f");
+    let params = kiln_ir::interp::Params::new();
+    let expected = evaluate(module, "f", &inputs, &params, EvalOptions::default()).unwrap();
+    let emulated = execute_with(&plan, &inputs, &params, emulate_plan).unwrap();
+    compare("f", "PTX emulation", &emulated, &expected, TOLERANCE, &plan.to_string());
+    plan
+}
+
 /// A whole reduction to one block (warp shuffles and shared memory) and a
 /// GEMM with ragged tiles, on shapes that leave partial warps and tiles.
 #[test]
@@ -179,12 +190,7 @@ fn block_reductions_and_tiled_gemm_agree_on_ragged_shapes() {
 ",
     )
     .unwrap();
-    let plan = plan_of(&module, "f");
-    let inputs = inputs_for(&module, "f");
-    let params = kiln_ir::interp::Params::new();
-    let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
-    let emulated = execute_with(&plan, &inputs, &params, emulate_plan).unwrap();
-    compare("f", "PTX emulation", &emulated, &expected, TOLERANCE, &plan.to_string());
+    let plan = emulate_against_the_interpreter(&module);
     let out = emit_ptx(&plan, Sm::parse("sm_90").unwrap()).unwrap();
     assert!(out.ptx.contains("shfl.sync.down"), "the reduction shuffles");
     assert!(out.ptx.contains(".shared"), "the GEMM and the reduction stage in shared memory");
@@ -212,12 +218,7 @@ fn warp_per_row_reductions_agree() {
 ",
     )
     .unwrap();
-    let plan = plan_of(&module, "f");
-    let inputs = inputs_for(&module, "f");
-    let params = kiln_ir::interp::Params::new();
-    let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
-    let emulated = execute_with(&plan, &inputs, &params, emulate_plan).unwrap();
-    compare("f", "PTX emulation", &emulated, &expected, TOLERANCE, &plan.to_string());
+    let plan = emulate_against_the_interpreter(&module);
     let out = emit_ptx(&plan, Sm::parse("sm_80").unwrap()).unwrap();
     assert!(out.ptx.contains("shfl.sync.bfly"), "rows reduce by butterfly shuffles:\n{}", out.ptx);
 }

@@ -151,7 +151,7 @@ pub fn build(module: &mut dyn Module, func: &mut Function, plan: &Plan, kernel: 
         (None, Some(e)) => {
             // Rows [lo, hi) of the product, then their iterations of the loop.
             let RuntimeCall::Gemm { m, n, k: depth, a, b, c, .. } = e.call;
-            k.gemm_rows([*m, *n, *depth], a, b, c, Some((lo, hi)))?;
+            k.gemm_call(1, [*m, *n, *depth], a, b, c, Some((lo, hi)))?;
             let first = k.b.ins().imul_imm_s(lo, e.per_row as i64);
             let end = k.b.ins().imul_imm_s(hi, e.per_row as i64);
             k.any_loop(e.var, e.vector, Bound::Range(first, end), e.body)?
@@ -374,24 +374,11 @@ impl KernelBuilder<'_, '_> {
 
     #[allow(clippy::too_many_arguments)]
     fn gemm(&mut self, batch: u64, m: u64, n: u64, k: u64, a: &MatrixRef, b: &MatrixRef, c: &MatrixRef) -> Gen<()> {
-        if batch == 1 {
-            return self.gemm_rows([m, n, k], a, b, c, None);
-        }
         self.gemm_call(batch, [m, n, k], a, b, c, None)
     }
 
-    /// One product's rows `[lo, hi)` (all of them for `None`).
-    fn gemm_rows(
-        &mut self,
-        [m, n, k]: [u64; 3],
-        a: &MatrixRef,
-        b: &MatrixRef,
-        c: &MatrixRef,
-        rows: Option<(Value, Value)>,
-    ) -> Gen<()> {
-        self.gemm_call(1, [m, n, k], a, b, c, rows)
-    }
-
+    /// The GEMM of one product's rows `[lo, hi)` (all rows for `None`;
+    /// `batch` products only whole).
     #[allow(clippy::too_many_arguments)]
     fn gemm_call(
         &mut self,

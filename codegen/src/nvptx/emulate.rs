@@ -74,7 +74,9 @@ extern "C" fn kiln_emu_barrier() {
     });
 }
 
-extern "C" fn kiln_emu_shfl_down(v: i32, delta: i32) -> i32 {
+/// Hands `v` to the warp and returns the value of lane `from(lane)` (this
+/// lane's own when that is outside the warp): what a shuffle does.
+fn exchange(v: i32, from: impl Fn(usize) -> usize) -> i32 {
     let tid = linear_tid();
     BLOCK.with(|b| {
         let guard = b.borrow();
@@ -82,26 +84,20 @@ extern "C" fn kiln_emu_shfl_down(v: i32, delta: i32) -> i32 {
         let warp = &sync.warps[tid / 32];
         sync.slots[tid].store(v, Ordering::SeqCst);
         warp.wait();
-        let lane = tid % 32;
-        let r = if lane + (delta as usize) < 32 { sync.slots[tid + delta as usize].load(Ordering::SeqCst) } else { v };
+        let lane = from(tid % 32);
+        let other = (tid & !31) + lane;
+        let r = if lane < 32 && other < sync.slots.len() { sync.slots[other].load(Ordering::SeqCst) } else { v };
         warp.wait();
         r
     })
 }
 
+extern "C" fn kiln_emu_shfl_down(v: i32, delta: i32) -> i32 {
+    exchange(v, |lane| lane + delta as usize)
+}
+
 extern "C" fn kiln_emu_shfl_xor(v: i32, mask: i32) -> i32 {
-    let tid = linear_tid();
-    BLOCK.with(|b| {
-        let guard = b.borrow();
-        let Some(sync) = guard.as_ref() else { return v };
-        let warp = &sync.warps[tid / 32];
-        sync.slots[tid].store(v, Ordering::SeqCst);
-        warp.wait();
-        let other = (tid & !31) | ((tid % 32) ^ (mask as usize & 31));
-        let r = if other < sync.slots.len() { sync.slots[other].load(Ordering::SeqCst) } else { v };
-        warp.wait();
-        r
-    })
+    exchange(v, |lane| lane ^ (mask as usize & 31))
 }
 
 extern "C" fn kiln_emu_ex2(x: f32) -> f32 {

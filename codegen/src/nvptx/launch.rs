@@ -19,7 +19,7 @@
 //! - [`Mapping::Single`]: anything else, run by one thread in order.
 
 use kiln_ir::DType;
-use kiln_ir::kernel::{AccId, BufferId, KExpr, KStmt, Kernel, Plan, RuntimeCall, VarId};
+use kiln_ir::kernel::{AccId, BufferId, KExpr, KStmt, Kernel, Plan, RuntimeCall, VarId, buffers_of};
 
 /// Threads per block of grid and reduction launches.
 pub const BLOCK: u32 = 256;
@@ -108,62 +108,17 @@ impl Launch<'_> {
     /// The buffers the launch touches, ascending: its entry's arguments,
     /// followed by the status word.
     pub fn buffers(&self) -> Vec<BufferId> {
-        let mut out = Vec::new();
-        let stmts: &[KStmt] = match &self.mapping {
-            Mapping::Grid { body, .. } | Mapping::WarpRows { body, .. } | Mapping::Single(body) => body,
+        match &self.mapping {
+            Mapping::Grid { body, .. } | Mapping::WarpRows { body, .. } | Mapping::Single(body) => buffers_of(body),
             Mapping::BlockReduce { body, tail, .. } => {
-                tail.iter().for_each(|s| stmt_buffers(s, &mut out));
-                body
+                let mut all = buffers_of(body);
+                all.extend(buffers_of(tail));
+                all.sort();
+                all.dedup();
+                all
             }
-            Mapping::Gemm(RuntimeCall::Gemm { a, b, c, .. }) => {
-                out.extend([a.buffer, b.buffer, c.buffer]);
-                &[]
-            }
-        };
-        stmts.iter().for_each(|s| stmt_buffers(s, &mut out));
-        out.sort();
-        out.dedup();
-        out
-    }
-}
-
-fn stmt_buffers(s: &KStmt, out: &mut Vec<BufferId>) {
-    match s {
-        KStmt::For { body, .. } => body.iter().for_each(|s| stmt_buffers(s, out)),
-        KStmt::Store { buffer, value, .. } => {
-            out.push(*buffer);
-            expr_buffers(value, out);
+            Mapping::Gemm(call) => buffers_of(std::slice::from_ref(&KStmt::Call((*call).clone()))),
         }
-        KStmt::ScatterAdd { buffer, index, value, .. } => {
-            out.push(*buffer);
-            expr_buffers(index, out);
-            expr_buffers(value, out);
-        }
-        KStmt::AccInit { .. } => {}
-        KStmt::AccUpdate { value, .. } => expr_buffers(value, out),
-        KStmt::Call(RuntimeCall::Gemm { a, b, c, .. }) => out.extend([a.buffer, b.buffer, c.buffer]),
-    }
-}
-
-fn expr_buffers(e: &KExpr, out: &mut Vec<BufferId>) {
-    match e {
-        KExpr::Load { buffer, .. } => out.push(*buffer),
-        KExpr::Gather { buffer, index, .. } => {
-            out.push(*buffer);
-            expr_buffers(index, out);
-        }
-        KExpr::Unary(_, a) | KExpr::Cast(_, a) => expr_buffers(a, out),
-        KExpr::Binary(_, a, b) | KExpr::Compare(_, a, b) => {
-            expr_buffers(a, out);
-            expr_buffers(b, out);
-        }
-        KExpr::Select(c, a, b) => {
-            expr_buffers(c, out);
-            expr_buffers(a, out);
-            expr_buffers(b, out);
-        }
-        KExpr::RandomBits { key, .. } => expr_buffers(key, out),
-        KExpr::Const { .. } | KExpr::Index { .. } | KExpr::Acc(_) => {}
     }
 }
 

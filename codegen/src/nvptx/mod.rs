@@ -104,17 +104,6 @@ fn nvptx_machine(sm: Sm) -> Result<TargetMachine, PtxError> {
         .ok_or_else(|| PtxError::Llvm(format!("no NVPTX target machine for {sm}")))
 }
 
-/// The LLVM IR of a plan's launches for the GPU, optimized, as text.
-pub fn emit_llvm_ir(plan: &Plan, sm: Sm) -> Result<String, PtxError> {
-    let context = Context::create();
-    let machine = nvptx_machine(sm)?;
-    let module = emit::build_module(&context, plan, emit::Flavor::Device)?;
-    module.set_triple(&machine.get_triple());
-    module.set_data_layout(&machine.get_target_data().get_data_layout());
-    emit::optimize(&module, &machine)?;
-    Ok(module.print_to_string().to_string())
-}
-
 /// Compiles a plan to PTX for `sm`, with its launch manifest.
 pub fn emit_ptx(plan: &Plan, sm: Sm) -> Result<PtxModule, PtxError> {
     let context = Context::create();

@@ -268,6 +268,15 @@ impl Plan {
     }
 }
 
+/// The buffers `stmts` read or write, ascending, each once.
+pub fn buffers_of(stmts: &[KStmt]) -> Vec<BufferId> {
+    let mut out = Vec::new();
+    stmts.iter().for_each(|s| buffers_of_stmt(s, &mut out));
+    out.sort();
+    out.dedup();
+    out
+}
+
 fn buffers_of_stmt(s: &KStmt, out: &mut Vec<BufferId>) {
     match s {
         KStmt::For { body, .. } => body.iter().for_each(|s| buffers_of_stmt(s, out)),
