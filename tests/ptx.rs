@@ -143,6 +143,27 @@ fn an_unsupported_op_is_an_error_naming_it() {
 }
 
 #[test]
+fn a_grid_past_the_hardware_limits_is_an_error() {
+    // 70 000 products: the GEMM grid's z would pass 65 535 blocks.
+    let plan = parse_plan(
+        "plan f {
+  b0: f32[70000] input 0
+  b1: f32[70000] input 1
+  b2: f32[70000] output 0
+  kernel k1_matmul {
+    gemm(batch=70000, m=1, n=1, k=1, a=b0[0, 1, 1], b=b1[0, 1, 1], c=b2[0, 1, 1])
+  }
+}",
+    )
+    .unwrap();
+    let e = emit_ptx(&plan, Sm::parse("sm_80").unwrap()).unwrap_err();
+    assert!(
+        matches!(&e, PtxError::Unsupported { kernel, what } if kernel == "k1_matmul" && what.contains("[1, 1, 70000] blocks")),
+        "{e}"
+    );
+}
+
+#[test]
 fn an_index_out_of_range_is_reported_by_the_emulation() {
     let module = kiln_ir::parse_module(
         "func f(x: f32[4], i: i32[3]) -> (f32[3]) {
