@@ -8,7 +8,6 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use kiln::Backend;
 use kiln_frontend::{Options, Style};
 use kiln_ir::interp::Tensor;
 use kiln_ir::{Bindings, DType, Symbol};
@@ -111,8 +110,20 @@ fn bandwidth(n: usize) -> f64 {
     (2 * n * 4) as f64 / t.as_secs_f64() / 1e9
 }
 
+/// How a benchmark runs a training step.
+#[derive(Clone, Copy, PartialEq)]
+enum Way {
+    /// In a session of the JIT, as `kiln train` does: parameters stay in
+    /// f32 buffers between steps; the batch goes in, the loss comes out.
+    Session,
+    /// Through `Jit::run`: every parameter converted from and to f64
+    /// tensors at every step.
+    JitRun,
+    Interpreter,
+}
+
 /// One training step of an example at batch 256, in milliseconds.
-fn step(example: &str, backend: Backend) -> f64 {
+fn step(example: &str, way: Way) -> f64 {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(example);
     let compiled = kiln::compile_file(&path, &Options::default(), Style::Plain).expect("compiles");
     let m = kiln::with_train_step(&compiled).expect("a training step");
@@ -133,8 +144,15 @@ fn step(example: &str, backend: Backend) -> f64 {
         .collect();
     let interpreter = kiln_runtime::execute::Interpreter { module: &m };
     let jit = kiln::jit::Jit::new(&m);
-    let executor: &dyn Execute = if backend == Backend::Jit { &jit } else { &interpreter };
-    let t = median(31, || drop(executor.run("train_step", &inputs, &params).expect("runs")));
+    let t = match way {
+        Way::Session => {
+            let updates = compiled.train.as_ref().expect("a train block").updates.clone();
+            let mut session = jit.session(params);
+            median(31, || drop(session.run_updating("train_step", &inputs, &updates).expect("runs")))
+        }
+        Way::JitRun => median(31, || drop(jit.run("train_step", &inputs, &params).expect("runs"))),
+        Way::Interpreter => median(31, || drop(interpreter.run("train_step", &inputs, &params).expect("runs"))),
+    };
     t.as_secs_f64() * 1e3
 }
 
@@ -325,17 +343,19 @@ fn main() {
     }
     if wanted("step") {
         println!(
-            "| training step, batch 256 | JIT ms | JIT kernels alone ms | interpreter ms |\n| --- | --- | --- | --- |"
+            "| training step, batch 256 | JIT session ms | `Jit::run` ms | JIT kernels alone ms | interpreter ms |\n\
+             | --- | --- | --- | --- | --- |"
         );
         for example in ["softmax_regression.kiln", "mlp.kiln"] {
-            let (jit, kernels) = (step(example, Backend::Jit), step_kernels(example));
-            println!("| {example} | {jit:.2} | {kernels:.2} | {:.2} |", step(example, Backend::Interp));
+            let (session, run, kernels) =
+                (step(example, Way::Session), step(example, Way::JitRun), step_kernels(example));
+            println!("| {example} | {session:.2} | {run:.2} | {kernels:.2} | {:.2} |", step(example, Way::Interpreter));
         }
         println!();
     }
     if filter.iter().any(|f| f == "jit-step") {
-        // For profilers: the MLP step through `Jit::run` alone.
-        println!("| mlp.kiln step, JIT | {:.2} ms |", step("mlp.kiln", Backend::Jit));
+        // For profilers: the MLP step in a JIT session alone.
+        println!("| mlp.kiln step, JIT session | {:.2} ms |", step("mlp.kiln", Way::Session));
     }
     if wanted("conv") {
         conv(256);

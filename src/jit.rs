@@ -1,16 +1,21 @@
 //! Running module functions as native code: each function is lowered to
 //! kernel IR and compiled with Cranelift once per binding of its symbolic
 //! dimensions (a batch size), then cached.
+//!
+//! A training loop runs on a [`ResidentSession`]: the parameters stay in
+//! host buffers of their own dtype (f32) between steps, so a step converts
+//! only its batch in and its loss out; updated parameters are copied
+//! buffer to buffer, never through f64 tensors.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use kiln_codegen::{Arena, CompiledPlan};
+use kiln_codegen::{Arena, CompiledPlan, HostBuffer};
 use kiln_ir::interp::{Data, Params, Tensor, bind_inputs};
 use kiln_ir::kernel::{BufferRole, Storage};
-use kiln_ir::{Bindings, DType, Module};
-use kiln_runtime::execute::Execute;
+use kiln_ir::{Bindings, DType, Module, TensorType};
+use kiln_runtime::execute::{Execute, Session, updated_outputs};
 use ndarray::{ArrayD, IxDyn};
 
 /// A module whose functions run as compiled code.
@@ -54,22 +59,124 @@ impl Execute for Jit<'_> {
         let bindings = bind_inputs(f, inputs).map_err(|e| e.to_string())?;
         let (compiled, arena) = self.entry(function, &bindings)?;
         let outputs = execute(&compiled, &mut arena.borrow_mut(), inputs, params, |name, value| {
-            let expected = self.module.param(name).map(|p| p.ty.clone());
-            if Some(value.tensor_type()) == expected {
-                Ok(())
-            } else {
-                let expected = expected.map_or_else(String::new, |t| t.to_string());
-                Err(format!("parameter `{name}` must be {expected}, got {}", value.tensor_type()))
-            }
+            check_param(self.module, name, value)
         })?;
-        f.output_types()
-            .into_iter()
-            .zip(outputs)
-            .map(|(ty, storage)| {
-                let shape = ty.shape.resolve(&bindings).map_err(|s| format!("symbol {s} is unbound"))?;
-                Ok(tensor(ty.dtype, &shape, storage))
-            })
-            .collect()
+        output_tensors(&f.output_types(), &bindings, outputs)
+    }
+
+    fn session<'s>(&'s self, params: Params) -> Box<dyn Session + 's> {
+        Box::new(ResidentSession { jit: self, given: params, resident: RefCell::new(HashMap::new()) })
+    }
+}
+
+/// An error unless `value` has the declared type of parameter `name`.
+fn check_param(module: &Module, name: &str, value: &Tensor) -> Result<(), String> {
+    let expected = module.param(name).map(|p| p.ty.clone());
+    if Some(value.tensor_type()) == expected {
+        Ok(())
+    } else {
+        let expected = expected.map_or_else(|| "a parameter of the module".to_string(), |t| t.to_string());
+        Err(format!("parameter `{name}` must be {expected}, got {}", value.tensor_type()))
+    }
+}
+
+/// Output buffers as tensors of the function's output `types`.
+fn output_tensors(types: &[&TensorType], bindings: &Bindings, outputs: Vec<Storage>) -> Result<Vec<Tensor>, String> {
+    types
+        .iter()
+        .zip(outputs)
+        .map(|(ty, storage)| {
+            let shape = ty.shape.resolve(bindings).map_err(|s| format!("symbol {s} is unbound"))?;
+            Ok(tensor(ty.dtype, &shape, storage))
+        })
+        .collect()
+}
+
+/// A training session on compiled code: each parameter is converted from
+/// its tensor once, on first use, into a host buffer of its dtype, which
+/// is copied into the arena before every call; the outputs that update
+/// parameters are copied back into those buffers after the call and never
+/// become tensors. [`Session::params`] converts them when asked.
+pub struct ResidentSession<'j, 'm> {
+    jit: &'j Jit<'m>,
+    /// The parameters the session started from.
+    given: Params,
+    /// Every parameter used so far, in its dtype, as the plans hold it.
+    resident: RefCell<HashMap<String, HostBuffer>>,
+}
+
+impl ResidentSession<'_, '_> {
+    /// Runs `function` with the session's parameters and returns its output
+    /// buffers; the last `updates.len()` go into the parameters they name
+    /// instead of being read out.
+    fn call(&self, function: &str, inputs: &[Tensor], updates: &[String]) -> Result<Vec<Tensor>, String> {
+        let module = self.jit.module;
+        let f = module.function(function).ok_or_else(|| format!("no function named `{function}`"))?;
+        let bindings = bind_inputs(f, inputs).map_err(|e| e.to_string())?;
+        let kept = updated_outputs(function, f.outputs.len(), updates)?;
+        let (compiled, arena) = self.jit.entry(function, &bindings)?;
+        let mut arena = arena.borrow_mut();
+        let plan = compiled.plan();
+        let mut resident = self.resident.borrow_mut();
+        for (b, decl) in plan.buffers.iter().enumerate() {
+            match &decl.role {
+                BufferRole::Input(n) => {
+                    let value = inputs.get(*n as usize).ok_or_else(|| format!("input {n} is missing"))?;
+                    arena.write(b, value)?;
+                }
+                BufferRole::Param(name) => {
+                    if !resident.contains_key(name) {
+                        let value = self.given.get(name).ok_or_else(|| format!("parameter `{name}` has no value"))?;
+                        check_param(module, name, value)?;
+                        resident.insert(name.clone(), HostBuffer::from_tensor(value));
+                    }
+                    arena.write_bytes(b, &resident[name])?;
+                }
+                _ => {}
+            }
+        }
+        compiled.run_arena(&mut arena).map_err(|e| e.to_string())?;
+        let mut outputs: Vec<(u32, Storage)> = Vec::new();
+        for (b, decl) in plan.buffers.iter().enumerate() {
+            let BufferRole::Output(n) = decl.role else { continue };
+            let Some(name) = (n as usize).checked_sub(kept).map(|u| &updates[u]) else {
+                outputs.push((n, arena.read(b)));
+                continue;
+            };
+            let param = module.param(name).ok_or_else(|| format!("`{function}` updates `{name}`, not a parameter"))?;
+            let len = param.ty.shape.resolve(&Bindings::new()).map(|s| s.iter().product::<usize>());
+            if param.ty.dtype != decl.dtype || len != Ok(decl.len as usize) {
+                return Err(format!(
+                    "output {n} of `{function}` is {}[{}] but updates parameter `{name}`, which is {}",
+                    decl.dtype, decl.len, param.ty
+                ));
+            }
+            let target =
+                resident.entry(name.clone()).or_insert_with(|| HostBuffer::zeros(decl.dtype, decl.len as usize));
+            arena.read_into(b, target)?;
+        }
+        outputs.sort_by_key(|o| o.0);
+        output_tensors(&f.output_types()[..kept], &bindings, outputs.into_iter().map(|o| o.1).collect())
+    }
+}
+
+impl Session for ResidentSession<'_, '_> {
+    fn run(&self, function: &str, inputs: &[Tensor]) -> Result<Vec<Tensor>, String> {
+        self.call(function, inputs, &[])
+    }
+
+    fn run_updating(&mut self, function: &str, inputs: &[Tensor], updates: &[String]) -> Result<Vec<Tensor>, String> {
+        self.call(function, inputs, updates)
+    }
+
+    fn params(&self) -> Result<Params, String> {
+        let mut params = self.given.clone();
+        for (name, buffer) in self.resident.borrow().iter() {
+            let ty = &self.jit.module.param(name).ok_or_else(|| format!("`{name}` is not a parameter"))?.ty;
+            let shape = ty.shape.resolve(&Bindings::new()).map_err(|s| format!("parameter `{name}` has symbol {s}"))?;
+            params.insert(name.clone(), tensor(ty.dtype, &shape, buffer.to_storage()));
+        }
+        Ok(params)
     }
 }
 

@@ -181,7 +181,8 @@ pub fn train(
         on_epoch(&report);
         epochs.push(report);
     }
-    Ok(TrainReport { model: spec.model.clone(), epochs, params: trainer.params, model_params })
+    let params = trainer.params().map_err(Error::Execution)?;
+    Ok(TrainReport { model: spec.model.clone(), epochs, params, model_params })
 }
 
 /// The number of classes: the last dimension of `forward`'s output.

@@ -95,7 +95,8 @@ impl Arena {
         self.buffers.iter().map(|&(offset, _, _)| unsafe { base.add(offset) }).collect()
     }
 
-    fn bytes_of(&self, buffer: usize) -> (&[u8], DType) {
+    /// The bytes of buffer `buffer`, native endianness, and its dtype.
+    pub fn bytes(&self, buffer: usize) -> (&[u8], DType) {
         let (offset, dtype, len) = self.buffers[buffer];
         // SAFETY: the buffer's bytes lie inside the allocation.
         let bytes = unsafe {
@@ -110,7 +111,7 @@ impl Arena {
         if t.dtype != dtype || t.len() != len {
             return Err(format!("buffer b{buffer} holds {dtype}[{len}], not {}[{}]", t.dtype, t.len()));
         }
-        // SAFETY: as in `bytes_of`, and the borrow is unique.
+        // SAFETY: as in `bytes`, and the borrow is unique.
         let bytes = unsafe {
             std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast::<u8>().add(offset), len * dtype.size_bytes())
         };
@@ -118,9 +119,39 @@ impl Arena {
         Ok(())
     }
 
+    /// Copies `source` (a buffer's bytes, native endianness) into buffer
+    /// `buffer`, which must have its dtype and length.
+    pub fn write_bytes(&mut self, buffer: usize, source: &HostBuffer) -> Result<(), String> {
+        let (offset, dtype, len) = self.buffers[buffer];
+        if source.dtype != dtype || source.len != len {
+            return Err(format!("buffer b{buffer} holds {dtype}[{len}], not {}[{}]", source.dtype, source.len));
+        }
+        let n = len * dtype.size_bytes();
+        // SAFETY: as in `bytes`, and the borrow is unique.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast::<u8>().add(offset), n) };
+        bytes.copy_from_slice(source.bytes());
+        Ok(())
+    }
+
+    /// Copies buffer `buffer` into `target`, which must have its dtype and
+    /// length.
+    pub fn read_into(&self, buffer: usize, target: &mut HostBuffer) -> Result<(), String> {
+        let (bytes, dtype) = self.bytes(buffer);
+        if target.dtype != dtype || target.len * dtype.size_bytes() != bytes.len() {
+            return Err(format!(
+                "buffer b{buffer} holds {dtype}[{}], not {}[{}]",
+                bytes.len() / dtype.size_bytes().max(1),
+                target.dtype,
+                target.len
+            ));
+        }
+        target.bytes_mut().copy_from_slice(bytes);
+        Ok(())
+    }
+
     /// The elements of buffer `buffer`.
     pub fn read(&self, buffer: usize) -> Storage {
-        let (bytes, dtype) = self.bytes_of(buffer);
+        let (bytes, dtype) = self.bytes(buffer);
         read_storage(bytes, dtype)
     }
 }

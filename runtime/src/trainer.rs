@@ -1,20 +1,21 @@
-//! Running a compiled training step: runs `train_step` on a batch (with
-//! any executor), writes its outputs back into the parameters they update,
-//! and draws a fresh random key for every step.
+//! Running a compiled training step: runs `train_step` on a batch in a
+//! [`Session`] of any executor, which keeps the parameters the step's
+//! outputs update, and draws a fresh random key for every step.
 
 use kiln_ir::interp::{Params, Tensor};
 use kiln_ir::{DType, Module};
 use ndarray::{ArrayD, IxDyn};
 
-use crate::execute::Execute;
+use crate::execute::{Execute, Session};
 
 /// The state of a training run.
 pub struct Trainer<'m> {
-    module: &'m Module,
-    executor: &'m dyn Execute,
+    session: Box<dyn Session + 'm>,
     /// The parameter each output of `train_step` after the loss replaces.
     updates: Vec<String>,
-    pub params: Params,
+    /// How many inputs `train_step` takes: one more than a batch's when
+    /// it also takes a random key.
+    step_inputs: Option<usize>,
     seed: u64,
     steps: u64,
 }
@@ -29,28 +30,29 @@ impl<'m> Trainer<'m> {
         params: Params,
         seed: u64,
     ) -> Trainer<'m> {
-        Trainer { module, executor, updates, params, seed, steps: 0 }
+        let step_inputs = module.function("train_step").map(|f| f.inputs.len());
+        Trainer { session: executor.session(params), updates, step_inputs, seed, steps: 0 }
     }
 
     /// One optimization step on a batch (the loss's inputs, without the key);
     /// returns the loss before the update.
     pub fn step(&mut self, mut inputs: Vec<Tensor>) -> Result<f64, String> {
-        let wants_key = self.module.function("train_step").is_some_and(|f| f.inputs.len() == inputs.len() + 1);
-        if wants_key {
+        if self.step_inputs == Some(inputs.len() + 1) {
             let key = self.seed.wrapping_mul(0x9e37_79b9).wrapping_add(self.steps) as i64;
             inputs.push(Tensor::int(DType::I64, ArrayD::from_elem(IxDyn(&[]), key)));
         }
-        let outputs = self.executor.run("train_step", &inputs, &self.params)?;
+        let outputs = self.session.run_updating("train_step", &inputs, &self.updates)?;
         self.steps += 1;
-        let loss = outputs[0].to_f64_vec().first().copied().unwrap_or(f64::NAN);
-        for (name, value) in self.updates.iter().zip(outputs.into_iter().skip(1)) {
-            self.params.insert(name.clone(), value);
-        }
-        Ok(loss)
+        Ok(outputs.first().and_then(|l| l.to_f64_vec().first().copied()).unwrap_or(f64::NAN))
     }
 
     /// Runs another function of the module with the current parameters.
     pub fn run(&self, function: &str, inputs: &[Tensor]) -> Result<Vec<Tensor>, String> {
-        self.executor.run(function, inputs, &self.params)
+        self.session.run(function, inputs)
+    }
+
+    /// The current value of every parameter (model and optimizer state).
+    pub fn params(&self) -> Result<Params, String> {
+        self.session.params()
     }
 }
