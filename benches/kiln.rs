@@ -72,10 +72,9 @@ fn matmul(n: usize) -> f64 {
     2.0 * (n as f64).powi(3) / t.as_secs_f64() / 1e9
 }
 
-/// `relu(a * x + b) * sigmoid(x)` on `n` floats: bytes of x in and out per
-/// second, the time, and the number of kernels.
-fn chain(n: usize) -> (f64, Duration, usize) {
-    let text = format!(
+/// `relu(a * x + b) * sigmoid(x)` on `n` floats, as graph IR.
+fn chain_ir(n: usize) -> String {
+    format!(
         "func f(x: f32[{n}]) -> (f32[{n}]) {{
   %0: f32[{n}] = input 0
   %1: f32[{n}] = const 1.5
@@ -93,21 +92,51 @@ fn chain(n: usize) -> (f64, Duration, usize) {
   return %12
 }}
 "
-    );
-    let (compiled, mut buffers) = prepared(&module(&text), &[filled(&[n], 3)]);
-    let t = median(5, || compiled.run(&mut buffers).expect("runs"));
+    )
+}
+
+/// `1.5 x` on `n` floats, as graph IR: kiln's own streaming kernel.
+fn scale_ir(n: usize) -> String {
+    format!(
+        "func f(x: f32[{n}]) -> (f32[{n}]) {{
+  %0: f32[{n}] = input 0
+  %1: f32[{n}] = const 1.5
+  %2: f32[{n}] = mul %1, %0
+  return %2
+}}
+"
+    )
+}
+
+/// Runs the one-input elementwise function `text` on `n` floats: bytes of
+/// x in and out per second, the time, and the number of kernels.
+fn elementwise(text: &str, n: usize) -> (f64, Duration, usize) {
+    let (compiled, mut buffers) = prepared(&module(text), &[filled(&[n], 3)]);
+    let t = median(7, || compiled.run(&mut buffers).expect("runs"));
     ((2 * n * 4) as f64 / t.as_secs_f64() / 1e9, t, compiled.plan().kernels.len())
 }
 
-/// A copy of `n` floats through plain Rust: the machine's streaming rate.
-fn bandwidth(n: usize) -> f64 {
+/// The machine's streaming rate through plain Rust, in bytes read and
+/// written per second: a copy of `n` floats (`copy_from_slice`, one
+/// thread), and STREAM's scale `y = 1.5 x` split across rayon's threads as
+/// kiln's kernels are.
+fn bandwidth(n: usize) -> (f64, f64) {
+    use rayon::prelude::*;
     let src = vec![1.0f32; n];
     let mut dst = vec![0.0f32; n];
-    let t = median(7, || {
+    let copy = median(7, || {
         dst.copy_from_slice(&src);
         std::hint::black_box(&dst);
     });
-    (2 * n * 4) as f64 / t.as_secs_f64() / 1e9
+    let chunk = n.div_ceil(rayon::current_num_threads());
+    let scale = median(7, || {
+        dst.par_chunks_mut(chunk).zip(src.par_chunks(chunk)).for_each(|(d, s)| {
+            d.iter_mut().zip(s).for_each(|(d, s)| *d = 1.5 * s);
+        });
+        std::hint::black_box(&dst);
+    });
+    let rate = |t: Duration| (2 * n * 4) as f64 / t.as_secs_f64() / 1e9;
+    (rate(copy), rate(scale))
 }
 
 /// How a benchmark runs a training step.
@@ -328,18 +357,24 @@ fn main() {
     }
     if wanted("bandwidth") || wanted("chain") {
         let n = 16 << 20;
-        let copy = bandwidth(n);
-        let (rate, t, kernels) = chain(n);
+        let (copy, scale) = bandwidth(n);
+        let best = copy.max(scale);
+        println!("| 16M f32, x in and y out | GB/s | ms | share of the faster probe |\n| --- | --- | --- | --- |");
+        println!("| copy probe (`copy_from_slice`, 1 thread) | {copy:.2} | | {:.0}% |", 100.0 * copy / best);
         println!(
-            "| relu(a*x + b) * sigmoid(x), 16M f32 | GB/s | ms | share of copy bandwidth |\n| --- | --- | --- | --- |"
+            "| scale probe (`y = 1.5 x` in Rust, {threads} threads) | {scale:.2} | | {:.0}% |",
+            100.0 * scale / best
         );
-        println!("| copy probe | {copy:.2} | | 100% |");
-        println!(
-            "| kiln JIT ({kernels} kernel{}) | {rate:.2} | {:.1} | {:.0}% |\n",
-            if kernels == 1 { "" } else { "s" },
-            t.as_secs_f64() * 1e3,
-            100.0 * rate / copy
-        );
+        for (what, text) in [("`1.5 x`", scale_ir(n)), ("relu(a*x + b) * sigmoid(x)", chain_ir(n))] {
+            let (rate, t, kernels) = elementwise(&text, n);
+            println!(
+                "| kiln JIT, {what} ({kernels} kernel{}) | {rate:.2} | {:.1} | {:.0}% |",
+                if kernels == 1 { "" } else { "s" },
+                t.as_secs_f64() * 1e3,
+                100.0 * rate / best
+            );
+        }
+        println!();
     }
     if wanted("step") {
         println!(

@@ -507,8 +507,9 @@ fn widened_max_and_min_agree() {
 
 /// Random bits of dtype i32 are computed four lanes at a time (32-bit
 /// arithmetic, `random::bits31`): exact against the interpreter, scalar
-/// tail included, under two keys and two streams, and a dropout-style mask
-/// recomputed in two kernels agrees with itself.
+/// tail included, under two keys and two streams, with the key's seeds
+/// computed once per call, and a dropout-style mask recomputed in two
+/// kernels agrees with itself.
 #[test]
 fn widened_random_bits_agree() {
     let text = "func f(x: f32[3, 37], key: i64[]) -> (f32[3, 37], f32[3, 37], i32[3, 37]) {
@@ -531,6 +532,9 @@ fn widened_random_bits_agree() {
     let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
     let clif = kiln_codegen::clif_text(&plan).unwrap();
     assert!(clif.contains("fcvt_from_sint.f32x4"), "random bits are widened:\n{clif}");
+    // The key's seeds are computed once per kernel call, kept in a stack
+    // slot, and loaded by the loops.
+    assert!(clif.contains("explicit_slot 8") && clif.contains("stack_addr"), "seeds hoisted:\n{clif}");
     let params = kiln_ir::interp::Params::new();
     for key in [0i64, 123_456_789_012] {
         let x: Vec<f32> = (0..111).map(|i| i as f32 - 50.0).collect();

@@ -236,8 +236,19 @@ impl KernelBuilder<'_, '_> {
     /// `kiln_ir::random::bits31(key, stream, counter)` inline, on an i32
     /// counter or on four i32 counter lanes (`counter`'s type decides).
     pub fn random_bits31(&mut self, key: &KExpr, stream: u64, counter: Value) -> Gen<Value> {
-        let key = self.expr(key)?;
-        let (s1, s2) = self.seeds32(key, stream);
+        let (s1, s2) = match self.seeds.get(&(key.clone(), stream)) {
+            Some(&slot) => {
+                let pointer = self.pointer;
+                (
+                    self.b.ins().stack_load(pointer, types::I32, slot, 0),
+                    self.b.ins().stack_load(pointer, types::I32, slot, 4),
+                )
+            }
+            None => {
+                let key = self.expr(key)?;
+                self.seeds32(key, stream)
+            }
+        };
         let ty = self.b.func.dfg.value_type(counter);
         let (s1, s2) = if ty.is_vector() { (self.b.ins().splat(ty, s1), self.b.ins().splat(ty, s2)) } else { (s1, s2) };
         let x = self.b.ins().bxor(counter, s1);
@@ -248,7 +259,7 @@ impl KernelBuilder<'_, '_> {
     }
 
     /// `kiln_ir::random::seeds32(key, stream)`, two i32 values.
-    fn seeds32(&mut self, key: Value, stream: u64) -> (Value, Value) {
+    pub fn seeds32(&mut self, key: Value, stream: u64) -> (Value, Value) {
         let low = self.b.ins().ireduce(types::I32, key);
         let high = self.b.ins().ushr_imm_u(key, 32);
         let high = self.b.ins().ireduce(types::I32, high);

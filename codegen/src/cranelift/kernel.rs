@@ -2,10 +2,12 @@
 //! pointers, statements become counted loops, stores, accumulator updates and
 //! runtime calls, and the function returns its status.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{AbiParam, Function, InstBuilder, MemFlagsData, Type, Value, types};
+use cranelift_codegen::ir::{
+    AbiParam, Function, InstBuilder, MemFlagsData, StackSlot, StackSlotData, StackSlotKind, Type, Value, types,
+};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 
 use cranelift_module::{Linkage, Module};
@@ -41,6 +43,12 @@ pub struct KernelBuilder<'a, 'f> {
     pub fma: bool,
     /// Whether the target is x86-64 (its truncating vector conversion is used).
     pub x86: bool,
+    /// The 32-bit seeds of each random key the kernel cannot change, by key
+    /// and stream (`invariant_keys`): computed once before the loops and
+    /// kept in a stack slot, which the loops load (values would not do:
+    /// Cranelift rematerializes the seeds' first exclusive-or with a
+    /// constant, and the whole chain after it, at every use).
+    pub seeds: HashMap<(KExpr, u64), StackSlot>,
 }
 
 pub type Gen<T> = Result<T, String>;
@@ -113,6 +121,60 @@ fn operations(e: &KExpr) -> u64 {
     }
 }
 
+/// The keys and streams of the 32-bit random bits in `kernel` whose key is
+/// the same at every iteration: a constant, or an element at a fixed index
+/// of a buffer the kernel does not write. Their seeds are computed once, in
+/// the entry block, instead of at every element.
+fn invariant_keys(kernel: &Kernel) -> Vec<(KExpr, u64)> {
+    fn written(s: &KStmt, out: &mut Vec<BufferId>) {
+        match s {
+            KStmt::For { body, .. } => body.iter().for_each(|s| written(s, out)),
+            KStmt::Store { buffer, .. } | KStmt::ScatterAdd { buffer, .. } => out.push(*buffer),
+            KStmt::Call(RuntimeCall::Gemm { c, .. }) => out.push(c.buffer),
+            KStmt::AccInit { .. } | KStmt::AccUpdate { .. } => {}
+        }
+    }
+    fn keys(e: &KExpr, out: &mut Vec<(KExpr, u64)>) {
+        match e {
+            KExpr::RandomBits { key, stream, dtype: DType::I32, .. } => out.push(((**key).clone(), *stream)),
+            KExpr::Gather { index: x, .. } | KExpr::Unary(_, x) | KExpr::Cast(_, x) => keys(x, out),
+            KExpr::Binary(_, a, b) | KExpr::Compare(_, a, b) => {
+                keys(a, out);
+                keys(b, out);
+            }
+            KExpr::Select(c, a, b) => [c, a, b].into_iter().for_each(|x| keys(x, out)),
+            _ => {}
+        }
+    }
+    fn stmt_keys(s: &KStmt, out: &mut Vec<(KExpr, u64)>) {
+        match s {
+            KStmt::For { body, .. } => body.iter().for_each(|s| stmt_keys(s, out)),
+            KStmt::Store { value, .. } | KStmt::AccUpdate { value, .. } => keys(value, out),
+            KStmt::ScatterAdd { index, value, .. } => {
+                keys(index, out);
+                keys(value, out);
+            }
+            KStmt::AccInit { .. } | KStmt::Call(_) => {}
+        }
+    }
+    let mut stores = Vec::new();
+    kernel.body.iter().for_each(|s| written(s, &mut stores));
+    let mut found = Vec::new();
+    kernel.body.iter().for_each(|s| stmt_keys(s, &mut found));
+    let mut invariant = Vec::new();
+    for (key, stream) in found {
+        let fixed = match &key {
+            KExpr::Const { .. } => true,
+            KExpr::Load { buffer, index } => index.terms.is_empty() && !stores.contains(buffer),
+            _ => false,
+        };
+        if fixed && !invariant.contains(&(key.clone(), stream)) {
+            invariant.push((key, stream));
+        }
+    }
+    invariant
+}
+
 /// Builds the body of `func` from `kernel`.
 pub fn build(module: &mut dyn Module, func: &mut Function, plan: &Plan, kernel: &Kernel) -> Gen<()> {
     let mut context = FunctionBuilderContext::new();
@@ -145,7 +207,16 @@ pub fn build(module: &mut dyn Module, func: &mut Function, plan: &Plan, kernel: 
         hoisted: Vec::new(),
         fma,
         x86,
+        seeds: HashMap::new(),
     };
+    for (key, stream) in invariant_keys(kernel) {
+        let value = k.expr(&key)?;
+        let (s1, s2) = k.seeds32(value, stream);
+        let slot = k.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 8, 2));
+        k.b.ins().stack_store(k.pointer, s1, slot, 0);
+        k.b.ins().stack_store(k.pointer, s2, slot, 4);
+        k.seeds.insert((key, stream), slot);
+    }
     match (split_loop(kernel), gemm_epilogue(kernel)) {
         (Some((var, vector, body)), _) => k.any_loop(var, vector, Bound::Range(lo, hi), body)?,
         (None, Some(e)) => {

@@ -411,6 +411,19 @@ impl KernelBuilder<'_, '_> {
         self.b.ins().bitselect(mask, x, c)
     }
 
+    /// `x` clamped to `[low, high]` (constants, neither NaN nor zero), NaN
+    /// lanes kept: `low < x ? ... ` in the operand order x86's `maxps` and
+    /// `minps` implement (the second operand wins on NaN), which Cranelift
+    /// matches to one instruction each.
+    fn clamp(&mut self, x: Value, low: Value, high: Value) -> Value {
+        let below = self.b.ins().fcmp(FloatCC::LessThan, x, low);
+        let below = self.b.ins().bitcast(types::F32X4, little_endian(), below);
+        let x = self.b.ins().bitselect(below, low, x);
+        let above = self.b.ins().fcmp(FloatCC::LessThan, high, x);
+        let above = self.b.ins().bitcast(types::F32X4, little_endian(), above);
+        self.b.ins().bitselect(above, high, x)
+    }
+
     /// `exp` of four f32 lanes without leaving the vector unit. With `n` the
     /// nearest integer to `x / ln 2` and `r = x - n ln 2` (Cody-Waite, two
     /// parts of ln 2), `e^r` comes from its Taylor polynomial to degree 7
@@ -425,8 +438,7 @@ impl KernelBuilder<'_, '_> {
             k.b.ins().splat(types::F32X4, c)
         };
         let (low, high) = (splat(self, -110.0), splat(self, 89.0));
-        let x = self.max_min_constant(BinaryOp::Max, x, low);
-        let x = self.max_min_constant(BinaryOp::Min, x, high);
+        let x = self.clamp(x, low, high);
         let log2e = splat(self, std::f32::consts::LOG2_E);
         let scaled = self.b.ins().fmul(x, log2e);
         let n = self.b.ins().nearest(scaled);
