@@ -139,23 +139,14 @@ fn bandwidth(n: usize) -> (f64, f64) {
     (rate(copy), rate(scale))
 }
 
-/// How a benchmark runs a training step.
-#[derive(Clone, Copy, PartialEq)]
-enum Way {
-    /// In a session of the JIT, as `kiln train` does: parameters stay in
-    /// f32 buffers between steps; the batch goes in, the loss comes out.
-    Session,
-    /// Through `Jit::run`: every parameter converted from and to f64
-    /// tensors at every step.
-    JitRun,
-    Interpreter,
-}
-
-/// One training step of an example at batch 256, in milliseconds.
-fn step(example: &str, way: Way) -> f64 {
+/// An example's module with its training step, the parameters that step
+/// updates, initial parameters and a batch of 256 (with a key when the
+/// step takes one).
+fn training_step(example: &str) -> (kiln_ir::Module, Vec<String>, kiln_ir::interp::Params, Vec<Tensor>) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(example);
     let compiled = kiln::compile_file(&path, &Options::default(), Style::Plain).expect("compiles");
     let m = kiln::with_train_step(&compiled).expect("a training step");
+    let updates = compiled.train.as_ref().expect("a train block").updates.clone();
     let params = kiln_ir::initialize_params(&m, 0);
     let f = m.function("train_step").expect("train_step");
     let inputs: Vec<Tensor> = f
@@ -171,18 +162,49 @@ fn step(example: &str, way: Way) -> f64 {
             }
         })
         .collect();
-    let interpreter = kiln_runtime::execute::Interpreter { module: &m };
+    (m, updates, params, inputs)
+}
+
+/// An example's training step at batch 256 on the JIT, three ways in turn
+/// at every round (so that the machine's drift hits all three alike),
+/// medians of 41 rounds in milliseconds: in a session, as `kiln train`
+/// runs it (parameters stay in f32 buffers; the batch goes in, the loss
+/// comes out); through `Jit::run` (every parameter converted from and to
+/// f64 tensors); and the compiled plan alone on an arena already filled.
+fn step_jit(example: &str) -> [f64; 3] {
+    let (m, updates, params, inputs) = training_step(example);
     let jit = kiln::jit::Jit::new(&m);
-    let t = match way {
-        Way::Session => {
-            let updates = compiled.train.as_ref().expect("a train block").updates.clone();
-            let mut session = jit.session(params);
-            median(31, || drop(session.run_updating("train_step", &inputs, &updates).expect("runs")))
+    let mut session = jit.session(params.clone());
+    let mut bindings = Bindings::new();
+    bindings.insert(Symbol::new("N"), 256);
+    let plan = jit.compiled("train_step", &bindings).expect("compiles");
+    let mut arena = plan.arena();
+    let mut ways: [Box<dyn FnMut() + '_>; 3] = [
+        Box::new(|| drop(session.run_updating("train_step", &inputs, &updates).expect("runs"))),
+        Box::new(|| drop(jit.run("train_step", &inputs, &params).expect("runs"))),
+        Box::new(|| plan.run_arena(&mut arena).expect("runs")),
+    ];
+    let mut times: [Vec<Duration>; 3] = Default::default();
+    for round in 0..42 {
+        for (way, t) in ways.iter_mut().zip(times.iter_mut()) {
+            let start = Instant::now();
+            way();
+            if round > 0 {
+                t.push(start.elapsed());
+            }
         }
-        Way::JitRun => median(31, || drop(jit.run("train_step", &inputs, &params).expect("runs"))),
-        Way::Interpreter => median(31, || drop(interpreter.run("train_step", &inputs, &params).expect("runs"))),
-    };
-    t.as_secs_f64() * 1e3
+    }
+    times.map(|mut t| {
+        t.sort();
+        t[t.len() / 2].as_secs_f64() * 1e3
+    })
+}
+
+/// The same training step on the reference interpreter, in milliseconds.
+fn step_interpreted(example: &str) -> f64 {
+    let (m, _, params, inputs) = training_step(example);
+    let interpreter = kiln_runtime::execute::Interpreter { module: &m };
+    median(11, || drop(interpreter.run("train_step", &inputs, &params).expect("runs"))).as_secs_f64() * 1e3
 }
 
 /// An example's training step at batch 256: its plan, compiled.
@@ -195,26 +217,6 @@ fn compiled_step(example: &str) -> (kiln_ir::kernel::Plan, kiln_codegen::Compile
     let plan = kiln_passes::lower_to_kernels(&m, "train_step", &bindings).expect("lowers");
     let compiled = kiln_codegen::compile_plan(&plan).expect("compiles");
     (plan, compiled)
-}
-
-/// The compiled training step of an example at batch 256 on prepared
-/// buffers: the generated code alone, in milliseconds.
-fn step_kernels(example: &str) -> f64 {
-    let (plan, compiled) = compiled_step(example);
-    let mut buffers: Vec<kiln_codegen::HostBuffer> = plan
-        .buffers
-        .iter()
-        .enumerate()
-        .map(|(k, b)| {
-            let mut h = kiln_codegen::HostBuffer::zeros(b.dtype, b.len as usize);
-            if matches!(b.dtype, DType::F32) {
-                h = kiln_codegen::HostBuffer::from_tensor(&filled(&[b.len as usize], k as u64));
-            }
-            h
-        })
-        .collect();
-    let t = median(21, || compiled.run(&mut buffers).expect("runs"));
-    t.as_secs_f64() * 1e3
 }
 
 /// Where the compiled MLP training step spends its time: each kernel's
@@ -382,15 +384,14 @@ fn main() {
              | --- | --- | --- | --- | --- |"
         );
         for example in ["softmax_regression.kiln", "mlp.kiln"] {
-            let (session, run, kernels) =
-                (step(example, Way::Session), step(example, Way::JitRun), step_kernels(example));
-            println!("| {example} | {session:.2} | {run:.2} | {kernels:.2} | {:.2} |", step(example, Way::Interpreter));
+            let [session, run, kernels] = step_jit(example);
+            println!("| {example} | {session:.2} | {run:.2} | {kernels:.2} | {:.2} |", step_interpreted(example));
         }
         println!();
     }
     if filter.iter().any(|f| f == "jit-step") {
-        // For profilers: the MLP step in a JIT session alone.
-        println!("| mlp.kiln step, JIT session | {:.2} ms |", step("mlp.kiln", Way::Session));
+        // For profilers: the MLP step on the JIT alone.
+        println!("| mlp.kiln step, JIT session, Jit::run, kernels | {:.2?} ms |", step_jit("mlp.kiln"));
     }
     if wanted("conv") {
         conv(256);
