@@ -472,6 +472,66 @@ fn gemm_epilogues_agree_by_row_blocks() {
     compare("f", "executor", &executed, &expected, TOLERANCE, &plan.to_string());
 }
 
+/// Column reductions (a sum, a sum of products and a max over the rows of
+/// each column, and an expression of the sum stored per column, as a bias
+/// update is) run four columns in the four lanes: the same bits as the
+/// scalar loop, within rounding of the interpreter, with NaNs, a ragged
+/// column count (a scalar tail) and, on 4 threads, ranges of columns split
+/// at any point.
+#[test]
+fn column_reductions_run_in_lanes() {
+    let text = "func f(x: f32[R, 1003], b: f32[1003]) -> (f32[1003], f32[1003], f32[1003]) {
+  %0: f32[R, 1003] = input 0
+  %1: f32[1003] = input 1
+  %2: f32[1003] = reduce_sum %0 axes=[0] keepdims=false
+  %3: f32[1003] = const 0.1
+  %4: f32[1003] = mul %2, %3
+  %5: f32[1003] = sub %1, %4
+  %6: f32[R, 1003] = mul %0, %0
+  %7: f32[1003] = reduce_sum %6 axes=[0] keepdims=false
+  %8: f32[1003] = reduce_max %0 axes=[0] keepdims=false
+  return %5, %7, %8
+}
+";
+    let module = kiln_ir::parse_module(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let params = kiln_ir::interp::Params::new();
+    for rows in [1usize, 7, 300] {
+        let x: Vec<f32> =
+            (0..rows * 1003).map(|i| if i % 997 == 5 { f32::NAN } else { (i as f32 * 0.37).sin() }).collect();
+        let b: Vec<f32> = (0..1003).map(|i| (i as f32 * 0.11).cos()).collect();
+        let inputs = vec![Tensor::from_f32(&[rows, 1003], &x), Tensor::from_f32(&[1003], &b)];
+        let mut bindings = Bindings::new();
+        bindings.insert(Symbol::new("R"), rows as u64);
+        let plan = kiln_passes::lower_to_kernels(&module, "f", &bindings).unwrap();
+        let clif = kiln_codegen::clif_text(&plan).unwrap();
+        assert!(clif.contains("fadd.f32x4") && clif.contains("fmax.f32x4"), "columns in lanes:\n{plan}\n{clif}");
+        let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
+        let jitted = pool.install(|| run_jit(&plan, &inputs, &params)).unwrap();
+        compare("f", "JIT, columns in lanes", &jitted, &expected, JIT_TOLERANCE, &plan.to_string());
+        let executed = execute(&plan, &inputs, &params).unwrap();
+        compare("f", "executor", &executed, &expected, TOLERANCE, &plan.to_string());
+        // The same loops not marked parallel run one column at a time: the
+        // lanes give their bits exactly.
+        let mut scalar = plan.clone();
+        for kernel in &mut scalar.kernels {
+            for s in &mut kernel.body {
+                if let kiln_ir::kernel::KStmt::For { parallel, .. } = s {
+                    *parallel = false;
+                }
+            }
+        }
+        assert!(!kiln_codegen::clif_text(&scalar).unwrap().contains("fadd.f32x4"), "scalar:\n{scalar}");
+        let one_at_a_time = run_jit(&scalar, &inputs, &params).unwrap();
+        for (k, (a, e)) in jitted.iter().zip(&one_at_a_time).enumerate() {
+            let bits = |v: &Storage| {
+                values(v).iter().map(|x| if x.is_nan() { u64::MAX } else { x.to_bits() }).collect::<Vec<_>>()
+            };
+            assert_eq!(bits(a), bits(e), "output {k} for {rows} rows: lanes and the scalar loop differ");
+        }
+    }
+}
+
 /// Widened max and min, of two arrays and against constants, exact against
 /// the interpreter with NaNs (either side, both), infinities and zeros of
 /// both signs, on a length with a scalar tail.

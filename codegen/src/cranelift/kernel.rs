@@ -49,6 +49,9 @@ pub struct KernelBuilder<'a, 'f> {
     /// Cranelift rematerializes the seeds' first exclusive-or with a
     /// constant, and the whole chain after it, at every use).
     pub seeds: HashMap<(KExpr, u64), StackSlot>,
+    /// The accumulators a column reduction keeps in four lanes, and the
+    /// variables holding them (`vector.rs`, `widened_columns`).
+    pub wide_accs: Vec<(AccId, Variable)>,
 }
 
 pub type Gen<T> = Result<T, String>;
@@ -208,6 +211,7 @@ pub fn build(module: &mut dyn Module, func: &mut Function, plan: &Plan, kernel: 
         fma,
         x86,
         seeds: HashMap::new(),
+        wide_accs: Vec::new(),
     };
     for (key, stream) in invariant_keys(kernel) {
         let value = k.expr(&key)?;
@@ -218,14 +222,14 @@ pub fn build(module: &mut dyn Module, func: &mut Function, plan: &Plan, kernel: 
         k.seeds.insert((key, stream), slot);
     }
     match (split_loop(kernel), gemm_epilogue(kernel)) {
-        (Some((var, vector, body)), _) => k.any_loop(var, vector, Bound::Range(lo, hi), body)?,
+        (Some((var, vector, body)), _) => k.any_loop(var, vector, true, Bound::Range(lo, hi), body)?,
         (None, Some(e)) => {
             // Rows [lo, hi) of the product, then their iterations of the loop.
             let RuntimeCall::Gemm { m, n, k: depth, a, b, c, .. } = e.call;
             k.gemm_call(1, [*m, *n, *depth], a, b, c, Some((lo, hi)))?;
             let first = k.b.ins().imul_imm_s(lo, e.per_row as i64);
             let end = k.b.ins().imul_imm_s(hi, e.per_row as i64);
-            k.any_loop(e.var, e.vector, Bound::Range(first, end), e.body)?
+            k.any_loop(e.var, e.vector, true, Bound::Range(first, end), e.body)?
         }
         _ => k.block(&kernel.body)?,
     }
@@ -243,7 +247,9 @@ impl KernelBuilder<'_, '_> {
 
     fn stmt(&mut self, s: &KStmt) -> Gen<()> {
         match s {
-            KStmt::For { var, extent, vector, body, .. } => self.any_loop(*var, *vector, Bound::Extent(*extent), body),
+            KStmt::For { var, extent, parallel, vector, body } => {
+                self.any_loop(*var, *vector, *parallel, Bound::Extent(*extent), body)
+            }
             KStmt::Store { buffer, index, value } => {
                 let v = self.expr(value)?;
                 let address = self.address(*buffer, index)?;
@@ -321,11 +327,13 @@ impl KernelBuilder<'_, '_> {
     }
 
     /// A loop, widened to vectors when it asks for four lanes and can be.
-    fn any_loop(&mut self, var: VarId, vector: u32, bound: Bound, body: &[KStmt]) -> Gen<()> {
+    fn any_loop(&mut self, var: VarId, vector: u32, parallel: bool, bound: Bound, body: &[KStmt]) -> Gen<()> {
         if vector == 4 && self.widenable(var, body) {
             self.widened_loop(var, bound, body)
         } else if vector == 4 && self.widenable_reduction(var, body) {
             self.widened_reduction(var, bound, body)
+        } else if parallel && self.widenable_columns(var, body) {
+            self.widened_columns(var, bound, body)
         } else {
             self.counted_loop(var, bound, body)
         }
@@ -344,6 +352,18 @@ impl KernelBuilder<'_, '_> {
     }
 
     fn counted_loop(&mut self, var: VarId, bound: Bound, body: &[KStmt]) -> Gen<()> {
+        self.counted_loop_with(var, bound, body, |k| k.block(body))
+    }
+
+    /// A scalar loop over `var` whose body `emit` generates; `body` is what
+    /// it computes, for the index parts hoisted before the loop.
+    pub fn counted_loop_with(
+        &mut self,
+        var: VarId,
+        bound: Bound,
+        body: &[KStmt],
+        emit: impl FnOnce(&mut Self) -> Gen<()>,
+    ) -> Gen<()> {
         let counter = self.b.declare_var(types::I64);
         let start = match bound {
             Bound::Extent(_) => self.b.ins().iconst(types::I64, 0),
@@ -363,7 +383,7 @@ impl KernelBuilder<'_, '_> {
         self.b.switch_to_block(inside);
         self.b.seal_block(inside);
         self.vars.insert(var, counter);
-        self.block(body)?;
+        emit(self)?;
         self.vars.remove(&var);
         let i = self.b.use_var(counter);
         let next = self.b.ins().iadd_imm_s(i, 1);

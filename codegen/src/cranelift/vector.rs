@@ -19,7 +19,7 @@
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{Block, InstBuilder, MemFlagsData, Value, types};
 use cranelift_frontend::Variable;
-use kiln_ir::kernel::{Affine, KExpr, KStmt, VarId};
+use kiln_ir::kernel::{AccId, Affine, KExpr, KStmt, VarId};
 use kiln_ir::{BinaryOp, DType, Literal, ReduceKind, UnaryOp};
 
 use super::kernel::{Bound, Gen, KernelBuilder};
@@ -258,8 +258,120 @@ impl KernelBuilder<'_, '_> {
                 let mask = self.b.ins().bitcast(types::F32X4, little_endian(), mask);
                 Ok(self.b.ins().bitselect(mask, x, y))
             }
+            KExpr::Acc(a) => {
+                let &(_, lanes) = self.wide_accs.iter().find(|w| w.0 == *a).ok_or("an accumulator not in lanes")?;
+                Ok(self.b.use_var(lanes))
+            }
             _ => Err("this expression is not widened".into()),
         }
+    }
+
+    /// Whether a parallel loop over `var` with `body` is a column reduction
+    /// that can run four iterations in the four lanes: each iteration
+    /// declares f32 accumulators, updates them in one inner loop by values
+    /// whose loads move along `var` with coefficient 1 (or not at all), and
+    /// stores f32 expressions of them at indices moving along `var` with
+    /// coefficient 1. Bias gradients (sums over the batch of each column)
+    /// are such loops: scalar, each element is a dependent add on a load a
+    /// row apart; in lanes, four columns are summed by contiguous loads.
+    pub fn widenable_columns(&self, var: VarId, body: &[KStmt]) -> bool {
+        let Some((accs, inner, stores)) = column_reduction(body) else {
+            return false;
+        };
+        let KStmt::For { body: updates, .. } = inner else {
+            return false;
+        };
+        // Results are checked with each accumulator standing for a
+        // widenable value; they must not read any other.
+        let placeholder = KExpr::Const { value: Literal::Float(kiln_ir::F64Bits::new(0.0)), dtype: DType::F32 };
+        accs.iter().all(|(_, dtype, _)| *dtype == DType::F32)
+            && updates.iter().all(|u| match u {
+                KStmt::AccUpdate { acc, value } => {
+                    accs.iter().any(|(a, _, _)| a == acc) && self.widenable_expr(var, value)
+                }
+                _ => false,
+            })
+            && stores.iter().all(|s| match s {
+                KStmt::Store { buffer, index, value } => {
+                    self.dtype(*buffer) == Ok(DType::F32)
+                        && coefficient(index, var) == 1
+                        && replace_accs(value, &accs.iter().map(|a| a.0).collect::<Vec<_>>(), &placeholder)
+                            .is_some_and(|r| self.widenable_expr(var, &r))
+                }
+                _ => false,
+            })
+    }
+
+    /// Emits a column reduction (see [`Self::widenable_columns`]) four
+    /// iterations of `var` at a time: the lanes accumulate in the inner
+    /// loop's order, so results are bit for bit the scalar loop's; a
+    /// scalar loop finishes the remaining iterations.
+    pub fn widened_columns(&mut self, var: VarId, bound: Bound, body: &[KStmt]) -> Gen<()> {
+        let Some((accs, KStmt::For { var: inner, extent, body: updates, .. }, stores)) = column_reduction(body) else {
+            return Err("not a column reduction".into());
+        };
+        let (counter, end) = self.counter(bound);
+        self.enter_loop(body)?;
+        self.bind_var(var, counter);
+        let (header, tail_header) = self.wide_steps(counter, end, LANES);
+        let mut lanes = Vec::new();
+        for &(acc, _, kind) in &accs {
+            let identity = match kind {
+                ReduceKind::Sum => self.b.ins().f32const(0.0),
+                ReduceKind::Max => self.b.ins().f32const(f32::NEG_INFINITY),
+            };
+            let identity = self.b.ins().splat(types::F32X4, identity);
+            let v = self.b.declare_var(types::F32X4);
+            self.b.def_var(v, identity);
+            lanes.push((acc, v, kind));
+        }
+        self.counted_loop_with(*inner, Bound::Extent(*extent), updates, |k| {
+            for update in updates {
+                let KStmt::AccUpdate { acc, value } = update else {
+                    return Err("a column reduction's inner loop only updates accumulators".into());
+                };
+                let &(_, v, kind) = lanes.iter().find(|l| l.0 == *acc).ok_or("an undeclared accumulator")?;
+                let old = k.b.use_var(v);
+                let new = match (kind, value) {
+                    (ReduceKind::Sum, KExpr::Binary(BinaryOp::Mul, x, y)) => {
+                        let (x, y) = (k.vector_expr(var, x)?, k.vector_expr(var, y)?);
+                        k.multiply_add(x, y, old)
+                    }
+                    (ReduceKind::Sum, _) => {
+                        let v = k.vector_expr(var, value)?;
+                        k.b.ins().fadd(old, v)
+                    }
+                    (ReduceKind::Max, _) => {
+                        let v = k.vector_expr(var, value)?;
+                        k.b.ins().fmax(old, v)
+                    }
+                };
+                k.b.def_var(v, new);
+            }
+            Ok(())
+        })?;
+        self.wide_accs = lanes.iter().map(|&(acc, v, _)| (acc, v)).collect();
+        let stored = stores.iter().try_for_each(|s| {
+            let KStmt::Store { buffer, index, value } = s else {
+                return Err("a column reduction ends in stores".to_string());
+            };
+            let v = self.vector_expr(var, value)?;
+            let address = self.address(*buffer, index)?;
+            self.b.ins().store(MemFlagsData::new().with_notrap(), v, address, 0);
+            Ok(())
+        });
+        self.wide_accs.clear();
+        stored?;
+        let i = self.b.use_var(counter);
+        let next = self.b.ins().iadd_imm_s(i, LANES);
+        self.b.def_var(counter, next);
+        self.b.ins().jump(header, &[]);
+        self.b.seal_block(header);
+
+        self.scalar_rest(tail_header, counter, end, body)?;
+        self.unbind_var(var);
+        self.leave_loop();
+        Ok(())
     }
 
     /// A bool expression as four i32 lanes, all ones where true.
@@ -486,4 +598,49 @@ impl KernelBuilder<'_, '_> {
         }
         Ok(result)
     }
+}
+
+/// The parts of a column reduction's body: its accumulators (id, dtype,
+/// kind), the inner loop that updates them, and the stores after it.
+type ColumnReduction<'a> = (Vec<(AccId, DType, ReduceKind)>, &'a KStmt, &'a [KStmt]);
+
+/// `body` split as a column reduction, if it has that shape: accumulator
+/// declarations, one loop, then stores.
+fn column_reduction(body: &[KStmt]) -> Option<ColumnReduction<'_>> {
+    let declared = body.iter().take_while(|s| matches!(s, KStmt::AccInit { .. })).count();
+    let accs = body[..declared]
+        .iter()
+        .filter_map(|s| match s {
+            KStmt::AccInit { acc, dtype, kind } => Some((*acc, *dtype, *kind)),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    let (inner, stores) = body[declared..].split_first()?;
+    let shaped = !accs.is_empty()
+        && matches!(inner, KStmt::For { .. })
+        && !stores.is_empty()
+        && stores.iter().all(|s| matches!(s, KStmt::Store { .. }));
+    shaped.then_some((accs, inner, stores))
+}
+
+/// `e` with each accumulator of `accs` replaced by `by`; `None` if `e`
+/// reads another accumulator.
+fn replace_accs(e: &KExpr, accs: &[AccId], by: &KExpr) -> Option<KExpr> {
+    let sub = |x: &KExpr| replace_accs(x, accs, by).map(Box::new);
+    Some(match e {
+        KExpr::Acc(a) if accs.contains(a) => by.clone(),
+        KExpr::Acc(_) => return None,
+        KExpr::Unary(op, x) => KExpr::Unary(*op, sub(x)?),
+        KExpr::Cast(d, x) => KExpr::Cast(*d, sub(x)?),
+        KExpr::Binary(op, a, b) => KExpr::Binary(*op, sub(a)?, sub(b)?),
+        KExpr::Compare(op, a, b) => KExpr::Compare(*op, sub(a)?, sub(b)?),
+        KExpr::Select(c, a, b) => KExpr::Select(sub(c)?, sub(a)?, sub(b)?),
+        KExpr::Gather { buffer, base, index, stride, bound } => {
+            KExpr::Gather { buffer: *buffer, base: base.clone(), index: sub(index)?, stride: *stride, bound: *bound }
+        }
+        KExpr::RandomBits { key, stream, counter, dtype } => {
+            KExpr::RandomBits { key: sub(key)?, stream: *stream, counter: counter.clone(), dtype: *dtype }
+        }
+        KExpr::Const { .. } | KExpr::Index { .. } | KExpr::Load { .. } => e.clone(),
+    })
 }
