@@ -120,10 +120,7 @@ impl ResidentSession<'_, '_> {
         let mut resident = self.resident.borrow_mut();
         for (b, decl) in plan.buffers.iter().enumerate() {
             match &decl.role {
-                BufferRole::Input(n) => {
-                    let value = inputs.get(*n as usize).ok_or_else(|| format!("input {n} is missing"))?;
-                    arena.write(b, value)?;
-                }
+                BufferRole::Input(n) => write_input(&mut arena, b, inputs, *n)?,
                 BufferRole::Param(name) => {
                     if !resident.contains_key(name) {
                         let value = self.given.get(name).ok_or_else(|| format!("parameter `{name}` has no value"))?;
@@ -193,10 +190,7 @@ pub fn execute(
     let plan = compiled.plan();
     for (b, decl) in plan.buffers.iter().enumerate() {
         match &decl.role {
-            BufferRole::Input(n) => {
-                let value = inputs.get(*n as usize).ok_or_else(|| format!("input {n} is missing"))?;
-                arena.write(b, value)?;
-            }
+            BufferRole::Input(n) => write_input(arena, b, inputs, *n)?,
             BufferRole::Param(name) => {
                 let value = params.get(name).ok_or_else(|| format!("parameter `{name}` has no value"))?;
                 check(name, value)?;
@@ -214,6 +208,12 @@ pub fn execute(
         .collect();
     outputs.sort_by_key(|o| o.0);
     Ok(outputs.into_iter().map(|o| o.1).collect())
+}
+
+/// Writes input `n` of `inputs` into buffer `buffer` of `arena`.
+fn write_input(arena: &mut Arena, buffer: usize, inputs: &[Tensor], n: u32) -> Result<(), String> {
+    let value = inputs.get(n as usize).ok_or_else(|| format!("input {n} is missing"))?;
+    arena.write(buffer, value)
 }
 
 /// A tensor of `shape` from a buffer's elements, which already have the

@@ -332,20 +332,7 @@ impl KernelBuilder<'_, '_> {
                 };
                 let &(_, v, kind) = lanes.iter().find(|l| l.0 == *acc).ok_or("an undeclared accumulator")?;
                 let old = k.b.use_var(v);
-                let new = match (kind, value) {
-                    (ReduceKind::Sum, KExpr::Binary(BinaryOp::Mul, x, y)) => {
-                        let (x, y) = (k.vector_expr(var, x)?, k.vector_expr(var, y)?);
-                        k.multiply_add(x, y, old)
-                    }
-                    (ReduceKind::Sum, _) => {
-                        let v = k.vector_expr(var, value)?;
-                        k.b.ins().fadd(old, v)
-                    }
-                    (ReduceKind::Max, _) => {
-                        let v = k.vector_expr(var, value)?;
-                        k.b.ins().fmax(old, v)
-                    }
-                };
+                let new = k.combine_lanes(var, kind, value, old)?;
                 k.b.def_var(v, new);
             }
             Ok(())
@@ -448,20 +435,7 @@ impl KernelBuilder<'_, '_> {
             let at = self.b.ins().iadd_imm_s(i, LANES * u as i64);
             self.b.def_var(element, at);
             let old = self.b.use_var(a);
-            let new = match (kind, value) {
-                (ReduceKind::Sum, KExpr::Binary(BinaryOp::Mul, x, y)) => {
-                    let (x, y) = (self.vector_expr(var, x)?, self.vector_expr(var, y)?);
-                    self.multiply_add(x, y, old)
-                }
-                (ReduceKind::Sum, _) => {
-                    let v = self.vector_expr(var, value)?;
-                    self.b.ins().fadd(old, v)
-                }
-                (ReduceKind::Max, _) => {
-                    let v = self.vector_expr(var, value)?;
-                    self.b.ins().fmax(old, v)
-                }
-            };
+            let new = self.combine_lanes(var, kind, value, old)?;
             self.b.def_var(a, new);
         }
         let i = self.b.use_var(counter);
@@ -499,6 +473,25 @@ impl KernelBuilder<'_, '_> {
         self.unbind_var(var);
         self.leave_loop();
         Ok(())
+    }
+
+    /// Four lanes of an accumulator of `kind` updated by `value` widened
+    /// along `var`: a fused multiply-add for a sum of products.
+    fn combine_lanes(&mut self, var: VarId, kind: ReduceKind, value: &KExpr, old: Value) -> Gen<Value> {
+        Ok(match (kind, value) {
+            (ReduceKind::Sum, KExpr::Binary(BinaryOp::Mul, x, y)) => {
+                let (x, y) = (self.vector_expr(var, x)?, self.vector_expr(var, y)?);
+                self.multiply_add(x, y, old)
+            }
+            (ReduceKind::Sum, _) => {
+                let v = self.vector_expr(var, value)?;
+                self.b.ins().fadd(old, v)
+            }
+            (ReduceKind::Max, _) => {
+                let v = self.vector_expr(var, value)?;
+                self.b.ins().fmax(old, v)
+            }
+        })
     }
 
     /// The NaN-propagating max (or min) of four lanes: `x` where it is
