@@ -133,7 +133,10 @@ impl ResidentSession<'_, '_> {
             }
         }
         compiled.run_arena(&mut arena).map_err(|e| e.to_string())?;
+        // Every update is checked before any parameter changes, so that a
+        // failed call leaves the session as it was.
         let mut outputs: Vec<(u32, Storage)> = Vec::new();
+        let mut updated = Vec::new();
         for (b, decl) in plan.buffers.iter().enumerate() {
             let BufferRole::Output(n) = decl.role else { continue };
             let Some(name) = (n as usize).checked_sub(kept).map(|u| &updates[u]) else {
@@ -148,6 +151,9 @@ impl ResidentSession<'_, '_> {
                     decl.dtype, decl.len, param.ty
                 ));
             }
+            updated.push((b, name, decl));
+        }
+        for (b, name, decl) in updated {
             let target =
                 resident.entry(name.clone()).or_insert_with(|| HostBuffer::zeros(decl.dtype, decl.len as usize));
             arena.read_into(b, target)?;

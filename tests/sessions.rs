@@ -79,6 +79,12 @@ fn session_errors_name_the_function_and_the_parameter() {
     let swapped: Vec<String> = updates.iter().rev().cloned().collect();
     let e = session.run_updating("train_step", &step, &swapped).unwrap_err();
     assert!(e.contains("updates parameter") && e.contains(&updates[1]), "{e}");
+    // A failed step changes no parameter.
+    let mut half_wrong = updates.clone();
+    half_wrong[1] = updates[0].clone();
+    let e = session.run_updating("train_step", &step, &half_wrong).unwrap_err();
+    assert!(e.contains("updates parameter"), "{e}");
+    assert_eq!(session.params().unwrap(), params, "parameters after failed steps");
 
     let mut unknown = updates.clone();
     unknown[0] = "nope".into();
