@@ -19,7 +19,7 @@
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{Block, InstBuilder, MemFlagsData, Value, types};
 use cranelift_frontend::Variable;
-use kiln_ir::kernel::{AccId, Affine, KExpr, KStmt, VarId};
+use kiln_ir::kernel::{AccId, Affine, BufferId, KExpr, KStmt, VarId};
 use kiln_ir::{BinaryOp, DType, Literal, ReduceKind, UnaryOp};
 
 use super::kernel::{Bound, Gen, KernelBuilder};
@@ -101,13 +101,24 @@ impl KernelBuilder<'_, '_> {
         let [KStmt::Store { buffer, index, value }] = body else {
             return Err("only a single store can be widened".into());
         };
+        self.four_at_a_time(var, bound, body, |k| k.store_lanes(var, *buffer, index, value))
+    }
+
+    /// A loop over `var` that runs `wide` (which computes `body` for the
+    /// four elements from the loop variable's value on) while four fit,
+    /// then `body` one element at a time for the rest.
+    fn four_at_a_time(
+        &mut self,
+        var: VarId,
+        bound: Bound,
+        body: &[KStmt],
+        wide: impl FnOnce(&mut Self) -> Gen<()>,
+    ) -> Gen<()> {
         let (counter, end) = self.counter(bound);
         self.enter_loop(body)?;
         self.bind_var(var, counter);
         let (header, tail_header) = self.wide_steps(counter, end, LANES);
-        let v = self.vector_expr(var, value)?;
-        let address = self.address(*buffer, index)?;
-        self.b.ins().store(MemFlagsData::new().with_notrap(), v, address, 0);
+        wide(self)?;
         let i = self.b.use_var(counter);
         let next = self.b.ins().iadd_imm_s(i, LANES);
         self.b.def_var(counter, next);
@@ -117,6 +128,14 @@ impl KernelBuilder<'_, '_> {
         self.scalar_rest(tail_header, counter, end, body)?;
         self.unbind_var(var);
         self.leave_loop();
+        Ok(())
+    }
+
+    /// Stores `value` widened along `var` at `buffer[index]`, four lanes.
+    fn store_lanes(&mut self, var: VarId, buffer: BufferId, index: &Affine, value: &KExpr) -> Gen<()> {
+        let v = self.vector_expr(var, value)?;
+        let address = self.address(buffer, index)?;
+        self.b.ins().store(MemFlagsData::new().with_notrap(), v, address, 0);
         Ok(())
     }
 
@@ -310,55 +329,38 @@ impl KernelBuilder<'_, '_> {
         let Some((accs, KStmt::For { var: inner, extent, body: updates, .. }, stores)) = column_reduction(body) else {
             return Err("not a column reduction".into());
         };
-        let (counter, end) = self.counter(bound);
-        self.enter_loop(body)?;
-        self.bind_var(var, counter);
-        let (header, tail_header) = self.wide_steps(counter, end, LANES);
-        let mut lanes = Vec::new();
-        for &(acc, _, kind) in &accs {
-            let identity = match kind {
-                ReduceKind::Sum => self.b.ins().f32const(0.0),
-                ReduceKind::Max => self.b.ins().f32const(f32::NEG_INFINITY),
-            };
-            let identity = self.b.ins().splat(types::F32X4, identity);
-            let v = self.b.declare_var(types::F32X4);
-            self.b.def_var(v, identity);
-            lanes.push((acc, v, kind));
-        }
-        self.counted_loop_with(*inner, Bound::Extent(*extent), updates, |k| {
-            for update in updates {
-                let KStmt::AccUpdate { acc, value } = update else {
-                    return Err("a column reduction's inner loop only updates accumulators".into());
+        self.four_at_a_time(var, bound, body, |k| {
+            let mut lanes = Vec::new();
+            for &(acc, _, kind) in &accs {
+                let identity = match kind {
+                    ReduceKind::Sum => k.b.ins().f32const(0.0),
+                    ReduceKind::Max => k.b.ins().f32const(f32::NEG_INFINITY),
                 };
-                let &(_, v, kind) = lanes.iter().find(|l| l.0 == *acc).ok_or("an undeclared accumulator")?;
-                let old = k.b.use_var(v);
-                let new = k.combine_lanes(var, kind, value, old)?;
-                k.b.def_var(v, new);
+                let identity = k.b.ins().splat(types::F32X4, identity);
+                let v = k.b.declare_var(types::F32X4);
+                k.b.def_var(v, identity);
+                lanes.push((acc, v, kind));
             }
-            Ok(())
-        })?;
-        self.wide_accs = lanes.iter().map(|&(acc, v, _)| (acc, v)).collect();
-        let stored = stores.iter().try_for_each(|s| {
-            let KStmt::Store { buffer, index, value } = s else {
-                return Err("a column reduction ends in stores".to_string());
-            };
-            let v = self.vector_expr(var, value)?;
-            let address = self.address(*buffer, index)?;
-            self.b.ins().store(MemFlagsData::new().with_notrap(), v, address, 0);
-            Ok(())
-        });
-        self.wide_accs.clear();
-        stored?;
-        let i = self.b.use_var(counter);
-        let next = self.b.ins().iadd_imm_s(i, LANES);
-        self.b.def_var(counter, next);
-        self.b.ins().jump(header, &[]);
-        self.b.seal_block(header);
-
-        self.scalar_rest(tail_header, counter, end, body)?;
-        self.unbind_var(var);
-        self.leave_loop();
-        Ok(())
+            k.counted_loop_with(*inner, Bound::Extent(*extent), updates, |k| {
+                for update in updates {
+                    let KStmt::AccUpdate { acc, value } = update else {
+                        return Err("a column reduction's inner loop only updates accumulators".into());
+                    };
+                    let &(_, v, kind) = lanes.iter().find(|l| l.0 == *acc).ok_or("an undeclared accumulator")?;
+                    let old = k.b.use_var(v);
+                    let new = k.combine_lanes(var, kind, value, old)?;
+                    k.b.def_var(v, new);
+                }
+                Ok(())
+            })?;
+            k.wide_accs = lanes.iter().map(|&(acc, v, _)| (acc, v)).collect();
+            let stored = stores.iter().try_for_each(|s| match s {
+                KStmt::Store { buffer, index, value } => k.store_lanes(var, *buffer, index, value),
+                _ => Err("a column reduction ends in stores".into()),
+            });
+            k.wide_accs.clear();
+            stored
+        })
     }
 
     /// A bool expression as four i32 lanes, all ones where true.
