@@ -4,10 +4,14 @@ as kiln's bench binary and `kiln train` measure, run in one session so each
 kiln figure is a ratio against a peer measured minutes apart.
 
     python3 -m venv /tmp/peers && /tmp/peers/bin/pip install jax numpy torch
-    /tmp/peers/bin/python benches/peers.py [--no-train]   # runs `cargo bench` too
+    /tmp/peers/bin/python benches/peers.py [--no-train] [--rounds 15]   # runs `cargo bench` too
 
 Every figure is a median of repeated runs after a warm-up, except the
 training runs, which are timed once each (wall time of the whole run).
+The MLP step, the figure issue 5's targets are about, is timed in rounds:
+kiln, JAX and PyTorch one after another in each round, and each ratio is
+taken within a round, so a change in the machine's load between rounds
+does not land on one side only.
 """
 
 import os
@@ -32,7 +36,7 @@ def jax_figures():
     try:
         import jax
     except ImportError:
-        return None
+        return None, None
     import jax.numpy as jnp
 
     out = {}
@@ -69,16 +73,14 @@ def jax_figures():
     start = time.perf_counter()
     jax.block_until_ready(step(params, x, y, key))
     out["MLP step compile ms"] = (time.perf_counter() - start) * 1e3
-    t = median_time(lambda: jax.block_until_ready(step(params, x, y, key)), 21)
-    out["MLP step ms"] = t * 1e3
-    return out
+    return out, lambda: median_time(lambda: jax.block_until_ready(step(params, x, y, key)), 21) * 1e3
 
 
 def torch_figures():
     try:
         import torch
     except ImportError:
-        return None
+        return None, None
     out = {}
     a, b = torch.rand(1024, 1024), torch.rand(1024, 1024)
     for threads in [1, 2]:
@@ -96,8 +98,7 @@ def torch_figures():
         loss.backward()
         opt.step()
 
-    out["MLP step ms"] = median_time(step, 21) * 1e3
-    return out
+    return out, lambda: median_time(step, 21) * 1e3
 
 
 def read_idx(path):
@@ -170,26 +171,59 @@ def kiln_figures(root):
         m = re.search(r"^\| 1024 \| ([0-9.]+) \|", text, re.M)
         if m:
             out[f"matmul 1024 GFLOP/s, {threads} threads"] = float(m.group(1))
-    text = kiln_bench(root, "step", "compile")
-    m = re.search(r"^\| mlp\.kiln \| ([0-9.]+) \|", text, re.M)
-    if m:
-        out["MLP step ms"] = float(m.group(1))
+    text = kiln_bench(root, "compile")
     m = re.search(r"^\| examples/mlp\.kiln \| ([0-9.]+) \|", text, re.M)
     if m:
         out["MLP step compile ms"] = float(m.group(1))
     return out
 
 
+def kiln_step(root):
+    """The MLP step in a kiln session, median of 41 (`cargo bench -- jit-step`)."""
+    text = kiln_bench(root, "jit-step")
+    m = re.search(r"JIT session \| ([0-9.]+) \|", text)
+    if not m:
+        raise SystemExit(f"no step time in the bench's output:\n{text}")
+    return float(m.group(1))
+
+
+def step_rounds(root, timers, rounds):
+    """The MLP step of kiln and of each peer, timed in turn in every round
+    (each a median of 21-41 steps), so that the machine's load drifts over
+    all of them alike. Prints every round and returns, per peer, the median
+    step time and the median and range of the per-round ratios."""
+    names = ["kiln", *timers]
+    print(f"MLP step, batch 256, {rounds} rounds (ms; each a median of 21-41 steps):\n")
+    print("| round | " + " | ".join(names) + " | " + " | ".join(f"kiln / {p}" for p in timers) + " |")
+    print("| --- " * (1 + len(names) + len(timers)) + "|")
+    times = {n: [] for n in names}
+    ratios = {p: [] for p in timers}
+    for r in range(rounds):
+        times["kiln"].append(kiln_step(root))
+        for p, timer in timers.items():
+            times[p].append(timer())
+            ratios[p].append(times["kiln"][-1] / times[p][-1])
+        cells = [f"{times[n][-1]:.2f}" for n in names] + [f"{ratios[p][-1]:.2f}" for p in timers]
+        print(f"| {r + 1} | " + " | ".join(cells) + " |", flush=True)
+    print()
+    return {n: statistics.median(t) for n, t in times.items()}, {
+        p: (statistics.median(v), min(v), max(v)) for p, v in ratios.items()
+    }
+
+
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    peers = {}
-    jax = jax_figures()
-    if jax is not None:
-        peers["JAX (jax.jit, CPU)"] = jax
-    torch = torch_figures()
-    if torch is not None:
-        peers["PyTorch (eager)"] = torch
+    rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 15
+    peers, timers = {}, {}
+    for name, figures in [("JAX (jax.jit, CPU)", jax_figures), ("PyTorch (eager)", torch_figures)]:
+        out, timer = figures()
+        if out is not None:
+            peers[name], timers[name] = out, timer
     kiln = kiln_figures(root)
+    steps, ratios = step_rounds(root, timers, rounds)
+    kiln["MLP step ms"] = steps["kiln"]
+    for name in peers:
+        peers[name]["MLP step ms"] = steps[name]
     data = os.path.join(root, "..", "shared", "data", "fashion-mnist")
     if "--no-train" not in sys.argv and os.path.isdir(data):
         kiln["MLP 10 epochs s"], kiln["MLP 10 epochs test accuracy"] = kiln_training(root, data)
@@ -205,6 +239,9 @@ def main():
         row += [f"{p[name]:.2f}" if name in p else "n/a" for p in peers.values()]
         row += [f"{k / p[name]:.2f}" if k is not None and name in p else "n/a" for p in peers.values()]
         print("| " + " | ".join(row) + " |")
+    print("\nMLP step times are medians over the rounds; per-round ratios kiln / peer:")
+    for name, (median, low, high) in ratios.items():
+        print(f"- {name}: median {median:.2f}, range {low:.2f}-{high:.2f}")
     return 0
 
 
