@@ -392,7 +392,9 @@ fn main() {
     if filter.iter().any(|f| f == "jit-step") {
         // The MLP step alone: for profilers, and for `peers.py`'s rounds.
         let [session, run, kernels] = step_jit("mlp.kiln");
-        println!("| mlp.kiln step ms: JIT session | {session:.3} | Jit::run | {run:.3} | kernels alone | {kernels:.3} |");
+        println!(
+            "| mlp.kiln step ms: JIT session | {session:.3} | Jit::run | {run:.3} | kernels alone | {kernels:.3} |"
+        );
     }
     if wanted("conv") {
         conv(256);

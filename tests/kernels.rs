@@ -776,6 +776,32 @@ fn the_mlp_step_has_few_kernels() {
     assert!(after.kernels.len() * 4 <= before, "{before} -> {} kernels:\n{after}", after.kernels.len());
 }
 
+/// A plan with several kernels that split across threads runs on one of
+/// rayon's workers when called from outside the pool; called from a worker
+/// it runs there. Both give the same bits, and the same as one thread.
+#[test]
+fn plans_run_alike_inside_and_outside_the_thread_pool() {
+    let step = with_step("examples/mlp.kiln");
+    let mut n = Bindings::new();
+    n.insert(Symbol::new("N"), 256);
+    let plan = kiln_passes::lower_to_kernels(&step, "train_step", &n).unwrap();
+    let inputs = support::inputs_at(&step, "train_step", 256);
+    let params = kiln_ir::initialize_params(&step, 1);
+    // Compiled where it runs: compiled code is not shared between threads.
+    let run = || {
+        let compiled = kiln_codegen::compile_plan(&plan).unwrap();
+        let mut arena = compiled.arena();
+        kiln::jit::execute(&compiled, &mut arena, &inputs, &params, |_, _| Ok(())).unwrap()
+    };
+    let bits = |outputs: Vec<Storage>| outputs.iter().flat_map(values).map(f64::to_bits).collect::<Vec<_>>();
+    let outside = bits(run());
+    assert!(rayon::current_thread_index().is_none(), "the test thread is not a worker");
+    let inside = rayon::scope(|_| bits(run()));
+    let one_thread = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| bits(run()));
+    assert_eq!(outside, inside, "outside the pool and on a worker");
+    assert_eq!(outside, one_thread, "and on one thread");
+}
+
 mod random_graphs {
     //! Random graphs of primitives on `f32[4, 6]` values: the simplified
     //! graph on the interpreter and its optimized plan on the JIT against

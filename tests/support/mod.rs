@@ -17,12 +17,17 @@ use ndarray::{ArrayD, Dimension, IxDyn};
 pub const BATCH: u64 = 3;
 
 pub fn inputs_for(module: &Module, function: &str) -> Vec<Tensor> {
+    inputs_at(module, function, BATCH)
+}
+
+/// Inputs of `function` with every symbolic dimension `batch`.
+pub fn inputs_at(module: &Module, function: &str, batch: u64) -> Vec<Tensor> {
     let f = module.function(function).unwrap();
     f.inputs
         .iter()
         .enumerate()
         .map(|(k, decl)| {
-            let shape: Vec<usize> = decl.ty.shape.0.iter().map(|d| d.as_const().unwrap_or(BATCH) as usize).collect();
+            let shape: Vec<usize> = decl.ty.shape.0.iter().map(|d| d.as_const().unwrap_or(batch) as usize).collect();
             let n: usize = shape.iter().product();
             match decl.ty.dtype {
                 d if d.is_float() => {

@@ -237,42 +237,67 @@ impl CompiledPlan {
 
     /// Runs every kernel in order on buffers at `pointers`, checked to be
     /// the plan's, pushing each kernel's wall time to `times` if given.
-    fn launch(
-        &self,
-        pointers: &Pointers,
-        mut times: Option<&mut Vec<std::time::Duration>>,
-    ) -> Result<(), CodegenError> {
+    ///
+    /// A plan with two or more kernels that split across threads runs on
+    /// one of rayon's workers: each split is then a fork inside the pool,
+    /// which the other workers, still awake from the kernel before, pick up
+    /// at once. Called from outside the pool, every split would instead be
+    /// handed to the pool from outside and the caller put to sleep until it
+    /// finished (`docs/performance.md`: 4% of the MLP step).
+    fn launch(&self, pointers: &Pointers, times: Option<&mut Vec<std::time::Duration>>) -> Result<(), CodegenError> {
         let threads = rayon::current_num_threads() as u64;
-        for kernel in &self.kernels {
-            let start = std::time::Instant::now();
-            let status = match kernel.split {
-                Some(extent) if threads > 1 && extent > 1 && kernel.work >= PARALLEL_WORK => {
-                    let chunks = threads.min(extent);
-                    (0..chunks)
-                        .into_par_iter()
-                        .map(|c| {
-                            let (lo, hi) = (extent * c / chunks, extent * (c + 1) / chunks);
-                            // SAFETY: as below; iterations of a parallel loop
-                            // write disjoint elements, so the chunks do too.
-                            unsafe { (kernel.function)(pointers.array(), lo as i64, hi as i64) }
-                        })
-                        .max()
-                        .unwrap_or(0)
-                }
-                // SAFETY: the plan was verified, so every affine access is
-                // within the buffers checked above; computed indices are
-                // checked by the kernel itself.
-                _ => unsafe { (kernel.function)(pointers.array(), 0, kernel.split.unwrap_or(0) as i64) },
-            };
-            if let Some(times) = times.as_deref_mut() {
-                times.push(start.elapsed());
-            }
-            match i64::from(status) {
-                0 => {}
-                STATUS_DIVISION_BY_ZERO => return Err(CodegenError::DivisionByZero(kernel.name.clone())),
-                _ => return Err(CodegenError::IndexOutOfRange(kernel.name.clone())),
-            }
+        let splits = self.kernels.iter().filter(|k| k.splits(threads)).count();
+        if splits >= 2 && rayon::current_thread_index().is_none() {
+            let kernels = &self.kernels;
+            return rayon::scope(|_| launch_kernels(kernels, pointers, times));
         }
-        Ok(())
+        launch_kernels(&self.kernels, pointers, times)
     }
+}
+
+impl CompiledKernel {
+    /// Whether the kernel runs in parts on `threads` threads.
+    fn splits(&self, threads: u64) -> bool {
+        matches!(self.split, Some(extent) if threads > 1 && extent > 1 && self.work >= PARALLEL_WORK)
+    }
+}
+
+/// Runs `kernels` in order (see [`CompiledPlan::launch`]).
+fn launch_kernels(
+    kernels: &[CompiledKernel],
+    pointers: &Pointers,
+    mut times: Option<&mut Vec<std::time::Duration>>,
+) -> Result<(), CodegenError> {
+    let threads = rayon::current_num_threads() as u64;
+    for kernel in kernels {
+        let start = std::time::Instant::now();
+        let status = match kernel.split {
+            Some(extent) if kernel.splits(threads) => {
+                let chunks = threads.min(extent);
+                (0..chunks)
+                    .into_par_iter()
+                    .map(|c| {
+                        let (lo, hi) = (extent * c / chunks, extent * (c + 1) / chunks);
+                        // SAFETY: as below; iterations of a parallel loop
+                        // write disjoint elements, so the chunks do too.
+                        unsafe { (kernel.function)(pointers.array(), lo as i64, hi as i64) }
+                    })
+                    .max()
+                    .unwrap_or(0)
+            }
+            // SAFETY: the plan was verified, so every affine access is
+            // within the buffers checked above; computed indices are
+            // checked by the kernel itself.
+            _ => unsafe { (kernel.function)(pointers.array(), 0, kernel.split.unwrap_or(0) as i64) },
+        };
+        if let Some(times) = times.as_deref_mut() {
+            times.push(start.elapsed());
+        }
+        match i64::from(status) {
+            0 => {}
+            STATUS_DIVISION_BY_ZERO => return Err(CodegenError::DivisionByZero(kernel.name.clone())),
+            _ => return Err(CodegenError::IndexOutOfRange(kernel.name.clone())),
+        }
+    }
+    Ok(())
 }
