@@ -227,7 +227,8 @@ def main():
     data = os.path.join(root, "..", "shared", "data", "fashion-mnist")
     if "--no-train" not in sys.argv and os.path.isdir(data):
         kiln["MLP 10 epochs s"], kiln["MLP 10 epochs test accuracy"] = kiln_training(root, data)
-        if torch is not None:
+        if "PyTorch (eager)" in peers:
+            torch = peers["PyTorch (eager)"]
             torch["MLP 10 epochs s"], torch["MLP 10 epochs test accuracy"] = torch_training(data)
     print("| figure | kiln | " + " | ".join(peers) + " | " + " | ".join(f"kiln / {p}" for p in peers) + " |")
     print("| --- " * (2 + 2 * len(peers)) + "|")
