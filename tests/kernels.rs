@@ -776,6 +776,43 @@ fn the_mlp_step_has_few_kernels() {
     assert!(after.kernels.len() * 4 <= before, "{before} -> {} kernels:\n{after}", after.kernels.len());
 }
 
+/// Every loop nest around one f32 store (elementwise kernels, and the
+/// copies of pads, slices, permutes, concatenations, im2col and outputs)
+/// asks for four lanes on its innermost loop when that has four or more
+/// iterations. LeNet's training step has all of them; the JIT's results
+/// are checked against the interpreter by `examples_forward_loss_and_training_step`.
+#[test]
+fn single_store_nests_ask_for_lanes() {
+    use kiln_ir::kernel::{KStmt, Plan};
+    fn innermost<'a>(stmts: &'a [KStmt], out: &mut Vec<&'a KStmt>) {
+        for s in stmts {
+            if let KStmt::For { body, .. } = s {
+                match body.as_slice() {
+                    [KStmt::Store { .. }] => out.push(s),
+                    _ => innermost(body, out),
+                }
+            }
+        }
+    }
+    let step = with_step("examples/lenet.kiln");
+    let mut n = Bindings::new();
+    n.insert(Symbol::new("N"), 4);
+    let plan: Plan = kiln_passes::lower_to_kernels(&step, "train_step", &n).unwrap();
+    let mut loops = Vec::new();
+    plan.kernels.iter().for_each(|k| innermost(&k.body, &mut loops));
+    let f32_store = |s: &KStmt| match s {
+        KStmt::For { body, .. } => matches!(&body[0], KStmt::Store { buffer, .. }
+            if plan.buffer(*buffer).is_some_and(|b| b.dtype == DType::F32)),
+        _ => false,
+    };
+    let eligible: Vec<_> = loops.into_iter().filter(|s| f32_store(s)).collect();
+    assert!(eligible.len() >= 20, "LeNet's step has many copy and elementwise nests: {}", eligible.len());
+    for s in eligible {
+        let KStmt::For { extent, vector, .. } = s else { unreachable!() };
+        assert_eq!(*vector, if *extent >= 4 { 4 } else { 1 }, "{s:?}");
+    }
+}
+
 /// A plan with several kernels that split across threads runs on one of
 /// rayon's workers when called from outside the pool; called from a worker
 /// it runs there. Both give the same bits, and the same as one thread.

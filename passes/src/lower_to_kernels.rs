@@ -300,13 +300,9 @@ impl Lowering<'_> {
             let decl = self.buffers[b.0 as usize].clone();
             let out = self.new_buffer(BufferRole::Output(position as u32), decl.dtype, decl.len);
             let v = VarId(0);
-            let body = vec![KStmt::For {
-                var: v,
-                extent: decl.len,
-                parallel: true,
-                vector: 1,
-                body: vec![KStmt::Store { buffer: out, index: Affine::var(v), value: load(b, Affine::var(v)) }],
-            }];
+            let store = KStmt::Store { buffer: out, index: Affine::var(v), value: load(b, Affine::var(v)) };
+            let body = vec![KStmt::For { var: v, extent: decl.len, parallel: true, vector: 1, body: vec![store] }];
+            let body = Self::ask_for_lanes(body, decl.dtype);
             self.kernels.push(Kernel { name: format!("copy_output_{position}"), body });
         }
     }
@@ -334,12 +330,35 @@ impl Lowering<'_> {
         body
     }
 
+    /// Asks for four lanes on the innermost loop of `body`, a loop nest
+    /// around one store of `dtype` values, when it is f32 and that loop has
+    /// at least four iterations. The backend widens the loop where its
+    /// accesses are contiguous along it and keeps it scalar otherwise.
+    fn ask_for_lanes(mut body: Vec<KStmt>, dtype: DType) -> Vec<KStmt> {
+        if dtype != DType::F32 {
+            return body;
+        }
+        let mut level = &mut body;
+        while let Some(KStmt::For { body: inner, vector, extent, .. }) = level.first_mut() {
+            match inner.as_slice() {
+                [KStmt::For { .. }] => level = inner,
+                [KStmt::Store { .. }] if *extent >= 4 => {
+                    *vector = 4;
+                    break;
+                }
+                _ => break,
+            }
+        }
+        body
+    }
+
     /// A kernel body storing `value(vars)` at every element of `out_shape`.
     fn elementwise(&mut self, out: BufferId, out_shape: &[u64], value: impl FnOnce(&[VarId]) -> KExpr) -> Vec<KStmt> {
         let vars = self.vars(out_shape.len());
         let index = row_major(&vars, &strides(out_shape));
         let store = KStmt::Store { buffer: out, index, value: value(&vars) };
-        Self::nest(&vars, out_shape, vec![store])
+        let dtype = self.buffers[out.0 as usize].dtype;
+        Self::ask_for_lanes(Self::nest(&vars, out_shape, vec![store]), dtype)
     }
 
     /// The kernel of an elementwise node, computing it and every value
@@ -364,19 +383,7 @@ impl Lowering<'_> {
         let vars = self.vars(shape.len());
         let value = self.expr_of(id, &At::Axes(vars.iter().map(|&v| Affine::var(v)).collect()))?;
         let store = KStmt::Store { buffer: out, index: row_major(&vars, &strides(shape)), value };
-        let mut body = Self::nest(&vars, shape, vec![store]);
-        if dtype == DType::F32 && shape.last().is_some_and(|&d| d >= 4) {
-            let mut level = &mut body;
-            while let Some(KStmt::For { body: inner, vector, .. }) = level.first_mut() {
-                if matches!(inner.first(), Some(KStmt::For { .. })) {
-                    level = inner;
-                } else {
-                    *vector = 4;
-                    break;
-                }
-            }
-        }
-        Ok(body)
+        Ok(Self::ask_for_lanes(Self::nest(&vars, shape, vec![store]), dtype))
     }
 
     /// Whether computing `id` with what is inlined into it needs per-axis
@@ -645,7 +652,8 @@ impl Lowering<'_> {
             .fold(Affine::default(), |a, k| a.plus_term(vars[k], to_strides[k]).plus(at[k] as i64 * to_strides[k]));
         let store =
             KStmt::Store { buffer: to, index: target, value: load(from, row_major(&vars, &strides(from_shape))) };
-        Self::nest(&vars, from_shape, vec![store])
+        let dtype = self.buffers[to.0 as usize].dtype;
+        Self::ask_for_lanes(Self::nest(&vars, from_shape, vec![store]), dtype)
     }
 
     /// The reduction whose epilogue `id` is.
@@ -864,7 +872,7 @@ impl Lowering<'_> {
         extents.extend(&ws[2..]);
         extents.extend(&os[2..]);
         let store = KStmt::Store { buffer: col, index: row_major(&vars, &strides(&extents)), value: load(xp, x_index) };
-        let mut body = Self::nest(&vars, &extents, vec![store]);
+        let mut body = Self::ask_for_lanes(Self::nest(&vars, &extents, vec![store]), dtype);
         body.extend(self.gemm(
             [batch, c_out, positions, rows],
             MatrixRef::row_major(w, 0, rows, 0),
