@@ -813,30 +813,38 @@ fn single_store_nests_ask_for_lanes() {
     }
 }
 
-/// A plan with several kernels that split across threads runs on one of
-/// rayon's workers when called from outside the pool; called from a worker
-/// it runs there. Both give the same bits, and the same as one thread.
+/// A plan with several kernels (or kernel parts) that split across threads
+/// runs on one of rayon's workers when called from outside the pool; called
+/// from a worker it runs there. Both give the same bits, and the same as
+/// one thread, and agree with the interpreter: the MLP step, and LeNet's
+/// forward pass, whose convolution and pad kernels run as several parts
+/// (fill, copy, im2col, GEMM) that are each split across threads.
 #[test]
 fn plans_run_alike_inside_and_outside_the_thread_pool() {
-    let step = with_step("examples/mlp.kiln");
-    let mut n = Bindings::new();
-    n.insert(Symbol::new("N"), 256);
-    let plan = kiln_passes::lower_to_kernels(&step, "train_step", &n).unwrap();
-    let inputs = support::inputs_at(&step, "train_step", 256);
-    let params = kiln_ir::initialize_params(&step, 1);
-    // Compiled where it runs: compiled code is not shared between threads.
-    let run = || {
-        let compiled = kiln_codegen::compile_plan(&plan).unwrap();
-        let mut arena = compiled.arena();
-        kiln::jit::execute(&compiled, &mut arena, &inputs, &params, |_, _| Ok(())).unwrap()
-    };
-    let bits = |outputs: Vec<Storage>| outputs.iter().flat_map(values).map(f64::to_bits).collect::<Vec<_>>();
-    let outside = bits(run());
-    assert!(rayon::current_thread_index().is_none(), "the test thread is not a worker");
-    let inside = rayon::scope(|_| bits(run()));
-    let one_thread = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| bits(run()));
-    assert_eq!(outside, inside, "outside the pool and on a worker");
-    assert_eq!(outside, one_thread, "and on one thread");
+    for (path, function, batch) in [("examples/mlp.kiln", "train_step", 256), ("examples/lenet.kiln", "forward", 64)] {
+        let module = with_step(path);
+        let mut n = Bindings::new();
+        n.insert(Symbol::new("N"), batch);
+        let plan = kiln_passes::lower_to_kernels(&module, function, &n).unwrap();
+        let inputs = support::inputs_at(&module, function, batch);
+        let params = kiln_ir::initialize_params(&module, 1);
+        // Compiled where it runs: compiled code is not shared between threads.
+        let run = || {
+            let compiled = kiln_codegen::compile_plan(&plan).unwrap();
+            let mut arena = compiled.arena();
+            kiln::jit::execute(&compiled, &mut arena, &inputs, &params, |_, _| Ok(())).unwrap()
+        };
+        let bits = |outputs: &[Storage]| outputs.iter().flat_map(values).map(f64::to_bits).collect::<Vec<_>>();
+        let outputs = run();
+        let outside = bits(&outputs);
+        assert!(rayon::current_thread_index().is_none(), "the test thread is not a worker");
+        let inside = rayon::scope(|_| bits(&run()));
+        let one_thread = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| bits(&run()));
+        assert_eq!(outside, inside, "{path}: outside the pool and on a worker");
+        assert_eq!(outside, one_thread, "{path}: and on one thread");
+        let expected = evaluate(&module, function, &inputs, &params, EvalOptions::default()).unwrap();
+        compare(function, "JIT", &outputs, &expected, JIT_TOLERANCE, &plan.to_string());
+    }
 }
 
 mod random_graphs {

@@ -321,10 +321,18 @@ impl Lowering<'_> {
         AccId(self.next_acc - 1)
     }
 
-    /// Loops over `extents` around `inner`, the outermost parallel.
+    /// Loops over `extents` around `inner`, the outermost parallel. A loop
+    /// of one iteration is left out and its variable read as 0, so that the
+    /// parallel loop is one with iterations to share (a convolution's
+    /// weight gradient has a batch of one).
     fn nest(vars: &[VarId], extents: &[u64], inner: Vec<KStmt>) -> Vec<KStmt> {
         let mut body = inner;
-        for (k, (&var, &extent)) in vars.iter().zip(extents).enumerate().rev() {
+        for (&var, _) in vars.iter().zip(extents).filter(|(_, e)| **e == 1) {
+            body.iter_mut().for_each(|s| without_var(s, var));
+        }
+        let kept: Vec<(VarId, u64)> =
+            vars.iter().copied().zip(extents.iter().copied()).filter(|(_, e)| *e != 1).collect();
+        for (k, &(var, extent)) in kept.iter().enumerate().rev() {
             body = vec![KStmt::For { var, extent, parallel: k == 0, vector: 1, body }];
         }
         body
@@ -980,6 +988,51 @@ impl Lowering<'_> {
         inner.push(KStmt::Store { buffer: out, index: row_major(&outs, &strides(os)), value: KExpr::Acc(acc) });
         body.extend(Self::nest(&outs, os, inner));
         body
+    }
+}
+
+/// `s` with loop variable `v` read as 0: its terms dropped from every index.
+fn without_var(s: &mut KStmt, v: VarId) {
+    let drop = |a: &mut Affine| a.terms.retain(|(var, _)| *var != v);
+    match s {
+        KStmt::For { body, .. } => body.iter_mut().for_each(|s| without_var(s, v)),
+        KStmt::Store { index, value, .. } => {
+            drop(index);
+            expr_without_var(value, v);
+        }
+        KStmt::ScatterAdd { base, index, value, .. } => {
+            drop(base);
+            expr_without_var(index, v);
+            expr_without_var(value, v);
+        }
+        KStmt::AccUpdate { value, .. } => expr_without_var(value, v),
+        KStmt::AccInit { .. } | KStmt::Call(_) => {}
+    }
+}
+
+fn expr_without_var(e: &mut KExpr, v: VarId) {
+    let drop = |a: &mut Affine| a.terms.retain(|(var, _)| *var != v);
+    match e {
+        KExpr::Index { index, .. } | KExpr::Load { index, .. } => drop(index),
+        KExpr::Gather { base, index, .. } => {
+            drop(base);
+            expr_without_var(index, v);
+        }
+        KExpr::RandomBits { key, counter, .. } => {
+            drop(counter);
+            expr_without_var(key, v);
+        }
+        KExpr::Unary(_, x) | KExpr::Cast(_, x) => expr_without_var(x, v),
+        KExpr::Binary(_, a, b) | KExpr::Compare(_, a, b) => {
+            expr_without_var(a, v);
+            expr_without_var(b, v);
+        }
+        KExpr::Select(c, a, b) => {
+            expr_without_var(c, v);
+            expr_without_var(a, v);
+            expr_without_var(b, v);
+        }
+        KExpr::Const { .. } | KExpr::Acc(_) => {}
     }
 }
 

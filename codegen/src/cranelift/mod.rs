@@ -1,11 +1,12 @@
 //! Kernel IR to machine code through Cranelift's JIT.
 //!
-//! Each kernel becomes one function `extern "C" fn(buffers: *const *mut u8,
-//! lo: i64, hi: i64) -> i32` that reads the plan's buffer pointers from the array it is given
+//! Each kernel becomes one function per part (`parts.rs`: each top-level
+//! parallel loop of a kernel of several statements is a part of its own),
+//! `extern "C" fn(buffers: *const *mut u8, lo: i64, hi: i64) -> i32`, that reads the plan's buffer pointers from the array it is given
 //! and returns a status: 0, 1 when a computed (gather or scatter) index fell
 //! outside its bound (element 0 is used instead, so no access leaves the
 //! buffer), or 2 when an integer was divided by zero (the quotient is 0).
-//! The function also takes a range `[lo, hi)`: a kernel that is one parallel
+//! The function also takes a range `[lo, hi)`: a part that is one parallel
 //! loop runs only those iterations, so the runtime splits it across rayon's
 //! threads (as many as the machine has) when it is big enough. Loops are
 //! plain counted loops whose loop-invariant index parts are computed before
@@ -19,6 +20,7 @@
 mod expr;
 mod hoist;
 pub(crate) mod kernel;
+mod parts;
 mod runtime;
 mod vector;
 
@@ -72,9 +74,12 @@ pub(crate) const STATUS_INDEX_OUT_OF_RANGE: i64 = 1;
 /// A kernel's status when it divided an integer by zero.
 pub(crate) const STATUS_DIVISION_BY_ZERO: i64 = 2;
 
-/// One compiled kernel and how it may be split across threads.
+/// One compiled part of a kernel (`parts`) and how it may be split across
+/// threads.
 struct CompiledKernel {
     name: String,
+    /// The plan's kernel this is a part of.
+    kernel: usize,
     function: KernelFn,
     /// How many parts the kernel may be split into (`kernel::split_extent`).
     split: Option<u64>,
@@ -142,41 +147,48 @@ fn compile(
     runtime::register(&mut builder);
     let mut module = JITModule::new(builder);
     let mut ids = Vec::new();
-    for (k, kernel) in plan.kernels.iter().enumerate() {
-        let fail = |message: String| CodegenError::Kernel { kernel: kernel.name.clone(), message };
-        let mut ctx = module.make_context();
-        let mut signature = module.make_signature();
-        let ptr = module.target_config().pointer_type();
-        signature.params.push(cranelift_codegen::ir::AbiParam::new(ptr));
-        signature.params.push(cranelift_codegen::ir::AbiParam::new(cranelift_codegen::ir::types::I64));
-        signature.params.push(cranelift_codegen::ir::AbiParam::new(cranelift_codegen::ir::types::I64));
-        signature.returns.push(cranelift_codegen::ir::AbiParam::new(cranelift_codegen::ir::types::I32));
-        ctx.func.signature = signature.clone();
-        let id = module
-            .declare_function(&format!("kiln_kernel_{k}"), Linkage::Local, &signature)
-            .map_err(|e| fail(e.to_string()))?;
-        kernel::build(&mut module, &mut ctx.func, plan, kernel).map_err(fail)?;
-        if let Some(out) = clif.as_deref_mut() {
-            out.push_str(&format!("; kernel {}\n{}\n", kernel.name, ctx.func.display()));
+    for (k, whole) in plan.kernels.iter().enumerate() {
+        let parts = parts::parts(whole);
+        for (p, kernel) in parts.iter().enumerate() {
+            let fail = |message: String| CodegenError::Kernel { kernel: kernel.name.clone(), message };
+            let mut ctx = module.make_context();
+            let mut signature = module.make_signature();
+            let ptr = module.target_config().pointer_type();
+            signature.params.push(cranelift_codegen::ir::AbiParam::new(ptr));
+            signature.params.push(cranelift_codegen::ir::AbiParam::new(cranelift_codegen::ir::types::I64));
+            signature.params.push(cranelift_codegen::ir::AbiParam::new(cranelift_codegen::ir::types::I64));
+            signature.returns.push(cranelift_codegen::ir::AbiParam::new(cranelift_codegen::ir::types::I32));
+            ctx.func.signature = signature.clone();
+            let id = module
+                .declare_function(&format!("kiln_kernel_{k}_{p}"), Linkage::Local, &signature)
+                .map_err(|e| fail(e.to_string()))?;
+            kernel::build(&mut module, &mut ctx.func, plan, kernel).map_err(fail)?;
+            let label = match parts.len() {
+                1 => kernel.name.clone(),
+                n => format!("{} (part {} of {n})", kernel.name, p + 1),
+            };
+            if let Some(out) = clif.as_deref_mut() {
+                out.push_str(&format!("; kernel {label}\n{}\n", ctx.func.display()));
+            }
+            ctx.set_disasm(asm.is_some());
+            module.define_function(id, &mut ctx).map_err(|e| fail(format!("{e:?}")))?;
+            if let Some(out) = asm.as_deref_mut() {
+                let code = ctx.compiled_code().and_then(|c| c.vcode.clone()).unwrap_or_default();
+                out.push_str(&format!("; kernel {label}\n{code}\n"));
+            }
+            module.clear_context(&mut ctx);
+            let split = kernel::split_extent(kernel);
+            ids.push((kernel.name.clone(), k, id, split, kernel::work(&kernel.body)));
         }
-        ctx.set_disasm(asm.is_some());
-        module.define_function(id, &mut ctx).map_err(|e| fail(format!("{e:?}")))?;
-        if let Some(out) = asm.as_deref_mut() {
-            let code = ctx.compiled_code().and_then(|c| c.vcode.clone()).unwrap_or_default();
-            out.push_str(&format!("; kernel {}\n{code}\n", kernel.name));
-        }
-        module.clear_context(&mut ctx);
-        let split = kernel::split_extent(kernel);
-        ids.push((kernel.name.clone(), id, split, kernel::work(&kernel.body)));
     }
     module.finalize_definitions().map_err(|e| CodegenError::Host(e.to_string()))?;
     let kernels = ids
         .into_iter()
-        .map(|(name, id, split, work)| {
+        .map(|(name, kernel, id, split, work)| {
             let code = module.get_finalized_function(id);
             // SAFETY: the function was defined with exactly this signature.
             let function = unsafe { std::mem::transmute::<*const u8, KernelFn>(code) };
-            CompiledKernel { name, function, split, work }
+            CompiledKernel { name, kernel, function, split, work }
         })
         .collect();
     Ok(CompiledPlan { plan: plan.clone(), layout: arena_layout(plan), kernels, _module: module })
@@ -232,7 +244,13 @@ impl CompiledPlan {
         }
         let mut times = Vec::with_capacity(self.kernels.len());
         self.launch(&Pointers(arena.pointers()), Some(&mut times))?;
-        Ok(self.kernels.iter().map(|k| k.name.clone()).zip(times).collect())
+        // Each kernel's time is the sum of its parts'.
+        let mut totals: Vec<(String, std::time::Duration)> =
+            self.plan.kernels.iter().map(|k| (k.name.clone(), std::time::Duration::ZERO)).collect();
+        for (part, time) in self.kernels.iter().zip(times) {
+            totals[part.kernel].1 += time;
+        }
+        Ok(totals)
     }
 
     /// Runs every kernel in order on buffers at `pointers`, checked to be
