@@ -511,13 +511,14 @@ fn column_reductions_run_in_lanes() {
         compare("f", "JIT, columns in lanes", &jitted, &expected, JIT_TOLERANCE, &plan.to_string());
         let executed = execute(&plan, &inputs, &params).unwrap();
         compare("f", "executor", &executed, &expected, TOLERANCE, &plan.to_string());
-        // The same loops not marked parallel run one column at a time: the
-        // lanes give their bits exactly.
+        // The same loops marked neither parallel nor vector run one column
+        // at a time: the lanes give their bits exactly.
         let mut scalar = plan.clone();
         for kernel in &mut scalar.kernels {
             for s in &mut kernel.body {
-                if let kiln_ir::kernel::KStmt::For { parallel, .. } = s {
+                if let kiln_ir::kernel::KStmt::For { parallel, vector, .. } = s {
                     *parallel = false;
+                    *vector = 1;
                 }
             }
         }
@@ -810,6 +811,52 @@ fn single_store_nests_ask_for_lanes() {
     for s in eligible {
         let KStmt::For { extent, vector, .. } = s else { unreachable!() };
         assert_eq!(*vector, if *extent >= 4 { 4 } else { 1 }, "{s:?}");
+    }
+}
+
+/// Pooling windows with stride 1 (the gradient of an average pool) reduce
+/// four neighbouring outputs in four lanes, through the window's nest of
+/// loops, with the bits of one output at a time; with stride 2 the reads
+/// are not contiguous and the loop stays scalar. Ragged widths (13, 11)
+/// leave a scalar tail; max pools keep NaN.
+#[test]
+fn pooling_windows_run_in_lanes() {
+    let text = "func f(x: f32[2, 3, 14, 15]) -> (f32[2, 3, 13, 13], f32[2, 3, 14, 11], f32[2, 3, 7, 7]) {
+  %0: f32[2, 3, 14, 15] = input 0
+  %1: f32[2, 3, 13, 13] = reduce_window_sum %0 window=[1, 1, 2, 3] stride=[1, 1, 1, 1] padding=[(0, 0), (0, 0), (0, 0), (0, 0)]
+  %2: f32[2, 3, 14, 11] = reduce_window_max %0 window=[1, 1, 1, 5] stride=[1, 1, 1, 1] padding=[(0, 0), (0, 0), (0, 0), (0, 0)]
+  %3: f32[2, 3, 7, 7] = reduce_window_sum %0 window=[1, 1, 2, 2] stride=[1, 1, 2, 2] padding=[(0, 0), (0, 0), (0, 0), (0, 0)]
+  return %1, %2, %3
+}
+";
+    let module = kiln_ir::parse_module(text).unwrap();
+    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    let plan_text = plan.to_string();
+    assert_eq!(plan_text.matches("vector 4").count(), 2, "the stride-1 pools ask for lanes:\n{plan_text}");
+    let clif = kiln_codegen::clif_text(&plan).unwrap();
+    assert!(clif.contains("fadd.f32x4") && clif.contains("fmax.f32x4"), "windows in lanes:\n{plan_text}");
+    let mut xs: Vec<f32> = (0..2 * 3 * 14 * 15).map(|i| ((i * 37) % 101) as f32 * 0.25 - 12.0).collect();
+    xs[40] = f32::NAN;
+    let inputs = vec![Tensor::from_f32(&[2, 3, 14, 15], &xs)];
+    let params = kiln_ir::interp::Params::new();
+    let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
+    let jitted = run_jit(&plan, &inputs, &params).unwrap();
+    compare("f", "JIT, windows in lanes", &jitted, &expected, JIT_TOLERANCE, &plan_text);
+    let mut scalar = plan.clone();
+    fn no_lanes(stmts: &mut [kiln_ir::kernel::KStmt]) {
+        for s in stmts {
+            if let kiln_ir::kernel::KStmt::For { vector, body, .. } = s {
+                *vector = 1;
+                no_lanes(body);
+            }
+        }
+    }
+    scalar.kernels.iter_mut().for_each(|k| no_lanes(&mut k.body));
+    let one_at_a_time = run_jit(&scalar, &inputs, &params).unwrap();
+    let bits =
+        |v: &Storage| values(v).iter().map(|x| if x.is_nan() { u64::MAX } else { x.to_bits() }).collect::<Vec<_>>();
+    for (k, (a, e)) in jitted.iter().zip(&one_at_a_time).enumerate() {
+        assert_eq!(bits(a), bits(e), "output {k}: lanes and the scalar loop differ");
     }
 }
 

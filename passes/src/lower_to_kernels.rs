@@ -360,6 +360,29 @@ impl Lowering<'_> {
         body
     }
 
+    /// Asks for four lanes on the innermost loop of `body`, a loop nest
+    /// around reductions (f32 accumulators declared, one loop updating
+    /// them, stores of their results), when that loop has at least four
+    /// iterations: neighbouring outputs, a pooling window's or a row sum's,
+    /// reduce side by side. The backend widens the loop where its reads
+    /// and stores are contiguous along it.
+    fn ask_for_column_lanes(mut body: Vec<KStmt>) -> Vec<KStmt> {
+        let mut level = &mut body;
+        while let Some(KStmt::For { var, body: inner, vector, extent, .. }) = level.first_mut() {
+            if let [KStmt::For { .. }] = inner.as_slice() {
+                level = inner;
+                continue;
+            }
+            let declared = inner.iter().take_while(|s| matches!(s, KStmt::AccInit { .. })).count();
+            let f32_accs = inner[..declared].iter().all(|s| matches!(s, KStmt::AccInit { dtype: DType::F32, .. }));
+            if declared > 0 && f32_accs && *extent >= 4 && inner.iter().all(|s| moves_by_one(s, *var)) {
+                *vector = 4;
+            }
+            break;
+        }
+        body
+    }
+
     /// A kernel body storing `value(vars)` at every element of `out_shape`.
     fn elementwise(&mut self, out: BufferId, out_shape: &[u64], value: impl FnOnce(&[VarId]) -> KExpr) -> Vec<KStmt> {
         let vars = self.vars(out_shape.len());
@@ -734,7 +757,7 @@ impl Lowering<'_> {
         }
         body.extend(Self::nest_serial(&inner, &reduced_shape, updates));
         body.extend(stores);
-        Ok(Self::nest(&outer, &kept_shape, body))
+        Ok(Self::ask_for_column_lanes(Self::nest(&outer, &kept_shape, body)))
     }
 
     /// Loops without parallelism around one accumulator update; the
@@ -986,8 +1009,35 @@ impl Lowering<'_> {
         let mut inner = vec![KStmt::AccInit { acc, dtype, kind }];
         inner.extend(Self::nest_serial(&ks, window, vec![KStmt::AccUpdate { acc, value: load(xp, index) }]));
         inner.push(KStmt::Store { buffer: out, index: row_major(&outs, &strides(os)), value: KExpr::Acc(acc) });
-        body.extend(Self::nest(&outs, os, inner));
+        body.extend(Self::ask_for_column_lanes(Self::nest(&outs, os, inner)));
         body
+    }
+}
+
+/// Whether every load and store in `s` moves along `v` by at most one
+/// element per iteration, stores by exactly one: what four lanes of `v`
+/// read and write contiguously.
+fn moves_by_one(s: &KStmt, v: VarId) -> bool {
+    let step = |a: &Affine| a.terms.iter().find(|(var, _)| *var == v).map_or(0, |t| t.1);
+    match s {
+        KStmt::For { body, .. } => body.iter().all(|s| moves_by_one(s, v)),
+        KStmt::Store { index, value, .. } => step(index) == 1 && loads_move_by_one(value, v),
+        KStmt::AccUpdate { value, .. } => loads_move_by_one(value, v),
+        KStmt::AccInit { .. } => true,
+        KStmt::ScatterAdd { .. } | KStmt::Call(_) => false,
+    }
+}
+
+/// Whether every load of `e` moves along `v` by at most one element.
+fn loads_move_by_one(e: &KExpr, v: VarId) -> bool {
+    let ok = |e: &KExpr| loads_move_by_one(e, v);
+    match e {
+        KExpr::Load { index, .. } => matches!(index.terms.iter().find(|(var, _)| *var == v).map_or(0, |t| t.1), 0 | 1),
+        KExpr::Gather { .. } | KExpr::RandomBits { .. } | KExpr::Index { .. } => false,
+        KExpr::Unary(_, x) | KExpr::Cast(_, x) => ok(x),
+        KExpr::Binary(_, a, b) | KExpr::Compare(_, a, b) => ok(a) && ok(b),
+        KExpr::Select(c, a, b) => ok(c) && ok(a) && ok(b),
+        KExpr::Const { .. } | KExpr::Acc(_) => true,
     }
 }
 

@@ -332,7 +332,7 @@ impl KernelBuilder<'_, '_> {
             self.widened_loop(var, bound, body)
         } else if vector == 4 && self.widenable_reduction(var, body) {
             self.widened_reduction(var, bound, body)
-        } else if parallel && self.widenable_columns(var, body) {
+        } else if (parallel || vector == 4) && self.widenable_columns(var, body) {
             self.widened_columns(var, bound, body)
         } else {
             self.counted_loop(var, bound, body)

@@ -287,7 +287,8 @@ impl KernelBuilder<'_, '_> {
 
     /// Whether a parallel loop over `var` with `body` is a column reduction
     /// that can run four iterations in the four lanes: each iteration
-    /// declares f32 accumulators, updates them in one inner loop by values
+    /// declares f32 accumulators, updates them in one inner loop nest (a
+    /// pooling window's loops, say) by values
     /// whose loads move along `var` with coefficient 1 (or not at all), and
     /// stores f32 expressions of them at indices moving along `var` with
     /// coefficient 1. Bias gradients (sums over the batch of each column)
@@ -297,7 +298,7 @@ impl KernelBuilder<'_, '_> {
         let Some((accs, inner, stores)) = column_reduction(body) else {
             return false;
         };
-        let KStmt::For { body: updates, .. } = inner else {
+        let Some((_, updates)) = update_nest(inner) else {
             return false;
         };
         // Results are checked with each accumulator standing for a
@@ -326,9 +327,10 @@ impl KernelBuilder<'_, '_> {
     /// loop's order, so results are bit for bit the scalar loop's; a
     /// scalar loop finishes the remaining iterations.
     pub fn widened_columns(&mut self, var: VarId, bound: Bound, body: &[KStmt]) -> Gen<()> {
-        let Some((accs, KStmt::For { var: inner, extent, body: updates, .. }, stores)) = column_reduction(body) else {
+        let Some((accs, inner, stores)) = column_reduction(body) else {
             return Err("not a column reduction".into());
         };
+        let (levels, updates) = update_nest(inner).ok_or("not a column reduction")?;
         self.four_at_a_time(var, bound, body, |k| {
             let mut lanes = Vec::new();
             for &(acc, _, kind) in &accs {
@@ -341,18 +343,7 @@ impl KernelBuilder<'_, '_> {
                 k.b.def_var(v, identity);
                 lanes.push((acc, v, kind));
             }
-            k.counted_loop_with(*inner, Bound::Extent(*extent), updates, |k| {
-                for update in updates {
-                    let KStmt::AccUpdate { acc, value } = update else {
-                        return Err("a column reduction's inner loop only updates accumulators".into());
-                    };
-                    let &(_, v, kind) = lanes.iter().find(|l| l.0 == *acc).ok_or("an undeclared accumulator")?;
-                    let old = k.b.use_var(v);
-                    let new = k.combine_lanes(var, kind, value, old)?;
-                    k.b.def_var(v, new);
-                }
-                Ok(())
-            })?;
+            k.column_updates(var, &levels, updates, &lanes)?;
             k.wide_accs = lanes.iter().map(|&(acc, v, _)| (acc, v)).collect();
             let stored = stores.iter().try_for_each(|s| match s {
                 KStmt::Store { buffer, index, value } => k.store_lanes(var, *buffer, index, value),
@@ -360,6 +351,32 @@ impl KernelBuilder<'_, '_> {
             });
             k.wide_accs.clear();
             stored
+        })
+    }
+
+    /// The loops `levels` (outermost first) around `updates`, which combine
+    /// four lanes of values into the lanes' accumulators.
+    fn column_updates(
+        &mut self,
+        var: VarId,
+        levels: &[Level<'_>],
+        updates: &[KStmt],
+        lanes: &[(AccId, Variable, ReduceKind)],
+    ) -> Gen<()> {
+        let Some(&(inner, extent, body)) = levels.first() else {
+            for update in updates {
+                let KStmt::AccUpdate { acc, value } = update else {
+                    return Err("a column reduction's inner loops only update accumulators".into());
+                };
+                let &(_, v, kind) = lanes.iter().find(|l| l.0 == *acc).ok_or("an undeclared accumulator")?;
+                let old = self.b.use_var(v);
+                let new = self.combine_lanes(var, kind, value, old)?;
+                self.b.def_var(v, new);
+            }
+            return Ok(());
+        };
+        self.counted_loop_with(inner, Bound::Extent(extent), body, |k| {
+            k.column_updates(var, &levels[1..], updates, lanes)
         })
     }
 
@@ -616,6 +633,28 @@ fn column_reduction(body: &[KStmt]) -> Option<ColumnReduction<'_>> {
         && !stores.is_empty()
         && stores.iter().all(|s| matches!(s, KStmt::Store { .. }));
     shaped.then_some((accs, inner, stores))
+}
+
+/// A loop of a column reduction's inner nest: its variable, extent and body.
+type Level<'a> = (VarId, u64, &'a [KStmt]);
+
+/// The loops of a column reduction's inner nest, outermost first (each
+/// loop's variable, extent and body), and the accumulator updates inside
+/// the innermost: a perfect nest of one or more loops.
+fn update_nest(inner: &KStmt) -> Option<(Vec<Level<'_>>, &[KStmt])> {
+    let mut levels = Vec::new();
+    let mut at = inner;
+    loop {
+        let KStmt::For { var, extent, body, .. } = at else {
+            return None;
+        };
+        levels.push((*var, *extent, body.as_slice()));
+        match body.as_slice() {
+            [next @ KStmt::For { .. }] => at = next,
+            updates if updates.iter().all(|u| matches!(u, KStmt::AccUpdate { .. })) => return Some((levels, updates)),
+            _ => return None,
+        }
+    }
 }
 
 /// `e` with each accumulator of `accs` replaced by `by`; `None` if `e`

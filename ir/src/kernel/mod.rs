@@ -164,7 +164,9 @@ pub enum KExpr {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum KStmt {
     /// `for var in 0..extent`; `parallel` loops may run their iterations on
-    /// several threads, `vector` > 1 asks for that many lanes.
+    /// several threads, `vector` > 1 asks for that many lanes. Both
+    /// promise that the iterations are independent: no iteration reads
+    /// what another writes.
     For {
         var: VarId,
         extent: u64,
