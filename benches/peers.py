@@ -1,5 +1,6 @@
 """Side-by-side benchmarks: the same matmul (1 and 2 threads), MLP training
-step and 10-epoch MLP training run in JAX and PyTorch (each if installed)
+step, LeNet forward pass and training step (batch 256; PyTorch only) and
+10-epoch MLP training run in JAX and PyTorch (each if installed)
 as kiln's bench binary and `kiln train` measure, run in one session so each
 kiln figure is a ratio against a peer measured minutes apart.
 
@@ -98,6 +99,26 @@ def torch_figures():
         loss.backward()
         opt.step()
 
+    lenet = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 6, kernel_size=5, padding=2), torch.nn.Sigmoid(), torch.nn.AvgPool2d(2, 2),
+        torch.nn.Conv2d(6, 16, kernel_size=5), torch.nn.Sigmoid(), torch.nn.AvgPool2d(2, 2), torch.nn.Flatten(),
+        torch.nn.Linear(400, 120), torch.nn.Sigmoid(), torch.nn.Linear(120, 84), torch.nn.Sigmoid(),
+        torch.nn.Linear(84, 10),
+    )
+    lenet_opt = torch.optim.SGD(lenet.parameters(), lr=0.9)
+    images = torch.rand(256, 1, 28, 28)
+
+    def lenet_forward():
+        with torch.no_grad():
+            lenet(images)
+
+    def lenet_step():
+        lenet_opt.zero_grad()
+        torch.nn.functional.cross_entropy(lenet(images), y).backward()
+        lenet_opt.step()
+
+    out["LeNet forward ms"] = median_time(lenet_forward, 21) * 1e3
+    out["LeNet step ms"] = median_time(lenet_step, 21) * 1e3
     return out, lambda: median_time(step, 21) * 1e3
 
 
@@ -171,6 +192,11 @@ def kiln_figures(root):
         m = re.search(r"^\| 1024 \| ([0-9.]+) \|", text, re.M)
         if m:
             out[f"matmul 1024 GFLOP/s, {threads} threads"] = float(m.group(1))
+    text = kiln_bench(root, "conv")
+    for function, name in [("forward", "LeNet forward ms"), ("train_step", "LeNet step ms")]:
+        m = re.search(rf"^\| {function} \| [0-9.]+ \| ([0-9.]+) \|", text, re.M)
+        if m:
+            out[name] = float(m.group(1))
     text = kiln_bench(root, "compile")
     m = re.search(r"^\| examples/mlp\.kiln \| ([0-9.]+) \|", text, re.M)
     if m:
@@ -233,6 +259,7 @@ def main():
     print("| figure | kiln | " + " | ".join(peers) + " | " + " | ".join(f"kiln / {p}" for p in peers) + " |")
     print("| --- " * (2 + 2 * len(peers)) + "|")
     names = ["matmul 1024 GFLOP/s, 1 threads", "matmul 1024 GFLOP/s, 2 threads", "MLP step ms", "MLP step compile ms"]
+    names += ["LeNet forward ms", "LeNet step ms"]
     names += ["MLP 10 epochs s", "MLP 10 epochs test accuracy"]
     for name in names:
         k = kiln.get(name)
