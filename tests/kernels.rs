@@ -860,6 +860,42 @@ fn pooling_windows_run_in_lanes() {
     }
 }
 
+/// A small product with a long `k` (a convolution's weight gradient) is
+/// computed as partial products over fixed chunks of `k` shared by the
+/// threads and added in chunk order: within the JIT's tolerance of the
+/// interpreter, transposed operand included, and the same bits on one
+/// thread as on several.
+#[test]
+fn long_small_products_split_along_k() {
+    let (m, k, n) = (3, 40_000 + 7, 5);
+    let text = format!(
+        "func f(a: f32[{k}, {m}], b: f32[{k}, {n}]) -> (f32[{m}, {n}]) {{
+  %0: f32[{k}, {m}] = input 0
+  %1: f32[{k}, {n}] = input 1
+  %2: f32[{m}, {k}] = permute %0 perm=[1, 0]
+  %3: f32[{m}, {n}] = matmul %2, %1
+  return %3
+}}
+"
+    );
+    let module = kiln_ir::parse_module(&text).unwrap();
+    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    let plan_text = plan.to_string();
+    assert!(plan_text.contains(&format!("gemm(batch=1, m={m}, n={n}, k={k}")), "one product:\n{plan_text}");
+    let inputs = vec![
+        Tensor::from_f32(&[k, m], &(0..k * m).map(|i| ((i * 31) % 17) as f32 / 17.0 - 0.5).collect::<Vec<_>>()),
+        Tensor::from_f32(&[k, n], &(0..k * n).map(|i| ((i * 13) % 23) as f32 / 23.0 - 0.4).collect::<Vec<_>>()),
+    ];
+    let params = kiln_ir::interp::Params::new();
+    let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
+    let jitted = run_jit(&plan, &inputs, &params).unwrap();
+    compare("f", "JIT, split along k", &jitted, &expected, JIT_TOLERANCE, &plan_text);
+    let one_thread =
+        rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| run_jit(&plan, &inputs, &params));
+    let bits = |v: &[Storage]| v.iter().flat_map(values).map(f64::to_bits).collect::<Vec<_>>();
+    assert_eq!(bits(&jitted), bits(&one_thread.unwrap()), "the same bits on one thread");
+}
+
 /// A plan with several kernels (or kernel parts) that split across threads
 /// runs on one of rayon's workers when called from outside the pool; called
 /// from a worker it runs there. Both give the same bits, and the same as

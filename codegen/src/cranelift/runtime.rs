@@ -70,7 +70,7 @@ unsafe impl<T> Sync for Operands<T> {}
 /// The kernel IR verifier proved every matrix inside its buffer and `c`
 /// apart from `a` and `b`.
 #[allow(clippy::too_many_arguments)]
-unsafe fn batched<T: Copy + Send + Sync>(
+unsafe fn batched<T: Copy + Send + Sync + std::ops::AddAssign>(
     gemm: Gemm<T>,
     one: T,
     zero: T,
@@ -104,6 +104,10 @@ unsafe fn batched<T: Copy + Send + Sync>(
             );
         }
     };
+    if batch == 1 && m * n <= SMALL_PRODUCT && k >= 2 * K_CHUNK {
+        // SAFETY: as `batched`'s; `c` holds m x n elements with row stride `rsc`.
+        return unsafe { k_split(gemm, one, zero, a, b, c, [m, n, k, rsa, csa, rsb, csb, rsc]) };
+    }
     let threads = rayon::current_num_threads() as i64;
     if threads < 2 || batch * m * n * k < PARALLEL_GEMM {
         (0..batch).for_each(|j| piece(j, 0..m));
@@ -114,6 +118,77 @@ unsafe fn batched<T: Copy + Send + Sync>(
         (0..batch).for_each(|j| {
             (0..parts).into_par_iter().for_each(|p| piece(j, m * p / parts..m * (p + 1) / parts));
         });
+    }
+}
+
+/// Products with at most this many elements of `c`...
+const SMALL_PRODUCT: i64 = 4096;
+/// ...and at least twice this many multiply-adds per element (a
+/// convolution's weight gradient: 6 x 25 elements, each a sum over the
+/// batch and the image) are computed as partial products over chunks of
+/// this many steps of `k`, which rayon's threads share, then added in
+/// chunk order. The chunks do not depend on the thread count, so neither
+/// do the bits.
+const K_CHUNK: i64 = 16384;
+
+/// `c = a @ b` for one small, long product (see [`K_CHUNK`]), sizes and
+/// strides as `[m, n, k, rsa, csa, rsb, csb, rsc]`.
+///
+/// # Safety
+/// As [`batched`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn k_split<T: Copy + Send + Sync + std::ops::AddAssign>(
+    gemm: Gemm<T>,
+    one: T,
+    zero: T,
+    a: *const T,
+    b: *const T,
+    c: *mut T,
+    dims: [i64; 8],
+) {
+    let [m, n, k, rsa, csa, rsb, csb, rsc] = dims;
+    let operands = Operands(a, b, c);
+    let chunks = (k + K_CHUNK - 1) / K_CHUNK;
+    let size = (m * n) as usize;
+    let partials: Vec<Vec<T>> = (0..chunks)
+        .into_par_iter()
+        .map(|j| {
+            let Operands(a, b, _) = { operands };
+            let start = j * K_CHUNK;
+            let depth = K_CHUNK.min(k - start);
+            let mut partial = vec![zero; size];
+            // SAFETY: columns start..start+depth of `a` and rows of `b` lie
+            // inside the matrices; `partial` is m x n, row-major.
+            unsafe {
+                gemm(
+                    m as usize,
+                    depth as usize,
+                    n as usize,
+                    one,
+                    a.offset((start * csa) as isize),
+                    rsa as isize,
+                    csa as isize,
+                    b.offset((start * rsb) as isize),
+                    rsb as isize,
+                    csb as isize,
+                    zero,
+                    partial.as_mut_ptr(),
+                    n as isize,
+                    1,
+                );
+            }
+            partial
+        })
+        .collect();
+    for i in 0..m {
+        for col in 0..n {
+            let mut sum = zero;
+            for partial in &partials {
+                sum += partial[(i * n + col) as usize];
+            }
+            // SAFETY: element (i, col) of `c`.
+            unsafe { *c.offset((i * rsc + col) as isize) = sum };
+        }
     }
 }
 
