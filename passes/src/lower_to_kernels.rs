@@ -1018,10 +1018,9 @@ impl Lowering<'_> {
 /// element per iteration, stores by exactly one: what four lanes of `v`
 /// read and write contiguously.
 fn moves_by_one(s: &KStmt, v: VarId) -> bool {
-    let step = |a: &Affine| a.terms.iter().find(|(var, _)| *var == v).map_or(0, |t| t.1);
     match s {
         KStmt::For { body, .. } => body.iter().all(|s| moves_by_one(s, v)),
-        KStmt::Store { index, value, .. } => step(index) == 1 && loads_move_by_one(value, v),
+        KStmt::Store { index, value, .. } => index.coefficient(v) == 1 && loads_move_by_one(value, v),
         KStmt::AccUpdate { value, .. } => loads_move_by_one(value, v),
         KStmt::AccInit { .. } => true,
         KStmt::ScatterAdd { .. } | KStmt::Call(_) => false,
@@ -1032,7 +1031,7 @@ fn moves_by_one(s: &KStmt, v: VarId) -> bool {
 fn loads_move_by_one(e: &KExpr, v: VarId) -> bool {
     let ok = |e: &KExpr| loads_move_by_one(e, v);
     match e {
-        KExpr::Load { index, .. } => matches!(index.terms.iter().find(|(var, _)| *var == v).map_or(0, |t| t.1), 0 | 1),
+        KExpr::Load { index, .. } => matches!(index.coefficient(v), 0 | 1),
         KExpr::Gather { .. } | KExpr::RandomBits { .. } | KExpr::Index { .. } => false,
         KExpr::Unary(_, x) | KExpr::Cast(_, x) => ok(x),
         KExpr::Binary(_, a, b) | KExpr::Compare(_, a, b) => ok(a) && ok(b),

@@ -35,17 +35,12 @@ fn little_endian() -> MemFlagsData {
     MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little)
 }
 
-/// The coefficient of `var` in `a`.
-fn coefficient(a: &Affine, var: VarId) -> i64 {
-    a.terms.iter().find(|t| t.0 == var).map_or(0, |t| t.1)
-}
-
 /// Whether `e` has one value for every `var` (a constant, or a load at an
 /// index without `var`).
 fn invariant(e: &KExpr, var: VarId) -> bool {
     match e {
         KExpr::Const { .. } => true,
-        KExpr::Load { index, .. } => coefficient(index, var) == 0,
+        KExpr::Load { index, .. } => index.coefficient(var) == 0,
         _ => false,
     }
 }
@@ -55,7 +50,7 @@ impl KernelBuilder<'_, '_> {
     pub fn widenable(&self, var: VarId, body: &[KStmt]) -> bool {
         match body {
             [KStmt::Store { buffer, index, value }] => {
-                self.dtype(*buffer) == Ok(DType::F32) && coefficient(index, var) == 1 && self.widenable_expr(var, value)
+                self.dtype(*buffer) == Ok(DType::F32) && index.coefficient(var) == 1 && self.widenable_expr(var, value)
             }
             _ => false,
         }
@@ -64,7 +59,7 @@ impl KernelBuilder<'_, '_> {
     fn widenable_expr(&self, var: VarId, e: &KExpr) -> bool {
         match e {
             KExpr::Load { buffer, index } => {
-                self.dtype(*buffer) == Ok(DType::F32) && matches!(coefficient(index, var), 0 | 1)
+                self.dtype(*buffer) == Ok(DType::F32) && matches!(index.coefficient(var), 0 | 1)
             }
             KExpr::Const { dtype: DType::F32, value: Literal::Float(_) } => true,
             KExpr::Unary(op, x) => !matches!(op, UnaryOp::Sign | UnaryOp::Not) && self.widenable_expr(var, x),
@@ -78,7 +73,7 @@ impl KernelBuilder<'_, '_> {
             }
             KExpr::Cast(DType::F32, x) => matches!(&**x,
                 KExpr::RandomBits { dtype: DType::I32, key, counter, .. }
-                    if coefficient(counter, var) == 1 && invariant(key, var)),
+                    if counter.coefficient(var) == 1 && invariant(key, var)),
             _ => false,
         }
     }
@@ -89,7 +84,7 @@ impl KernelBuilder<'_, '_> {
         match e {
             KExpr::Compare(_, a, b) => self.widenable_expr(var, a) && self.widenable_expr(var, b),
             KExpr::Load { buffer, index } => {
-                self.dtype(*buffer) == Ok(DType::Bool) && matches!(coefficient(index, var), 0 | 1)
+                self.dtype(*buffer) == Ok(DType::Bool) && matches!(index.coefficient(var), 0 | 1)
             }
             _ => false,
         }
@@ -193,7 +188,7 @@ impl KernelBuilder<'_, '_> {
 
     fn vector_expr(&mut self, var: VarId, e: &KExpr) -> Gen<Value> {
         match e {
-            KExpr::Load { buffer, index } if coefficient(index, var) == 1 => {
+            KExpr::Load { buffer, index } if index.coefficient(var) == 1 => {
                 let address = self.address(*buffer, index)?;
                 Ok(self.b.ins().load(types::F32X4, MemFlagsData::new().with_notrap(), address, 0))
             }
@@ -314,7 +309,7 @@ impl KernelBuilder<'_, '_> {
             && stores.iter().all(|s| match s {
                 KStmt::Store { buffer, index, value } => {
                     self.dtype(*buffer) == Ok(DType::F32)
-                        && coefficient(index, var) == 1
+                        && index.coefficient(var) == 1
                         && replace_accs(value, &accs.iter().map(|a| a.0).collect::<Vec<_>>(), &placeholder)
                             .is_some_and(|r| self.widenable_expr(var, &r))
                 }
@@ -387,7 +382,7 @@ impl KernelBuilder<'_, '_> {
                 let (x, y) = (self.vector_expr(var, a)?, self.vector_expr(var, b)?);
                 Ok(self.compare(*op, x, y))
             }
-            KExpr::Load { buffer, index } if coefficient(index, var) == 1 => {
+            KExpr::Load { buffer, index } if index.coefficient(var) == 1 => {
                 // Four bool bytes, widened to four i32 lanes.
                 let address = self.address(*buffer, index)?;
                 let word = self.b.ins().load(types::I32, MemFlagsData::new().with_notrap(), address, 0);

@@ -116,6 +116,11 @@ impl Affine {
         self.constant += c;
         self
     }
+
+    /// The coefficient of `v` (0 when `v` does not occur).
+    pub fn coefficient(&self, v: VarId) -> i64 {
+        self.terms.iter().find(|t| t.0 == v).map_or(0, |t| t.1)
+    }
 }
 
 /// A scalar expression.
