@@ -74,6 +74,18 @@ const CASES: &[Case] = &[
         range: ANY,
     },
     Case {
+        rule: "mul_reciprocal",
+        ir: "func f(x: f64[5], y: f64[5]) -> (f64[5]) {
+  %0: f64[5] = input 0
+  %1: f64[5] = input 1
+  %2: f64[5] = const 1.0
+  %3: f64[5] = div %2, %1
+  %4: f64[5] = mul %0, %3
+  return %4
+}",
+        range: ANY,
+    },
+    Case {
         rule: "neg_neg",
         ir: "func f(x: f64[3, 2]) -> (f64[3, 2]) {
   %0: f64[3, 2] = input 0
