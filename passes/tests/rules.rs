@@ -86,6 +86,17 @@ const CASES: &[Case] = &[
         range: ANY,
     },
     Case {
+        rule: "mul_reciprocal",
+        ir: "func f(x: f64[2, 3], y: f64[2, 3]) -> (f64[2, 3]) {
+  %0: f64[2, 3] = input 0
+  %1: f64[2, 3] = input 1
+  %2: f64[2, 3] = recip %1
+  %3: f64[2, 3] = mul %0, %2
+  return %3
+}",
+        range: ANY,
+    },
+    Case {
         rule: "neg_neg",
         ir: "func f(x: f64[3, 2]) -> (f64[3, 2]) {
   %0: f64[3, 2] = input 0

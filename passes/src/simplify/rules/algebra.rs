@@ -17,7 +17,11 @@ pub fn rules() -> Vec<Rule> {
         Rule { name: "mul_one", identity: "x * 1 = 1 * x = x", apply: mul_one },
         Rule { name: "div_one", identity: "x / 1 = x", apply: div_one },
         Rule { name: "div_by_constant", identity: "x / c = x * (1/c) for a float constant c", apply: div_by_constant },
-        Rule { name: "mul_reciprocal", identity: "x * (1 / y) = x / y for floats", apply: mul_reciprocal },
+        Rule {
+            name: "mul_reciprocal",
+            identity: "x * (1 / y) = x * recip(y) = x / y for floats",
+            apply: mul_reciprocal,
+        },
         Rule { name: "neg_neg", identity: "-(-x) = x", apply: neg_neg },
         Rule { name: "add_neg", identity: "x + (-y) = x - y", apply: add_neg },
         Rule { name: "sub_neg", identity: "x - (-y) = x + y", apply: sub_neg },
@@ -85,7 +89,7 @@ fn div_by_constant(g: &KGraph, n: &ENode) -> Option<Term> {
     Some(Term::op(Op::Binary(BinaryOp::Mul), vec![Term::Class(x), Term::constant(Literal::float(recip), ty)]))
 }
 
-/// One division instead of a division and a product (a sigmoid's
+/// One division instead of a reciprocal and a product (a sigmoid's
 /// `1 / (1 + e^-x)` scaling another value), and one rounding fewer.
 /// Zeros and infinities agree: `x * (1/0)` and `x / 0` are both ±inf, or
 /// NaN for `x = 0`; `x * (1/inf)` and `x / inf` both 0, or NaN for an
@@ -95,9 +99,11 @@ fn mul_reciprocal(g: &KGraph, n: &ENode) -> Option<Term> {
     if !g[r].data.ty.dtype.is_float() {
         return None;
     }
-    let division =
-        g[r].nodes.iter().filter_map(|m| binary(m, BinaryOp::Div)).find(|&(one, _)| is_float_splat(g, one, 1.0))?;
-    Some(Term::op(Op::Binary(BinaryOp::Div), vec![Term::Class(x), Term::Class(division.1)]))
+    let y = g[r].nodes.iter().find_map(|m| match binary(m, BinaryOp::Div) {
+        Some((one, y)) => is_float_splat(g, one, 1.0).then_some(y),
+        None => (m.op == Op::Unary(UnaryOp::Recip)).then(|| m.args[0]),
+    })?;
+    Some(Term::op(Op::Binary(BinaryOp::Div), vec![Term::Class(x), Term::Class(y)]))
 }
 
 fn neg_neg(g: &KGraph, n: &ENode) -> Option<Term> {
