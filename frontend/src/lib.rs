@@ -121,6 +121,46 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
+/// Every parameter list of `item` (a function's, a model's, a model
+/// method's, a train block's functions') names each parameter once: a
+/// repeated name is E0202 at its second occurrence, never a lowering that
+/// declares one input twice or a model argument that silently shadows another.
+fn params_are_distinct(item: &ast::Item, diagnostics: &mut Vec<Diagnostic>) {
+    let mut check = |params: &[ast::FnParam], owner: String| {
+        let mut seen: HashMap<&str, Span> = HashMap::new();
+        for p in params {
+            if let Some(previous) = seen.insert(&p.name.name, p.name.span) {
+                diagnostics.push(
+                    Diagnostic::new(
+                        Code("E0202"),
+                        p.name.span,
+                        format!("parameter `{}` of {owner} is declared twice", p.name.name),
+                    )
+                    .label("declared again here")
+                    .also(previous, "first declared here"),
+                );
+            }
+        }
+    };
+    match item {
+        ast::Item::Fn(f) => check(&f.params, format!("function `{}`", f.name.name)),
+        ast::Item::Model(m) => {
+            check(&m.params, format!("model `{}`", m.name.name));
+            for member in &m.members {
+                if let ast::Member::Fn(f) = member {
+                    check(&f.params, format!("`{}.{}`", m.name.name, f.name.name));
+                }
+            }
+        }
+        ast::Item::Train(t) => {
+            for f in &t.fns {
+                check(&f.params, format!("`{}` of the train block", f.name.name));
+            }
+        }
+        ast::Item::Use(_) => {}
+    }
+}
+
 fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
@@ -134,6 +174,7 @@ fn collect(
     diagnostics: &mut Vec<Diagnostic>,
 ) {
     for item in &file.items {
+        params_are_distinct(item, diagnostics);
         let name = match item {
             ast::Item::Fn(f) => &f.name,
             ast::Item::Model(m) => &m.name,
