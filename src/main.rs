@@ -306,13 +306,17 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
                         match (e.ptx, &dir) {
                             (Some(ptx), _) => text.push_str(&ptx),
                             (None, Some(dir)) => text.push_str(&format!(
-                                "wrote {0}/{1}.ptx and {0}/{1}.json: {2} kernel{3}, {4} launch{5} for {sm}\n",
+                                "wrote {0}/{1}.ptx and {0}/{1}.json: {2} kernel{3}, {4} launch{5} for {sm}, {6}\n",
                                 dir.display(),
                                 e.function,
                                 e.kernels,
                                 if e.kernels == 1 { "" } else { "s" },
                                 e.entries,
                                 if e.entries == 1 { "" } else { "es" },
+                                match &e.specialized {
+                                    None => "generic in its sizes".to_string(),
+                                    Some(why) => format!("specialized to the sizes bound: {why}"),
+                                },
                             )),
                             (None, None) => {}
                         }

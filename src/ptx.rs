@@ -1,6 +1,10 @@
 //! `kiln emit ptx`: a file's functions compiled to PTX for an NVIDIA GPU,
 //! one `.ptx` and one launch manifest (`.json`, see `docs/gpu.md`) per
-//! function, specialized to the values of its symbolic dimensions.
+//! function. A function with one symbolic dimension gets PTX generic in it
+//! (valid for every size congruent to the one bound, modulo 4), its
+//! manifest giving every size as a formula; one with several, or whose
+//! numbers vary with the size in a way no formula computes, gets PTX for
+//! the sizes bound, and its manifest says why.
 
 use std::path::Path;
 
@@ -15,6 +19,43 @@ pub struct Emitted {
     pub entries: usize,
     /// The PTX, when no directory was given.
     pub ptx: Option<String>,
+    /// Why the PTX is specialized to the sizes bound rather than generic.
+    pub specialized: Option<String>,
+}
+
+/// The plan of `function` generic in its symbol, from lowerings at the
+/// probe sizes for the value `bindings` gives it, every size-dependent
+/// choice taken at that value; `Err` with the reason when it has more than
+/// one symbol or no generic form.
+#[cfg(feature = "ptx")]
+pub fn generic_plan(
+    module: &Module,
+    function: &str,
+    bindings: &Bindings,
+) -> Result<kiln_codegen::nvptx::GenericPlan, String> {
+    use kiln_codegen::nvptx::{GenericPlan, probe_sizes};
+    let lower = |at: &Bindings| {
+        kiln_passes::lower_to_kernels_deciding_at(module, function, at, bindings, Default::default())
+            .map_err(|e| e.to_string())
+    };
+    let symbols: Vec<(String, u64)> = bindings.iter().map(|(s, v)| (s.to_string(), *v)).collect();
+    match symbols.as_slice() {
+        [] => GenericPlan::new(None, vec![(0, lower(bindings)?)]).map_err(|e| e.to_string()),
+        [(symbol, n)] => {
+            let mut probes = Vec::new();
+            for p in probe_sizes(*n) {
+                let mut at = bindings.clone();
+                at.insert(kiln_ir::Symbol::new(symbol), p);
+                probes.push((p, lower(&at)?));
+            }
+            GenericPlan::new(Some((symbol.clone(), *n)), probes).map_err(|e| e.to_string())
+        }
+        _ => Err(format!(
+            "it has {} symbolic dimensions ({}); generic PTX handles one",
+            symbols.len(),
+            symbols.iter().map(|s| s.0.as_str()).collect::<Vec<_>>().join(", ")
+        )),
+    }
 }
 
 /// Compiles `functions` of `module` to PTX for `sm`, each with the bindings
@@ -28,7 +69,7 @@ pub fn emit(
     sm: &str,
     out: Option<&Path>,
 ) -> Result<Vec<Emitted>, Error> {
-    use kiln_codegen::nvptx::{Sm, emit_ptx};
+    use kiln_codegen::nvptx::{Sm, emit_generic_ptx, emit_ptx};
     let sm = Sm::parse(sm).map_err(|e| Error::Usage(e.to_string()))?;
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.to_path_buf(), message: e.to_string() })?;
@@ -37,10 +78,27 @@ pub fn emit(
     for name in functions {
         let f = module.function(name).ok_or_else(|| crate::no_function(module, name))?;
         let bindings = bind(f)?;
-        let plan = kiln_passes::lower_to_kernels(module, name, &bindings).map_err(|e| Error::Usage(e.to_string()))?;
-        let compiled = emit_ptx(&plan, sm).map_err(|e| Error::Execution(e.to_string()))?;
         let names: Vec<(String, u64)> = bindings.iter().map(|(s, v)| (s.to_string(), *v)).collect();
-        let manifest = compiled.manifest.with_bindings(names.iter().map(|(s, v)| (s.as_str(), *v)));
+        let generic = generic_plan(module, name, &bindings)
+            .and_then(|g| emit_generic_ptx(&g, sm).map(|c| (g.launches.len(), c)).map_err(|e| e.to_string()));
+        let (kernels, compiled, manifest, specialized) = match generic {
+            Ok((_, compiled)) => {
+                let kernels = count_kernels(&compiled.manifest);
+                let manifest = compiled.manifest.clone();
+                (kernels, compiled, manifest, None)
+            }
+            Err(why) => {
+                let plan =
+                    kiln_passes::lower_to_kernels(module, name, &bindings).map_err(|e| Error::Usage(e.to_string()))?;
+                let compiled = emit_ptx(&plan, sm).map_err(|e| Error::Execution(e.to_string()))?;
+                let manifest = compiled
+                    .manifest
+                    .clone()
+                    .with_bindings(names.iter().map(|(s, v)| (s.as_str(), *v)))
+                    .specialized_because(&why);
+                (plan.kernels.len(), compiled, manifest, Some(why))
+            }
+        };
         let entries = manifest.entries().len();
         let ptx = match out {
             Some(dir) => {
@@ -54,9 +112,20 @@ pub fn emit(
             }
             None => Some(compiled.ptx),
         };
-        emitted.push(Emitted { function: name.clone(), kernels: plan.kernels.len(), entries, ptx });
+        emitted.push(Emitted { function: name.clone(), kernels, entries, ptx, specialized });
     }
     Ok(emitted)
+}
+
+/// The plan kernels a manifest's launches come from.
+#[cfg(feature = "ptx")]
+fn count_kernels(manifest: &kiln_codegen::nvptx::Manifest) -> usize {
+    let mut kernels: Vec<&str> = manifest.0["launches"]
+        .as_array()
+        .map(|l| l.iter().filter_map(|x| x["kernel"].as_str()).collect())
+        .unwrap_or_default();
+    kernels.dedup();
+    kernels.len()
 }
 
 /// Without the `ptx` feature: an error that says how to get it.

@@ -15,11 +15,11 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 
-use kiln_codegen::nvptx::{PtxError, Sm, emit_ptx, emulate_plan};
+use kiln_codegen::nvptx::{PtxError, Sm, emit_generic_ptx, emit_ptx, emulate_generic, emulate_plan};
 use kiln_ir::Module;
 use kiln_ir::interp::{EvalOptions, Tensor, evaluate};
 use kiln_ir::kernel::{execute_with, parse_plan};
-use support::{bindings_for, compare, inputs_for, with_step};
+use support::{BATCH, bindings_for, compare, inputs_at, inputs_for, with_step};
 
 const TOLERANCE: f64 = 1e-4;
 
@@ -86,11 +86,18 @@ fn every_function_assembles_for_sm80_and_sm90() {
                     assert!(out.ptx.contains(&format!(".entry {entry}(")), "{entry} is in the PTX");
                 }
                 assemble(&ptxas, &out.ptx, sm, &format!("{path} {}", f.name));
+                // The PTX generic in the batch size `kiln emit ptx` writes.
+                let generic = kiln::ptx::generic_plan(&module, &f.name, &bindings_for(&module, &f.name))
+                    .unwrap_or_else(|e| panic!("{path} {}: no generic plan: {e}", f.name));
+                let generic = emit_generic_ptx(&generic, sm).unwrap_or_else(|e| panic!("{path} {}: {e}", f.name));
+                assert_eq!(generic.ptx.matches(".entry").count(), generic.manifest.entries().len());
+                assemble(&ptxas, &generic.ptx, sm, &format!("{path} {} generic", f.name));
                 println!(
-                    "{path} {}: {} kernels, {} entries assembled for {sm}",
+                    "{path} {}: {} kernels, {} entries assembled for {sm}; generic: {} entries assembled",
                     f.name,
                     plan.kernels.len(),
-                    entries.len()
+                    entries.len(),
+                    generic.manifest.entries().len()
                 );
             }
         }
@@ -111,6 +118,103 @@ fn emulated_launches_agree_with_the_interpreter() {
             compare(&f.name, "PTX emulation", &emulated, &expected, TOLERANCE, &plan.to_string());
         }
     }
+}
+
+/// The module generic in the batch size, built from probe sizes for
+/// N = 3, run at N = 3 and at N = 7 (the same residue modulo 4) against the
+/// interpreter at each: what `kiln emit ptx` writes serves every such size.
+#[test]
+fn generic_modules_agree_with_the_interpreter_at_two_sizes() {
+    let mut generic_functions = 0;
+    for path in PROGRAMS {
+        let module = with_step(path);
+        for f in &module.functions {
+            let decide = bindings_for(&module, &f.name);
+            let generic = kiln::ptx::generic_plan(&module, &f.name, &decide)
+                .unwrap_or_else(|e| panic!("{path} {}: no generic plan: {e}", f.name));
+            let sizes = if decide.is_empty() { vec![BATCH] } else { vec![BATCH, BATCH + 4] };
+            for n in sizes {
+                let at: kiln_ir::Bindings = decide.keys().map(|s| (s.clone(), n)).collect();
+                let plan =
+                    kiln_passes::lower_to_kernels_deciding_at(&module, &f.name, &at, &decide, Default::default())
+                        .unwrap();
+                let inputs = inputs_at(&module, &f.name, n);
+                let params = kiln_ir::initialize_params(&module, 1);
+                let expected = evaluate(&module, &f.name, &inputs, &params, EvalOptions::default()).unwrap();
+                let emulated =
+                    execute_with(&plan, &inputs, &params, |_, buffers| emulate_generic(&generic, n, buffers))
+                        .unwrap_or_else(|e| panic!("{path} {} at N = {n}: {e}", f.name));
+                compare(&f.name, &format!("generic PTX emulation at N = {n}"), &emulated, &expected, TOLERANCE, "");
+            }
+            generic_functions += usize::from(!decide.is_empty());
+        }
+    }
+    assert!(generic_functions >= 20, "only {generic_functions} functions have a symbol");
+}
+
+/// A generic module run at a size outside its residue class, or with
+/// buffers of the wrong length, is an error, not a wrong answer.
+#[test]
+fn a_generic_module_refuses_sizes_it_is_not_valid_for() {
+    let module = with_step("examples/mlp.kiln");
+    let decide = bindings_for(&module, "forward");
+    let generic = kiln::ptx::generic_plan(&module, "forward", &decide).unwrap();
+    assert!(generic.valid_at(BATCH + 8) && !generic.valid_at(BATCH + 1) && !generic.valid_at(0));
+    let plan = plan_of(&module, "forward");
+    let inputs = inputs_for(&module, "forward");
+    let params = kiln_ir::initialize_params(&module, 1);
+    let e = execute_with(&plan, &inputs, &params, |_, b| emulate_generic(&generic, BATCH + 1, b)).unwrap_err();
+    assert!(e.contains("not valid at size 4"), "{e}");
+    let e = execute_with(&plan, &inputs, &params, |_, b| emulate_generic(&generic, BATCH + 4, b)).unwrap_err();
+    assert!(e.contains("elements"), "{e}");
+}
+
+/// Two symbolic dimensions: the PTX is specialized, and says why.
+#[test]
+fn a_function_of_two_symbols_gets_specialized_ptx_with_the_reason() {
+    let module = kiln_ir::parse_module(
+        "func f(a: f32[N, M]) -> (f32[N, M]) {
+  %0: f32[N, M] = input 0
+  %1: f32[N, M] = exp %0
+  return %1
+}
+",
+    )
+    .unwrap();
+    let bindings: kiln_ir::Bindings =
+        [("N", 5), ("M", 7)].into_iter().map(|(s, v)| (kiln_ir::Symbol::new(s), v)).collect();
+    let e = kiln::ptx::generic_plan(&module, "f", &bindings).unwrap_err();
+    assert!(e.contains("2 symbolic dimensions (M, N)"), "{e}");
+}
+
+/// The manifest of a generic module: sizes as formulas of N.
+#[test]
+fn a_generic_manifest_gives_sizes_as_formulas() {
+    let module = kiln_ir::parse_module(
+        "func f(a: f32[N, 10], b: f32[10, 3]) -> (f32[N, 3], f32[]) {
+  %0: f32[N, 10] = input 0
+  %1: f32[10, 3] = input 1
+  %2: f32[N, 3] = matmul %0, %1
+  %3: f32[] = reduce_sum %0 axes=[0, 1] keepdims=false
+  return %2, %3
+}
+",
+    )
+    .unwrap();
+    let bindings: kiln_ir::Bindings = [(kiln_ir::Symbol::new("N"), 64)].into_iter().collect();
+    let generic = kiln::ptx::generic_plan(&module, "f", &bindings).unwrap();
+    let out = emit_generic_ptx(&generic, Sm::parse("sm_80").unwrap()).unwrap();
+    let m = &out.manifest.0;
+    assert_eq!(m["valid_for"]["N"]["modulus"], 4);
+    assert_eq!(m["buffers"][0]["elements_formula"], "10*N");
+    assert_eq!(m["buffers"][0]["elements"], 640);
+    assert_eq!(m["buffers"][0]["bytes_formula"], "40*N");
+    let gemm = &m["launches"][0];
+    assert_eq!(gemm["threads_formula"][1], "N");
+    assert_eq!(gemm["grid_formula"][1], "ceil(N/16)");
+    assert_eq!(gemm["grid"][1], 4);
+    assert_eq!(gemm["args"].as_array().unwrap().last().unwrap(), "N");
+    insta::assert_snapshot!("generic_manifest", out.manifest.to_json());
 }
 
 #[test]

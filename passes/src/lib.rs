@@ -18,7 +18,8 @@ pub use autodiff::{AutodiffError, Source, differentiate};
 pub use build_train_step::{TrainStepError, build_train_step};
 pub use eliminate_dead_code::eliminate_dead_code;
 pub use lower_to_kernels::{
-    ConvLowering, GemmLowering, LowerError, LowerOptions, lower_to_kernels, lower_to_kernels_with,
+    ConvLowering, GemmLowering, LowerError, LowerOptions, lower_to_kernels, lower_to_kernels_deciding_at,
+    lower_to_kernels_with,
 };
 pub use merge_gemm_epilogues::merge_gemm_epilogues;
 pub use pipeline::{PassError, Pipeline, StageReport};

@@ -102,8 +102,24 @@ pub fn lower_to_kernels_with(
     bindings: &Bindings,
     options: LowerOptions,
 ) -> Result<Plan, LowerError> {
+    lower_to_kernels_deciding_at(module, function, bindings, bindings, options)
+}
+
+/// [`lower_to_kernels_with`], with the size-dependent choices (the e-graph's
+/// extraction, fusion and GEMM epilogue merges, whose cost model weighs
+/// work at a batch size) taken at `decide` rather than at `bindings`: the
+/// plans of one function lowered at several sizes with the same `decide`
+/// fuse alike, which is what lets the PTX backend find the numbers that
+/// vary with a symbol (`nvptx::generic`).
+pub fn lower_to_kernels_deciding_at(
+    module: &Module,
+    function: &str,
+    bindings: &Bindings,
+    decide: &Bindings,
+    options: LowerOptions,
+) -> Result<Plan, LowerError> {
     let f = module.function(function).ok_or_else(|| LowerError::UnknownFunction(function.to_string()))?;
-    let machine = crate::cost::Machine { bindings: bindings.clone(), ..crate::cost::Machine::default() };
+    let machine = crate::cost::Machine { bindings: decide.clone(), ..crate::cost::Machine::default() };
     let simplified;
     let f = if options.simplify {
         simplified = crate::simplify_function(module, f, &crate::Limits::default(), &machine).0;

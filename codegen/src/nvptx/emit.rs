@@ -75,18 +75,22 @@ const PTX_KERNEL: u32 = 71;
 /// The shared address space of NVPTX.
 pub const SHARED: u16 = 3;
 
-/// Builds every launch of every kernel of the plan into one module.
-pub fn build_module<'c>(context: &'c Context, plan: &Plan, flavor: Flavor) -> E<Module<'c>> {
+/// Builds every launch of every kernel of the plan into one module. Each
+/// entry takes `symbols` i64 arguments after the status word: the values of
+/// the plan's symbolic dimensions, which only a generic module reads
+/// (`generic.rs` rewrites the numbers that vary with them into arithmetic
+/// on these arguments).
+pub fn build_module<'c>(context: &'c Context, plan: &Plan, flavor: Flavor, symbols: usize) -> E<Module<'c>> {
     let module = context.create_module(&plan.name);
     for kernel in &plan.kernels {
         for l in launch::launches(plan, kernel) {
             if let Err(what) = l.grid_u32() {
                 return Err(PtxError::Unsupported { kernel: kernel.name.clone(), what });
             }
-            let mut e = Emitter::new(context, &module, plan, flavor, &l, &kernel.name)?;
+            let mut e = Emitter::new(context, &module, plan, flavor, &l, &kernel.name, symbols)?;
             e.launch(&l)?;
             if flavor == Flavor::Host {
-                e.trampoline(l.buffers().len() + 1)?;
+                e.trampoline(l.buffers().len() + 1, symbols)?;
             }
         }
     }
@@ -122,10 +126,12 @@ impl<'c, 'm> Emitter<'c, 'm> {
         flavor: Flavor,
         l: &Launch<'_>,
         kernel: &str,
+        symbols: usize,
     ) -> E<Self> {
         let ptr = cx.ptr_type(AddressSpace::default());
         let used = l.buffers();
-        let params: Vec<BasicMetadataTypeEnum> = vec![ptr.into(); used.len() + 1];
+        let mut params: Vec<BasicMetadataTypeEnum> = vec![ptr.into(); used.len() + 1];
+        params.extend(std::iter::repeat_n(BasicMetadataTypeEnum::from(cx.i64_type()), symbols));
         let function = module.add_function(&l.name, cx.void_type().fn_type(&params, false), None);
         if flavor == Flavor::Device {
             function.set_call_conventions(PTX_KERNEL);
@@ -166,8 +172,9 @@ impl<'c, 'm> Emitter<'c, 'm> {
     }
 
     /// `NAME.call(argv)`: calls the launch's function with the pointers of
-    /// the array `argv`, so the emulator calls every entry the same way.
-    fn trampoline(&mut self, arguments: usize) -> E<()> {
+    /// the array `argv`, then the i64 values its next `symbols` pointers
+    /// point to, so the emulator calls every entry the same way.
+    fn trampoline(&mut self, arguments: usize, symbols: usize) -> E<()> {
         let ptr = self.cx.ptr_type(AddressSpace::default());
         let name = format!("{}.call", self.function.get_name().to_string_lossy());
         let f = self.module.add_function(&name, self.cx.void_type().fn_type(&[ptr.into()], false), None);
@@ -179,6 +186,12 @@ impl<'c, 'm> Emitter<'c, 'm> {
             // SAFETY: `argv` holds `arguments` pointers.
             let at = unsafe { self.b.build_in_bounds_gep(ptr, argv, &[self.i64(i as i64)], "")? };
             args.push(self.b.build_load(ptr, at, "")?);
+        }
+        for i in arguments..arguments + symbols {
+            // SAFETY: `argv` holds a pointer to an i64 per symbol after the pointers.
+            let at = unsafe { self.b.build_in_bounds_gep(ptr, argv, &[self.i64(i as i64)], "")? };
+            let value = self.b.build_load(ptr, at, "")?.into_pointer_value();
+            args.push(self.b.build_load(self.cx.i64_type(), value, "")?);
         }
         self.call(self.function, &args)?;
         self.b.build_return(None)?;
@@ -239,6 +252,19 @@ impl<'c, 'm> Emitter<'c, 'm> {
 
     pub fn i64(&self, v: i64) -> IntValue<'c> {
         self.cx.i64_type().const_int(v as u64, true)
+    }
+
+    /// A size as an i64 that the builder does not fold arithmetic into
+    /// (stored to a stack slot and loaded back, which `mem2reg` undoes):
+    /// where the emitter would otherwise
+    /// fold a size through an operation no polynomial follows (a ceiling
+    /// division), the kernel computes it, so a generic module can compute
+    /// it from the size argument. LLVM's optimizer folds it back in a
+    /// module for one size.
+    pub fn size(&self, v: i64) -> E<IntValue<'c>> {
+        let slot = self.alloca(self.cx.i64_type().into())?;
+        self.b.build_store(slot, self.i64(v))?;
+        Ok(self.b.build_load(self.cx.i64_type(), slot, "size")?.into_int_value())
     }
 
     pub fn i32(&self, v: i32) -> IntValue<'c> {

@@ -24,6 +24,7 @@ use kiln_ir::kernel::{Plan, Storage};
 
 use super::emit::{self, Flavor, Sreg};
 use super::expr::{STATUS_DIVISION_BY_ZERO, STATUS_INDEX_OUT_OF_RANGE};
+use super::generic::GenericPlan;
 use super::launch::launches;
 
 /// What one emulated GPU thread sees.
@@ -199,6 +200,16 @@ fn host_machine() -> Result<TargetMachine, String> {
         .ok_or_else(|| "no target machine for this host".to_string())
 }
 
+/// One launch as the emulation runs it.
+struct HostLaunch {
+    kernel: String,
+    entry: String,
+    buffers: Vec<kiln_ir::kernel::BufferId>,
+    grid: [u32; 3],
+    block: [u32; 3],
+    cooperates: bool,
+}
+
 /// Runs every launch of `plan` on `buffers` (one per declared buffer,
 /// inputs and parameters filled in), as the GPU would.
 pub fn emulate_plan(plan: &Plan, buffers: &mut [Storage]) -> Result<(), String> {
@@ -206,8 +217,70 @@ pub fn emulate_plan(plan: &Plan, buffers: &mut [Storage]) -> Result<(), String> 
         return Err(format!("{} buffers for a plan of {}", buffers.len(), plan.buffers.len()));
     }
     let context = Context::create();
+    let module = emit::build_module(&context, plan, Flavor::Host, 0).map_err(|e| e.to_string())?;
+    let mut list = Vec::new();
+    for kernel in &plan.kernels {
+        for l in launches(plan, kernel) {
+            let grid = l.grid_u32().map_err(|what| format!("kernel {}: {what}", kernel.name))?;
+            let (cooperates, buffers) = (l.cooperates(), l.buffers());
+            list.push(HostLaunch {
+                kernel: kernel.name.clone(),
+                entry: l.name,
+                buffers,
+                grid,
+                block: l.block,
+                cooperates,
+            });
+        }
+    }
+    let dtypes: Vec<DType> = plan.buffers.iter().map(|b| b.dtype).collect();
+    run_module(module, &list, &[], &dtypes, buffers)
+}
+
+/// Runs the generic module of `plan` at size `n` on `buffers` (one per
+/// buffer, each as long as the plan's formula says at `n`): the module
+/// built once for a residue class, run at one of its sizes.
+pub fn emulate_generic(plan: &GenericPlan, n: u64, buffers: &mut [Storage]) -> Result<(), String> {
+    if !plan.valid_at(n) {
+        return Err(format!("the generic plan {} is not valid at size {n}", plan.name));
+    }
+    if buffers.len() != plan.buffers.len() {
+        return Err(format!("{} buffers for a plan of {}", buffers.len(), plan.buffers.len()));
+    }
+    for (i, (s, b)) in buffers.iter().zip(&plan.buffers).enumerate() {
+        if b.len.eval(n as i64) != Some(s.len() as i64) {
+            return Err(format!("buffer b{i} has {} elements, the plan {:?} at {n}", s.len(), b.len.eval(n as i64)));
+        }
+    }
+    let context = Context::create();
+    let module = plan.build_module(&context, Flavor::Host).map_err(|e| e.to_string())?;
+    let mut list = Vec::new();
+    for l in &plan.launches {
+        let grid = l.grid(n)?;
+        let grid = [0, 1, 2].map(|k| u32::try_from(grid[k]).unwrap_or(u32::MAX));
+        list.push(HostLaunch {
+            kernel: l.kernel.clone(),
+            entry: l.entry.clone(),
+            buffers: l.buffers.clone(),
+            grid,
+            block: l.block,
+            cooperates: l.cooperates,
+        });
+    }
+    let dtypes: Vec<DType> = plan.buffers.iter().map(|b| b.dtype).collect();
+    let symbols: Vec<i64> = plan.symbol.iter().map(|_| n as i64).collect();
+    run_module(module, &list, &symbols, &dtypes, buffers)
+}
+
+/// Compiles a host-flavored module and runs `list` in order.
+fn run_module(
+    module: inkwell::module::Module<'_>,
+    list: &[HostLaunch],
+    symbols: &[i64],
+    dtypes: &[DType],
+    buffers: &mut [Storage],
+) -> Result<(), String> {
     let machine = host_machine()?;
-    let module = emit::build_module(&context, plan, Flavor::Host).map_err(|e| e.to_string())?;
     module.set_triple(&machine.get_triple());
     module.set_data_layout(&machine.get_target_data().get_data_layout());
     emit::optimize(&module, &machine).map_err(|e| e.to_string())?;
@@ -227,28 +300,30 @@ pub fn emulate_plan(plan: &Plan, buffers: &mut [Storage]) -> Result<(), String> 
             engine.add_global_mapping(&f, address);
         }
     }
-    let mut memory: Vec<Memory> = buffers.iter().zip(&plan.buffers).map(|(s, d)| Memory::of(s, d.dtype)).collect();
+    let mut memory: Vec<Memory> = buffers.iter().zip(dtypes).map(|(s, d)| Memory::of(s, *d)).collect();
     let mut status = [0i32; 2];
-    for kernel in &plan.kernels {
-        for l in launches(plan, kernel) {
-            let address = engine.get_function_address(&format!("{}.call", l.name)).map_err(|e| e.to_string())?;
-            // SAFETY: `NAME.call` was built as `void (ptr argv)`.
-            let entry: extern "C" fn(*const *mut u8) = unsafe { std::mem::transmute(address) };
-            let mut argv: Vec<*mut u8> =
-                l.buffers().iter().map(|b| memory[b.0 as usize].words.as_mut_ptr().cast::<u8>()).collect();
-            argv.push(status.as_mut_ptr().cast::<u8>());
-            let grid = l.grid_u32().map_err(|what| format!("kernel {}: {what}", kernel.name))?;
-            run_launch(entry, &argv, grid, l.block, l.cooperates());
-            match status[0] {
-                0 => {}
-                STATUS_INDEX_OUT_OF_RANGE => return Err(format!("kernel {}: an index is out of range", kernel.name)),
-                STATUS_DIVISION_BY_ZERO => return Err(format!("kernel {}: integer division by zero", kernel.name)),
-                code => return Err(format!("kernel {}: status {code}", kernel.name)),
-            }
+    let mut symbols = symbols.to_vec();
+    for l in list {
+        let address = engine.get_function_address(&format!("{}.call", l.entry)).map_err(|e| e.to_string())?;
+        // SAFETY: `NAME.call` was built as `void (ptr argv)`.
+        let entry: extern "C" fn(*const *mut u8) = unsafe { std::mem::transmute(address) };
+        let mut argv: Vec<*mut u8> =
+            l.buffers.iter().map(|b| memory[b.0 as usize].words.as_mut_ptr().cast::<u8>()).collect();
+        argv.push(status.as_mut_ptr().cast::<u8>());
+        argv.extend(symbols.iter_mut().map(|s| (s as *mut i64).cast::<u8>()));
+        if l.grid.contains(&u32::MAX) {
+            return Err(format!("kernel {}: a grid of {:?} blocks", l.kernel, l.grid));
+        }
+        run_launch(entry, &argv, l.grid, l.block, l.cooperates);
+        match status[0] {
+            0 => {}
+            STATUS_INDEX_OUT_OF_RANGE => return Err(format!("kernel {}: an index is out of range", l.kernel)),
+            STATUS_DIVISION_BY_ZERO => return Err(format!("kernel {}: integer division by zero", l.kernel)),
+            code => return Err(format!("kernel {}: status {code}", l.kernel)),
         }
     }
-    for ((m, s), d) in memory.iter_mut().zip(buffers.iter_mut()).zip(&plan.buffers) {
-        m.read(s, d.dtype);
+    for ((m, s), d) in memory.iter_mut().zip(buffers.iter_mut()).zip(dtypes) {
+        m.read(s, *d);
     }
     Ok(())
 }

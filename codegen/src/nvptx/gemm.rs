@@ -34,7 +34,14 @@ impl<'c> Emitter<'c, '_> {
         let row_in = self.b.build_int_compare(IntPredicate::SLT, row, self.i64(m as i64), "")?;
         let col_in = self.b.build_int_compare(IntPredicate::SLT, col, self.i64(n as i64), "")?;
         let mine = self.b.build_int_add(self.b.build_int_mul(ty_, self.i64(tile), "")?, tx, "")?;
-        let slices = self.i64(k.div_ceil(u64::from(TILE)) as i64);
+        // ceil(k / TILE) computed in the kernel, not folded here: a generic
+        // module computes it from the size (`generic.rs`).
+        let k_size = self.size(k as i64)?;
+        let slices = self.b.build_int_unsigned_div(
+            self.b.build_int_add(k_size, self.i64(tile - 1), "")?,
+            self.i64(tile),
+            "slices",
+        )?;
         self.counted(slices, |e, s| {
             let start = e.b.build_int_mul(s, e.i64(tile), "")?;
             // a[row, start + tx] and b[start + ty, col] into the tiles.

@@ -351,7 +351,11 @@ fn shape_of(plan: &Plan, mapping: &Mapping<'_>) -> ([u64; 3], [u32; 3], u32) {
 /// one, at most the axis's cap where a grid-stride loop covers the rest
 /// (grid and warp-row launches along x), else exactly enough.
 fn grid_of(mapping: &Mapping<'_>, threads: [u64; 3], block: [u32; 3]) -> [u64; 3] {
-    let strided = matches!(mapping, Mapping::Grid { .. } | Mapping::WarpRows { .. });
+    grid_for(matches!(mapping, Mapping::Grid { .. } | Mapping::WarpRows { .. }), threads, block)
+}
+
+/// [`grid_of`] for a launch whose x axis is grid-strided or not.
+pub fn grid_for(strided: bool, threads: [u64; 3], block: [u32; 3]) -> [u64; 3] {
     let mut grid = [0; 3];
     for k in 0..3 {
         let blocks = threads[k].div_ceil(u64::from(block[k])).max(1);

@@ -19,7 +19,9 @@ use kiln_ir::kernel::{BufferRole, Plan};
 use serde_json::{Value, json};
 
 use super::Sm;
-use super::launch::launches;
+use super::formula::Formula;
+use super::generic::{GenericPlan, MODULUS};
+use super::launch::{MAX_BLOCKS, launches};
 
 /// A plan's launch manifest.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,11 +76,111 @@ impl Manifest {
         }))
     }
 
+    /// The manifest of a generic plan: every size also as a formula of the
+    /// symbol (`elements_formula`, `bytes_formula`, `threads_formula`,
+    /// `grid_formula`), the sizes it is valid for (`valid_for`), and the
+    /// symbol's value as each entry's last argument.
+    pub fn generic(plan: &GenericPlan, sm: Sm) -> Manifest {
+        let (symbol, n) = match &plan.symbol {
+            Some((s, n)) => (s.as_str(), *n as i64),
+            None => ("", 0),
+        };
+        let at = |f: &Formula| f.eval(n).unwrap_or(-1);
+        let role = |r: &BufferRole| match r {
+            BufferRole::Input(k) => format!("input {k}"),
+            BufferRole::Output(k) => format!("output {k}"),
+            BufferRole::Param(name) => format!("param {name}"),
+            BufferRole::Temp => "temp".to_string(),
+        };
+        let buffers: Vec<Value> = plan
+            .buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let size = b.dtype.size_bytes() as i64;
+                let bytes = Formula {
+                    coefficients: b.len.coefficients.iter().map(|c| c * size).collect(),
+                    denominator: b.len.denominator,
+                };
+                json!({
+                    "id": format!("b{i}"),
+                    "role": role(&b.role),
+                    "dtype": b.dtype.name(),
+                    "elements": at(&b.len),
+                    "bytes": at(&bytes),
+                    "elements_formula": b.len.render(symbol),
+                    "bytes_formula": bytes.render(symbol),
+                })
+            })
+            .collect();
+        let launches: Vec<Value> = plan
+            .launches
+            .iter()
+            .map(|l| {
+                let mut args: Vec<String> = l.buffers.iter().map(|b| b.to_string()).collect();
+                args.push("status".into());
+                args.extend(plan.symbol.iter().map(|(s, _)| s.clone()));
+                let grid_formula: Vec<String> = (0..3)
+                    .map(|k| {
+                        let t = &l.threads[k];
+                        if t.is_constant() {
+                            let blocks = (t.coefficients[0] as u64).div_ceil(u64::from(l.block[k])).max(1);
+                            let capped = if l.grid_stride && k == 0 { blocks.min(MAX_BLOCKS) } else { blocks };
+                            return capped.to_string();
+                        }
+                        let text = t.render(symbol);
+                        let operand = if text.contains([' ', '/']) { format!("({text})") } else { text };
+                        let ceil = format!("ceil({operand}/{})", l.block[k]);
+                        if l.grid_stride && k == 0 { format!("min({ceil}, {MAX_BLOCKS})") } else { ceil }
+                    })
+                    .collect();
+                json!({
+                    "kernel": l.kernel,
+                    "entry": l.entry,
+                    "threads": l.threads.iter().map(at).collect::<Vec<i64>>(),
+                    "threads_formula": l.threads.iter().map(|t| t.render(symbol)).collect::<Vec<String>>(),
+                    "grid_stride": l.grid_stride,
+                    "grid": l.grid(n.max(0) as u64).unwrap_or([0; 3]),
+                    "grid_formula": grid_formula,
+                    "block": l.block,
+                    "shared_bytes": l.shared_bytes,
+                    "args": args,
+                })
+            })
+            .collect();
+        let (bindings, symbols, valid_for) = match &plan.symbol {
+            Some((s, n)) => (
+                json!({ s.clone(): n }),
+                json!([s]),
+                json!({ s.clone(): { "at_least": 1, "modulus": MODULUS, "residue": n % MODULUS } }),
+            ),
+            None => (json!({}), json!([]), json!({})),
+        };
+        Manifest(json!({
+            "plan": plan.name,
+            "sm": sm.name(),
+            "bindings": bindings,
+            "symbols": symbols,
+            "valid_for": valid_for,
+            "buffers": buffers,
+            "status": { "dtype": "i32", "codes": { "0": "success", "1": "index out of range", "2": "integer division by zero" } },
+            "launches": launches,
+        }))
+    }
+
     /// Records the values of the symbolic dimensions the plan was built for.
     pub fn with_bindings<'a>(mut self, bindings: impl IntoIterator<Item = (&'a str, u64)>) -> Manifest {
         let map: serde_json::Map<String, Value> =
             bindings.into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
         self.0["bindings"] = Value::Object(map);
+        self
+    }
+
+    /// Records why the PTX is specialized to its bindings rather than
+    /// generic in the symbols (`specialized_because`); its sizes are then
+    /// numbers only.
+    pub fn specialized_because(mut self, why: &str) -> Manifest {
+        self.0["specialized_because"] = json!(why);
         self
     }
 

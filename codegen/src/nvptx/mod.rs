@@ -19,7 +19,9 @@ pub mod cuda;
 mod emit;
 pub mod emulate;
 mod expr;
+pub mod formula;
 mod gemm;
+pub mod generic;
 pub mod launch;
 pub mod manifest;
 
@@ -30,7 +32,8 @@ use inkwell::context::Context;
 use inkwell::targets::{CodeModel, FileType, InitializationConfig, RelocMode, Target, TargetMachine, TargetTriple};
 use kiln_ir::kernel::Plan;
 
-pub use emulate::emulate_plan;
+pub use emulate::{emulate_generic, emulate_plan};
+pub use generic::{GenericPlan, probe_sizes};
 pub use manifest::Manifest;
 
 /// What can go wrong emitting PTX.
@@ -45,6 +48,10 @@ pub enum PtxError {
     Unsupported { kernel: String, what: String },
     #[error("LLVM: {0}")]
     Llvm(String),
+    /// The plan's numbers vary with its symbol in a way a generic module
+    /// cannot compute (see `generic.rs`); PTX for one size still works.
+    #[error("no PTX generic in the size: {0}")]
+    NotGeneric(String),
 }
 
 impl From<inkwell::builder::BuilderError> for PtxError {
@@ -108,12 +115,26 @@ fn nvptx_machine(sm: Sm) -> Result<TargetMachine, PtxError> {
 pub fn emit_ptx(plan: &Plan, sm: Sm) -> Result<PtxModule, PtxError> {
     let context = Context::create();
     let machine = nvptx_machine(sm)?;
-    let module = emit::build_module(&context, plan, emit::Flavor::Device)?;
+    let module = emit::build_module(&context, plan, emit::Flavor::Device, 0)?;
+    Ok(PtxModule { ptx: ptx_of(&module, &machine)?, manifest: Manifest::of(plan, sm) })
+}
+
+/// Compiles a generic plan to PTX for `sm`: one module for every size of
+/// its residue class, each entry taking the size after the status word;
+/// the manifest gives sizes as formulas of the symbol.
+pub fn emit_generic_ptx(plan: &GenericPlan, sm: Sm) -> Result<PtxModule, PtxError> {
+    let context = Context::create();
+    let machine = nvptx_machine(sm)?;
+    let module = plan.build_module(&context, emit::Flavor::Device)?;
+    Ok(PtxModule { ptx: ptx_of(&module, &machine)?, manifest: Manifest::generic(plan, sm) })
+}
+
+/// The PTX of a built module, after LLVM's O3 pipeline.
+fn ptx_of(module: &inkwell::module::Module<'_>, machine: &TargetMachine) -> Result<String, PtxError> {
     module.set_triple(&machine.get_triple());
     module.set_data_layout(&machine.get_target_data().get_data_layout());
-    emit::optimize(&module, &machine)?;
+    emit::optimize(module, machine)?;
     let buffer =
-        machine.write_to_memory_buffer(&module, FileType::Assembly).map_err(|e| PtxError::Llvm(e.to_string()))?;
-    let ptx = String::from_utf8_lossy(buffer.as_slice()).trim_end_matches('\0').to_string();
-    Ok(PtxModule { ptx, manifest: Manifest::of(plan, sm) })
+        machine.write_to_memory_buffer(module, FileType::Assembly).map_err(|e| PtxError::Llvm(e.to_string()))?;
+    Ok(String::from_utf8_lossy(buffer.as_slice()).trim_end_matches('\0').to_string())
 }
