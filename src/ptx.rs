@@ -1,10 +1,10 @@
 //! `kiln emit ptx`: a file's functions compiled to PTX for an NVIDIA GPU,
 //! one `.ptx` and one launch manifest (`.json`, see `docs/gpu.md`) per
-//! function. A function with one symbolic dimension gets PTX generic in it
+//! function. The PTX is generic in the function's symbolic dimensions
 //! (valid for every size congruent to the one bound, modulo 4), its
-//! manifest giving every size as a formula; one with several, or whose
-//! numbers vary with the size in a way no formula computes, gets PTX for
-//! the sizes bound, and its manifest says why.
+//! manifest giving every size as a formula; a function with more than
+//! three symbols, or whose numbers vary with a size in a way no formula
+//! computes, gets PTX for the sizes bound, and its manifest says why.
 
 use std::path::Path;
 
@@ -23,39 +23,36 @@ pub struct Emitted {
     pub specialized: Option<String>,
 }
 
-/// The plan of `function` generic in its symbol, from lowerings at the
-/// probe sizes for the value `bindings` gives it, every size-dependent
-/// choice taken at that value; `Err` with the reason when it has more than
-/// one symbol or no generic form.
+/// The plan of `function` generic in its symbols, from lowerings at the
+/// grid of probe sizes for the values `bindings` gives them, every
+/// size-dependent choice taken at those values; `Err` with the reason when
+/// it has no generic form.
 #[cfg(feature = "ptx")]
 pub fn generic_plan(
     module: &Module,
     function: &str,
     bindings: &Bindings,
 ) -> Result<kiln_codegen::nvptx::GenericPlan, String> {
-    use kiln_codegen::nvptx::{GenericPlan, probe_sizes};
+    use kiln_codegen::nvptx::{GenericPlan, MAX_SYMBOLS, probe_grid};
     let lower = |at: &Bindings| {
         kiln_passes::lower_to_kernels_deciding_at(module, function, at, bindings, Default::default())
             .map_err(|e| e.to_string())
     };
     let symbols: Vec<(String, u64)> = bindings.iter().map(|(s, v)| (s.to_string(), *v)).collect();
-    match symbols.as_slice() {
-        [] => GenericPlan::new(None, vec![(0, lower(bindings)?)]).map_err(|e| e.to_string()),
-        [(symbol, n)] => {
-            let mut probes = Vec::new();
-            for p in probe_sizes(*n) {
-                let mut at = bindings.clone();
-                at.insert(kiln_ir::Symbol::new(symbol), p);
-                probes.push((p, lower(&at)?));
-            }
-            GenericPlan::new(Some((symbol.clone(), *n)), probes).map_err(|e| e.to_string())
-        }
-        _ => Err(format!(
-            "it has {} symbolic dimensions ({}); generic PTX handles one",
+    if symbols.len() > MAX_SYMBOLS {
+        return Err(format!(
+            "it has {} symbolic dimensions ({}); generic PTX handles at most {MAX_SYMBOLS}",
             symbols.len(),
             symbols.iter().map(|s| s.0.as_str()).collect::<Vec<_>>().join(", ")
-        )),
+        ));
     }
+    let asked: Vec<u64> = symbols.iter().map(|s| s.1).collect();
+    let mut probes = Vec::new();
+    for point in probe_grid(&asked) {
+        let at: Bindings = symbols.iter().zip(point).map(|((s, _), p)| (kiln_ir::Symbol::new(s), p)).collect();
+        probes.push(lower(&at)?);
+    }
+    GenericPlan::new(symbols, probes).map_err(|e| e.to_string())
 }
 
 /// Compiles `functions` of `module` to PTX for `sm`, each with the bindings

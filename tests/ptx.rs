@@ -141,8 +141,9 @@ fn generic_modules_agree_with_the_interpreter_at_two_sizes() {
                 let inputs = inputs_at(&module, &f.name, n);
                 let params = kiln_ir::initialize_params(&module, 1);
                 let expected = evaluate(&module, &f.name, &inputs, &params, EvalOptions::default()).unwrap();
+                let ns = vec![n; decide.len()];
                 let emulated =
-                    execute_with(&plan, &inputs, &params, |_, buffers| emulate_generic(&generic, n, buffers))
+                    execute_with(&plan, &inputs, &params, |_, buffers| emulate_generic(&generic, &ns, buffers))
                         .unwrap_or_else(|e| panic!("{path} {} at N = {n}: {e}", f.name));
                 compare(&f.name, &format!("generic PTX emulation at N = {n}"), &emulated, &expected, TOLERANCE, "");
             }
@@ -159,32 +160,90 @@ fn a_generic_module_refuses_sizes_it_is_not_valid_for() {
     let module = with_step("examples/mlp.kiln");
     let decide = bindings_for(&module, "forward");
     let generic = kiln::ptx::generic_plan(&module, "forward", &decide).unwrap();
-    assert!(generic.valid_at(BATCH + 8) && !generic.valid_at(BATCH + 1) && !generic.valid_at(0));
+    assert!(generic.valid_at(&[BATCH + 8]) && !generic.valid_at(&[BATCH + 1]) && !generic.valid_at(&[0]));
     let plan = plan_of(&module, "forward");
     let inputs = inputs_for(&module, "forward");
     let params = kiln_ir::initialize_params(&module, 1);
-    let e = execute_with(&plan, &inputs, &params, |_, b| emulate_generic(&generic, BATCH + 1, b)).unwrap_err();
-    assert!(e.contains("not valid at size 4"), "{e}");
-    let e = execute_with(&plan, &inputs, &params, |_, b| emulate_generic(&generic, BATCH + 4, b)).unwrap_err();
+    let e = execute_with(&plan, &inputs, &params, |_, b| emulate_generic(&generic, &[BATCH + 1], b)).unwrap_err();
+    assert!(e.contains("not valid at sizes [4]"), "{e}");
+    let e = execute_with(&plan, &inputs, &params, |_, b| emulate_generic(&generic, &[BATCH + 4], b)).unwrap_err();
     assert!(e.contains("elements"), "{e}");
 }
 
-/// Two symbolic dimensions: the PTX is specialized, and says why.
+/// Two symbolic dimensions: the probes are a grid, the formulas are in
+/// both, and the module agrees with the interpreter at sizes of the same
+/// residues; four symbols are more than the grid takes, and say so.
 #[test]
-fn a_function_of_two_symbols_gets_specialized_ptx_with_the_reason() {
+fn a_function_of_two_symbols_is_generic_in_both() {
     let module = kiln_ir::parse_module(
-        "func f(a: f32[N, M]) -> (f32[N, M]) {
-  %0: f32[N, M] = input 0
-  %1: f32[N, M] = exp %0
+        "func f(a: f32[N, T, 6], w: f32[6, 5]) -> (f32[N, T, 6], f32[N, 5]) {
+  %0: f32[N, T, 6] = input 0
+  %1: f32[6, 5] = input 1
+  %2: f32[N, T, 6] = tanh %0
+  %3: f32[N, 6] = reduce_sum %0 axes=[1] keepdims=false
+  %4: f32[N, 5] = matmul %3, %1
+  return %2, %4
+}
+",
+    )
+    .unwrap();
+    let bind = |n: u64, t: u64| -> kiln_ir::Bindings {
+        [("N", n), ("T", t)].into_iter().map(|(s, v)| (kiln_ir::Symbol::new(s), v)).collect()
+    };
+    let generic = kiln::ptx::generic_plan(&module, "f", &bind(3, 5)).unwrap();
+    let out = emit_generic_ptx(&generic, Sm::parse("sm_80").unwrap()).unwrap();
+    let m = &out.manifest.0;
+    assert_eq!(m["buffers"][0]["elements_formula"], "6*N*T", "{}", out.manifest.to_json());
+    assert_eq!(m["valid_for"]["T"]["residue"], 1);
+    for (n, t) in [(3, 5), (7, 9), (3, 13)] {
+        let inputs = float_inputs(&[vec![n, t, 6], vec![6, 5]]);
+        let params = kiln_ir::interp::Params::new();
+        let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
+        let plan =
+            kiln_passes::lower_to_kernels_deciding_at(&module, "f", &bind(n, t), &bind(3, 5), Default::default())
+                .unwrap();
+        let emulated = execute_with(&plan, &inputs, &params, |_, b| emulate_generic(&generic, &[n, t], b)).unwrap();
+        compare("f", &format!("generic PTX emulation at N = {n}, T = {t}"), &emulated, &expected, TOLERANCE, "");
+    }
+    let four: kiln_ir::Bindings = ["A", "B", "C", "D"].iter().map(|s| (kiln_ir::Symbol::new(*s), 4)).collect();
+    let e = kiln::ptx::generic_plan(&module, "f", &four).unwrap_err();
+    assert!(e.contains("4 symbolic dimensions (A, B, C, D); generic PTX handles at most 3"), "{e}");
+}
+
+/// `kiln emit ptx` on a function of four symbols: PTX for the sizes bound,
+/// with the reason it is not generic.
+#[test]
+fn four_symbols_fall_back_to_ptx_for_the_sizes_bound() {
+    let module = kiln_ir::parse_module(
+        "func f(a: f32[A, B, C, D]) -> (f32[A, B, C, D]) {
+  %0: f32[A, B, C, D] = input 0
+  %1: f32[A, B, C, D] = exp %0
   return %1
 }
 ",
     )
     .unwrap();
-    let bindings: kiln_ir::Bindings =
-        [("N", 5), ("M", 7)].into_iter().map(|(s, v)| (kiln_ir::Symbol::new(s), v)).collect();
-    let e = kiln::ptx::generic_plan(&module, "f", &bindings).unwrap_err();
-    assert!(e.contains("2 symbolic dimensions (M, N)"), "{e}");
+    let bind = |_: &kiln_ir::Function| -> Result<kiln_ir::Bindings, kiln::Error> {
+        Ok(["A", "B", "C", "D"].iter().map(|s| (kiln_ir::Symbol::new(*s), 2)).collect())
+    };
+    let emitted = kiln::ptx::emit(&module, &["f".to_string()], &bind, "sm_80", None).unwrap();
+    let why = emitted[0].specialized.as_deref().expect("not generic");
+    assert!(why.contains("generic PTX handles at most 3"), "{why}");
+    assert!(emitted[0].ptx.as_deref().is_some_and(|p| p.contains(".entry k1_exp")));
+}
+
+/// Deterministic f32 inputs of the given shapes.
+fn float_inputs(shapes: &[Vec<u64>]) -> Vec<Tensor> {
+    shapes
+        .iter()
+        .enumerate()
+        .map(|(k, shape)| {
+            let len: u64 = shape.iter().product();
+            let v: Vec<f64> = (0..len).map(|i| 2.0 * kiln_ir::random::uniform(k as u64, 1, i) - 1.0).collect();
+            let shape: Vec<usize> = shape.iter().map(|d| *d as usize).collect();
+            Tensor::float(kiln_ir::DType::F32, ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), v).unwrap())
+        })
+        .collect()
 }
 
 /// The manifest of a generic module: sizes as formulas of N.

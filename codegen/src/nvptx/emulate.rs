@@ -237,26 +237,28 @@ pub fn emulate_plan(plan: &Plan, buffers: &mut [Storage]) -> Result<(), String> 
     run_module(module, &list, &[], &dtypes, buffers)
 }
 
-/// Runs the generic module of `plan` at size `n` on `buffers` (one per
-/// buffer, each as long as the plan's formula says at `n`): the module
-/// built once for a residue class, run at one of its sizes.
-pub fn emulate_generic(plan: &GenericPlan, n: u64, buffers: &mut [Storage]) -> Result<(), String> {
-    if !plan.valid_at(n) {
-        return Err(format!("the generic plan {} is not valid at size {n}", plan.name));
+/// Runs the generic module of `plan` at sizes `ns` (one per symbol) on
+/// `buffers` (one per buffer, each as long as the plan's formula says at
+/// `ns`): the module built once for a residue class, run at one of its
+/// sizes.
+pub fn emulate_generic(plan: &GenericPlan, ns: &[u64], buffers: &mut [Storage]) -> Result<(), String> {
+    if !plan.valid_at(ns) {
+        return Err(format!("the generic plan {} is not valid at sizes {ns:?}", plan.name));
     }
     if buffers.len() != plan.buffers.len() {
         return Err(format!("{} buffers for a plan of {}", buffers.len(), plan.buffers.len()));
     }
+    let xs: Vec<i64> = ns.iter().map(|n| *n as i64).collect();
     for (i, (s, b)) in buffers.iter().zip(&plan.buffers).enumerate() {
-        if b.len.eval(n as i64) != Some(s.len() as i64) {
-            return Err(format!("buffer b{i} has {} elements, the plan {:?} at {n}", s.len(), b.len.eval(n as i64)));
+        if b.len.eval(&xs) != Some(s.len() as i64) {
+            return Err(format!("buffer b{i} has {} elements, the plan {:?} at {ns:?}", s.len(), b.len.eval(&xs)));
         }
     }
     let context = Context::create();
     let module = plan.build_module(&context, Flavor::Host).map_err(|e| e.to_string())?;
     let mut list = Vec::new();
     for l in &plan.launches {
-        let grid = l.grid(n)?;
+        let grid = l.grid(ns)?;
         let grid = [0, 1, 2].map(|k| u32::try_from(grid[k]).unwrap_or(u32::MAX));
         list.push(HostLaunch {
             kernel: l.kernel.clone(),
@@ -268,8 +270,7 @@ pub fn emulate_generic(plan: &GenericPlan, n: u64, buffers: &mut [Storage]) -> R
         });
     }
     let dtypes: Vec<DType> = plan.buffers.iter().map(|b| b.dtype).collect();
-    let symbols: Vec<i64> = plan.symbol.iter().map(|_| n as i64).collect();
-    run_module(module, &list, &symbols, &dtypes, buffers)
+    run_module(module, &list, &xs, &dtypes, buffers)
 }
 
 /// Compiles a host-flavored module and runs `list` in order.

@@ -1,28 +1,29 @@
-//! PTX generic in a plan's symbolic dimension: one module (and one
-//! manifest) for every batch size of a residue class, instead of one per
-//! size.
+//! PTX generic in a plan's symbolic dimensions: one module (and one
+//! manifest) for every size of a residue class, instead of one per size.
 //!
 //! A plan is specialized to sizes: its extents, strides and buffer lengths
-//! are numbers. To find which of them are functions of the symbol `N`, the
-//! function is lowered at five probe sizes congruent to the requested one
-//! modulo [`MODULUS`] (every size-dependent choice taken at the requested
-//! size: see `lower_to_kernels_deciding_at`), each plan is built into LLVM
-//! IR, and the modules are walked in lockstep. They must agree in
-//! everything but numeric constants; a constant that differs between them
-//! is fitted by a polynomial in `N` ([`Formula::fit`], checked on a fifth
-//! size) and replaced, in the first module, by that polynomial computed
-//! from the entry's `N` argument (floats as `q(N)` or `1 / q(N)`, the two
-//! forms a size takes in a kernel: a mean's count, its reciprocal). Buffer
-//! lengths and thread counts are fitted the same way for the manifest.
+//! are numbers. To find which of them are functions of the symbols, the
+//! function is lowered at five probe sizes per symbol congruent to the
+//! requested one modulo [`MODULUS`] (the grid of them with several
+//! symbols; every size-dependent choice taken at the requested sizes: see
+//! `lower_to_kernels_deciding_at`), each plan is built into LLVM IR, and
+//! the modules are walked in lockstep. They must agree in everything but
+//! numeric constants; a constant that differs between them is fitted by a
+//! polynomial in the sizes ([`Formula::fit_grid`], checked on a fifth size
+//! along each symbol) and replaced, in the first module, by that
+//! polynomial computed from the entry's size arguments (floats as `q` or
+//! `1 / q`, the two forms a size takes in a kernel: a mean's count, its
+//! reciprocal). Buffer lengths and thread counts are fitted the same way
+//! for the manifest.
 //!
 //! Guarantee: [`GenericPlan::new`] and [`GenericPlan::build_module`] either
-//! give a module whose every entry computes, from its `N` argument, the
-//! numbers each probe's module has at its size, or [`PtxError::NotGeneric`]
+//! give a module whose every entry computes, from its size arguments, the
+//! numbers each probe's module has at its sizes, or [`PtxError::NotGeneric`]
 //! saying what varies in a way no polynomial fits. The mapping of every
-//! launch is correct at any size, and the one choice that depends on the
+//! launch is correct at any size, and the one choice that depends on a
 //! size's value — a thread running 4 consecutive iterations where 4
 //! divides the loop's extent — depends on it only modulo 4, so the module
-//! is valid for every `N` >= 1 congruent to the requested size modulo
+//! is valid for all sizes >= 1 congruent to the requested ones modulo
 //! [`MODULUS`] (the emulation tests check two such sizes per function).
 
 use std::collections::HashMap;
@@ -45,7 +46,11 @@ pub const MODULUS: u64 = LANES as u64;
 
 /// How many probe sizes [`probe_sizes`] gives: four determine a cubic,
 /// the fifth checks it.
-const PROBES: u64 = 5;
+const PROBES: usize = 5;
+
+/// The most symbols a generic plan has: the probes are a grid, five sizes
+/// along each symbol.
+pub const MAX_SYMBOLS: usize = 3;
 
 /// The sizes to lower a function at for a generic module valid at `n`:
 /// congruent to `n` modulo [`MODULUS`], and far enough above the
@@ -53,7 +58,22 @@ const PROBES: u64 = 5;
 /// that they make the same choices at all of them.
 pub fn probe_sizes(n: u64) -> Vec<u64> {
     let base = 1024 + n % MODULUS;
-    (0..PROBES).map(|k| base + MODULUS * k).collect()
+    (0..PROBES as u64).map(|k| base + MODULUS * k).collect()
+}
+
+/// Every point of the grid of probe sizes for the sizes `asked` (one per
+/// symbol), the first symbol varying fastest: where to lower a function
+/// for [`GenericPlan::new`].
+pub fn probe_grid(asked: &[u64]) -> Vec<Vec<u64>> {
+    let axes: Vec<Vec<u64>> = asked.iter().map(|n| probe_sizes(*n)).collect();
+    let count = PROBES.pow(asked.len() as u32);
+    (0..count).map(|flat| (0..asked.len()).map(|k| axes[k][flat / PROBES.pow(k as u32) % PROBES]).collect()).collect()
+}
+
+/// The index in [`probe_grid`]'s order of the point at `idx` (one index
+/// per symbol).
+fn flat(idx: &[usize]) -> usize {
+    idx.iter().enumerate().map(|(k, i)| i * PROBES.pow(k as u32)).sum()
 }
 
 /// A buffer of a generic plan.
@@ -78,12 +98,14 @@ pub struct GenericLaunch {
 }
 
 impl GenericLaunch {
-    /// The grid at `n`, as [`super::launch::Launch::grid`] computes it.
-    pub fn grid(&self, n: u64) -> Result<[u64; 3], String> {
+    /// The grid at sizes `ns` (one per symbol), as
+    /// [`super::launch::Launch::grid`] computes it.
+    pub fn grid(&self, ns: &[u64]) -> Result<[u64; 3], String> {
+        let xs: Vec<i64> = ns.iter().map(|n| *n as i64).collect();
         let mut threads = [0u64; 3];
         for (k, f) in self.threads.iter().enumerate() {
-            let v = f.eval(n as i64).ok_or_else(|| format!("{}: no thread count at {n}", self.entry))?;
-            threads[k] = u64::try_from(v).map_err(|_| format!("{}: a negative thread count at {n}", self.entry))?;
+            let v = f.eval(&xs).ok_or_else(|| format!("{}: no thread count at {ns:?}", self.entry))?;
+            threads[k] = u64::try_from(v).map_err(|_| format!("{}: a negative thread count at {ns:?}", self.entry))?;
         }
         Ok(grid_for(self.grid_stride, threads, self.block))
     }
@@ -94,12 +116,16 @@ impl GenericLaunch {
 #[derive(Clone, Debug)]
 pub struct GenericPlan {
     pub name: String,
-    /// The symbol and the size asked for; `None` for a plan without one
-    /// (then everything is constant and there is one probe).
-    pub symbol: Option<(String, u64)>,
+    /// The symbols, in the order of the entries' size arguments, and the
+    /// sizes asked for; none for a plan without symbols (then everything
+    /// is constant and there is one probe).
+    pub symbols: Vec<(String, u64)>,
     pub buffers: Vec<GenericBuffer>,
     pub launches: Vec<GenericLaunch>,
-    probes: Vec<(u64, Plan)>,
+    /// The probe sizes along each symbol.
+    axes: Vec<Vec<i64>>,
+    /// The plan at each point of the probe grid, in [`probe_grid`]'s order.
+    probes: Vec<Plan>,
 }
 
 fn not_generic<T>(what: impl Into<String>) -> E<T> {
@@ -107,24 +133,27 @@ fn not_generic<T>(what: impl Into<String>) -> E<T> {
 }
 
 impl GenericPlan {
-    /// `probes`: the plan lowered at each size [`probe_sizes`] gives for
-    /// the size asked for (or one plan, at no size, when `symbol` is `None`).
-    pub fn new(symbol: Option<(String, u64)>, probes: Vec<(u64, Plan)>) -> E<GenericPlan> {
-        let Some(first) = probes.first() else { return not_generic("no plan to generalize") };
+    /// `probes`: the plan lowered at each point [`probe_grid`] gives for
+    /// the sizes asked for, in its order (one plan when there are no
+    /// symbols).
+    pub fn new(symbols: Vec<(String, u64)>, probes: Vec<Plan>) -> E<GenericPlan> {
+        if symbols.len() > MAX_SYMBOLS {
+            return not_generic(format!("it has {} symbolic dimensions, more than {MAX_SYMBOLS}", symbols.len()));
+        }
+        let asked: Vec<u64> = symbols.iter().map(|s| s.1).collect();
+        let grid = probe_grid(&asked);
+        if probes.len() != grid.len() {
+            return not_generic(format!("{} plans for a grid of {} probe sizes", probes.len(), grid.len()));
+        }
+        let axes: Vec<Vec<i64>> = asked.iter().map(|n| probe_sizes(*n).iter().map(|p| *p as i64).collect()).collect();
+        let first = (0, &probes[0]);
         let name = first.1.name.clone();
         let fit = |what: &str, value: &dyn Fn(&Plan) -> Option<u64>| -> E<Formula> {
-            let mut points = Vec::new();
-            for (n, plan) in &probes {
-                match value(plan) {
-                    Some(v) => points.push((*n as i64, v as i64)),
-                    None => return not_generic(format!("{what} differs in structure between sizes")),
-                }
+            if probes.iter().any(|p| value(p).is_none()) {
+                return not_generic(format!("{what} differs in structure between sizes"));
             }
-            if points.len() == 1 {
-                return Ok(Formula::constant(points[0].1));
-            }
-            Formula::fit(&points)
-                .map_or_else(|| not_generic(format!("{what} is no polynomial of degree 3 or less in the size")), Ok)
+            Formula::fit_grid(&axes, &|idx| value(&probes[flat(idx)]).map(|v| v as i64))
+                .map_or_else(|| not_generic(format!("{what} is no polynomial of degree 3 or less in the sizes")), Ok)
         };
         let mut buffers = Vec::new();
         for (i, b) in first.1.buffers.iter().enumerate() {
@@ -132,12 +161,12 @@ impl GenericPlan {
             let len = fit(&format!("the length of buffer b{i}"), &same)?;
             buffers.push(GenericBuffer { role: b.role.clone(), dtype: b.dtype, len });
         }
-        if probes.iter().any(|(_, p)| p.buffers.len() != buffers.len() || p.kernels.len() != first.1.kernels.len()) {
+        if probes.iter().any(|p| p.buffers.len() != buffers.len() || p.kernels.len() != first.1.kernels.len()) {
             return not_generic("the plan has different buffers or kernels at different sizes");
         }
         let mut generic_launches = Vec::new();
         for (k, kernel) in first.1.kernels.iter().enumerate() {
-            let per_probe: Vec<_> = probes.iter().map(|(_, p)| launches(p, &p.kernels[k])).collect();
+            let per_probe: Vec<_> = probes.iter().map(|p| launches(p, &p.kernels[k])).collect();
             let count = per_probe[0].len();
             if per_probe.iter().any(|l| l.len() != count) {
                 return not_generic(format!(
@@ -177,28 +206,31 @@ impl GenericPlan {
                 });
             }
         }
-        Ok(GenericPlan { name, symbol, buffers, launches: generic_launches, probes })
+        Ok(GenericPlan { name, symbols, buffers, launches: generic_launches, axes, probes })
     }
 
-    /// Whether the module is valid at size `n`: congruent to the size asked
-    /// for modulo [`MODULUS`], and at least 1.
-    pub fn valid_at(&self, n: u64) -> bool {
-        match &self.symbol {
-            Some((_, asked)) => n >= 1 && n % MODULUS == asked % MODULUS,
-            None => true,
-        }
+    /// Whether the module is valid at sizes `ns` (one per symbol): each
+    /// congruent to the size asked for modulo [`MODULUS`], and at least 1.
+    pub fn valid_at(&self, ns: &[u64]) -> bool {
+        ns.len() == self.symbols.len()
+            && ns.iter().zip(&self.symbols).all(|(n, (_, asked))| *n >= 1 && n % MODULUS == asked % MODULUS)
     }
 
     /// How many i64 symbol arguments each entry takes after the status word.
     pub fn symbol_arguments(&self) -> usize {
-        usize::from(self.symbol.is_some())
+        self.symbols.len()
+    }
+
+    /// The symbols' names, in argument order.
+    pub fn symbol_names(&self) -> Vec<&str> {
+        self.symbols.iter().map(|s| s.0.as_str()).collect()
     }
 
     /// The module of every launch, generic in the symbol.
     pub fn build_module<'c>(&self, context: &'c Context, flavor: Flavor) -> E<Module<'c>> {
         let symbols = self.symbol_arguments();
         let mut modules = Vec::new();
-        for (_, plan) in &self.probes {
+        for plan in &self.probes {
             modules.push(emit::build_module(context, plan, flavor, symbols)?);
         }
         if modules.len() > 1 {
@@ -206,8 +238,7 @@ impl GenericPlan {
             if shapes.iter().any(|s| *s != shapes[0]) {
                 return not_generic("the LLVM IR differs in more than its numbers between sizes");
             }
-            let sizes: Vec<i64> = self.probes.iter().map(|(n, _)| *n as i64).collect();
-            generalize(context, &modules, &sizes)?;
+            generalize(context, &modules, &self.axes)?;
         }
         let module = modules.swap_remove(0);
         module.verify().map_err(|e| PtxError::Llvm(e.to_string()))?;
@@ -249,13 +280,13 @@ type Edit<'c> = (InstructionValue<'c>, u32, Varying);
 
 /// Rewrites `modules[0]` so that every constant operand that differs
 /// between the modules is computed from the size argument of its function.
-fn generalize<'c>(context: &'c Context, modules: &[Module<'c>], sizes: &[i64]) -> E<()> {
+fn generalize<'c>(context: &'c Context, modules: &[Module<'c>], axes: &[Vec<i64>]) -> E<()> {
     let mut functions: Vec<Option<FunctionValue<'c>>> = modules.iter().map(|m| m.get_first_function()).collect();
     while let Some(base) = functions[0] {
         let others: Vec<FunctionValue<'c>> = functions[1..].iter().map(|f| f.expect("same functions")).collect();
-        let edits = varying_operands(base, &others, sizes)?;
+        let edits = varying_operands(base, &others, axes)?;
         if !edits.is_empty() {
-            apply(context, base, edits)?;
+            apply(context, base, edits, axes.len())?;
         }
         for f in functions.iter_mut() {
             *f = f.and_then(|f| f.get_next_function());
@@ -277,7 +308,7 @@ fn instructions(f: FunctionValue<'_>) -> Vec<InstructionValue<'_>> {
     all
 }
 
-fn varying_operands<'c>(base: FunctionValue<'c>, others: &[FunctionValue<'c>], sizes: &[i64]) -> E<Vec<Edit<'c>>> {
+fn varying_operands<'c>(base: FunctionValue<'c>, others: &[FunctionValue<'c>], axes: &[Vec<i64>]) -> E<Vec<Edit<'c>>> {
     let name = base.get_name().to_string_lossy().to_string();
     let code: Vec<Vec<InstructionValue<'c>>> =
         std::iter::once(base).chain(others.iter().copied()).map(instructions).collect();
@@ -299,16 +330,15 @@ fn varying_operands<'c>(base: FunctionValue<'c>, others: &[FunctionValue<'c>], s
                     if ys.iter().all(|y| *y == ys[0]) {
                         continue;
                     }
-                    let points: Option<Vec<(i64, i64)>> =
-                        ys.iter().zip(sizes).map(|(y, x)| y.map(|y| (*x, y))).collect();
-                    match points.and_then(|p| Formula::fit(&p)) {
+                    match Formula::fit_grid(axes, &|idx| ys[flat(idx)]) {
                         Some(f) => Varying::Int(f),
                         None => {
                             let seen: Vec<String> =
-                                ys.iter().map(|y| y.map_or("?".into(), |y| y.to_string())).collect();
+                                ys.iter().take(8).map(|y| y.map_or("?".into(), |y| y.to_string())).collect();
                             return not_generic(format!(
-                                "an integer in {name} varies with the size as no polynomial does ({} at sizes {sizes:?})",
-                                seen.join(", ")
+                                "an integer in {name} varies with the sizes as no polynomial does ({}, ... at probe sizes {:?})",
+                                seen.join(", "),
+                                axes.iter().map(|a| a.as_slice()).collect::<Vec<_>>()
                             ));
                         }
                     }
@@ -323,14 +353,15 @@ fn varying_operands<'c>(base: FunctionValue<'c>, others: &[FunctionValue<'c>], s
                         continue;
                     }
                     let single = v.get_type() == v.get_type().get_context().f32_type();
-                    match float_formula(&ys, sizes, single) {
+                    match float_formula(&ys, axes, single) {
                         Some(varying) => varying,
                         None => {
                             let seen: Vec<String> =
-                                ys.iter().map(|y| y.map_or("?".into(), |y| format!("{y:e}"))).collect();
+                                ys.iter().take(8).map(|y| y.map_or("?".into(), |y| format!("{y:e}"))).collect();
                             return not_generic(format!(
-                                "a float in {name} varies with the size as neither q(N) nor 1/q(N) ({} at sizes {sizes:?})",
-                                seen.join(", ")
+                                "a float in {name} varies with the sizes as neither q(N) nor 1/q(N) ({}, ... at probe sizes {:?})",
+                                seen.join(", "),
+                                axes.iter().map(|a| a.as_slice()).collect::<Vec<_>>()
                             ));
                         }
                     }
@@ -348,19 +379,18 @@ fn varying_operands<'c>(base: FunctionValue<'c>, others: &[FunctionValue<'c>], s
     Ok(edits)
 }
 
-/// The form of floats `ys` taken at `sizes`: `q(N)` or `1/q(N)`, rounded
-/// to f32 when `single`, exactly as the probes' constants are.
-fn float_formula(ys: &[Option<f64>], sizes: &[i64], single: bool) -> Option<Varying> {
+/// The form of floats `ys` taken on the probe grid of `axes`: `q(N)` or
+/// `1/q(N)`, rounded to f32 when `single`, exactly as the probes'
+/// constants are.
+fn float_formula(ys: &[Option<f64>], axes: &[Vec<i64>], single: bool) -> Option<Varying> {
     let ys: Vec<f64> = ys.iter().copied().collect::<Option<Vec<f64>>>()?;
     let round = |v: f64| if single { f64::from(v as f32) } else { v };
-    let integers = |vs: &[f64]| -> Option<Vec<(i64, i64)>> {
-        vs.iter().zip(sizes).map(|(v, x)| (v.fract() == 0.0 && v.abs() < 9e15).then_some((*x, *v as i64))).collect()
-    };
-    if let Some(f) = integers(&ys).and_then(|p| Formula::fit(&p)) {
+    let integer = |v: f64| (v.fract() == 0.0 && v.abs() < 9e15).then_some(v as i64);
+    if let Some(f) = Formula::fit_grid(axes, &|idx| integer(ys[flat(idx)])) {
         return Some(Varying::Float(f));
     }
     let inverses: Vec<f64> = ys.iter().map(|y| (1.0 / y).round()).collect();
-    let f = integers(&inverses).and_then(|p| Formula::fit(&p))?;
+    let f = Formula::fit_grid(axes, &|idx| integer(inverses[flat(idx)]))?;
     let exact = ys.iter().zip(&inverses).all(|(y, q)| {
         let q = round(*q);
         let r = if single { f64::from(1.0f32 / q as f32) } else { 1.0 / q };
@@ -369,13 +399,21 @@ fn float_formula(ys: &[Option<f64>], sizes: &[i64], single: bool) -> Option<Vary
     exact.then_some(Varying::Reciprocal(f))
 }
 
-/// Computes each edit's value from `f`'s last argument (the size) at the
-/// top of its entry block, after the allocas, and puts it in its operand.
-fn apply<'c>(context: &'c Context, f: FunctionValue<'c>, edits: Vec<Edit<'c>>) -> E<()> {
+/// Computes each edit's value from `f`'s last `symbols` arguments (the
+/// sizes) at the top of its entry block, after the allocas, and puts it in
+/// its operand.
+fn apply<'c>(context: &'c Context, f: FunctionValue<'c>, edits: Vec<Edit<'c>>, symbols: usize) -> E<()> {
     let name = f.get_name().to_string_lossy().to_string();
-    let Some(BasicValueEnum::IntValue(n)) = f.get_last_param() else {
-        return not_generic(format!("{name} varies with the size but has no size argument"));
-    };
+    let count = f.count_params() as usize;
+    let sizes: Vec<IntValue<'c>> = (count.saturating_sub(symbols)..count)
+        .filter_map(|k| match f.get_nth_param(k as u32) {
+            Some(BasicValueEnum::IntValue(n)) if n.get_type().get_bit_width() == 64 => Some(n),
+            _ => None,
+        })
+        .collect();
+    if sizes.len() != symbols {
+        return not_generic(format!("{name} varies with the sizes but has no size arguments"));
+    }
     let Some(entry) = f.get_first_basic_block() else { return not_generic(format!("{name} has no body")) };
     let b = context.create_builder();
     let mut at = entry.get_first_instruction();
@@ -396,9 +434,14 @@ fn apply<'c>(context: &'c Context, f: FunctionValue<'c>, edits: Vec<Edit<'c>>) -
             None => {
                 let formula = |f: &Formula| -> E<IntValue<'c>> {
                     let mut acc = i64t.const_int(0, false);
-                    for c in f.coefficients.iter().rev() {
-                        acc = b.build_int_mul(acc, n, "")?;
-                        acc = b.build_int_add(acc, i64t.const_int(*c as u64, true), "")?;
+                    for (exponents, c) in &f.terms {
+                        let mut term = i64t.const_int(*c as u64, true);
+                        for (k, power) in exponents.iter().enumerate() {
+                            for _ in 0..*power {
+                                term = b.build_int_mul(term, sizes[k], "")?;
+                            }
+                        }
+                        acc = b.build_int_add(acc, term, "")?;
                     }
                     if f.denominator != 1 {
                         acc = b.build_int_exact_signed_div(acc, i64t.const_int(f.denominator as u64, true), "")?;

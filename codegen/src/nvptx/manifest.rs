@@ -81,11 +81,10 @@ impl Manifest {
     /// `grid_formula`), the sizes it is valid for (`valid_for`), and the
     /// symbol's value as each entry's last argument.
     pub fn generic(plan: &GenericPlan, sm: Sm) -> Manifest {
-        let (symbol, n) = match &plan.symbol {
-            Some((s, n)) => (s.as_str(), *n as i64),
-            None => ("", 0),
-        };
-        let at = |f: &Formula| f.eval(n).unwrap_or(-1);
+        let symbols = plan.symbol_names();
+        let ns: Vec<u64> = plan.symbols.iter().map(|s| s.1).collect();
+        let xs: Vec<i64> = ns.iter().map(|n| *n as i64).collect();
+        let at = |f: &Formula| f.eval(&xs).unwrap_or(-1);
         let role = |r: &BufferRole| match r {
             BufferRole::Input(k) => format!("input {k}"),
             BufferRole::Output(k) => format!("output {k}"),
@@ -97,19 +96,15 @@ impl Manifest {
             .iter()
             .enumerate()
             .map(|(i, b)| {
-                let size = b.dtype.size_bytes() as i64;
-                let bytes = Formula {
-                    coefficients: b.len.coefficients.iter().map(|c| c * size).collect(),
-                    denominator: b.len.denominator,
-                };
+                let bytes = b.len.scaled(b.dtype.size_bytes() as i64);
                 json!({
                     "id": format!("b{i}"),
                     "role": role(&b.role),
                     "dtype": b.dtype.name(),
                     "elements": at(&b.len),
                     "bytes": at(&bytes),
-                    "elements_formula": b.len.render(symbol),
-                    "bytes_formula": bytes.render(symbol),
+                    "elements_formula": b.len.render(&symbols),
+                    "bytes_formula": bytes.render(&symbols),
                 })
             })
             .collect();
@@ -119,16 +114,16 @@ impl Manifest {
             .map(|l| {
                 let mut args: Vec<String> = l.buffers.iter().map(|b| b.to_string()).collect();
                 args.push("status".into());
-                args.extend(plan.symbol.iter().map(|(s, _)| s.clone()));
+                args.extend(plan.symbols.iter().map(|(s, _)| s.clone()));
                 let grid_formula: Vec<String> = (0..3)
                     .map(|k| {
                         let t = &l.threads[k];
-                        if t.is_constant() {
-                            let blocks = (t.coefficients[0] as u64).div_ceil(u64::from(l.block[k])).max(1);
+                        if let Some(c) = t.as_constant() {
+                            let blocks = (c.max(0) as u64).div_ceil(u64::from(l.block[k])).max(1);
                             let capped = if l.grid_stride && k == 0 { blocks.min(MAX_BLOCKS) } else { blocks };
                             return capped.to_string();
                         }
-                        let text = t.render(symbol);
+                        let text = t.render(&symbols);
                         let operand = if text.contains([' ', '/']) { format!("({text})") } else { text };
                         let ceil = format!("ceil({operand}/{})", l.block[k]);
                         if l.grid_stride && k == 0 { format!("min({ceil}, {MAX_BLOCKS})") } else { ceil }
@@ -138,9 +133,9 @@ impl Manifest {
                     "kernel": l.kernel,
                     "entry": l.entry,
                     "threads": l.threads.iter().map(at).collect::<Vec<i64>>(),
-                    "threads_formula": l.threads.iter().map(|t| t.render(symbol)).collect::<Vec<String>>(),
+                    "threads_formula": l.threads.iter().map(|t| t.render(&symbols)).collect::<Vec<String>>(),
                     "grid_stride": l.grid_stride,
-                    "grid": l.grid(n.max(0) as u64).unwrap_or([0; 3]),
+                    "grid": l.grid(&ns).unwrap_or([0; 3]),
                     "grid_formula": grid_formula,
                     "block": l.block,
                     "shared_bytes": l.shared_bytes,
@@ -148,14 +143,13 @@ impl Manifest {
                 })
             })
             .collect();
-        let (bindings, symbols, valid_for) = match &plan.symbol {
-            Some((s, n)) => (
-                json!({ s.clone(): n }),
-                json!([s]),
-                json!({ s.clone(): { "at_least": 1, "modulus": MODULUS, "residue": n % MODULUS } }),
-            ),
-            None => (json!({}), json!([]), json!({})),
-        };
+        let bindings: serde_json::Map<String, Value> =
+            plan.symbols.iter().map(|(s, n)| (s.clone(), json!(n))).collect();
+        let valid_for: serde_json::Map<String, Value> = plan
+            .symbols
+            .iter()
+            .map(|(s, n)| (s.clone(), json!({ "at_least": 1, "modulus": MODULUS, "residue": n % MODULUS })))
+            .collect();
         Manifest(json!({
             "plan": plan.name,
             "sm": sm.name(),

@@ -33,7 +33,7 @@ use inkwell::targets::{CodeModel, FileType, InitializationConfig, RelocMode, Tar
 use kiln_ir::kernel::Plan;
 
 pub use emulate::{emulate_generic, emulate_plan};
-pub use generic::{GenericPlan, probe_sizes};
+pub use generic::{GenericPlan, MAX_SYMBOLS, probe_grid, probe_sizes};
 pub use manifest::Manifest;
 
 /// What can go wrong emitting PTX.
