@@ -159,7 +159,7 @@ fn elementwise(op: &Op) -> bool {
 }
 
 /// Ops whose value a kernel can compute at any index of its own.
-fn produces_inline(op: &Op) -> bool {
+pub fn produces_inline(op: &Op) -> bool {
     elementwise(op)
         || matches!(
             op,
@@ -173,7 +173,7 @@ fn produces_inline(op: &Op) -> bool {
 }
 
 /// Ops whose kernels can compute their operands inline.
-fn consumes_inline(op: &Op) -> bool {
+pub fn consumes_inline(op: &Op) -> bool {
     elementwise(op) || matches!(op, Op::Broadcast { .. } | Op::Permute { .. } | Op::Reduce { .. })
 }
 

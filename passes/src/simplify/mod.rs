@@ -10,17 +10,18 @@
 //! fewer rewrites were found: the result is still equivalent.
 
 pub mod analysis;
+pub mod extract;
 pub mod lang;
 pub mod rule;
 pub mod rules;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use egg::{CostFunction, Extractor, Id, Language, Runner};
-use kiln_ir::{Function, Graph, Module, NodeId, TensorType};
+use egg::{Id, Runner};
+use kiln_ir::{Function, Graph, Module, NodeId};
 
-use crate::cost::{Machine, node_work};
+use crate::cost::Machine;
 use analysis::{KGraph, Types};
 use lang::ENode;
 
@@ -221,26 +222,8 @@ fn reorder(f: &Function, chosen: Vec<(Id, ENode)>, rank: &[usize]) -> (Function,
     (function, chosen)
 }
 
-/// Prices an e-node as a kernel of its own under the cost model, plus its
-/// operands' costs; a tiny per-node term prefers fewer nodes among equals.
-struct KernelCost<'a> {
-    egraph: &'a KGraph,
-    machine: &'a Machine,
-}
-
-impl CostFunction<ENode> for KernelCost<'_> {
-    type Cost = f64;
-
-    fn cost<C: FnMut(Id) -> f64>(&mut self, enode: &ENode, mut costs: C) -> f64 {
-        let args: Vec<&TensorType> = enode.args.iter().map(|&a| &self.egraph[a].data.ty).collect();
-        let Some(out) = self.egraph.analysis.infer(&enode.op, &args) else { return f64::INFINITY };
-        let own = self.machine.seconds(node_work(self.machine, &enode.op, &args, &out)) + 1e-12;
-        enode.fold(own, |sum, id| sum + costs(id))
-    }
-}
-
-/// The cheapest graph computing `roots`, and the e-class and e-node of each
-/// of its nodes.
+/// The cheapest graph computing `roots` under fusion ([`extract::FusedExtractor`]),
+/// and the e-class and e-node of each of its nodes.
 fn extract(
     module: &Module,
     f: &Function,
@@ -249,34 +232,53 @@ fn extract(
     machine: &Machine,
     lines: &HashMap<Id, u32>,
 ) -> Option<(Function, Vec<(Id, ENode)>)> {
-    let extractor = Extractor::new(egraph, KernelCost { egraph, machine });
+    use extract::{FusedExtractor, Place};
+    let extractor = FusedExtractor::new(egraph, machine);
     let ctx = module.context(f);
     let mut graph = Graph::new();
     let mut chosen = Vec::new();
-    let mut node_of: HashMap<Id, NodeId> = HashMap::new();
+    let mut node_of: HashMap<(Id, Place), NodeId> = HashMap::new();
+    // One graph node per chosen e-node, whichever places chose it.
+    let mut of_enode: HashMap<(Id, ENode), NodeId> = HashMap::new();
+    let mut started: HashSet<(Id, Place)> = HashSet::new();
     let mut outputs = Vec::with_capacity(roots.len());
     for &root in roots {
-        // Post-order walk without recursion: (class, children pushed?).
-        let mut stack = vec![(root, false)];
-        while let Some((class, expanded)) = stack.pop() {
+        // Post-order walk without recursion: (class, place, children pushed?).
+        let mut stack = vec![(root, Place::Memory, false)];
+        while let Some((class, place, expanded)) = stack.pop() {
             let class = egraph.find(class);
-            if node_of.contains_key(&class) {
+            if node_of.contains_key(&(class, place)) {
                 continue;
             }
-            let best = extractor.find_best_node(class);
+            let choice = extractor.choose(class, place)?;
             if expanded {
-                let args: Vec<NodeId> =
-                    best.args.iter().map(|a| node_of.get(&egraph.find(*a)).copied()).collect::<Option<_>>()?;
-                graph.set_line(lines.get(&class).copied());
-                let id = graph.add(&ctx, best.op.clone(), &args).ok()?;
-                node_of.insert(class, id);
-                chosen.push((class, best.clone()));
+                let args: Vec<NodeId> = choice
+                    .operands
+                    .iter()
+                    .map(|(a, p)| node_of.get(&(egraph.find(*a), *p)).copied())
+                    .collect::<Option<_>>()?;
+                let key = (class, choice.node.clone());
+                let id = match of_enode.get(&key) {
+                    Some(id) => *id,
+                    None => {
+                        graph.set_line(lines.get(&class).copied());
+                        let id = graph.add(&ctx, choice.node.op.clone(), &args).ok()?;
+                        chosen.push((class, choice.node.clone()));
+                        of_enode.insert(key, id);
+                        id
+                    }
+                };
+                node_of.insert((class, place), id);
             } else {
-                stack.push((class, true));
-                stack.extend(best.args.iter().map(|&a| (a, false)));
+                // Met again below itself: a cycle of choices.
+                if !started.insert((class, place)) {
+                    return None;
+                }
+                stack.push((class, place, true));
+                stack.extend(choice.operands.iter().map(|&(a, p)| (a, p, false)));
             }
         }
-        outputs.push(node_of[&egraph.find(root)]);
+        outputs.push(node_of[&(egraph.find(root), Place::Memory)]);
     }
     graph.set_line(None);
     let function = Function { name: f.name.clone(), inputs: f.inputs.clone(), graph, outputs };
