@@ -90,9 +90,13 @@ fn price(m: &Machine, egraph: &KGraph, node: &ENode, prices: &HashMap<Id, Prices
 /// The least fixed point of every class's prices.
 fn prices(m: &Machine, egraph: &KGraph) -> HashMap<Id, Prices> {
     let mut prices: HashMap<Id, Prices> = egraph.classes().map(|c| (c.id, UNPRICED)).collect();
+    // Classes in the order they were made, operands mostly before their
+    // users: most prices settle in the first sweep.
+    let mut order: Vec<&egg::EClass<ENode, super::analysis::ClassData>> = egraph.classes().collect();
+    order.sort_by_key(|c| c.id);
     loop {
         let mut changed = false;
-        for class in egraph.classes() {
+        for class in order.iter().copied() {
             let mut best = prices[&class.id];
             for (k, node) in class.nodes.iter().enumerate() {
                 let (inline, memory) = price(m, egraph, node, &prices);
