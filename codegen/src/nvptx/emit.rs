@@ -9,8 +9,10 @@
 //! where a block runs alone.
 //!
 //! Every function takes one pointer per buffer it touches (ascending buffer
-//! ids) and then a pointer to the plan's status word (an i32), where a
-//! computed index out of range stores 1 and an integer division by zero 2.
+//! ids), then a pointer to the plan's status word (an i32), where a
+//! computed index out of range stores 1 and an integer division by zero 2,
+//! then one i64 per symbol that a generic module computes its sizes from
+//! (none for a module built for one size).
 //! Loop counters and accumulators live in allocas that `mem2reg` promotes.
 
 use std::collections::BTreeMap;

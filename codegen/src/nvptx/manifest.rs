@@ -2,18 +2,23 @@
 //! needs to run it with the CUDA driver API. JSON, documented in
 //! `docs/gpu.md`:
 //!
-//! - `plan`, `sm`, and `bindings` (the symbolic dimensions the plan was
-//!   specialized to: every size below is for these values);
+//! - `plan`, `sm`, and `bindings` (the values of the symbolic dimensions
+//!   bound: every number below is for these values); for generic PTX
+//!   (`Manifest::generic`) also `symbols`, `valid_for` (the sizes the PTX
+//!   serves) and a formula of the symbols beside each size; for PTX
+//!   specialized to the bindings, `specialized_because`;
 //! - `buffers`: id, role (`input N`, `output N`, `param NAME`, `temp`),
 //!   dtype, elements and bytes (bools take a byte each);
-//! - `status`: a 4-byte i32 word every entry takes last; zero it before a
+//! - `status`: a 4-byte i32 word every entry takes after its buffers (a
+//!   generic entry then takes each symbol's value, an i64); zero it before a
 //!   run, and after it 0 is success, 1 a computed index out of range, 2 an
 //!   integer division by zero;
 //! - `launches`, in the order to run them: kernel, entry, `threads` (the
 //!   threads wanted along x, y, z), `grid_stride` (whether the grid's x is
 //!   capped at 65 535 blocks, a grid-stride loop covering the rest), grid
 //!   and block (x, y, z), static shared memory in bytes, and the arguments
-//!   (buffer ids, then `status`), each a 16-byte aligned device pointer.
+//!   (buffer ids, then `status`, each a 16-byte aligned device pointer,
+//!   then, generic, the symbols).
 
 use kiln_ir::kernel::{BufferRole, Plan};
 use serde_json::{Value, json};
@@ -27,6 +32,16 @@ use super::launch::{MAX_BLOCKS, launches};
 #[derive(Clone, Debug, PartialEq)]
 pub struct Manifest(pub Value);
 
+/// How the manifest names a buffer's role.
+fn role_name(role: &BufferRole) -> String {
+    match role {
+        BufferRole::Input(n) => format!("input {n}"),
+        BufferRole::Output(n) => format!("output {n}"),
+        BufferRole::Param(name) => format!("param {name}"),
+        BufferRole::Temp => "temp".to_string(),
+    }
+}
+
 impl Manifest {
     pub fn of(plan: &Plan, sm: Sm) -> Manifest {
         let buffers: Vec<Value> = plan
@@ -34,15 +49,9 @@ impl Manifest {
             .iter()
             .enumerate()
             .map(|(i, b)| {
-                let role = match &b.role {
-                    BufferRole::Input(n) => format!("input {n}"),
-                    BufferRole::Output(n) => format!("output {n}"),
-                    BufferRole::Param(name) => format!("param {name}"),
-                    BufferRole::Temp => "temp".to_string(),
-                };
                 json!({
                     "id": format!("b{i}"),
-                    "role": role,
+                    "role": role_name(&b.role),
                     "dtype": b.dtype.name(),
                     "elements": b.len,
                     "bytes": b.len * b.dtype.size_bytes() as u64,
@@ -77,20 +86,14 @@ impl Manifest {
     }
 
     /// The manifest of a generic plan: every size also as a formula of the
-    /// symbol (`elements_formula`, `bytes_formula`, `threads_formula`,
+    /// symbols (`elements_formula`, `bytes_formula`, `threads_formula`,
     /// `grid_formula`), the sizes it is valid for (`valid_for`), and the
-    /// symbol's value as each entry's last argument.
+    /// symbols' values as each entry's last arguments.
     pub fn generic(plan: &GenericPlan, sm: Sm) -> Manifest {
         let symbols = plan.symbol_names();
         let ns: Vec<u64> = plan.symbols.iter().map(|s| s.1).collect();
         let xs: Vec<i64> = ns.iter().map(|n| *n as i64).collect();
         let at = |f: &Formula| f.eval(&xs).unwrap_or(-1);
-        let role = |r: &BufferRole| match r {
-            BufferRole::Input(k) => format!("input {k}"),
-            BufferRole::Output(k) => format!("output {k}"),
-            BufferRole::Param(name) => format!("param {name}"),
-            BufferRole::Temp => "temp".to_string(),
-        };
         let buffers: Vec<Value> = plan
             .buffers
             .iter()
@@ -99,7 +102,7 @@ impl Manifest {
                 let bytes = b.len.scaled(b.dtype.size_bytes() as i64);
                 json!({
                     "id": format!("b{i}"),
-                    "role": role(&b.role),
+                    "role": role_name(&b.role),
                     "dtype": b.dtype.name(),
                     "elements": at(&b.len),
                     "bytes": at(&bytes),
