@@ -77,25 +77,21 @@ pub fn emit(
         let bindings = bind(f)?;
         let names: Vec<(String, u64)> = bindings.iter().map(|(s, v)| (s.to_string(), *v)).collect();
         let generic = generic_plan(module, name, &bindings)
-            .and_then(|g| emit_generic_ptx(&g, sm).map(|c| (g.launches.len(), c)).map_err(|e| e.to_string()));
-        let (kernels, compiled, manifest, specialized) = match generic {
-            Ok((_, compiled)) => {
-                let kernels = count_kernels(&compiled.manifest);
-                let manifest = compiled.manifest.clone();
-                (kernels, compiled, manifest, None)
-            }
+            .and_then(|g| emit_generic_ptx(&g, sm).map_err(|e| e.to_string()).map(|c| (g, c)));
+        let (kernels, compiled, specialized) = match generic {
+            Ok((plan, compiled)) => (plan.kernels(), compiled, None),
             Err(why) => {
                 let plan =
                     kiln_passes::lower_to_kernels(module, name, &bindings).map_err(|e| Error::Usage(e.to_string()))?;
-                let compiled = emit_ptx(&plan, sm).map_err(|e| Error::Execution(e.to_string()))?;
-                let manifest = compiled
+                let mut compiled = emit_ptx(&plan, sm).map_err(|e| Error::Execution(e.to_string()))?;
+                compiled.manifest = compiled
                     .manifest
-                    .clone()
                     .with_bindings(names.iter().map(|(s, v)| (s.as_str(), *v)))
                     .specialized_because(&why);
-                (plan.kernels.len(), compiled, manifest, Some(why))
+                (plan.kernels.len(), compiled, Some(why))
             }
         };
+        let manifest = &compiled.manifest;
         let entries = manifest.entries().len();
         let ptx = match out {
             Some(dir) => {
@@ -112,17 +108,6 @@ pub fn emit(
         emitted.push(Emitted { function: name.clone(), kernels, entries, ptx, specialized });
     }
     Ok(emitted)
-}
-
-/// The plan kernels a manifest's launches come from.
-#[cfg(feature = "ptx")]
-fn count_kernels(manifest: &kiln_codegen::nvptx::Manifest) -> usize {
-    let mut kernels: Vec<&str> = manifest.0["launches"]
-        .as_array()
-        .map(|l| l.iter().filter_map(|x| x["kernel"].as_str()).collect())
-        .unwrap_or_default();
-    kernels.dedup();
-    kernels.len()
 }
 
 /// Without the `ptx` feature: an error that says how to get it.

@@ -110,29 +110,3 @@ pub fn flops(machine: &Machine, op: &Op, args: &[&TensorType], out: &TensorType)
         _ => out_elems * flops_per_element(op),
     }
 }
-
-/// Whether `op` costs nothing as a node: it is index arithmetic or a value
-/// kernels compute where they use it (constants, broadcasts, reshapes).
-pub fn is_free(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Constant { .. }
-            | Op::Iota { .. }
-            | Op::DimValue { .. }
-            | Op::Broadcast { .. }
-            | Op::Reshape { .. }
-            | Op::StopGradient
-            | Op::Input { .. }
-            | Op::Param { .. }
-    )
-}
-
-/// The work of `op` as a kernel of its own: it reads every operand once and
-/// writes its result once.
-pub fn node_work(machine: &Machine, op: &Op, args: &[&TensorType], out: &TensorType) -> Work {
-    if is_free(op) {
-        return Work::default();
-    }
-    let bytes = machine.bytes(out) + args.iter().map(|a| machine.bytes(a)).sum::<f64>();
-    Work { bytes, flops: flops(machine, op, args, out) }
-}

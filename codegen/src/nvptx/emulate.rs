@@ -25,7 +25,6 @@ use kiln_ir::kernel::{Plan, Storage};
 use super::emit::{self, Flavor, Sreg};
 use super::expr::{STATUS_DIVISION_BY_ZERO, STATUS_INDEX_OUT_OF_RANGE};
 use super::generic::GenericPlan;
-use super::launch::launches;
 
 /// What one emulated GPU thread sees.
 #[derive(Clone, Copy, Default)]
@@ -200,41 +199,11 @@ fn host_machine() -> Result<TargetMachine, String> {
         .ok_or_else(|| "no target machine for this host".to_string())
 }
 
-/// One launch as the emulation runs it.
-struct HostLaunch {
-    kernel: String,
-    entry: String,
-    buffers: Vec<kiln_ir::kernel::BufferId>,
-    grid: [u32; 3],
-    block: [u32; 3],
-    cooperates: bool,
-}
-
 /// Runs every launch of `plan` on `buffers` (one per declared buffer,
 /// inputs and parameters filled in), as the GPU would.
 pub fn emulate_plan(plan: &Plan, buffers: &mut [Storage]) -> Result<(), String> {
-    if buffers.len() != plan.buffers.len() {
-        return Err(format!("{} buffers for a plan of {}", buffers.len(), plan.buffers.len()));
-    }
-    let context = Context::create();
-    let module = emit::build_module(&context, plan, Flavor::Host, 0).map_err(|e| e.to_string())?;
-    let mut list = Vec::new();
-    for kernel in &plan.kernels {
-        for l in launches(plan, kernel) {
-            let grid = l.grid_u32().map_err(|what| format!("kernel {}: {what}", kernel.name))?;
-            let (cooperates, buffers) = (l.cooperates(), l.buffers());
-            list.push(HostLaunch {
-                kernel: kernel.name.clone(),
-                entry: l.name,
-                buffers,
-                grid,
-                block: l.block,
-                cooperates,
-            });
-        }
-    }
-    let dtypes: Vec<DType> = plan.buffers.iter().map(|b| b.dtype).collect();
-    run_module(module, &list, &[], &dtypes, buffers)
+    let fixed = GenericPlan::fixed(plan).map_err(|e| e.to_string())?;
+    emulate_generic(&fixed, &[], buffers)
 }
 
 /// Runs the generic module of `plan` at sizes `ns` (one per symbol) on
@@ -248,7 +217,7 @@ pub fn emulate_generic(plan: &GenericPlan, ns: &[u64], buffers: &mut [Storage]) 
     if buffers.len() != plan.buffers.len() {
         return Err(format!("{} buffers for a plan of {}", buffers.len(), plan.buffers.len()));
     }
-    let xs: Vec<i64> = ns.iter().map(|n| *n as i64).collect();
+    let mut xs: Vec<i64> = ns.iter().map(|n| *n as i64).collect();
     for (i, (s, b)) in buffers.iter().zip(&plan.buffers).enumerate() {
         if b.len.eval(&xs) != Some(s.len() as i64) {
             return Err(format!("buffer b{i} has {} elements, the plan {:?} at {ns:?}", s.len(), b.len.eval(&xs)));
@@ -256,31 +225,6 @@ pub fn emulate_generic(plan: &GenericPlan, ns: &[u64], buffers: &mut [Storage]) 
     }
     let context = Context::create();
     let module = plan.build_module(&context, Flavor::Host).map_err(|e| e.to_string())?;
-    let mut list = Vec::new();
-    for l in &plan.launches {
-        let grid = l.grid(ns)?;
-        let grid = [0, 1, 2].map(|k| u32::try_from(grid[k]).unwrap_or(u32::MAX));
-        list.push(HostLaunch {
-            kernel: l.kernel.clone(),
-            entry: l.entry.clone(),
-            buffers: l.buffers.clone(),
-            grid,
-            block: l.block,
-            cooperates: l.cooperates,
-        });
-    }
-    let dtypes: Vec<DType> = plan.buffers.iter().map(|b| b.dtype).collect();
-    run_module(module, &list, &xs, &dtypes, buffers)
-}
-
-/// Compiles a host-flavored module and runs `list` in order.
-fn run_module(
-    module: inkwell::module::Module<'_>,
-    list: &[HostLaunch],
-    symbols: &[i64],
-    dtypes: &[DType],
-    buffers: &mut [Storage],
-) -> Result<(), String> {
     let machine = host_machine()?;
     module.set_triple(&machine.get_triple());
     module.set_data_layout(&machine.get_target_data().get_data_layout());
@@ -301,21 +245,23 @@ fn run_module(
             engine.add_global_mapping(&f, address);
         }
     }
-    let mut memory: Vec<Memory> = buffers.iter().zip(dtypes).map(|(s, d)| Memory::of(s, *d)).collect();
+    let dtypes: Vec<DType> = plan.buffers.iter().map(|b| b.dtype).collect();
+    let mut memory: Vec<Memory> = buffers.iter().zip(&dtypes).map(|(s, d)| Memory::of(s, *d)).collect();
     let mut status = [0i32; 2];
-    let mut symbols = symbols.to_vec();
-    for l in list {
+    for l in &plan.launches {
+        let blocks = l.grid(ns)?;
+        let grid = blocks.map(|g| u32::try_from(g).unwrap_or(u32::MAX));
+        if grid.contains(&u32::MAX) {
+            return Err(format!("kernel {}: a grid of {blocks:?} blocks", l.kernel));
+        }
         let address = engine.get_function_address(&format!("{}.call", l.entry)).map_err(|e| e.to_string())?;
         // SAFETY: `NAME.call` was built as `void (ptr argv)`.
         let entry: extern "C" fn(*const *mut u8) = unsafe { std::mem::transmute(address) };
         let mut argv: Vec<*mut u8> =
             l.buffers.iter().map(|b| memory[b.0 as usize].words.as_mut_ptr().cast::<u8>()).collect();
         argv.push(status.as_mut_ptr().cast::<u8>());
-        argv.extend(symbols.iter_mut().map(|s| (s as *mut i64).cast::<u8>()));
-        if l.grid.contains(&u32::MAX) {
-            return Err(format!("kernel {}: a grid of {:?} blocks", l.kernel, l.grid));
-        }
-        run_launch(entry, &argv, l.grid, l.block, l.cooperates);
+        argv.extend(xs.iter_mut().map(|x| (x as *mut i64).cast::<u8>()));
+        run_launch(entry, &argv, grid, l.block, l.cooperates);
         match status[0] {
             0 => {}
             STATUS_INDEX_OUT_OF_RANGE => return Err(format!("kernel {}: an index is out of range", l.kernel)),
@@ -323,7 +269,7 @@ fn run_module(
             code => return Err(format!("kernel {}: status {code}", l.kernel)),
         }
     }
-    for ((m, s), d) in memory.iter_mut().zip(buffers.iter_mut()).zip(dtypes) {
+    for ((m, s), d) in memory.iter_mut().zip(buffers.iter_mut()).zip(&dtypes) {
         m.read(s, *d);
     }
     Ok(())

@@ -133,6 +133,17 @@ fn not_generic<T>(what: impl Into<String>) -> E<T> {
 }
 
 impl GenericPlan {
+    /// A plan for one binding as a generic plan without symbols: every
+    /// formula a constant, the module the plan's own.
+    pub fn fixed(plan: &Plan) -> E<GenericPlan> {
+        GenericPlan::new(Vec::new(), vec![plan.clone()])
+    }
+
+    /// The plan's kernels (a kernel may take several launches).
+    pub fn kernels(&self) -> usize {
+        self.probes[0].kernels.len()
+    }
+
     /// `probes`: the plan lowered at each point [`probe_grid`] gives for
     /// the sizes asked for, in its order (one plan when there are no
     /// symbols).

@@ -23,10 +23,10 @@
 use kiln_ir::kernel::{BufferRole, Plan};
 use serde_json::{Value, json};
 
-use super::Sm;
 use super::formula::Formula;
-use super::generic::{GenericPlan, MODULUS};
-use super::launch::{MAX_BLOCKS, launches};
+use super::generic::{GenericLaunch, GenericPlan, MODULUS};
+use super::launch::{MAX_BLOCKS, grid_for};
+use super::{PtxError, Sm};
 
 /// A plan's launch manifest.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,46 +43,10 @@ fn role_name(role: &BufferRole) -> String {
 }
 
 impl Manifest {
-    pub fn of(plan: &Plan, sm: Sm) -> Manifest {
-        let buffers: Vec<Value> = plan
-            .buffers
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                json!({
-                    "id": format!("b{i}"),
-                    "role": role_name(&b.role),
-                    "dtype": b.dtype.name(),
-                    "elements": b.len,
-                    "bytes": b.len * b.dtype.size_bytes() as u64,
-                })
-            })
-            .collect();
-        let mut list = Vec::new();
-        for kernel in &plan.kernels {
-            for l in launches(plan, kernel) {
-                let mut args: Vec<String> = l.buffers().iter().map(|b| b.to_string()).collect();
-                args.push("status".into());
-                list.push(json!({
-                    "kernel": kernel.name,
-                    "entry": l.name,
-                    "threads": l.threads,
-                    "grid_stride": l.grid_stride(),
-                    "grid": l.grid,
-                    "block": l.block,
-                    "shared_bytes": l.shared_bytes,
-                    "args": args,
-                }));
-            }
-        }
-        Manifest(json!({
-            "plan": plan.name,
-            "sm": sm.name(),
-            "bindings": {},
-            "buffers": buffers,
-            "status": { "dtype": "i32", "codes": { "0": "success", "1": "index out of range", "2": "integer division by zero" } },
-            "launches": list,
-        }))
+    /// The manifest of a plan for one binding (numbers only; `bindings`
+    /// is filled in by [`Manifest::with_bindings`]).
+    pub fn of(plan: &Plan, sm: Sm) -> Result<Manifest, PtxError> {
+        Ok(Manifest::build(&GenericPlan::fixed(plan)?, sm, false))
     }
 
     /// The manifest of a generic plan: every size also as a formula of the
@@ -90,6 +54,12 @@ impl Manifest {
     /// `grid_formula`), the sizes it is valid for (`valid_for`), and the
     /// symbols' values as each entry's last arguments.
     pub fn generic(plan: &GenericPlan, sm: Sm) -> Manifest {
+        Manifest::build(plan, sm, true)
+    }
+
+    /// Both manifests: the numbers at the plan's sizes, and with
+    /// `formulas`, what [`Manifest::generic`] adds.
+    fn build(plan: &GenericPlan, sm: Sm, formulas: bool) -> Manifest {
         let symbols = plan.symbol_names();
         let ns: Vec<u64> = plan.symbols.iter().map(|s| s.1).collect();
         let xs: Vec<i64> = ns.iter().map(|n| *n as i64).collect();
@@ -100,15 +70,18 @@ impl Manifest {
             .enumerate()
             .map(|(i, b)| {
                 let bytes = b.len.scaled(b.dtype.size_bytes() as i64);
-                json!({
+                let mut v = json!({
                     "id": format!("b{i}"),
                     "role": role_name(&b.role),
                     "dtype": b.dtype.name(),
                     "elements": at(&b.len),
                     "bytes": at(&bytes),
-                    "elements_formula": b.len.render(&symbols),
-                    "bytes_formula": bytes.render(&symbols),
-                })
+                });
+                if formulas {
+                    v["elements_formula"] = json!(b.len.render(&symbols));
+                    v["bytes_formula"] = json!(bytes.render(&symbols));
+                }
+                v
             })
             .collect();
         let launches: Vec<Value> = plan
@@ -118,51 +91,44 @@ impl Manifest {
                 let mut args: Vec<String> = l.buffers.iter().map(|b| b.to_string()).collect();
                 args.push("status".into());
                 args.extend(plan.symbols.iter().map(|(s, _)| s.clone()));
-                let grid_formula: Vec<String> = (0..3)
-                    .map(|k| {
-                        let t = &l.threads[k];
-                        if let Some(c) = t.as_constant() {
-                            let blocks = (c.max(0) as u64).div_ceil(u64::from(l.block[k])).max(1);
-                            let capped = if l.grid_stride && k == 0 { blocks.min(MAX_BLOCKS) } else { blocks };
-                            return capped.to_string();
-                        }
-                        let text = t.render(&symbols);
-                        let operand = if text.contains([' ', '/']) { format!("({text})") } else { text };
-                        let ceil = format!("ceil({operand}/{})", l.block[k]);
-                        if l.grid_stride && k == 0 { format!("min({ceil}, {MAX_BLOCKS})") } else { ceil }
-                    })
-                    .collect();
-                json!({
+                let mut v = json!({
                     "kernel": l.kernel,
                     "entry": l.entry,
                     "threads": l.threads.iter().map(at).collect::<Vec<i64>>(),
-                    "threads_formula": l.threads.iter().map(|t| t.render(&symbols)).collect::<Vec<String>>(),
                     "grid_stride": l.grid_stride,
                     "grid": l.grid(&ns).unwrap_or([0; 3]),
-                    "grid_formula": grid_formula,
                     "block": l.block,
                     "shared_bytes": l.shared_bytes,
                     "args": args,
-                })
+                });
+                if formulas {
+                    v["threads_formula"] = json!(l.threads.iter().map(|t| t.render(&symbols)).collect::<Vec<String>>());
+                    v["grid_formula"] = json!((0..3).map(|k| grid_formula(l, k, &symbols)).collect::<Vec<String>>());
+                }
+                v
             })
             .collect();
-        let bindings: serde_json::Map<String, Value> =
-            plan.symbols.iter().map(|(s, n)| (s.clone(), json!(n))).collect();
-        let valid_for: serde_json::Map<String, Value> = plan
-            .symbols
-            .iter()
-            .map(|(s, n)| (s.clone(), json!({ "at_least": 1, "modulus": MODULUS, "residue": n % MODULUS })))
-            .collect();
-        Manifest(json!({
+        let mut manifest = json!({
             "plan": plan.name,
             "sm": sm.name(),
-            "bindings": bindings,
-            "symbols": symbols,
-            "valid_for": valid_for,
+            "bindings": {},
             "buffers": buffers,
             "status": { "dtype": "i32", "codes": { "0": "success", "1": "index out of range", "2": "integer division by zero" } },
             "launches": launches,
-        }))
+        });
+        if formulas {
+            let bindings: serde_json::Map<String, Value> =
+                plan.symbols.iter().map(|(s, n)| (s.clone(), json!(n))).collect();
+            let valid_for: serde_json::Map<String, Value> = plan
+                .symbols
+                .iter()
+                .map(|(s, n)| (s.clone(), json!({ "at_least": 1, "modulus": MODULUS, "residue": n % MODULUS })))
+                .collect();
+            manifest["bindings"] = Value::Object(bindings);
+            manifest["symbols"] = json!(symbols);
+            manifest["valid_for"] = Value::Object(valid_for);
+        }
+        Manifest(manifest)
     }
 
     /// Records the values of the symbolic dimensions the plan was built for.
@@ -192,4 +158,17 @@ impl Manifest {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(&self.0).unwrap_or_default()
     }
+}
+
+/// Axis `k` of a launch's grid as a formula of the symbols: the rule of
+/// `launch::grid_for` written out (`min(ceil(64*N/256), 65535)`).
+fn grid_formula(l: &GenericLaunch, k: usize, symbols: &[&str]) -> String {
+    let t = &l.threads[k];
+    if let Some(c) = t.as_constant() {
+        return grid_for(l.grid_stride, [c.max(0) as u64; 3], l.block)[k].to_string();
+    }
+    let text = t.render(symbols);
+    let operand = if text.contains([' ', '/']) { format!("({text})") } else { text };
+    let ceil = format!("ceil({operand}/{})", l.block[k]);
+    if l.grid_stride && k == 0 { format!("min({ceil}, {MAX_BLOCKS})") } else { ceil }
 }

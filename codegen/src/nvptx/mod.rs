@@ -116,7 +116,7 @@ pub fn emit_ptx(plan: &Plan, sm: Sm) -> Result<PtxModule, PtxError> {
     let context = Context::create();
     let machine = nvptx_machine(sm)?;
     let module = emit::build_module(&context, plan, emit::Flavor::Device, 0)?;
-    Ok(PtxModule { ptx: ptx_of(&module, &machine)?, manifest: Manifest::of(plan, sm) })
+    Ok(PtxModule { ptx: ptx_of(&module, &machine)?, manifest: Manifest::of(plan, sm)? })
 }
 
 /// Compiles a generic plan to PTX for `sm`: one module for every size of
