@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use kiln_frontend::{Options, Style};
+use kiln_frontend::Options;
 use kiln_ir::interp::Tensor;
 use kiln_ir::{Bindings, DType, Symbol};
 use kiln_runtime::execute::Execute;
@@ -144,7 +144,7 @@ fn bandwidth(n: usize) -> (f64, f64) {
 /// step takes one).
 fn training_step(example: &str) -> (kiln_ir::Module, Vec<String>, kiln_ir::interp::Params, Vec<Tensor>) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(example);
-    let compiled = kiln::compile_file(&path, &Options::default(), Style::Plain).expect("compiles");
+    let compiled = kiln::compile_file(&path, &Options::default()).expect("compiles");
     let m = kiln::with_train_step(&compiled).expect("a training step");
     let updates = compiled.train.as_ref().expect("a train block").updates.clone();
     let params = kiln_ir::initialize_params(&m, 0);
@@ -210,11 +210,11 @@ fn step_interpreted(example: &str) -> f64 {
 /// An example's training step at batch 256: its plan, compiled.
 fn compiled_step(example: &str) -> (kiln_ir::kernel::Plan, kiln_codegen::CompiledPlan) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(example);
-    let compiled = kiln::compile_file(&path, &Options::default(), Style::Plain).expect("compiles");
+    let compiled = kiln::compile_file(&path, &Options::default()).expect("compiles");
     let m = kiln::with_train_step(&compiled).expect("a training step");
     let mut bindings = Bindings::new();
     bindings.insert(Symbol::new("N"), 256);
-    let plan = kiln_passes::lower_to_kernels(&m, "train_step", &bindings).expect("lowers");
+    let plan = kiln_passes::compile_plan(&m, "train_step", &bindings).expect("lowers");
     let compiled = kiln_codegen::compile_plan(&plan).expect("compiles");
     (plan, compiled)
 }
@@ -255,18 +255,18 @@ fn optimize() {
     bindings.insert(Symbol::new("N"), 256);
     for example in ["linear_regression.kiln", "softmax_regression.kiln", "mlp.kiln", "lenet.kiln"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(example);
-        let compiled = kiln::compile_file(&path, &Options::default(), Style::Plain).expect("compiles");
+        let compiled = kiln::compile_file(&path, &Options::default()).expect("compiles");
         let m = kiln::with_train_step(&compiled).expect("a training step");
         for function in ["forward", "train_step"] {
             let time = |options| {
-                let plan = kiln_passes::lower_to_kernels_with(&m, function, &bindings, options).expect("lowers");
+                let plan = kiln_passes::compile(&m, function, &bindings, &options).expect("lowers").plan;
                 let compiled = kiln_codegen::compile_plan(&plan).expect("compiles");
                 let mut arena = compiled.arena();
                 let runs = if example == "lenet.kiln" { 5 } else { 31 };
                 (plan.kernels.len(), median(runs, || compiled.run_arena(&mut arena).expect("runs")).as_secs_f64() * 1e3)
             };
-            let unoptimized = time(kiln_passes::LowerOptions { simplify: false, fuse: false, ..Default::default() });
-            let optimized = time(kiln_passes::LowerOptions::default());
+            let unoptimized = time(kiln_passes::CompileOptions::unoptimized());
+            let optimized = time(kiln_passes::CompileOptions::default());
             println!(
                 "| {example} | {function} | {} | {} | {:.3} | {:.3} | {:.2}x |",
                 unoptimized.0,
@@ -284,15 +284,16 @@ fn optimize() {
 /// lowering convolutions: milliseconds per call of the compiled plan.
 fn conv(n: u64) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/lenet.kiln");
-    let compiled = kiln::compile_file(&path, &Options::default(), Style::Plain).expect("compiles");
+    let compiled = kiln::compile_file(&path, &Options::default()).expect("compiles");
     let m = kiln::with_train_step(&compiled).expect("a training step");
     let mut bindings = Bindings::new();
     bindings.insert(Symbol::new("N"), n);
     println!("| LeNet, batch {n} | direct ms | im2col + GEMM ms |\n| --- | --- | --- |");
     for function in ["forward", "train_step"] {
         let time = |conv| {
-            let options = kiln_passes::LowerOptions { conv, ..Default::default() };
-            let plan = kiln_passes::lower_to_kernels_with(&m, function, &bindings, options).expect("lowers");
+            let lower = kiln_passes::LowerOptions { conv, ..Default::default() };
+            let options = kiln_passes::CompileOptions { lower, ..Default::default() };
+            let plan = kiln_passes::compile(&m, function, &bindings, &options).expect("lowers").plan;
             let compiled = kiln_codegen::compile_plan(&plan).expect("compiles");
             let mut arena = compiled.arena();
             median(11, || compiled.run_arena(&mut arena).expect("runs")).as_secs_f64() * 1e3
@@ -308,7 +309,7 @@ fn conv(n: u64) {
 /// forward function), batch 256, in milliseconds.
 fn compile_time(example: &str) -> (f64, usize) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(example);
-    let compiled = kiln::compile_file(&path, &Options::default(), Style::Plain).expect("compiles");
+    let compiled = kiln::compile_file(&path, &Options::default()).expect("compiles");
     let (m, function) = match compiled.train {
         Some(_) => (kiln::with_train_step(&compiled).expect("a step"), "train_step"),
         None => (compiled.module.clone(), "forward"),
@@ -317,7 +318,7 @@ fn compile_time(example: &str) -> (f64, usize) {
     bindings.insert(Symbol::new("N"), 256);
     let mut kernels = 0;
     let t = median(5, || {
-        let plan = kiln_passes::lower_to_kernels(&m, function, &bindings).expect("lowers");
+        let plan = kiln_passes::compile_plan(&m, function, &bindings).expect("lowers");
         kernels = plan.kernels.len();
         drop(kiln_codegen::compile_plan(&plan).expect("compiles"));
     });
@@ -388,6 +389,13 @@ fn main() {
             println!("| {example} | {session:.2} | {run:.2} | {kernels:.2} | {:.2} |", step_interpreted(example));
         }
         println!();
+    }
+    if filter.iter().any(|f| f == "jit-steps") {
+        // The MLP's and LeNet's steps in a JIT session (old and new binaries alternate).
+        for example in ["mlp.kiln", "lenet.kiln"] {
+            let [session, _, kernels] = step_jit(example);
+            println!("| {example} step ms: JIT session | {session:.3} | kernels alone | {kernels:.3} |");
+        }
     }
     if filter.iter().any(|f| f == "jit-step") {
         // The MLP step alone: for profilers, and for `peers.py`'s rounds.

@@ -5,19 +5,18 @@
 //! nests, so the library needs only libc and libm). A size stays a run-time
 //! argument: the caller may pass any value up to the compiled one when the
 //! function computes the rows of that axis independently, and exactly the
-//! compiled one otherwise. Rows are independent when the size is the
-//! leading axis of every input and output that has it, every output has
-//! it, and no operation drops it from the type of what it computes (a
-//! reduction over the batch, a product contracting it, a slice of it).
+//! compiled one otherwise (`kiln_passes::rows_independent` decides: the
+//! size leads every input and output that has it, every output has it,
+//! and no operation drops it from the type of what it computes).
 //! Parameters are baked in from a checkpoint (`--params`) or passed by the
 //! caller in a struct.
 
 use std::path::{Path, PathBuf};
 
 use kiln_codegen::aot::{self, Arg, ArgDim, Export, LibParam, Library, Size};
-use kiln_frontend::{Options, Style};
+use kiln_frontend::Options;
 use kiln_ir::kernel::BufferRole;
-use kiln_ir::{Bindings, Dim, Function, Module, Symbol};
+use kiln_ir::{Bindings, Dim, Module, Symbol};
 
 use crate::Error;
 
@@ -32,7 +31,6 @@ pub struct BuildOptions<'a> {
     /// The library's name; the file's stem when absent.
     pub name: Option<&'a str>,
     pub model: Option<String>,
-    pub style: Style,
 }
 
 /// What `kiln build` wrote.
@@ -45,7 +43,7 @@ pub struct BuildReport {
 /// Compiles the functions and writes `lib<name>.a` and `<name>.h`.
 pub fn build(o: &BuildOptions) -> Result<BuildReport, Error> {
     let options = Options { model: o.model.clone(), ..Options::default() };
-    let compiled = crate::compile_file(o.file, &options, o.style)?;
+    let compiled = crate::compile_file(o.file, &options)?;
     let module = match compiled.train {
         Some(_) => crate::with_train_step(&compiled)?,
         None => compiled.module.clone(),
@@ -56,7 +54,7 @@ pub fn build(o: &BuildOptions) -> Result<BuildReport, Error> {
     };
     let name = c_identifier(&name)?;
     if o.functions.is_empty() {
-        return Err(Error::Usage("name at least one function to export with --fn".into()));
+        return Err(Error::Usage("name at least one function to export".into()));
     }
     let params = library_params(&module, o.params)?;
     let mut exports = Vec::new();
@@ -64,7 +62,7 @@ pub fn build(o: &BuildOptions) -> Result<BuildReport, Error> {
         exports.push(export(&module, function, o.sizes, &name, compiled.train.as_ref())?);
     }
     let lib = Library { name: name.clone(), source: o.file.display().to_string(), params, exports };
-    let built = aot::build_library(&lib).map_err(|e| Error::Execution(e.to_string()))?;
+    let built = aot::build_library(&lib)?;
     std::fs::create_dir_all(o.out_dir)
         .map_err(|e| Error::Io { path: o.out_dir.to_path_buf(), message: e.to_string() })?;
     let archive = o.out_dir.join(format!("lib{name}.a"));
@@ -79,7 +77,7 @@ fn c_identifier(name: &str) -> Result<String, Error> {
     let id: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
     match id.chars().next() {
         Some(c) if c.is_ascii_alphabetic() || c == '_' => Ok(id),
-        _ => Err(Error::Usage(format!("`{name}` cannot name a C library: give one with --name"))),
+        _ => Err(Error::Usage(format!("`{name}` cannot name a C library: give the library another name"))),
     }
 }
 
@@ -132,19 +130,18 @@ fn export(
     let mut bindings = Bindings::new();
     let mut size_args = Vec::new();
     for s in &symbols {
-        let value = sizes.iter().find(|(n, _)| n == s).map(|(_, v)| *v).ok_or_else(|| {
-            Error::Usage(format!("`{function}` has the size {s}: give the value to compile for with --bind {s}=VALUE"))
-        })?;
+        let missing = || Error::MissingSize { function: function.into(), symbol: s.clone() };
+        let value = sizes.iter().find(|(n, _)| n == s).map(|(_, v)| *v).ok_or_else(missing)?;
         if value == 0 {
-            return Err(Error::Usage(format!("--bind {s}=0: compile for at least 1")));
+            return Err(missing());
         }
         bindings.insert(Symbol::new(s.clone()), value);
-        let up_to = symbols.len() == 1 && rows_independent(f, s);
+        let up_to = symbols.len() == 1 && kiln_passes::rows_independent(f, s);
         size_args.push(Size { name: s.clone(), compiled: value, up_to });
     }
-    let options = kiln_passes::LowerOptions { gemm: kiln_passes::GemmLowering::Loops, ..Default::default() };
-    let plan = kiln_passes::lower_to_kernels_with(module, function, &bindings, options)
-        .map_err(|e| Error::Usage(e.to_string()))?;
+    let lower = kiln_passes::LowerOptions { gemm: kiln_passes::GemmLowering::Loops, ..Default::default() };
+    let options = kiln_passes::CompileOptions { lower, ..Default::default() };
+    let plan = kiln_passes::compile(module, function, &bindings, &options)?.plan;
     let dims = |ty: &kiln_ir::TensorType| -> Vec<ArgDim> {
         ty.shape
             .0
@@ -202,17 +199,4 @@ fn export(
         outputs,
         output_notes,
     })
-}
-
-/// Whether `f` computes the rows of size `s` independently (see the module
-/// documentation).
-fn rows_independent(f: &Function, s: &str) -> bool {
-    let has = |ty: &kiln_ir::TensorType| ty.shape.0.iter().any(|d| matches!(d, Dim::Sym(x) if x.0 == s));
-    let leading_only = |ty: &kiln_ir::TensorType| {
-        ty.shape.0.iter().enumerate().all(|(k, d)| !matches!(d, Dim::Sym(x) if x.0 == s) || k == 0)
-    };
-    let inputs_ok = f.inputs.iter().all(|i| leading_only(&i.ty));
-    let outputs_ok = f.output_types().iter().all(|t| has(t) && leading_only(t));
-    let kept = f.graph.nodes().all(|(_, node)| has(&node.ty) || !node.args.iter().any(|a| has(&f.graph.node(*a).ty)));
-    inputs_ok && outputs_ok && kept
 }

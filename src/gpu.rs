@@ -5,7 +5,7 @@
 
 use kiln_ir::Module;
 use kiln_ir::interp::{Params, Tensor};
-use kiln_runtime::execute::Execute;
+use kiln_runtime::execute::{ExecError, Execute, Outputs};
 
 use crate::Error;
 
@@ -27,14 +27,14 @@ impl<'m> Gpu<'m> {
     pub fn new(module: &'m Module) -> Result<Gpu<'m>, Error> {
         #[cfg(feature = "cuda")]
         {
-            kiln_codegen::nvptx::cuda::driver_status().map_err(|why| Error::Usage(format!("--device cuda: {why}")))?;
+            kiln_codegen::nvptx::cuda::driver_status().map_err(Error::NoDevice)?;
             Ok(Gpu { module, cache: Default::default() })
         }
         #[cfg(not(feature = "cuda"))]
         {
             let _ = module;
-            Err(Error::Usage(
-                "--device cuda: this kiln was built without CUDA support: build it with \
+            Err(Error::NoDevice(
+                "this kiln was built without CUDA support: build it with \
                  `cargo build --release --features cuda` (needs LLVM 19: `apt-get install llvm-19-dev`)"
                     .into(),
             ))
@@ -44,31 +44,33 @@ impl<'m> Gpu<'m> {
 
 impl Execute for Gpu<'_> {
     #[cfg(feature = "cuda")]
-    fn run(&self, function: &str, inputs: &[Tensor], params: &Params) -> Result<Vec<Tensor>, String> {
+    fn run(&self, function: &str, inputs: &[Tensor], params: &Params) -> Outputs {
         use kiln_codegen::nvptx::cuda::CudaPlan;
-        let f = self.module.function(function).ok_or_else(|| format!("no function named `{function}`"))?;
-        let bindings = kiln_ir::interp::bind_inputs(f, inputs).map_err(|e| e.to_string())?;
+        let f = self.module.function(function).ok_or_else(|| ExecError::NoFunction(function.into()))?;
+        let bindings = kiln_ir::interp::bind_inputs(f, inputs)?;
         let key = (function.to_string(), bindings.clone());
         let mut cache = self.cache.borrow_mut();
         if !cache.contains_key(&key) {
-            let plan = kiln_passes::lower_to_kernels(self.module, function, &bindings).map_err(|e| e.to_string())?;
-            let gpu = CudaPlan::new(&plan)?;
+            let plan = kiln_passes::compile_plan(self.module, function, &bindings)
+                .map_err(|e| ExecError::Compile { function: function.into(), source: e.into() })?;
+            let gpu = CudaPlan::new(&plan).map_err(ExecError::Device)?;
             cache.insert(key.clone(), (plan, gpu));
         }
         let (plan, gpu) = cache.get_mut(&key).expect("just inserted");
-        let outputs = kiln_ir::kernel::execute_with(plan, inputs, params, |_, buffers| gpu.run(buffers))?;
+        let outputs = kiln_ir::kernel::execute_with(plan, inputs, params, |_, buffers| gpu.run(buffers))
+            .map_err(|message| ExecError::Run { function: function.into(), message })?;
         f.output_types()
             .into_iter()
             .zip(outputs)
             .map(|(ty, storage)| {
-                let shape = ty.shape.resolve(&bindings).map_err(|s| format!("symbol {s} is unbound"))?;
+                let shape = ty.shape.resolve(&bindings).map_err(|s| ExecError::Unbound(s.to_string()))?;
                 Ok(crate::jit::tensor(ty.dtype, &shape, storage))
             })
             .collect()
     }
 
     #[cfg(not(feature = "cuda"))]
-    fn run(&self, _: &str, _: &[Tensor], _: &Params) -> Result<Vec<Tensor>, String> {
-        Err("this kiln was built without CUDA support".into())
+    fn run(&self, _: &str, _: &[Tensor], _: &Params) -> Outputs {
+        Err(ExecError::Device("this kiln was built without CUDA support".into()))
     }
 }

@@ -12,10 +12,10 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use kiln_codegen::{Arena, CompiledPlan, HostBuffer};
-use kiln_ir::interp::{Data, Params, Tensor, bind_inputs};
+use kiln_ir::interp::{Data, Params, Tensor, bind_inputs, bind_shapes};
 use kiln_ir::kernel::{BufferRole, Storage};
 use kiln_ir::{Bindings, DType, Module, TensorType};
-use kiln_runtime::execute::{Execute, Session, updated_outputs};
+use kiln_runtime::execute::{ExecError, Execute, HostData, HostTensor, Outputs, Session, updated_outputs};
 use ndarray::{ArrayD, IxDyn};
 
 /// A module whose functions run as compiled code.
@@ -36,17 +36,19 @@ impl<'m> Jit<'m> {
     }
 
     /// The compiled plan of `function` for `bindings`, compiling it on first use.
-    pub fn compiled(&self, function: &str, bindings: &Bindings) -> Result<Rc<CompiledPlan>, String> {
+    pub fn compiled(&self, function: &str, bindings: &Bindings) -> Result<Rc<CompiledPlan>, ExecError> {
         self.entry(function, bindings).map(|(plan, _)| plan)
     }
 
-    fn entry(&self, function: &str, bindings: &Bindings) -> Result<(Rc<CompiledPlan>, Rc<RefCell<Arena>>), String> {
+    fn entry(&self, function: &str, bindings: &Bindings) -> Result<(Rc<CompiledPlan>, Rc<RefCell<Arena>>), ExecError> {
         let key = (function.to_string(), bindings.clone());
         if let Some(c) = self.cache.borrow().get(&key) {
             return Ok((c.plan.clone(), c.arena.clone()));
         }
-        let plan = kiln_passes::lower_to_kernels(self.module, function, bindings).map_err(|e| e.to_string())?;
-        let compiled = Rc::new(kiln_codegen::compile_plan(&plan).map_err(|e| e.to_string())?);
+        let failed =
+            |e: Box<dyn std::error::Error + Send + Sync>| ExecError::Compile { function: function.into(), source: e };
+        let plan = kiln_passes::compile_plan(self.module, function, bindings).map_err(|e| failed(e.into()))?;
+        let compiled = Rc::new(kiln_codegen::compile_plan(&plan).map_err(|e| failed(e.into()))?);
         let arena = Rc::new(RefCell::new(compiled.arena()));
         self.cache.borrow_mut().insert(key, Compiled { plan: compiled.clone(), arena: arena.clone() });
         Ok((compiled, arena))
@@ -54,9 +56,9 @@ impl<'m> Jit<'m> {
 }
 
 impl Execute for Jit<'_> {
-    fn run(&self, function: &str, inputs: &[Tensor], params: &Params) -> Result<Vec<Tensor>, String> {
-        let f = self.module.function(function).ok_or_else(|| format!("no function named `{function}`"))?;
-        let bindings = bind_inputs(f, inputs).map_err(|e| e.to_string())?;
+    fn run(&self, function: &str, inputs: &[Tensor], params: &Params) -> Outputs {
+        let f = self.module.function(function).ok_or_else(|| ExecError::NoFunction(function.into()))?;
+        let bindings = bind_inputs(f, inputs)?;
         let (compiled, arena) = self.entry(function, &bindings)?;
         let outputs = execute(&compiled, &mut arena.borrow_mut(), inputs, params, |name, value| {
             check_param(self.module, name, value)
@@ -70,23 +72,23 @@ impl Execute for Jit<'_> {
 }
 
 /// An error unless `value` has the declared type of parameter `name`.
-fn check_param(module: &Module, name: &str, value: &Tensor) -> Result<(), String> {
+fn check_param(module: &Module, name: &str, value: &Tensor) -> Result<(), ExecError> {
     let expected = module.param(name).map(|p| p.ty.clone());
     if Some(value.tensor_type()) == expected {
         Ok(())
     } else {
         let expected = expected.map_or_else(|| "a parameter of the module".to_string(), |t| t.to_string());
-        Err(format!("parameter `{name}` must be {expected}, got {}", value.tensor_type()))
+        Err(ExecError::ParamType { name: name.into(), expected, got: value.tensor_type().to_string() })
     }
 }
 
 /// Output buffers as tensors of the function's output `types`.
-fn output_tensors(types: &[&TensorType], bindings: &Bindings, outputs: Vec<Storage>) -> Result<Vec<Tensor>, String> {
+fn output_tensors(types: &[&TensorType], bindings: &Bindings, outputs: Vec<Storage>) -> Outputs {
     types
         .iter()
         .zip(outputs)
         .map(|(ty, storage)| {
-            let shape = ty.shape.resolve(bindings).map_err(|s| format!("symbol {s} is unbound"))?;
+            let shape = ty.shape.resolve(bindings).map_err(|s| ExecError::Unbound(s.to_string()))?;
             Ok(tensor(ty.dtype, &shape, storage))
         })
         .collect()
@@ -105,14 +107,53 @@ pub struct ResidentSession<'j, 'm> {
     resident: RefCell<HashMap<String, HostBuffer>>,
 }
 
+/// A call's inputs: tensors, or host tensors a data loader made.
+#[derive(Clone, Copy)]
+enum Inputs<'a> {
+    Tensors(&'a [Tensor]),
+    Host(&'a [HostTensor]),
+}
+
+impl Inputs<'_> {
+    fn bindings(self, f: &kiln_ir::Function) -> Result<Bindings, ExecError> {
+        match self {
+            Inputs::Tensors(t) => bind_inputs(f, t),
+            Inputs::Host(h) => {
+                if let Some(t) = h.iter().find(|t| t.shape.iter().product::<usize>() != t.len()) {
+                    return Err(ExecError::HostShape { shape: t.shape.clone(), elements: t.len() });
+                }
+                let types: Vec<(DType, &[usize])> = h.iter().map(|t| (t.dtype(), t.shape.as_slice())).collect();
+                bind_shapes(f, &types)
+            }
+        }
+        .map_err(ExecError::from)
+    }
+
+    /// Writes input `n` into buffer `buffer` of `arena`.
+    fn write(self, arena: &mut Arena, buffer: usize, n: u32) -> Result<(), Partial> {
+        match self {
+            Inputs::Tensors(t) => write_input(arena, buffer, t, n),
+            Inputs::Host(h) => match &h.get(n as usize).ok_or(ExecError::MissingInput(n))?.data {
+                HostData::F32(v) => arena.write_elements(buffer, v).map_err(Partial::Run),
+                HostData::I32(v) => arena.write_elements(buffer, v).map_err(Partial::Run),
+                HostData::I64(v) => arena.write_elements(buffer, v).map_err(Partial::Run),
+            },
+        }
+    }
+}
+
 impl ResidentSession<'_, '_> {
     /// Runs `function` with the session's parameters and returns its output
     /// buffers; the last `updates.len()` go into the parameters they name
     /// instead of being read out.
-    fn call(&self, function: &str, inputs: &[Tensor], updates: &[String]) -> Result<Vec<Tensor>, String> {
+    fn call(&self, function: &str, inputs: Inputs<'_>, updates: &[String]) -> Outputs {
+        self.call_partial(function, inputs, updates).map_err(|e| e.in_function(function))
+    }
+
+    fn call_partial(&self, function: &str, inputs: Inputs<'_>, updates: &[String]) -> Result<Vec<Tensor>, Partial> {
         let module = self.jit.module;
-        let f = module.function(function).ok_or_else(|| format!("no function named `{function}`"))?;
-        let bindings = bind_inputs(f, inputs).map_err(|e| e.to_string())?;
+        let f = module.function(function).ok_or_else(|| ExecError::NoFunction(function.into()))?;
+        let bindings = inputs.bindings(f)?;
         let kept = updated_outputs(function, f.outputs.len(), updates)?;
         let (compiled, arena) = self.jit.entry(function, &bindings)?;
         let mut arena = arena.borrow_mut();
@@ -120,19 +161,19 @@ impl ResidentSession<'_, '_> {
         let mut resident = self.resident.borrow_mut();
         for (b, decl) in plan.buffers.iter().enumerate() {
             match &decl.role {
-                BufferRole::Input(n) => write_input(&mut arena, b, inputs, *n)?,
+                BufferRole::Input(n) => inputs.write(&mut arena, b, *n)?,
                 BufferRole::Param(name) => {
                     if !resident.contains_key(name) {
-                        let value = self.given.get(name).ok_or_else(|| format!("parameter `{name}` has no value"))?;
+                        let value = self.given.get(name).ok_or_else(|| ExecError::MissingParam(name.clone()))?;
                         check_param(module, name, value)?;
                         resident.insert(name.clone(), HostBuffer::from_tensor(value));
                     }
-                    arena.write_bytes(b, &resident[name])?;
+                    arena.write_bytes(b, &resident[name]).map_err(Partial::Run)?;
                 }
                 _ => {}
             }
         }
-        compiled.run_arena(&mut arena).map_err(|e| e.to_string())?;
+        compiled.run_arena(&mut arena).map_err(|e| Partial::Run(e.to_string()))?;
         // Every update is checked before any parameter changes, so that a
         // failed call leaves the session as it was.
         let mut outputs: Vec<(u32, Storage)> = Vec::new();
@@ -143,40 +184,54 @@ impl ResidentSession<'_, '_> {
                 outputs.push((n, arena.read(b)));
                 continue;
             };
-            let param = module.param(name).ok_or_else(|| format!("`{function}` updates `{name}`, not a parameter"))?;
+            let param = module
+                .param(name)
+                .ok_or_else(|| ExecError::NotAParam { function: function.into(), name: name.clone() })?;
             let len = param.ty.shape.resolve(&Bindings::new()).map(|s| s.iter().product::<usize>());
             if param.ty.dtype != decl.dtype || len != Ok(decl.len as usize) {
-                return Err(format!(
-                    "output {n} of `{function}` is {}[{}] but updates parameter `{name}`, which is {}",
-                    decl.dtype, decl.len, param.ty
-                ));
+                return Err(ExecError::UpdateType {
+                    function: function.into(),
+                    output: n,
+                    got: format!("{}[{}]", decl.dtype, decl.len),
+                    name: name.clone(),
+                    expected: param.ty.to_string(),
+                }
+                .into());
             }
             updated.push((b, name, decl));
         }
         for (b, name, decl) in updated {
             let target =
                 resident.entry(name.clone()).or_insert_with(|| HostBuffer::zeros(decl.dtype, decl.len as usize));
-            arena.read_into(b, target)?;
+            arena.read_into(b, target).map_err(Partial::Run)?;
         }
         outputs.sort_by_key(|o| o.0);
-        output_tensors(&f.output_types()[..kept], &bindings, outputs.into_iter().map(|o| o.1).collect())
+        Ok(output_tensors(&f.output_types()[..kept], &bindings, outputs.into_iter().map(|o| o.1).collect())?)
     }
 }
 
 impl Session for ResidentSession<'_, '_> {
-    fn run(&self, function: &str, inputs: &[Tensor]) -> Result<Vec<Tensor>, String> {
-        self.call(function, inputs, &[])
+    fn run(&self, function: &str, inputs: &[Tensor]) -> Outputs {
+        self.call(function, Inputs::Tensors(inputs), &[])
     }
 
-    fn run_updating(&mut self, function: &str, inputs: &[Tensor], updates: &[String]) -> Result<Vec<Tensor>, String> {
-        self.call(function, inputs, updates)
+    fn run_updating(&mut self, function: &str, inputs: &[Tensor], updates: &[String]) -> Outputs {
+        self.call(function, Inputs::Tensors(inputs), updates)
     }
 
-    fn params(&self) -> Result<Params, String> {
+    fn run_host(&self, function: &str, inputs: &[HostTensor]) -> Outputs {
+        self.call(function, Inputs::Host(inputs), &[])
+    }
+
+    fn run_updating_host(&mut self, function: &str, inputs: &[HostTensor], updates: &[String]) -> Outputs {
+        self.call(function, Inputs::Host(inputs), updates)
+    }
+
+    fn params(&self) -> Result<Params, ExecError> {
         let mut params = self.given.clone();
         for (name, buffer) in self.resident.borrow().iter() {
-            let ty = &self.jit.module.param(name).ok_or_else(|| format!("`{name}` is not a parameter"))?.ty;
-            let shape = ty.shape.resolve(&Bindings::new()).map_err(|s| format!("parameter `{name}` has symbol {s}"))?;
+            let ty = &self.jit.module.param(name).ok_or_else(|| ExecError::MissingParam(name.clone()))?.ty;
+            let shape = ty.shape.resolve(&Bindings::new()).map_err(|s| ExecError::Unbound(s.to_string()))?;
             params.insert(name.clone(), tensor(ty.dtype, &shape, buffer.to_storage()));
         }
         Ok(params)
@@ -191,35 +246,67 @@ pub fn execute(
     arena: &mut Arena,
     inputs: &[Tensor],
     params: &Params,
-    check: impl Fn(&str, &Tensor) -> Result<(), String>,
-) -> Result<Vec<Storage>, String> {
-    let plan = compiled.plan();
-    for (b, decl) in plan.buffers.iter().enumerate() {
-        match &decl.role {
-            BufferRole::Input(n) => write_input(arena, b, inputs, *n)?,
-            BufferRole::Param(name) => {
-                let value = params.get(name).ok_or_else(|| format!("parameter `{name}` has no value"))?;
-                check(name, value)?;
-                arena.write(b, value)?;
+    check: impl Fn(&str, &Tensor) -> Result<(), ExecError>,
+) -> Result<Vec<Storage>, ExecError> {
+    let mut run = || -> Result<Vec<Storage>, Partial> {
+        let plan = compiled.plan();
+        for (b, decl) in plan.buffers.iter().enumerate() {
+            match &decl.role {
+                BufferRole::Input(n) => write_input(arena, b, inputs, *n)?,
+                BufferRole::Param(name) => {
+                    let value = params.get(name).ok_or_else(|| ExecError::MissingParam(name.clone()))?;
+                    check(name, value)?;
+                    arena.write(b, value).map_err(Partial::Run)?;
+                }
+                _ => {}
             }
-            _ => {}
         }
-    }
-    compiled.run_arena(arena).map_err(|e| e.to_string())?;
-    let mut outputs: Vec<(u32, Storage)> = plan
-        .buffers
-        .iter()
-        .enumerate()
-        .filter_map(|(b, d)| if let BufferRole::Output(n) = d.role { Some((n, arena.read(b))) } else { None })
-        .collect();
-    outputs.sort_by_key(|o| o.0);
-    Ok(outputs.into_iter().map(|o| o.1).collect())
+        compiled.run_arena(arena).map_err(|e| Partial::Run(e.to_string()))?;
+        let mut outputs: Vec<(u32, Storage)> = plan
+            .buffers
+            .iter()
+            .enumerate()
+            .filter_map(|(b, d)| if let BufferRole::Output(n) = d.role { Some((n, arena.read(b))) } else { None })
+            .collect();
+        outputs.sort_by_key(|o| o.0);
+        Ok(outputs.into_iter().map(|o| o.1).collect())
+    };
+    run().map_err(|e| e.in_function(&compiled.plan().name))
 }
 
 /// Writes input `n` of `inputs` into buffer `buffer` of `arena`.
-fn write_input(arena: &mut Arena, buffer: usize, inputs: &[Tensor], n: u32) -> Result<(), String> {
-    let value = inputs.get(n as usize).ok_or_else(|| format!("input {n} is missing"))?;
-    arena.write(buffer, value)
+fn write_input(arena: &mut Arena, buffer: usize, inputs: &[Tensor], n: u32) -> Result<(), Partial> {
+    let value = inputs.get(n as usize).ok_or(ExecError::MissingInput(n))?;
+    arena.write(buffer, value).map_err(Partial::Run)
+}
+
+/// An error of a call before the function's name is attached: a typed
+/// one, or a failure of the compiled code or its arena, in words.
+enum Partial {
+    Exec(ExecError),
+    Run(String),
+}
+
+impl From<ExecError> for Partial {
+    fn from(e: ExecError) -> Partial {
+        Partial::Exec(e)
+    }
+}
+
+impl From<kiln_ir::interp::EvalError> for Partial {
+    fn from(e: kiln_ir::interp::EvalError) -> Partial {
+        Partial::Exec(e.into())
+    }
+}
+
+impl Partial {
+    /// The error of a call of `function`.
+    fn in_function(self, function: &str) -> ExecError {
+        match self {
+            Partial::Exec(e) => e,
+            Partial::Run(message) => ExecError::Run { function: function.into(), message },
+        }
+    }
 }
 
 /// A tensor of `shape` from a buffer's elements, which already have the

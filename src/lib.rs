@@ -1,8 +1,12 @@
 //! kiln, the facade: compile a `.kiln` source or a textual `.ir` file to a
-//! verified graph IR module, and run its functions on the reference
-//! interpreter. The `kiln` binary is a thin command line over this.
+//! verified graph IR module; build gradients and the training step; run
+//! functions on the reference interpreter, the Cranelift JIT (`jit`) or a
+//! GPU (`gpu`); train (`train`); build static libraries (`aot`); emit PTX
+//! (`ptx`) and the optimizer's view of a function (`opt`). Plans come from
+//! `passes::compile`. The `kiln` binary is the command line over this.
 
 pub mod aot;
+pub mod emit;
 pub mod gpu;
 pub mod jit;
 pub mod opt;
@@ -16,16 +20,17 @@ pub use kiln_ir as ir;
 pub use kiln_passes as passes;
 pub use kiln_runtime as runtime;
 
-use kiln_frontend::{Options, Style, TrainSpec};
+pub use kiln_frontend::{Diagnostic, Options, SourceMap, Style, TrainSpec};
 use kiln_ir::interp::{EvalOptions, Params, Precision, Tensor};
 use kiln_ir::{DType, Module};
 
 /// Everything that can go wrong, each with a message for people.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The program has errors; `rendered` shows them with their source.
-    #[error("{rendered}")]
-    Diagnostics { rendered: String, count: usize },
+    /// The program has errors: each a value (code, message, spans), with
+    /// the sources they point into; [`Diagnostics::render`] shows them.
+    #[error("{}", .0.render(Style::Plain))]
+    Diagnostics(Diagnostics),
     #[error("{path}:{error}")]
     IrText { path: PathBuf, error: kiln_ir::ParseError },
     #[error("cannot read `{path}`: {message}")]
@@ -37,15 +42,51 @@ pub enum Error {
     #[error("{0}")]
     Pass(#[from] kiln_passes::PassError),
     #[error("{0}")]
+    Compile(#[from] kiln_passes::CompileError),
+    #[error("{0}")]
     Checkpoint(#[from] kiln_runtime::checkpoint::CheckpointError),
     #[error("{0}")]
     Autodiff(#[from] kiln_passes::AutodiffError),
     #[error("{0}")]
     TrainStep(#[from] kiln_passes::TrainStepError),
+    #[error("no function `{name}`; this module has: {}", .available.join(", "))]
+    NoFunction { name: String, available: Vec<String> },
+    #[error("`{function}` has no input `{name}`; its inputs are: {}", .inputs.join(", "))]
+    UnknownInput { function: String, name: String, inputs: Vec<String> },
+    #[error("missing input `{name}` ({ty}) of `{function}`")]
+    MissingInput { function: String, name: String, ty: String },
+    #[error("`{function}` has no symbolic dimension `{symbol}`")]
+    UnknownSize { function: String, symbol: String },
+    /// A size to compile for was not given (or is 0).
+    #[error("`{function}` has the size {symbol}: give a value of at least 1 to compile for")]
+    MissingSize { function: String, symbol: String },
+    /// No data set where training looked for one.
+    #[error(
+        "no training data: looked for Fashion-MNIST in `{}` (a directory with train-images-idx3-ubyte.gz, \
+         train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz)",
+        .dir.display()
+    )]
+    NoData { dir: PathBuf },
+    /// No GPU to run on, and why.
+    #[error("no CUDA device: {0}")]
+    NoDevice(String),
+    /// A request that does not fit the program or the data (the message
+    /// says what was expected).
     #[error("{0}")]
     Usage(String),
+    /// Running a function failed (typed by the executor).
     #[error("{0}")]
-    Execution(String),
+    Execution(#[from] kiln_runtime::execute::ExecError),
+    /// Cranelift could not build a plan's code (a JIT listing or a library).
+    #[error("{0}")]
+    Codegen(#[from] kiln_codegen::CodegenError),
+    /// The PTX backend failed.
+    #[cfg(feature = "ptx")]
+    #[error("{0}")]
+    Ptx(#[from] kiln_codegen::nvptx::PtxError),
+    /// A bug in kiln, not in the program or the data.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// What runs a module's functions.
@@ -60,6 +101,20 @@ pub enum Backend {
     Cuda,
 }
 
+/// A program's errors as values, with the sources their spans point into.
+#[derive(Clone, Debug)]
+pub struct Diagnostics {
+    pub diagnostics: Vec<Diagnostic>,
+    pub sources: SourceMap,
+}
+
+impl Diagnostics {
+    /// The diagnostics with their source lines, as `kiln check` prints them.
+    pub fn render(&self, style: Style) -> String {
+        kiln_frontend::render(&self.diagnostics, &self.sources, style)
+    }
+}
+
 /// A compiled file: its module and, for a `.kiln` source with a `train`
 /// block, what to train.
 #[derive(Clone, Debug)]
@@ -70,7 +125,13 @@ pub struct Compiled {
 
 /// Compiles a `.kiln` source (lowered, then cleaned up by the pass
 /// pipeline) or parses a `.ir` file (verified), by the file's extension.
-pub fn compile_file(path: &Path, options: &Options, style: Style) -> Result<Compiled, Error> {
+///
+/// ```
+/// let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mlp.kiln");
+/// let compiled = kiln::compile_file(&path, &kiln::Options::default()).unwrap();
+/// assert!(compiled.module.function("forward").is_some());
+/// ```
+pub fn compile_file(path: &Path, options: &Options) -> Result<Compiled, Error> {
     if let Err(e) = std::fs::metadata(path) {
         return Err(Error::Io { path: path.to_path_buf(), message: e.to_string() });
     }
@@ -81,30 +142,117 @@ pub fn compile_file(path: &Path, options: &Options, style: Style) -> Result<Comp
         return Ok(Compiled { module, train: None });
     }
     let (sources, result) = kiln_frontend::compile_path(path, options);
+    finish(sources, result)
+}
+
+/// Compiles kiln source text; `name` names it in diagnostics. A source
+/// that `use`s other files finds them relative to the working directory.
+///
+/// ```
+/// let source = "model Scale() { fn forward(x: f32[N, 4]) -> f32[N, 4] { relu(x) * 2.0 } }";
+/// let compiled = kiln::compile_source("scale.kiln", source, &kiln::Options::default()).unwrap();
+/// let f = compiled.signature("forward").unwrap();
+/// assert_eq!(f.to_string(), "forward(x: f32[N, 4]) -> (f32[N, 4])");
+///
+/// // Errors are values: a code, a message and spans, rendered when asked.
+/// let error = kiln::compile_source("bad.kiln", "model M() { fn forward(x: f32[N]) -> f32[N] { y } }", &kiln::Options::default()).unwrap_err();
+/// let kiln::Error::Diagnostics(d) = error else { panic!("diagnostics") };
+/// assert_eq!(d.diagnostics[0].code.0, "E0201");
+/// assert!(d.render(kiln::Style::Plain).contains("bad.kiln"));
+/// ```
+pub fn compile_source(name: &str, text: &str, options: &Options) -> Result<Compiled, Error> {
+    let mut sources = SourceMap::new();
+    let root = sources.add(name.to_string(), None, text.to_string());
+    let result = kiln_frontend::compile(&mut sources, root, options);
+    finish(sources, result)
+}
+
+/// The cleanup pipeline after the frontend, or its diagnostics as values.
+fn finish(sources: SourceMap, result: Result<kiln_frontend::Program, Vec<Diagnostic>>) -> Result<Compiled, Error> {
     match result {
         Ok(program) => {
             let (module, _) = kiln_passes::Pipeline::cleanup().run(&program.module)?;
             Ok(Compiled { module, train: program.train })
         }
-        Err(diagnostics) => Err(Error::Diagnostics {
-            rendered: kiln_frontend::render(&diagnostics, &sources, style),
-            count: diagnostics.len(),
-        }),
+        Err(diagnostics) => Err(Error::Diagnostics(Diagnostics { diagnostics, sources })),
     }
 }
 
-/// Runs `function` with inputs given by name, on the JIT or the
-/// interpreter. An implicit random `key` input, if the function has one and
-/// it is not given, is `seed`. `precision` applies to the interpreter.
-pub fn run_function(
+/// A function's name, inputs and output types, as `kiln emit ir` heads it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Signature {
+    pub name: String,
+    pub inputs: Vec<(String, kiln_ir::TensorType)>,
+    pub outputs: Vec<kiln_ir::TensorType>,
+}
+
+impl std::fmt::Display for Signature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inputs: Vec<String> = self.inputs.iter().map(|(n, t)| format!("{n}: {t}")).collect();
+        let outputs: Vec<String> = self.outputs.iter().map(|t| t.to_string()).collect();
+        write!(f, "{}({}) -> ({})", self.name, inputs.join(", "), outputs.join(", "))
+    }
+}
+
+impl Compiled {
+    /// Every function of the module with its signature, in module order.
+    pub fn functions(&self) -> Vec<Signature> {
+        self.module.functions.iter().map(signature_of).collect()
+    }
+
+    /// The signature of `function`, if the module has it.
+    pub fn signature(&self, function: &str) -> Option<Signature> {
+        self.module.function(function).map(signature_of)
+    }
+}
+
+fn signature_of(f: &kiln_ir::Function) -> Signature {
+    Signature {
+        name: f.name.clone(),
+        inputs: f.inputs.iter().map(|i| (i.name.clone(), i.ty.clone())).collect(),
+        outputs: f.output_types().into_iter().cloned().collect(),
+    }
+}
+
+/// How [`run`] runs a function.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// The parameters' values; `None` initializes them from `seed`.
+    pub params: Option<Params>,
+    /// The seed of initialization and of a random `key` input not given.
+    pub seed: u64,
+    pub backend: Backend,
+    /// The interpreter's float precision (f32 computed as f32, or all in f64).
+    pub precision: Precision,
+}
+
+/// Runs `function` with inputs given by name, on the JIT, the interpreter
+/// or a GPU. An implicit random `key` input, if the function has one and
+/// it is not given, is the seed.
+///
+/// ```
+/// use kiln::ir::interp::Tensor;
+/// let source = "model Scale() { fn forward(x: f32[N, 2]) -> f32[N, 2] { relu(x) * 2.0 } }";
+/// let compiled = kiln::compile_source("scale.kiln", source, &kiln::Options::default()).unwrap();
+/// let x = Tensor::from_f32(&[1, 2], &[-1.0, 3.0]);
+/// let y = kiln::run(&compiled.module, "forward", &[("x".into(), x)], &kiln::RunOptions::default()).unwrap();
+/// assert_eq!(y[0].to_f64_vec(), [0.0, 6.0]);
+/// ```
+pub fn run(
     module: &Module,
     function: &str,
     named_inputs: &[(String, Tensor)],
-    params: &Params,
-    seed: u64,
-    backend: Backend,
-    precision: Precision,
+    options: &RunOptions,
 ) -> Result<Vec<Tensor>, Error> {
+    let initialized;
+    let params = match &options.params {
+        Some(p) => p,
+        None => {
+            initialized = kiln_ir::initialize_params(module, options.seed);
+            &initialized
+        }
+    };
+    let (seed, backend, precision) = (options.seed, options.backend, options.precision);
     let Some(f) = module.function(function) else {
         return Err(no_function(module, function));
     };
@@ -113,10 +261,11 @@ pub fn run_function(
     for (name, _) in named_inputs {
         if !f.inputs.iter().any(|i| &i.name == name) {
             let names: Vec<&str> = f.inputs.iter().map(|i| i.name.as_str()).collect();
-            return Err(Error::Usage(format!(
-                "`{function}` has no input `{name}`; its inputs are: {}",
-                names.join(", ")
-            )));
+            return Err(Error::UnknownInput {
+                function: function.into(),
+                name: name.clone(),
+                inputs: names.iter().map(|n| n.to_string()).collect(),
+            });
         }
     }
     let mut inputs = Vec::new();
@@ -127,10 +276,11 @@ pub fn run_function(
                 inputs.push(Tensor::int(DType::I64, ndarray::arr0(seed as i64).into_dyn()));
             }
             None => {
-                return Err(Error::Usage(format!(
-                    "missing input `{}` ({}): pass --input {}=PATH.npy",
-                    decl.name, decl.ty, decl.name
-                )));
+                return Err(Error::MissingInput {
+                    function: function.into(),
+                    name: decl.name.clone(),
+                    ty: decl.ty.to_string(),
+                });
             }
         }
     }
@@ -140,7 +290,7 @@ pub fn run_function(
             // Check the inputs with the interpreter's messages before compiling.
             kiln_ir::interp::bind_inputs(f, &inputs)?;
             use kiln_runtime::execute::Execute;
-            jit::Jit::new(module).run(function, &inputs, params).map_err(Error::Execution)
+            Ok(jit::Jit::new(module).run(function, &inputs, params)?)
         }
         Backend::Cuda => {
             kiln_ir::interp::bind_inputs(f, &inputs)?;
@@ -149,7 +299,7 @@ pub fn run_function(
                 Some(gpu) => gpu,
                 None => gpu::Gpu::new(module)?,
             };
-            gpu.run(function, &inputs, params).map_err(Error::Execution)
+            Ok(gpu.run(function, &inputs, params)?)
         }
     }
 }
@@ -183,7 +333,9 @@ pub fn gradient(module: &Module, function: &str) -> Result<kiln_ir::Function, Er
 /// block's loss and update.
 pub fn with_train_step(compiled: &Compiled) -> Result<Module, Error> {
     let spec = compiled.train.as_ref().ok_or_else(|| Error::Usage("this file has no `train` block".into()))?;
-    let step = kiln_passes::build_train_step(&compiled.module, &spec.loss, &spec.params, &spec.apply)?;
+    // The step returns the logits beside the loss where the loss has them.
+    let loss = spec.loss_and_logits.as_deref().unwrap_or(&spec.loss);
+    let step = kiln_passes::build_train_step(&compiled.module, loss, &spec.params, &spec.apply)?;
     let mut module = compiled.module.clone();
     module.functions.push(step);
     Ok(kiln_passes::eliminate_dead_code(&module))
@@ -192,5 +344,5 @@ pub fn with_train_step(compiled: &Compiled) -> Result<Module, Error> {
 /// A usage error naming the functions a module has.
 pub fn no_function(module: &Module, name: &str) -> Error {
     let names: Vec<&str> = module.functions.iter().map(|f| f.name.as_str()).collect();
-    Error::Usage(format!("no function `{name}`; this module has: {}", names.join(", ")))
+    Error::NoFunction { name: name.into(), available: names.iter().map(|n| n.to_string()).collect() }
 }

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use kiln::{Error, compile_file, run_function};
+use kiln::emit::Emit;
+use kiln::{Error, compile_file};
 use kiln_frontend::{Options, Style};
 use kiln_ir::interp::{Precision, Tensor};
 
@@ -221,24 +222,43 @@ enum PrecisionArg {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let style = if std::io::stderr().is_terminal() { Style::Color } else { Style::Plain };
-    match execute(cli.command, style) {
+    match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Error::Diagnostics { rendered, count }) => {
-            eprint!("{rendered}");
+        Err(Error::Diagnostics(d)) => {
+            let count = d.diagnostics.len();
+            eprint!("{}", d.render(style));
             eprintln!("error: {count} error{} found", if count == 1 { "" } else { "s" });
             ExitCode::FAILURE
         }
         Err(e) => {
             eprintln!("error: {e}");
+            if let Some(hint) = hint(&e) {
+                eprintln!("hint: {hint}");
+            }
             ExitCode::FAILURE
         }
     }
 }
 
-fn execute(command: Command, style: Style) -> Result<(), Error> {
+/// What to type to fix an error: the flags that give what was missing.
+/// The library's errors say what was expected; only the command line
+/// knows its flags.
+fn hint(e: &Error) -> Option<String> {
+    Some(match e {
+        Error::MissingInput { name, .. } => format!("pass --input {name}=PATH.npy"),
+        Error::MissingSize { symbol, .. } => format!("give it with --bind {symbol}=VALUE"),
+        Error::NoData { .. } => {
+            "pass --data DIR, or install the Debian package dataset-fashion-mnist for the default".into()
+        }
+        Error::NoDevice(_) => "leave out --device cuda to run on the CPU".into(),
+        _ => return None,
+    })
+}
+
+fn execute(command: Command) -> Result<(), Error> {
     match command {
         Command::Check { file, model } => {
-            let compiled = compile_file(&file, &Options { model, ..Options::default() }, style)?;
+            let compiled = compile_file(&file, &Options { model, ..Options::default() })?;
             let m = &compiled.module;
             out(&format!(
                 "{}: ok ({} function{}, {} parameter{})\n",
@@ -257,49 +277,26 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
             if dir.is_some() && !matches!(stage, Stage::Ptx) {
                 return Err(Error::Usage("-o goes with `kiln emit ptx`".into()));
             }
-            let compiled = compile_file(&file, &Options { model, ..Options::default() }, style)?;
-            let text = match stage {
-                Stage::Ir => match function {
-                    None => compiled.module.to_string(),
-                    Some(name) => compiled
-                        .module
-                        .function(&name)
-                        .ok_or_else(|| kiln::no_function(&compiled.module, &name))?
-                        .to_string(),
-                },
-                Stage::Grad => kiln::gradient(&compiled.module, function.as_deref().unwrap_or("loss"))?.to_string(),
-                Stage::Step => {
-                    let module = kiln::with_train_step(&compiled)?;
-                    module.function("train_step").map(|f| f.to_string()).unwrap_or_default()
-                }
-                Stage::Opt | Stage::Dot => {
-                    let module = match compiled.train {
-                        Some(_) => kiln::with_train_step(&compiled)?,
-                        None => compiled.module.clone(),
-                    };
-                    let default = if compiled.train.is_some() { "train_step" } else { "forward" };
-                    let name = function.as_deref().unwrap_or(default);
-                    let f = module.function(name).ok_or_else(|| kiln::no_function(&module, name))?;
-                    let bindings = bindings_or(f, &binds, 256)?;
-                    let optimized = kiln::opt::optimize(&module, name, &bindings)?;
-                    match (stage, stats) {
-                        (Stage::Dot, _) => kiln::opt::render_dot(&optimized),
-                        (_, true) => kiln::opt::render_stats(&optimized),
-                        _ => kiln::opt::render(&optimized, explain, &file.display().to_string()),
-                    }
-                }
+            let compiled = compile_file(&file, &Options { model, ..Options::default() })?;
+            let sizes = parse_binds(&binds)?;
+            let source = file.display().to_string();
+            let what = match stage {
+                Stage::Ir => Emit::Ir,
+                Stage::Grad => Emit::Grad,
+                Stage::Step => Emit::Step,
+                Stage::Opt => Emit::Opt { explain, stats },
+                Stage::Dot => Emit::Dot,
+                Stage::Kernels => Emit::Kernels,
+                Stage::Clif => Emit::Clif,
+                Stage::Asm => Emit::Asm,
                 Stage::Ptx => {
-                    let module = match compiled.train {
-                        Some(_) => kiln::with_train_step(&compiled)?,
-                        None => compiled.module.clone(),
-                    };
-                    let default = if compiled.train.is_some() { "train_step" } else { "forward" };
+                    let (module, default) = kiln::emit::with_default(&compiled, None)?;
                     let functions: Vec<String> = match (&function, &dir) {
                         (Some(name), _) => vec![name.clone()],
                         (None, Some(_)) => module.functions.iter().map(|f| f.name.clone()).collect(),
-                        (None, None) => vec![default.to_string()],
+                        (None, None) => vec![default],
                     };
-                    let bind = |f: &kiln_ir::Function| bindings_or(f, &binds, 256);
+                    let bind = |f: &kiln_ir::Function| kiln::emit::sizes_of(f, &sizes, 256);
                     let emitted = kiln::ptx::emit(&module, &functions, &bind, &sm, dir.as_deref())?;
                     let mut text = String::new();
                     for e in emitted {
@@ -321,44 +318,16 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
                             (None, None) => {}
                         }
                     }
-                    text
-                }
-                Stage::Kernels | Stage::Clif | Stage::Asm => {
-                    let module = match compiled.train {
-                        Some(_) => kiln::with_train_step(&compiled)?,
-                        None => compiled.module.clone(),
-                    };
-                    let name = function.as_deref().unwrap_or("forward");
-                    let f = module.function(name).ok_or_else(|| kiln::no_function(&module, name))?;
-                    let bindings = bindings(f, &binds)?;
-                    let shown: Vec<String> = bindings.iter().map(|(s, v)| format!("{s} = {v}")).collect();
-                    let plan = kiln_passes::lower_to_kernels(&module, name, &bindings)
-                        .map_err(|e| Error::Usage(e.to_string()))?;
-                    let comment = if matches!(stage, Stage::Clif | Stage::Asm) { ";" } else { "//" };
-                    let header =
-                        if shown.is_empty() { String::new() } else { format!("{comment} {}\n", shown.join(", ")) };
-                    let body = match stage {
-                        Stage::Clif => kiln_codegen::clif_text(&plan).map_err(|e| Error::Execution(e.to_string()))?,
-                        Stage::Asm => kiln_codegen::asm_text(&plan).map_err(|e| Error::Execution(e.to_string()))?,
-                        _ => plan.to_string(),
-                    };
-                    format!("{header}{body}")
+                    out(&text);
+                    return Ok(());
                 }
             };
+            let text = kiln::emit::emit(&compiled, what, function.as_deref(), &sizes, &source)?;
             out(&text);
             Ok(())
         }
         Command::Build { file, functions, params, binds, out: dir, name, model } => {
-            let mut sizes = Vec::new();
-            for spec in &binds {
-                let parsed = spec
-                    .split_once('=')
-                    .and_then(|(s, v)| v.trim().parse::<u64>().ok().map(|v| (s.trim().to_string(), v)));
-                sizes.push(
-                    parsed
-                        .ok_or_else(|| Error::Usage(format!("--bind `{spec}` must be SYMBOL=VALUE, such as N=256")))?,
-                );
-            }
+            let sizes = parse_binds(&binds)?;
             let report = kiln::aot::build(&kiln::aot::BuildOptions {
                 file: &file,
                 functions: &functions,
@@ -367,7 +336,6 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
                 out_dir: &dir,
                 name: name.as_deref(),
                 model,
-                style,
             })?;
             println!(
                 "wrote {} ({} bytes) and {}",
@@ -403,11 +371,11 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
                 model,
                 backend: backend_of(backend, device)?,
             };
-            train(&file, &options, style, save, plot)
+            train(&file, &options, save, plot)
         }
         Command::Run { file, function, inputs, output, seed, precision, params, backend, device, model } => {
             let backend = backend_of(backend, device)?;
-            let compiled = compile_file(&file, &Options { model, ..Options::default() }, style)?;
+            let compiled = compile_file(&file, &Options { model, ..Options::default() })?;
             let mut named = Vec::new();
             for spec in &inputs {
                 let Some((name, path)) = spec.split_once('=') else {
@@ -430,7 +398,8 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
                 PrecisionArg::Native => Precision::Native,
                 PrecisionArg::F64 => Precision::F64,
             };
-            let outputs = run_function(&compiled.module, &function, &named, &params, seed, backend, precision)?;
+            let options = kiln::RunOptions { params: Some(params), seed, backend, precision };
+            let outputs = kiln::run(&compiled.module, &function, &named, &options)?;
             for (i, t) in outputs.iter().enumerate() {
                 out(&format!("output {i}: {}\n", summarize(t)));
             }
@@ -446,7 +415,6 @@ fn execute(command: Command, style: Style) -> Result<(), Error> {
 fn train(
     file: &std::path::Path,
     options: &kiln::train::TrainOptions,
-    style: Style,
     save: Option<PathBuf>,
     plot: Option<PathBuf>,
 ) -> Result<(), Error> {
@@ -460,7 +428,6 @@ fn train(
     let report = kiln::train::train(
         file,
         options,
-        style,
         |done, total| {
             bar.set_length(total as u64);
             bar.set_position(done as u64);
@@ -473,7 +440,10 @@ fn train(
                 (Some(train), Some(test)) => format!(", train acc {train:.4}, test acc {test:.4}"),
                 _ => String::new(),
             };
-            out(&format!("epoch {}: train loss {:.4}{accuracy} ({:.1} s)\n", e.epoch, e.train_loss, e.seconds));
+            out(&format!(
+                "epoch {}: train loss {:.4}{accuracy} ({:.3} s, steps {:.3} s)\n",
+                e.epoch, e.train_loss, e.seconds, e.step_seconds
+            ));
         },
     )?;
     bar.finish_and_clear();
@@ -502,35 +472,16 @@ fn train(
     Ok(())
 }
 
-/// Values for the function's symbols: from `--bind SYMBOL=VALUE`, else 1.
-fn bindings(f: &kiln_ir::Function, binds: &[String]) -> Result<kiln_ir::Bindings, Error> {
-    bindings_or(f, binds, 1)
-}
-
-/// The values of `f`'s symbolic dimensions: those of `binds`, and
-/// `default` for the others.
-fn bindings_or(f: &kiln_ir::Function, binds: &[String], default: u64) -> Result<kiln_ir::Bindings, Error> {
-    let mut bindings = kiln_ir::Bindings::new();
-    for input in &f.inputs {
-        for d in &input.ty.shape.0 {
-            if let kiln_ir::Dim::Sym(s) = d {
-                bindings.insert(s.clone(), default);
-            }
-        }
-    }
-    for spec in binds {
-        let parsed =
-            spec.split_once('=').and_then(|(s, v)| v.trim().parse::<u64>().ok().map(|v| (s.trim().to_string(), v)));
-        let Some((symbol, value)) = parsed else {
-            return Err(Error::Usage(format!("--bind `{spec}` must be SYMBOL=VALUE, such as N=256")));
-        };
-        let key = kiln_ir::Symbol::new(symbol.clone());
-        if !bindings.contains_key(&key) {
-            return Err(Error::Usage(format!("`{}` has no symbolic dimension `{symbol}`", f.name)));
-        }
-        bindings.insert(key, value);
-    }
-    Ok(bindings)
+/// The sizes of `--bind SYMBOL=VALUE` flags.
+fn parse_binds(binds: &[String]) -> Result<Vec<(String, u64)>, Error> {
+    binds
+        .iter()
+        .map(|spec| {
+            spec.split_once('=')
+                .and_then(|(s, v)| v.trim().parse::<u64>().ok().map(|v| (s.trim().to_string(), v)))
+                .ok_or_else(|| Error::Usage(format!("--bind `{spec}` must be SYMBOL=VALUE, such as N=256")))
+        })
+        .collect()
 }
 
 /// Writes to standard output; a closed pipe (`kiln emit ir f | head`) is

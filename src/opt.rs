@@ -2,18 +2,20 @@
 //! saturation, then fusion), its kernels with their member ops, why each
 //! intermediate is materialized, and what it costs before and after.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use kiln_ir::{Bindings, Function, Module, NodeId};
 use kiln_passes::cost::{Machine, Work};
-use kiln_passes::fuse::{Group, Merge, Placement};
-use kiln_passes::{LowerOptions, SimplifyReport};
+use kiln_passes::fuse::{Fusion, Group, Merge, Placement};
+use kiln_passes::{Compilation, CompileOptions, KernelOrigin, SimplifyReport};
 
 use crate::Error;
 
-/// A function before and after optimization.
+/// A function before and after optimization: its compilation, and the
+/// unoptimized plan's figures to compare with.
 pub struct Optimized {
+    pub compilation: Compilation,
     pub before: Function,
     pub after: Function,
     pub report: SimplifyReport,
@@ -21,11 +23,14 @@ pub struct Optimized {
     pub groups: Vec<Group>,
     /// Reductions computed inside another kernel.
     pub merges: Vec<Option<Merge>>,
-    /// Kernel names of the optimized plan before GEMM epilogues merge.
-    pub kernel_names: BTreeSet<String>,
-    /// GEMM kernels merged with the loop after them: GEMM name to the
-    /// merged kernel's name (`merge_gemm_epilogues`).
-    pub gemm_into: BTreeMap<String, String>,
+    /// The kernel name of each node that has a kernel of its own in the
+    /// lowered plan (before GEMM epilogues merge).
+    pub kernel_of: BTreeMap<NodeId, String>,
+    /// Outputs copied by a kernel of their own.
+    pub output_copies: Vec<String>,
+    /// GEMM nodes merged with the loop after them: the GEMM's node to the
+    /// epilogue's (`merge_gemm_epilogues`).
+    pub gemm_into: BTreeMap<NodeId, NodeId>,
     /// Kernels of the optimized plan.
     pub kernels_after: usize,
     pub kernels_before: usize,
@@ -35,50 +40,53 @@ pub struct Optimized {
 }
 
 /// Optimizes `function` of `module` for `bindings` (the cost model prices
-/// symbols bound there at their value).
+/// symbols bound there at their value): one run of the pipeline, and one
+/// unoptimized lowering to compare with.
 pub fn optimize(module: &Module, function: &str, bindings: &Bindings) -> Result<Optimized, Error> {
     let before = module.function(function).ok_or_else(|| crate::no_function(module, function))?.clone();
-    let machine = Machine { bindings: bindings.clone(), ..Machine::default() };
-    let (after, report) = kiln_passes::simplify_function(module, &before, &kiln_passes::Limits::default(), &machine);
-    let placement = kiln_passes::fuse::fuse(&after, &machine);
-    let groups = kiln_passes::fuse::groups(&after, &placement);
-    let merges = kiln_passes::fuse::merges(&after, &placement, &groups, &machine);
-    let optimized = Module { params: module.params.clone(), functions: vec![after.clone()] };
-    let lower = |m: &Module, options| {
-        kiln_passes::lower_to_kernels_with(m, function, bindings, options).map_err(|e| Error::Usage(e.to_string()))
-    };
-    let plan = lower(&optimized, LowerOptions { simplify: false, gemm_epilogues: false, ..LowerOptions::default() })?;
-    let merged = kiln_passes::merge_gemm_epilogues(plan.clone());
-    let mut gemm_into = BTreeMap::new();
-    for k in merged.kernels.iter().filter(|k| kiln_ir::kernel::gemm_epilogue(k).is_some()) {
-        if let Some(at) = plan.kernels.iter().position(|u| u.name == k.name).filter(|&at| at > 0) {
-            gemm_into.insert(plan.kernels[at - 1].name.clone(), k.name.clone());
+    let compilation = kiln_passes::compile(module, function, bindings, &CompileOptions::default())?;
+    let unoptimized = kiln_passes::compile(module, function, bindings, &CompileOptions::unoptimized())?;
+    let lowered = &compilation.lowered;
+    let mut kernel_of = BTreeMap::new();
+    let mut output_copies = Vec::new();
+    for (origin, kernel) in lowered.origins.iter().zip(&lowered.plan.kernels) {
+        match origin {
+            KernelOrigin::Node(id) => {
+                kernel_of.insert(*id, kernel.name.clone());
+            }
+            KernelOrigin::OutputCopy(_) => output_copies.push(kernel.name.clone()),
         }
     }
-    let unoptimized = lower(module, LowerOptions { simplify: false, fuse: false, ..LowerOptions::default() })?;
-    let unfused: Vec<Placement> = kiln_passes::fuse::unfused(&before);
-    let none = vec![None; before.graph.len()];
-    let work_before = kiln_passes::fuse::work(&before, &kiln_passes::fuse::groups(&before, &unfused), &none, &machine);
-    let work_after = kiln_passes::fuse::work(&after, &groups, &merges, &machine);
+    let mut gemm_into = BTreeMap::new();
+    for &k in &compilation.merged_gemms {
+        if let (Some(KernelOrigin::Node(gemm)), Some(KernelOrigin::Node(epilogue))) =
+            (lowered.origins.get(k), lowered.origins.get(k + 1))
+        {
+            gemm_into.insert(*gemm, *epilogue);
+        }
+    }
+    let machine = compilation.machine.clone();
+    let after = compilation.simplified.clone();
+    let work_before = Fusion::none(&before).work(&before, &machine);
+    let work_after = compilation.fusion.work(&after, &machine);
+    let report = compilation.simplify_report.clone().ok_or_else(|| Error::Usage("not simplified".into()))?;
     Ok(Optimized {
-        kernel_names: plan.kernels.iter().map(|k| k.name.clone()).collect(),
-        gemm_into,
-        kernels_after: merged.kernels.len(),
-        kernels_before: unoptimized.kernels.len(),
+        kernels_after: compilation.plan.kernels.len(),
+        kernels_before: unoptimized.plan.kernels.len(),
+        placement: compilation.fusion.placement.clone(),
+        groups: compilation.fusion.groups.clone(),
+        merges: compilation.fusion.merges.clone(),
         before,
         after,
         report,
-        placement,
-        groups,
-        merges,
+        kernel_of,
+        output_copies,
+        gemm_into,
         work_before,
         work_after,
         machine,
+        compilation,
     })
-}
-
-fn kernel_name(f: &Function, id: NodeId) -> String {
-    format!("k{}_{}", id.0, kiln_ir::mnemonic(&f.graph.node(id).op))
 }
 
 /// The printed line of each node of `f` (as `kiln emit ir` prints it).
@@ -119,14 +127,13 @@ pub fn render(o: &Optimized, explain: bool, source: &str) -> String {
         }
     }
     for g in &o.groups {
-        let name = kernel_name(f, g.root);
-        if o.merges[g.root.index()].is_some() || o.gemm_into.contains_key(&name) {
+        if o.merges[g.root.index()].is_some() || o.gemm_into.contains_key(&g.root) {
             continue; // printed inside the kernel that computes it
         }
-        if !o.kernel_names.contains(&name) {
+        let Some(name) = o.kernel_of.get(&g.root) else {
             let _ = writeln!(out, "  {}  // no kernel: a view of its operand", lines[g.root.index()]);
             continue;
-        }
+        };
         // The groups this kernel computes: an epilogue's reduction first,
         // then its own, then sibling reductions sharing its loops.
         let root = g.root;
@@ -134,7 +141,7 @@ pub fn render(o: &Optimized, explain: bool, source: &str) -> String {
             |h: &&Group| matches!(o.merges[h.root.index()], Some(Merge::Epilogue { into, .. }) if into == root);
         let sibling_of = |h: &&Group| o.merges[h.root.index()] == Some(Merge::Sibling { with: root });
         // A GEMM whose rows this kernel finishes comes first.
-        let gemm_of = |h: &&Group| o.gemm_into.get(&kernel_name(f, h.root)) == Some(&name);
+        let gemm_of = |h: &&Group| o.gemm_into.get(&h.root) == Some(&root);
         let parts: Vec<&Group> = o
             .groups
             .iter()
@@ -228,7 +235,7 @@ pub fn render(o: &Optimized, explain: bool, source: &str) -> String {
         let _ = writeln!(out, "  }}");
     }
     // Outputs that live in an input, a parameter or another output are copied.
-    for name in o.kernel_names.iter().filter(|k| k.starts_with("copy_output_")) {
+    for name in &o.output_copies {
         let _ = writeln!(
             out,
             "  kernel {name} {{ /* copies an output that is an input, a parameter or another output */ }}"
@@ -312,8 +319,12 @@ pub fn render_dot(o: &Optimized) -> String {
     out.push_str("  }\n");
     let f = &o.after;
     let lines = node_lines(f);
-    let _ =
-        writeln!(out, "  subgraph cluster_after {{\n    label=\"{} after: {} kernels\";", f.name, o.kernel_names.len());
+    let _ = writeln!(
+        out,
+        "  subgraph cluster_after {{\n    label=\"{} after: {} kernels\";",
+        f.name,
+        o.kernel_of.len() + o.output_copies.len()
+    );
     for (id, _) in f.graph.nodes() {
         let style = match o.placement[id.index()] {
             Placement::Inlined => ", style=dashed",
@@ -324,10 +335,9 @@ pub fn render_dot(o: &Optimized) -> String {
     }
     let mut drawn = vec![false; f.graph.len()];
     for g in &o.groups {
-        let name = kernel_name(f, g.root);
-        if !o.kernel_names.contains(&name) {
+        let Some(name) = o.kernel_of.get(&g.root) else {
             continue;
-        }
+        };
         let _ = writeln!(out, "    subgraph cluster_{name} {{\n      label=\"{name}\";");
         // An inlined node computed by several kernels is drawn in the first.
         for &m in g.inlined.iter().chain(std::iter::once(&g.root)) {

@@ -35,8 +35,8 @@ pub fn generic_plan(
 ) -> Result<kiln_codegen::nvptx::GenericPlan, String> {
     use kiln_codegen::nvptx::{GenericPlan, MAX_SYMBOLS, probe_grid};
     let lower = |at: &Bindings| {
-        kiln_passes::lower_to_kernels_deciding_at(module, function, at, bindings, Default::default())
-            .map_err(|e| e.to_string())
+        let options = kiln_passes::CompileOptions { decide_at: Some(bindings.clone()), ..Default::default() };
+        kiln_passes::compile(module, function, at, &options).map(|c| c.plan).map_err(|e| e.to_string())
     };
     let symbols: Vec<(String, u64)> = bindings.iter().map(|(s, v)| (s.to_string(), *v)).collect();
     if symbols.len() > MAX_SYMBOLS {
@@ -81,9 +81,8 @@ pub fn emit(
         let (kernels, compiled, specialized) = match generic {
             Ok((plan, compiled)) => (plan.kernels(), compiled, None),
             Err(why) => {
-                let plan =
-                    kiln_passes::lower_to_kernels(module, name, &bindings).map_err(|e| Error::Usage(e.to_string()))?;
-                let mut compiled = emit_ptx(&plan, sm).map_err(|e| Error::Execution(e.to_string()))?;
+                let plan = kiln_passes::compile_plan(module, name, &bindings)?;
+                let mut compiled = emit_ptx(&plan, sm)?;
                 compiled.manifest = compiled
                     .manifest
                     .with_bindings(names.iter().map(|(s, v)| (s.as_str(), *v)))

@@ -9,12 +9,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use kiln_frontend::{Options, Style};
+use kiln_frontend::Options;
 use kiln_ir::interp::{Params, Tensor};
 use kiln_ir::{DType, Dim, Module, TensorType};
 use kiln_runtime::dataset::{Dataset, Split, load_image_classification, synthetic_linear};
+use kiln_runtime::execute::{HostData, HostTensor};
 use kiln_runtime::trainer::Trainer;
-use ndarray::{ArrayD, IxDyn};
 
 use crate::{Error, compile_file, with_train_step};
 
@@ -41,6 +41,24 @@ pub struct TrainOptions {
     pub backend: crate::Backend,
 }
 
+impl Default for TrainOptions {
+    /// The book's MLP run: 10 epochs of batch 256 on the default data, the
+    /// `train` block's learning rate, seed 0, the JIT.
+    fn default() -> TrainOptions {
+        TrainOptions {
+            data: None,
+            epochs: 10,
+            batch: 256,
+            lr: None,
+            seed: 0,
+            limit: None,
+            test_limit: None,
+            model: None,
+            backend: crate::Backend::Jit,
+        }
+    }
+}
+
 /// The figures of one epoch.
 #[derive(Clone, Debug)]
 pub struct EpochReport {
@@ -50,6 +68,9 @@ pub struct EpochReport {
     pub train_accuracy: Option<f64>,
     pub test_accuracy: Option<f64>,
     pub seconds: f64,
+    /// Of which in training steps (the compiled step's calls, from batch in
+    /// to loss out).
+    pub step_seconds: f64,
 }
 
 /// The outcome of a run: the epochs and the trained parameters.
@@ -72,11 +93,10 @@ enum Task {
 pub fn train(
     path: &Path,
     options: &TrainOptions,
-    style: Style,
     mut on_batch: impl FnMut(usize, usize),
     mut on_epoch: impl FnMut(&EpochReport),
 ) -> Result<TrainReport, Error> {
-    let compiled = compile_file(path, &Options { model: options.model.clone(), lr: options.lr }, style)?;
+    let compiled = compile_file(path, &Options { model: options.model.clone(), lr: options.lr })?;
     let spec =
         compiled.train.clone().ok_or_else(|| Error::Usage(format!("{} has no `train` block", path.display())))?;
     let module = with_train_step(&compiled)?;
@@ -96,17 +116,14 @@ pub fn train(
             Split { train: synthetic_linear(SYNTHETIC_EXAMPLES, options.seed), test: Dataset::default() }
         }
         (Task::Regression, Some(_)) => {
-            return Err(Error::Usage("a regression loss trains on the book's synthetic data; leave out --data".into()));
+            return Err(Error::Usage(
+                "a regression loss trains on the book's synthetic data, not on a data directory".into(),
+            ));
         }
         (Task::Classification { .. }, dir) => {
             let dir = dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
             if !dir.exists() {
-                return Err(Error::Usage(format!(
-                    "no training data: looked for Fashion-MNIST in `{}`; pass --data DIR (a directory with \
-                     train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and \
-                     t10k-labels-idx1-ubyte.gz) or install the Debian package dataset-fashion-mnist",
-                    dir.display()
-                )));
+                return Err(Error::NoData { dir });
             }
             load_image_classification(&dir).map_err(|e| Error::Usage(e.to_string()))?
         }
@@ -123,7 +140,7 @@ pub fn train(
     }
     input_shape(x_type, 1, train_set.features)?;
     if options.batch == 0 {
-        return Err(Error::Usage("--batch must be at least 1".into()));
+        return Err(Error::Usage("the batch size must be at least 1".into()));
     }
 
     let params = kiln_ir::initialize_params(&module, options.seed);
@@ -141,30 +158,53 @@ pub fn train(
         _ => &jit,
     };
     let mut trainer = Trainer::new(&module, executor, spec.updates.clone(), params, options.seed);
+    // Whether the step returns the logits its loss was computed from.
+    let step_logits = spec.loss_and_logits.is_some();
     let mut epochs = Vec::new();
     for epoch in 0..options.epochs {
         let start = Instant::now();
         let batches = train_set.batches(options.batch, options.seed, epoch as u64);
         let (mut loss_sum, mut seen, mut correct) = (0.0, 0usize, 0usize);
-        for (b, indices) in batches.iter().enumerate() {
-            let x = batch_inputs(&train_set, indices, x_type)?;
-            let y = batch_targets(&train_set, indices, y_type);
-            if let Task::Classification { .. } = task {
-                let logits = trainer.run("forward", std::slice::from_ref(&x)).map_err(Error::Execution)?;
-                correct += count_correct(&logits[0], &train_set.labels, indices);
+        let mut step_seconds = 0.0;
+        // The next batches are gathered on another thread while a step runs.
+        std::thread::scope(|scope| -> Result<(), Error> {
+            let (send, receive) = std::sync::mpsc::sync_channel(2);
+            let (data, order) = (&train_set, &batches);
+            let producer = scope.spawn(move || {
+                for indices in order {
+                    let batch = batch_inputs(data, indices, x_type)
+                        .and_then(|x| Ok((x, batch_targets(data, indices, y_type)?)));
+                    if send.send(batch).is_err() {
+                        break; // the loop below stopped early
+                    }
+                }
+            });
+            for (b, indices) in batches.iter().enumerate() {
+                let (x, y) = receive.recv().map_err(|_| Error::Internal("the batch loader stopped".into()))??;
+                if let (Task::Classification { .. }, false) = (&task, step_logits) {
+                    let logits = trainer.run_host("forward", std::slice::from_ref(&x)).map_err(Error::from)?;
+                    correct += count_correct(&logits[0], &train_set.labels, indices);
+                }
+                let step_start = Instant::now();
+                let (loss, outputs) = trainer.step_host(vec![x, y]).map_err(Error::from)?;
+                step_seconds += step_start.elapsed().as_secs_f64();
+                if let (Task::Classification { .. }, true, Some(logits)) = (&task, step_logits, outputs.first()) {
+                    correct += count_correct(logits, &train_set.labels, indices);
+                }
+                if !loss.is_finite() {
+                    return Err(Error::Usage(format!(
+                        "the loss became {loss} in epoch {} batch {}: lower the learning rate",
+                        epoch + 1,
+                        b + 1
+                    )));
+                }
+                loss_sum += loss * indices.len() as f64;
+                seen += indices.len();
+                on_batch(b + 1, batches.len());
             }
-            let loss = trainer.step(vec![x, y]).map_err(Error::Execution)?;
-            if !loss.is_finite() {
-                return Err(Error::Usage(format!(
-                    "the loss became {loss} in epoch {} batch {}: lower the learning rate",
-                    epoch + 1,
-                    b + 1
-                )));
-            }
-            loss_sum += loss * indices.len() as f64;
-            seen += indices.len();
-            on_batch(b + 1, batches.len());
-        }
+            drop(receive);
+            producer.join().map_err(|_| Error::Internal("the batch loader panicked".into()))
+        })?;
         let (train_accuracy, test_accuracy) = match task {
             Task::Classification { .. } => {
                 (Some(correct as f64 / seen.max(1) as f64), Some(accuracy(&trainer, &test_set, x_type)?))
@@ -177,11 +217,12 @@ pub fn train(
             train_accuracy,
             test_accuracy,
             seconds: start.elapsed().as_secs_f64(),
+            step_seconds,
         };
         on_epoch(&report);
         epochs.push(report);
     }
-    let params = trainer.params().map_err(Error::Execution)?;
+    let params = trainer.params().map_err(Error::from)?;
     Ok(TrainReport { model: spec.model.clone(), epochs, params, model_params })
 }
 
@@ -237,22 +278,28 @@ fn input_shape(ty: &TensorType, rows: usize, features: usize) -> Result<Vec<usiz
     Ok(shape)
 }
 
-fn batch_inputs(data: &Dataset, indices: &[usize], ty: &TensorType) -> Result<Tensor, Error> {
+/// The rows `indices` of the data's inputs, in f32 as the arena holds them.
+fn batch_inputs(data: &Dataset, indices: &[usize], ty: &TensorType) -> Result<HostTensor, Error> {
     let shape = input_shape(ty, indices.len(), data.features)?;
-    let values: Vec<f64> = data.gather_inputs(indices).into_iter().map(f64::from).collect();
-    Ok(Tensor::float(DType::F32, ArrayD::from_shape_vec(IxDyn(&shape), values).expect("rows times features")))
+    Ok(HostTensor::f32(shape, data.gather_inputs(indices)))
 }
 
-fn batch_targets(data: &Dataset, indices: &[usize], ty: &TensorType) -> Tensor {
+/// The labels (i32 or i64) or targets (f32) of the rows `indices`, as the
+/// loss's input type `ty` declares them.
+fn batch_targets(data: &Dataset, indices: &[usize], ty: &TensorType) -> Result<HostTensor, Error> {
     let mut shape = vec![indices.len()];
     shape.extend(ty.shape.0.iter().skip(1).map(|d| d.as_const().unwrap_or(1) as usize));
-    if ty.dtype.is_int() {
-        let v = indices.iter().map(|&i| i64::from(data.labels[i])).collect();
-        Tensor::int(ty.dtype, ArrayD::from_shape_vec(IxDyn(&shape), v).expect("one label per row"))
-    } else {
-        let v = indices.iter().map(|&i| f64::from(data.targets[i])).collect();
-        Tensor::float(ty.dtype, ArrayD::from_shape_vec(IxDyn(&shape), v).expect("one target per row"))
-    }
+    let data = match ty.dtype {
+        DType::I32 => HostData::I32(indices.iter().map(|&i| data.labels[i]).collect()),
+        DType::I64 => HostData::I64(indices.iter().map(|&i| i64::from(data.labels[i])).collect()),
+        DType::F32 => HostData::F32(indices.iter().map(|&i| data.targets[i]).collect()),
+        other => {
+            return Err(Error::Usage(format!(
+                "the loss's targets are {other}; `kiln train` feeds i32 or i64 labels or f32 targets"
+            )));
+        }
+    };
+    Ok(HostTensor { shape, data })
 }
 
 fn count_correct(logits: &Tensor, labels: &[i32], indices: &[usize]) -> usize {
@@ -278,7 +325,7 @@ fn accuracy(trainer: &Trainer<'_>, data: &Dataset, x_type: &TensorType) -> Resul
     let all: Vec<usize> = (0..data.len()).collect();
     for chunk in all.chunks(1000) {
         let x = batch_inputs(data, chunk, x_type)?;
-        let logits = trainer.run("forward", &[x]).map_err(Error::Execution)?;
+        let logits = trainer.run_host("forward", &[x]).map_err(Error::from)?;
         correct += count_correct(&logits[0], &data.labels, chunk);
     }
     Ok(correct as f64 / data.len() as f64)

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use kiln_frontend::{Options, Style};
+use kiln_frontend::Options;
 use kiln_ir::interp::Tensor;
 use kiln_ir::{DType, Dim, Module};
 use kiln_runtime::execute::Execute;
@@ -49,7 +49,7 @@ fn cc(dir: &Path, args: &[&str]) {
 }
 
 fn module_of(path: &str) -> Module {
-    let compiled = kiln::compile_file(&root().join(path), &Options::default(), Style::Plain).unwrap();
+    let compiled = kiln::compile_file(&root().join(path), &Options::default()).unwrap();
     if compiled.train.is_some() { kiln::with_train_step(&compiled).unwrap() } else { compiled.module }
 }
 
@@ -214,7 +214,7 @@ fn bad_arguments_return_their_status() {
 int main(void) {
     float *w1 = calloc(784 * 256, 4), *b1 = calloc(256, 4), *w2 = calloc(2560, 4), *b2 = calloc(10, 4);
     mlp_params p = { w1, b1, w2, b2 }, missing = { w1, NULL, w2, b2 };
-    float x[5 * 784] = { 0 }, out[5 * 10], loss, nw1[784 * 256], nb1[256], nw2[2560], nb2[10];
+    float x[5 * 784] = { 0 }, out[5 * 10], loss, logits[4 * 10], nw1[784 * 256], nb1[256], nw2[2560], nb2[10];
     int32_t y[5] = { 0 };
     int64_t key = 1;
     printf("%d %d %d %d %d %d %d %d\n",
@@ -224,8 +224,8 @@ int main(void) {
         mlp_forward(&missing, x, 4, out),
         mlp_forward(&p, x, 5, out),
         mlp_forward(&p, x, -1, out),
-        mlp_train_step(&p, x, y, &key, 3, &loss, nw1, nb1, nw2, nb2),
-        mlp_train_step(&p, x, y, &key, 4, &loss, nw1, nb1, nw2, nb2));
+        mlp_train_step(&p, x, y, &key, 3, &loss, logits, nw1, nb1, nw2, nb2),
+        mlp_train_step(&p, x, y, &key, 4, &loss, logits, nw1, nb1, nw2, nb2));
     return 0;
 }
 "#;
@@ -288,7 +288,7 @@ fn build_errors_are_clear() {
         assert!(String::from_utf8_lossy(&o.stderr).contains(message), "{args:?}: {o:?}");
     };
     let mlp = ["build", "examples/mlp.kiln", "--fn", "forward", "-o", &dir];
-    fails_with(&[&mlp[..], &["--bind", "N=0"]].concat(), "--bind N=0: compile for at least 1");
+    fails_with(&[&mlp[..], &["--bind", "N=0"]].concat(), "has the size N: give a value of at least 1");
     fails_with(&[&mlp[..], &["--bind", "N"]].concat(), "--bind `N` must be SYMBOL=VALUE, such as N=256");
     fails_with(&[&mlp[..], &["--bind", "N=4", "--name", "9lives"]].concat(), "`9lives` cannot name a C library");
     fails_with(
@@ -301,11 +301,9 @@ fn build_errors_are_clear() {
         "broadcast_mismatch.kiln:4:47",
     );
     let o = kiln(&["build", "examples/mlp.kiln", "--fn", "forward", "-o", &dir]);
-    assert!(
-        String::from_utf8_lossy(&o.stderr)
-            .contains("`forward` has the size N: give the value to compile for with --bind N=VALUE"),
-        "{o:?}"
-    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("`forward` has the size N: give a value of at least 1 to compile for"), "{o:?}");
+    assert!(err.contains("hint: give it with --bind N=VALUE"), "{o:?}");
     let o = kiln(&["build", "examples/mlp.kiln", "--fn", "backward", "--bind", "N=4", "-o", &dir]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("no function `backward`"), "{o:?}");
     let o = kiln(&[

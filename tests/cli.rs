@@ -118,7 +118,8 @@ fn run_explains_bad_inputs() {
     );
 
     let o = kiln(&["run", "examples/linear_regression.kiln", "--fn", "forward"]);
-    assert!(stderr(&o).contains("missing input `x` (f32[N, 2]): pass --input x=PATH.npy"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("missing input `x` (f32[N, 2]) of `forward`"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("hint: pass --input x=PATH.npy"), "{}", stderr(&o));
 
     let o = kiln(&["run", "examples/linear_regression.kiln", "--fn", "forward", "--input", "x"]);
     assert!(stderr(&o).contains("must be NAME=PATH.npy"), "{}", stderr(&o));
@@ -210,7 +211,7 @@ fn emit_grad_and_step_print_verified_functions() {
 
     let o = kiln(&["emit", "step", "examples/mlp.kiln"]);
     let text = stdout(&o);
-    assert!(text.starts_with("func train_step(x: f32[N, 784], y: i32[N], key: i64[]) -> (f32[], f32[784, 256], f32[256], f32[256, 10], f32[10])"), "{text}");
+    assert!(text.starts_with("func train_step(x: f32[N, 784], y: i32[N], key: i64[]) -> (f32[], f32[N, 10], f32[784, 256], f32[256], f32[256, 10], f32[10])"), "{text}");
     // The step is a complete, parseable function of the module.
     let module = format!("{}\n{text}", stdout(&kiln(&["emit", "ir", "examples/mlp.kiln"])));
     kiln_ir::parse_module(&module).expect("the module with its training step parses and verifies");
@@ -391,7 +392,8 @@ fn device_cuda_without_the_feature_says_how_to_get_it() {
     ] {
         let o = kiln(args);
         assert!(!o.status.success());
-        assert!(stderr(&o).contains("--device cuda: this kiln was built without CUDA support"), "{}", stderr(&o));
+        assert!(stderr(&o).contains("no CUDA device: this kiln was built without CUDA support"), "{}", stderr(&o));
+        assert!(stderr(&o).contains("hint: leave out --device cuda"), "{}", stderr(&o));
     }
     let o =
         kiln(&["run", "examples/linear_regression.kiln", "--fn", "forward", "--device", "cuda", "--backend", "interp"]);

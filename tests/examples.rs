@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use kiln::compile_file;
-use kiln_frontend::{Options, Style};
+use kiln_frontend::Options;
 use kiln_ir::interp::{EvalOptions, Params, Precision, Tensor, evaluate};
 use kiln_ir::{DType, Module};
 use ndarray::{Array1, Array2, ArrayD, Axis, Ix1, Ix2, IxDyn};
@@ -15,7 +15,7 @@ const TOLERANCE: f64 = 1e-5;
 
 fn compiled(name: &str) -> kiln::Compiled {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name);
-    compile_file(&path, &Options::default(), Style::Plain).unwrap_or_else(|e| panic!("{name}: {e}"))
+    compile_file(&path, &Options::default()).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 /// Deterministic inputs: a smooth function of the index.

@@ -76,3 +76,112 @@ fn ir_errors_point_at_the_marked_line() {
         );
     });
 }
+
+/// What a pass filetest asks for: the stage whose output it checks, the
+/// sizes to lower at, and the lines that output must contain, in order
+/// (`// check: TEXT`), or must not contain (`// not: TEXT`).
+struct PassTest {
+    stage: String,
+    bindings: kiln_ir::Bindings,
+    checks: Vec<(bool, String)>,
+}
+
+fn pass_test(path: &Path, text: &str) -> PassTest {
+    let mut test = PassTest { stage: String::new(), bindings: kiln_ir::Bindings::new(), checks: Vec::new() };
+    for line in text.lines().filter_map(|l| l.trim().strip_prefix("//")).map(str::trim) {
+        if let Some(stage) = line.strip_prefix("stage:") {
+            test.stage = stage.trim().to_string();
+        } else if let Some(binds) = line.strip_prefix("bind:") {
+            for b in binds.split_whitespace() {
+                let (s, v) = b.split_once('=').unwrap_or_else(|| panic!("{}: `bind: N=4`", path.display()));
+                test.bindings.insert(kiln_ir::Symbol::new(s), v.parse().expect("a size"));
+            }
+        } else if let Some(check) = line.strip_prefix("check:") {
+            test.checks.push((true, check.trim().to_string()));
+        } else if let Some(check) = line.strip_prefix("not:") {
+            test.checks.push((false, check.trim().to_string()));
+        }
+    }
+    test
+}
+
+/// The text of `stage` of the compilation: the simplified function, the
+/// fusion (one line per kernel: its node, what is inlined into it and what
+/// it reads; merged reductions), or the final plan.
+fn stage_text(c: &kiln_passes::Compilation, stage: &str) -> String {
+    use std::fmt::Write;
+    match stage {
+        "simplify" => kiln_ir::print_function(&c.simplified),
+        "fuse" => {
+            let mut out = String::new();
+            let ids = |v: &[kiln_ir::NodeId]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" ");
+            for g in &c.fusion.groups {
+                let _ = write!(out, "kernel {}", g.root);
+                if !g.inlined.is_empty() {
+                    let _ = write!(out, " inlines {}", ids(&g.inlined));
+                }
+                let _ = writeln!(out, " reads {}", ids(&g.reads));
+            }
+            for (n, m) in c.fusion.merges.iter().enumerate() {
+                match m {
+                    Some(kiln_passes::fuse::Merge::Epilogue { into, keep }) => {
+                        let _ = writeln!(out, "merge %{n} into {into} keep={keep}");
+                    }
+                    Some(kiln_passes::fuse::Merge::Sibling { with }) => {
+                        let _ = writeln!(out, "merge %{n} beside {with}");
+                    }
+                    None => {}
+                }
+            }
+            out
+        }
+        "lower" => c.plan.to_string(),
+        other => panic!("unknown stage `{other}`: simplify, fuse or lower"),
+    }
+}
+
+/// Every `.ir` file in `filetests/passes/` names a stage of the pipeline
+/// (`// stage: simplify|fuse|lower`), the sizes to compile at (`// bind:
+/// N=8`; 4 for a symbol it leaves out), and what the stage's output of its first function must contain,
+/// in order (`// check:`) or not at all (`// not:`).
+#[test]
+fn pass_stages_match_their_checks() {
+    let mut count = 0;
+    insta::glob!("filetests/passes/*.ir", |path| {
+        count += 1;
+        let text = std::fs::read_to_string(path).unwrap();
+        let test = pass_test(path, &text);
+        assert!(!test.checks.is_empty(), "{}: no `// check:` line", path.display());
+        let module = kiln_ir::parse_module(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let function = &module.functions[0].name;
+        let mut bindings = test.bindings.clone();
+        for input in &module.functions[0].inputs {
+            for d in &input.ty.shape.0 {
+                if let kiln_ir::Dim::Sym(s) = d {
+                    bindings.entry(s.clone()).or_insert(4);
+                }
+            }
+        }
+        let compiled = kiln_passes::compile(&module, function, &bindings, &kiln_passes::CompileOptions::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let output = stage_text(&compiled, &test.stage);
+        let mut rest = output.as_str();
+        for (wanted, check) in &test.checks {
+            match (wanted, rest.find(check.as_str())) {
+                (true, Some(at)) => rest = &rest[at + check.len()..],
+                (true, None) => panic!(
+                    "{}: `{check}` not found after the previous check in the {} output:\n{output}",
+                    path.display(),
+                    test.stage
+                ),
+                (false, _) => assert!(
+                    !output.contains(check.as_str()),
+                    "{}: `{check}` is in the {} output:\n{output}",
+                    path.display(),
+                    test.stage
+                ),
+            }
+        }
+    });
+    assert!(count >= 8, "the pass corpus has {count} files, fewer than 8");
+}

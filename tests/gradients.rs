@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use kiln::compile_file;
-use kiln_frontend::{Options, Style};
+use kiln_frontend::Options;
 use kiln_ir::interp::{Data, EvalOptions, Params, Precision, Tensor, evaluate};
 use kiln_ir::{DType, Module, TensorType};
 use ndarray::{ArrayD, IxDyn};
@@ -18,7 +18,7 @@ const TOLERANCE: f64 = 1e-4;
 
 fn module(path: &str) -> Module {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
-    compile_file(&path, &Options::default(), Style::Plain).unwrap_or_else(|e| panic!("{}: {e}", path.display())).module
+    compile_file(&path, &Options::default()).unwrap_or_else(|e| panic!("{}: {e}", path.display())).module
 }
 
 /// A tensor of `dtype` holding `values` exactly (no rounding to f32), so

@@ -10,7 +10,7 @@ mod support;
 use kiln_ir::interp::{EvalOptions, Tensor, evaluate};
 use kiln_ir::kernel::{Storage, execute};
 use kiln_ir::{Bindings, DType, Module, Symbol};
-use kiln_passes::{ConvLowering, GemmLowering, LowerOptions};
+use kiln_passes::{CompileOptions, ConvLowering, GemmLowering, LowerOptions};
 use ndarray::{ArrayD, IxDyn};
 use support::{bindings_for, compare, inputs_for, values, with_step};
 
@@ -20,13 +20,19 @@ const JIT_TOLERANCE: f64 = 1e-4;
 /// Lowers and runs `function`, compares with the interpreter; returns the
 /// number of kernels.
 fn check(module: &Module, function: &str) -> usize {
-    check_with(module, function, LowerOptions::default())
+    check_with(module, function, CompileOptions::default())
 }
 
-/// [`check`] with explicit lowering choices.
-fn check_with(module: &Module, function: &str, options: LowerOptions) -> usize {
-    let plan = kiln_passes::lower_to_kernels_with(module, function, &bindings_for(module, function), options)
-        .unwrap_or_else(|e| panic!("{function}: {e}"));
+/// The default pipeline with other lowering choices.
+fn lowering(lower: LowerOptions) -> CompileOptions {
+    CompileOptions { lower, ..CompileOptions::default() }
+}
+
+/// [`check`] with explicit pipeline choices.
+fn check_with(module: &Module, function: &str, options: CompileOptions) -> usize {
+    let plan = kiln_passes::compile(module, function, &bindings_for(module, function), &options)
+        .unwrap_or_else(|e| panic!("{function}: {e}"))
+        .plan;
     let text = plan.to_string();
     assert_eq!(kiln_ir::kernel::parse_plan(&text).as_ref(), Ok(&plan), "the plan's text round-trips");
     let inputs = inputs_for(module, function);
@@ -51,8 +57,8 @@ fn run_jit(
     let compiled = kiln_codegen::compile_plan(plan).map_err(|e| e.to_string())?;
     let mut arena = compiled.arena();
     arena.fill(0xff);
-    let first = kiln::jit::execute(&compiled, &mut arena, inputs, params, |_, _| Ok(()))?;
-    let second = kiln::jit::execute(&compiled, &mut arena, inputs, params, |_, _| Ok(()))?;
+    let first = kiln::jit::execute(&compiled, &mut arena, inputs, params, |_, _| Ok(())).map_err(|e| e.to_string())?;
+    let second = kiln::jit::execute(&compiled, &mut arena, inputs, params, |_, _| Ok(())).map_err(|e| e.to_string())?;
     let same =
         |a: &Storage, b: &Storage| values(a).iter().zip(values(b)).all(|(x, y)| *x == y || (x.is_nan() && y.is_nan()));
     assert!(
@@ -139,8 +145,8 @@ fn widened_reductions_agree() {
 }
 ";
     let module = kiln_ir::parse_module(text).unwrap();
-    let direct = LowerOptions { conv: ConvLowering::Direct, ..LowerOptions::default() };
-    let plan = kiln_passes::lower_to_kernels_with(&module, "f", &Bindings::new(), direct).unwrap();
+    let direct = lowering(LowerOptions { conv: ConvLowering::Direct, ..LowerOptions::default() });
+    let plan = kiln_passes::compile(&module, "f", &Bindings::new(), &direct).unwrap().plan;
     let widened = plan.to_string().matches("vector 4 {\n        a").count();
     assert!(widened >= 3, "the reduction loops ask for four lanes:\n{plan}");
     let clif = kiln_codegen::clif_text(&plan).unwrap();
@@ -195,12 +201,12 @@ fn both_convolution_lowerings_agree() {
         );
         let module = kiln_ir::parse_module(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         for conv in [ConvLowering::Direct, ConvLowering::Im2col] {
-            check_with(&module, "f", LowerOptions { conv, ..LowerOptions::default() });
+            check_with(&module, "f", lowering(LowerOptions { conv, ..LowerOptions::default() }));
         }
     }
     let lenet = with_step("examples/lenet.kiln");
     for f in &lenet.functions {
-        check_with(&lenet, &f.name, LowerOptions { conv: ConvLowering::Direct, ..LowerOptions::default() });
+        check_with(&lenet, &f.name, lowering(LowerOptions { conv: ConvLowering::Direct, ..LowerOptions::default() }));
     }
 }
 
@@ -225,20 +231,20 @@ fn transposed_operands_are_read_in_place() {
 }
 ";
     let module = kiln_ir::parse_module(text).unwrap();
-    let unsimplified = LowerOptions { simplify: false, ..LowerOptions::default() };
-    let plan = kiln_passes::lower_to_kernels_with(&module, "f", &Bindings::new(), unsimplified).unwrap();
+    let unsimplified = CompileOptions { simplify: false, ..CompileOptions::default() };
+    let plan = kiln_passes::compile(&module, "f", &Bindings::new(), &unsimplified).unwrap().plan;
     let text = plan.to_string();
     assert_eq!(text.matches("_permute {").count(), 2, "only %7 (also read by %9) and %9 are kernels:\n{text}");
     assert!(text.contains("a=b0[0, 1, 15, 3]"), "a is read transposed:\n{text}");
     // Simplified, %9 = permute(permute(%6)) is %6 itself, so %7 is read by
     // the product only and no permute is left.
-    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap().to_string();
+    let plan = kiln_passes::compile_plan(&module, "f", &Bindings::new()).unwrap().to_string();
     assert_eq!(plan.matches("_permute {").count(), 0, "no permute is left:\n{plan}");
     check(&module, "f");
     let step = with_step("examples/mlp.kiln");
     let mut n = Bindings::new();
     n.insert(Symbol::new("N"), 8);
-    let plan = kiln_passes::lower_to_kernels(&step, "train_step", &n).unwrap().to_string();
+    let plan = kiln_passes::compile_plan(&step, "train_step", &n).unwrap().to_string();
     assert!(!plan.contains("_permute {"), "the MLP step transposes nothing:\n{plan}");
 }
 
@@ -247,11 +253,11 @@ fn transposed_operands_are_read_in_place() {
 /// through im2col, and transposed operands.
 #[test]
 fn gemm_as_loops_agrees() {
-    let loops = LowerOptions { gemm: GemmLowering::Loops, ..LowerOptions::default() };
+    let loops = lowering(LowerOptions { gemm: GemmLowering::Loops, ..LowerOptions::default() });
     for path in ["examples/softmax_regression.kiln", "examples/mlp.kiln", "examples/lenet.kiln"] {
         let module = with_step(path);
         for f in &module.functions {
-            check_with(&module, &f.name, loops);
+            check_with(&module, &f.name, loops.clone());
         }
     }
     let text = "func f(a: f32[2, 5, 3], b: f32[2, 5, 7]) -> (f32[2, 3, 7]) {
@@ -263,9 +269,9 @@ fn gemm_as_loops_agrees() {
 }
 ";
     let module = kiln_ir::parse_module(text).unwrap();
-    let plan = kiln_passes::lower_to_kernels_with(&module, "f", &Bindings::new(), loops).unwrap();
+    let plan = kiln_passes::compile(&module, "f", &Bindings::new(), &loops).unwrap().plan;
     assert!(!plan.to_string().contains("gemm("), "no runtime call is left:\n{plan}");
-    check_with(&module, "f", loops);
+    check_with(&module, "f", loops.clone());
 }
 
 /// Elementwise chains are one kernel, broadcasts are never materialized,
@@ -294,16 +300,16 @@ fn elementwise_fusion() {
 }
 ";
     let module = kiln_ir::parse_module(text).unwrap();
-    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    let plan = kiln_passes::compile_plan(&module, "f", &Bindings::new()).unwrap();
     assert_eq!(plan.kernels.len(), 2, "the chain and the reduction with its exp:\n{plan}");
     check(&module, "f");
     // Unoptimized: neither simplified nor fused.
-    let unfused = LowerOptions { fuse: false, simplify: false, ..LowerOptions::default() };
-    assert_eq!(check_with(&module, "f", unfused), 14, "one kernel per op but the inputs");
+    let unfused = CompileOptions::unoptimized();
+    assert_eq!(check_with(&module, "f", unfused.clone()), 14, "one kernel per op but the inputs");
     for path in ["examples/softmax_regression.kiln", "examples/mlp.kiln", "examples/lenet.kiln"] {
         let module = with_step(path);
         for f in &module.functions {
-            check_with(&module, &f.name, unfused);
+            check_with(&module, &f.name, unfused.clone());
         }
     }
 }
@@ -321,7 +327,7 @@ fn vector_exp_is_within_two_ulp() {
         "func f(x: f32[{n}]) -> (f32[{n}]) {{\n  %0: f32[{n}] = input 0\n  %1: f32[{n}] = exp %0\n  return %1\n}}\n"
     );
     let module = kiln_ir::parse_module(&text).unwrap();
-    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    let plan = kiln_passes::compile_plan(&module, "f", &Bindings::new()).unwrap();
     let inputs = vec![Tensor::from_f32(&[n], &xs)];
     let out = run_jit(&plan, &inputs, &kiln_ir::interp::Params::new()).unwrap();
     let got = values(&out[0]);
@@ -370,7 +376,7 @@ fn widened_selects_agree() {
         outputs.join(", ")
     );
     let module = kiln_ir::parse_module(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    let plan = kiln_passes::compile_plan(&module, "f", &Bindings::new()).unwrap();
     let clif = kiln_codegen::clif_text(&plan).unwrap();
     assert_eq!(clif.matches("bitselect").count(), 8, "every select is widened:\n{clif}");
     let xs: Vec<f32> = (0..111).map(|i| if i % 13 == 0 { f32::NAN } else { (i as f32 * 0.7).sin() }).collect();
@@ -390,11 +396,11 @@ fn widened_selects_agree() {
 #[test]
 fn unbound_symbols_are_an_error() {
     let module = with_step("examples/mlp.kiln");
-    let e = kiln_passes::lower_to_kernels(&module, "forward", &Bindings::new()).unwrap_err();
+    let e = kiln_passes::compile_plan(&module, "forward", &Bindings::new()).unwrap_err();
     assert_eq!(e.to_string(), "symbol N has no value: bind every symbolic dimension of the inputs");
     let mut b = Bindings::new();
     b.insert(Symbol::new("N"), 2);
-    assert!(kiln_passes::lower_to_kernels(&module, "backward", &b).is_err());
+    assert!(kiln_passes::compile_plan(&module, "backward", &b).is_err());
 }
 
 /// Kernels big enough to be split across threads give the same results.
@@ -416,7 +422,7 @@ fn kernels_split_across_threads_agree() {
     let params = kiln_ir::interp::Params::new();
     let mut bindings = Bindings::new();
     bindings.insert(Symbol::new("N"), 1024);
-    let plan = kiln_passes::lower_to_kernels(&module, "f", &bindings).unwrap();
+    let plan = kiln_passes::compile_plan(&module, "f", &bindings).unwrap();
     let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
     let jitted = run_jit(&plan, &inputs, &params).unwrap();
     compare("f", "JIT, threaded", &jitted, &expected, JIT_TOLERANCE, &plan.to_string());
@@ -460,7 +466,7 @@ fn gemm_epilogues_agree_by_row_blocks() {
     let params = kiln_ir::interp::Params::new();
     let mut bindings = Bindings::new();
     bindings.insert(Symbol::new("N"), 101);
-    let plan = kiln_passes::lower_to_kernels(&module, "f", &bindings).unwrap();
+    let plan = kiln_passes::compile_plan(&module, "f", &bindings).unwrap();
     let merged: Vec<u64> =
         plan.kernels.iter().filter_map(|k| kiln_ir::kernel::gemm_epilogue(k).map(|e| e.per_row)).collect();
     assert_eq!(merged, [1, 1, 200], "two row epilogues and a flat one:\n{plan}");
@@ -502,7 +508,7 @@ fn column_reductions_run_in_lanes() {
         let inputs = vec![Tensor::from_f32(&[rows, 1003], &x), Tensor::from_f32(&[1003], &b)];
         let mut bindings = Bindings::new();
         bindings.insert(Symbol::new("R"), rows as u64);
-        let plan = kiln_passes::lower_to_kernels(&module, "f", &bindings).unwrap();
+        let plan = kiln_passes::compile_plan(&module, "f", &bindings).unwrap();
         let clif = kiln_codegen::clif_text(&plan).unwrap();
         assert!(clif.contains("fadd.f32x4") && clif.contains("fmax.f32x4"), "columns in lanes:\n{plan}\n{clif}");
         let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
@@ -552,7 +558,7 @@ fn widened_max_and_min_agree() {
 }
 ";
     let module = kiln_ir::parse_module(text).unwrap();
-    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    let plan = kiln_passes::compile_plan(&module, "f", &Bindings::new()).unwrap();
     let clif = kiln_codegen::clif_text(&plan).unwrap();
     assert_eq!(clif.matches("bitselect").count(), 5, "each widened max and min is compare-and-select:\n{clif}");
     let special = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 0.25, -0.5];
@@ -590,7 +596,7 @@ fn widened_random_bits_agree() {
 }
 ";
     let module = kiln_ir::parse_module(text).unwrap();
-    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    let plan = kiln_passes::compile_plan(&module, "f", &Bindings::new()).unwrap();
     let clif = kiln_codegen::clif_text(&plan).unwrap();
     assert!(clif.contains("fcvt_from_sint.f32x4"), "random bits are widened:\n{clif}");
     // The key's seeds are computed once per kernel call, kept in a stack
@@ -624,7 +630,7 @@ fn permutes_are_index_arithmetic() {
 }
 ";
     let module = kiln_ir::parse_module(text).unwrap();
-    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    let plan = kiln_passes::compile_plan(&module, "f", &Bindings::new()).unwrap();
     assert_eq!(plan.kernels.len(), 2, "the product and the sum, no permute:\n{plan}");
     check(&module, "f");
     // Read by a matrix product, a permute of an inlined value is one kernel
@@ -639,7 +645,7 @@ fn permutes_are_index_arithmetic() {
 }
 ";
     let module = kiln_ir::parse_module(text).unwrap();
-    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    let plan = kiln_passes::compile_plan(&module, "f", &Bindings::new()).unwrap();
     assert_eq!(plan.kernels.len(), 2, "exp transposed, then the product:\n{plan}");
     check(&module, "f");
 }
@@ -668,7 +674,7 @@ fn reductions_share_loops_and_take_epilogues() {
 }
 ";
     let module = kiln_ir::parse_module(text).unwrap();
-    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    let plan = kiln_passes::compile_plan(&module, "f", &Bindings::new()).unwrap();
     // %3 shares %1's loops; %4 is accumulated in %6's kernel and %7 in
     // %8's (epilogues); the 40-long rows of %10 and %11 keep their own
     // widened loops.
@@ -693,7 +699,7 @@ fn reductions_share_loops_and_take_epilogues() {
 }
 ";
     let module = kiln_ir::parse_module(text).unwrap();
-    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    let plan = kiln_passes::compile_plan(&module, "f", &Bindings::new()).unwrap();
     let printed = plan.to_string();
     assert_eq!(plan.kernels.len(), 2, "{printed}");
     assert!(printed.contains("= log(a0)") && printed.contains("] = a0"), "{printed}");
@@ -707,7 +713,7 @@ fn reductions_share_loops_and_take_epilogues() {
 }
 ";
     let module = kiln_ir::parse_module(text).unwrap();
-    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    let plan = kiln_passes::compile_plan(&module, "f", &Bindings::new()).unwrap();
     assert_eq!(plan.kernels.len(), 1, "{plan}");
     check(&module, "f");
 }
@@ -716,20 +722,21 @@ fn reductions_share_loops_and_take_epilogues() {
 /// between the softmax regression step's forward product and its weight
 /// gradient product there are the row maxima (with the one-hot row sums as
 /// a sibling), the sums of exponentials, the loss (with its mean as an
-/// epilogue) and the gradient of the logits. The row maxima are the first
-/// product's GEMM epilogue, so three kernels lie between the products.
+/// epilogue) and the gradient of the logits. The logits (the bias added,
+/// an output of the step for the training accuracy) are the first
+/// product's GEMM epilogue, so four kernels lie between the products.
 #[test]
 fn softmax_cross_entropy_is_four_kernels() {
     let step = with_step("examples/softmax_regression.kiln");
     let mut n = Bindings::new();
     n.insert(Symbol::new("N"), 256);
-    let plan = kiln_passes::lower_to_kernels(&step, "train_step", &n).unwrap();
+    let plan = kiln_passes::compile_plan(&step, "train_step", &n).unwrap();
     let names: Vec<&str> = plan.kernels.iter().map(|k| k.name.as_str()).collect();
     let gemm = |k: &kiln_ir::kernel::Kernel| matches!(k.body.first(), Some(kiln_ir::kernel::KStmt::Call(_)));
     let products: Vec<usize> = (0..names.len()).filter(|&i| gemm(&plan.kernels[i])).collect();
     assert_eq!(products.len(), 2, "{names:?}");
     assert!(kiln_ir::kernel::gemm_epilogue(&plan.kernels[products[0]]).is_some(), "{}", plan);
-    assert!(products[1] - products[0] - 1 <= 3, "cross-entropy kernels: {names:?}");
+    assert!(products[1] - products[0] - 1 <= 4, "cross-entropy kernels: {names:?}");
     check(&step, "train_step");
 }
 
@@ -771,9 +778,9 @@ fn the_mlp_step_has_few_kernels() {
     let step = with_step("examples/mlp.kiln");
     let mut n = Bindings::new();
     n.insert(Symbol::new("N"), 256);
-    let unoptimized = LowerOptions { fuse: false, simplify: false, ..LowerOptions::default() };
-    let before = kiln_passes::lower_to_kernels_with(&step, "train_step", &n, unoptimized).unwrap().kernels.len();
-    let after = kiln_passes::lower_to_kernels(&step, "train_step", &n).unwrap();
+    let unoptimized = CompileOptions::unoptimized();
+    let before = kiln_passes::compile(&step, "train_step", &n, &unoptimized).unwrap().plan.kernels.len();
+    let after = kiln_passes::compile_plan(&step, "train_step", &n).unwrap();
     assert!(after.kernels.len() * 4 <= before, "{before} -> {} kernels:\n{after}", after.kernels.len());
 }
 
@@ -798,7 +805,7 @@ fn single_store_nests_ask_for_lanes() {
     let step = with_step("examples/lenet.kiln");
     let mut n = Bindings::new();
     n.insert(Symbol::new("N"), 4);
-    let plan: Plan = kiln_passes::lower_to_kernels(&step, "train_step", &n).unwrap();
+    let plan: Plan = kiln_passes::compile_plan(&step, "train_step", &n).unwrap();
     let mut loops = Vec::new();
     plan.kernels.iter().for_each(|k| innermost(&k.body, &mut loops));
     let f32_store = |s: &KStmt| match s {
@@ -830,7 +837,7 @@ fn pooling_windows_run_in_lanes() {
 }
 ";
     let module = kiln_ir::parse_module(text).unwrap();
-    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    let plan = kiln_passes::compile_plan(&module, "f", &Bindings::new()).unwrap();
     let plan_text = plan.to_string();
     assert_eq!(plan_text.matches("vector 4").count(), 2, "the stride-1 pools ask for lanes:\n{plan_text}");
     let clif = kiln_codegen::clif_text(&plan).unwrap();
@@ -879,7 +886,7 @@ fn long_small_products_split_along_k() {
 "
     );
     let module = kiln_ir::parse_module(&text).unwrap();
-    let plan = kiln_passes::lower_to_kernels(&module, "f", &Bindings::new()).unwrap();
+    let plan = kiln_passes::compile_plan(&module, "f", &Bindings::new()).unwrap();
     let plan_text = plan.to_string();
     assert!(plan_text.contains(&format!("gemm(batch=1, m={m}, n={n}, k={k}")), "one product:\n{plan_text}");
     let inputs = vec![
@@ -908,7 +915,7 @@ fn plans_run_alike_inside_and_outside_the_thread_pool() {
         let module = with_step(path);
         let mut n = Bindings::new();
         n.insert(Symbol::new("N"), batch);
-        let plan = kiln_passes::lower_to_kernels(&module, function, &n).unwrap();
+        let plan = kiln_passes::compile_plan(&module, function, &n).unwrap();
         let inputs = support::inputs_at(&module, function, batch);
         let params = kiln_ir::initialize_params(&module, 1);
         // Compiled where it runs: compiled code is not shared between threads.
@@ -1071,4 +1078,33 @@ mod random_graphs {
             check(&module, "f");
         }
     }
+}
+
+/// `passes::compile` keeps every stage's output: the simplified function,
+/// the fusion of its nodes, the lowered plan with the node of each kernel,
+/// the GEMMs merged with their epilogues, and the final plan, which is
+/// what `compile_plan` returns; an unknown function is a typed error.
+#[test]
+fn a_compilation_holds_every_stage() {
+    use kiln_passes::{KernelOrigin, Stage};
+    let step = with_step("examples/mlp.kiln");
+    let mut n = Bindings::new();
+    n.insert(Symbol::new("N"), 256);
+    let c = kiln_passes::compile(&step, "train_step", &n, &CompileOptions::default()).unwrap();
+    assert_eq!(c.plan, kiln_passes::compile_plan(&step, "train_step", &n).unwrap());
+    assert_eq!(c.lowered.origins.len(), c.lowered.plan.kernels.len());
+    assert_eq!(c.fusion.placement.len(), c.simplified.graph.len());
+    assert!(c.simplify_report.is_some());
+    let stages: Vec<Stage> = c.times.iter().map(|t| t.0).collect();
+    assert_eq!(stages, [Stage::Simplify, Stage::Fuse, Stage::Lower, Stage::MergeGemmEpilogues]);
+    assert!(!c.merged_gemms.is_empty(), "the MLP's products merge with their bias adds");
+    for &k in &c.merged_gemms {
+        let KernelOrigin::Node(gemm) = c.lowered.origins[k] else { panic!("kernel {k} is not a node's") };
+        assert!(matches!(c.simplified.graph.node(gemm).op, kiln_ir::Op::MatMul), "kernel {k} is a product");
+    }
+    assert_eq!(c.plan.kernels.len(), c.lowered.plan.kernels.len() - c.merged_gemms.len());
+    let all: usize = (0..c.plan.kernels.len()).map(|k| c.origins_of(k).len()).sum();
+    assert_eq!(all, c.lowered.plan.kernels.len(), "every lowered kernel is in one final kernel");
+    let e = kiln_passes::compile(&step, "nope", &n, &CompileOptions::default()).unwrap_err();
+    assert_eq!(e, kiln_passes::CompileError::UnknownFunction("nope".into()));
 }

@@ -19,6 +19,7 @@ use kiln_codegen::nvptx::{PtxError, Sm, emit_generic_ptx, emit_ptx, emulate_gene
 use kiln_ir::Module;
 use kiln_ir::interp::{EvalOptions, Tensor, evaluate};
 use kiln_ir::kernel::{execute_with, parse_plan};
+use kiln_passes::CompileOptions;
 use support::{BATCH, bindings_for, compare, inputs_at, inputs_for, with_step};
 
 const TOLERANCE: f64 = 1e-4;
@@ -49,7 +50,7 @@ fn ptxas() -> PathBuf {
 }
 
 fn plan_of(module: &Module, function: &str) -> kiln_ir::kernel::Plan {
-    kiln_passes::lower_to_kernels(module, function, &bindings_for(module, function))
+    kiln_passes::compile_plan(module, function, &bindings_for(module, function))
         .unwrap_or_else(|e| panic!("{function}: {e}"))
 }
 
@@ -135,9 +136,8 @@ fn generic_modules_agree_with_the_interpreter_at_two_sizes() {
             let sizes = if decide.is_empty() { vec![BATCH] } else { vec![BATCH, BATCH + 4] };
             for n in sizes {
                 let at: kiln_ir::Bindings = decide.keys().map(|s| (s.clone(), n)).collect();
-                let plan =
-                    kiln_passes::lower_to_kernels_deciding_at(&module, &f.name, &at, &decide, Default::default())
-                        .unwrap();
+                let options = CompileOptions { decide_at: Some(decide.clone()), ..CompileOptions::default() };
+                let plan = kiln_passes::compile(&module, &f.name, &at, &options).unwrap().plan;
                 let inputs = inputs_at(&module, &f.name, n);
                 let params = kiln_ir::initialize_params(&module, 1);
                 let expected = evaluate(&module, &f.name, &inputs, &params, EvalOptions::default()).unwrap();
@@ -199,9 +199,8 @@ fn a_function_of_two_symbols_is_generic_in_both() {
         let inputs = float_inputs(&[vec![n, t, 6], vec![6, 5]]);
         let params = kiln_ir::interp::Params::new();
         let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
-        let plan =
-            kiln_passes::lower_to_kernels_deciding_at(&module, "f", &bind(n, t), &bind(3, 5), Default::default())
-                .unwrap();
+        let options = CompileOptions { decide_at: Some(bind(3, 5)), ..CompileOptions::default() };
+        let plan = kiln_passes::compile(&module, "f", &bind(n, t), &options).unwrap().plan;
         let emulated = execute_with(&plan, &inputs, &params, |_, b| emulate_generic(&generic, &[n, t], b)).unwrap();
         compare("f", &format!("generic PTX emulation at N = {n}, T = {t}"), &emulated, &expected, TOLERANCE, "");
     }

@@ -5,10 +5,10 @@
 use std::path::Path;
 
 use kiln::jit::Jit;
-use kiln_frontend::{Options, Style};
+use kiln_frontend::Options;
 use kiln_ir::interp::{Params, Tensor};
 use kiln_ir::{DType, Module};
-use kiln_runtime::execute::Execute;
+use kiln_runtime::execute::{ExecError, Execute, Outputs};
 use kiln_runtime::trainer::Trainer;
 use ndarray::{ArrayD, IxDyn};
 
@@ -16,7 +16,7 @@ use ndarray::{ArrayD, IxDyn};
 /// step's outputs update.
 fn training(name: &str) -> (Module, Vec<String>) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name);
-    let compiled = kiln::compile_file(&path, &Options::default(), Style::Plain).expect("compiles");
+    let compiled = kiln::compile_file(&path, &Options::default()).expect("compiles");
     let updates = compiled.train.clone().expect("a train block").updates;
     (kiln::with_train_step(&compiled).expect("a training step"), updates)
 }
@@ -26,7 +26,7 @@ fn training(name: &str) -> (Module, Vec<String>) {
 struct ThroughTensors<'a, 'm>(&'a Jit<'m>);
 
 impl Execute for ThroughTensors<'_, '_> {
-    fn run(&self, function: &str, inputs: &[Tensor], params: &Params) -> Result<Vec<Tensor>, String> {
+    fn run(&self, function: &str, inputs: &[Tensor], params: &Params) -> Outputs {
         self.0.run(function, inputs, params)
     }
 }
@@ -62,6 +62,48 @@ fn resident_parameters_train_bit_for_bit_like_tensors() {
     }
 }
 
+/// A batch given as host tensors (f32 images, i32 labels: what `kiln
+/// train` feeds) trains bit for bit like the same batch as tensors, in the
+/// resident session and in the tensor one; the step returns the logits its
+/// loss was computed from, and they are `forward`'s logits under the same
+/// dropout draw, since both come from one graph.
+#[test]
+fn host_batches_train_like_tensors_and_return_the_logits() {
+    use kiln_runtime::execute::{HostData, HostTensor};
+    let (module, updates) = training("mlp.kiln");
+    let step_outputs = module.function("train_step").unwrap().outputs.len();
+    assert_eq!(step_outputs, 2 + updates.len(), "the loss, the logits, then the updates");
+    let params = kiln_ir::initialize_params(&module, 4);
+    let jit = Jit::new(&module);
+    let through_tensors = ThroughTensors(&jit);
+    let mut host = Trainer::new(&module, &jit, updates.clone(), params.clone(), 9);
+    let mut host_tensors = Trainer::new(&module, &through_tensors, updates.clone(), params.clone(), 9);
+    let mut tensors = Trainer::new(&module, &jit, updates.clone(), params.clone(), 9);
+    let as_host = |b: &[Tensor]| -> Vec<HostTensor> {
+        let x: Vec<f32> = b[0].to_f64_vec().iter().map(|&v| v as f32).collect();
+        let y: Vec<i32> = b[1].to_f64_vec().iter().map(|&v| v as i32).collect();
+        vec![
+            HostTensor::f32(b[0].shape().to_vec(), x),
+            HostTensor { shape: b[1].shape().to_vec(), data: HostData::I32(y) },
+        ]
+    };
+    for step in 0..3 {
+        let (a, logits) = host.step_host(as_host(&batch(step))).unwrap();
+        let (b, logits_b) = host_tensors.step_host(as_host(&batch(step))).unwrap();
+        let c = tensors.step(batch(step)).unwrap();
+        assert_eq!([a.to_bits(), b.to_bits()], [c.to_bits(), c.to_bits()], "step {step}: losses {a}, {b}, {c}");
+        assert_eq!(logits, logits_b, "step {step}: the logits");
+        assert_eq!(logits.len(), 1);
+        assert_eq!(logits[0].shape(), &[32, 10]);
+    }
+    assert_eq!(host.params().unwrap(), tensors.params().unwrap());
+    // A host tensor whose shape does not hold its elements is a clear error.
+    let bad = vec![HostTensor::f32(vec![32, 784], vec![0.0; 10]), as_host(&batch(0)).remove(1)];
+    let e = host.step_host(bad).unwrap_err();
+    assert!(matches!(e, ExecError::HostShape { elements: 10, .. }), "{e}");
+    assert_eq!(e.to_string(), "a host tensor of shape [32, 784] holds 10 elements");
+}
+
 #[test]
 fn session_errors_name_the_function_and_the_parameter() {
     let (module, updates) = training("softmax_regression.kiln");
@@ -74,30 +116,40 @@ fn session_errors_name_the_function_and_the_parameter() {
     let mut session = jit.session(params.clone());
     let too_many: Vec<String> = updates.iter().chain(&updates).chain(&updates).cloned().collect();
     let e = session.run_updating("train_step", &step, &too_many).unwrap_err();
+    assert!(matches!(e, ExecError::TooFewOutputs { .. }), "{e}");
+    let e = e.to_string();
     assert!(e.contains("`train_step` returns") && e.contains("fewer than"), "{e}");
 
     let swapped: Vec<String> = updates.iter().rev().cloned().collect();
     let e = session.run_updating("train_step", &step, &swapped).unwrap_err();
+    assert!(matches!(e, ExecError::UpdateType { .. }), "{e}");
+    let e = e.to_string();
     assert!(e.contains("updates parameter") && e.contains(&updates[1]), "{e}");
     // A failed step changes no parameter.
     let mut half_wrong = updates.clone();
     half_wrong[1] = updates[0].clone();
-    let e = session.run_updating("train_step", &step, &half_wrong).unwrap_err();
+    let e = session.run_updating("train_step", &step, &half_wrong).unwrap_err().to_string();
     assert!(e.contains("updates parameter"), "{e}");
     assert_eq!(session.params().unwrap(), params, "parameters after failed steps");
 
     let mut unknown = updates.clone();
     unknown[0] = "nope".into();
     let e = session.run_updating("train_step", &step, &unknown).unwrap_err();
+    assert!(matches!(&e, ExecError::NotAParam { name, .. } if name == "nope"), "{e}");
+    let e = e.to_string();
     assert!(e.contains("`nope`, not a parameter"), "{e}");
 
     let mut missing = params.clone();
     missing.remove(&updates[0]);
     let e = jit.session(missing).run("forward", std::slice::from_ref(&x)).unwrap_err();
+    assert!(matches!(&e, ExecError::MissingParam(name) if *name == updates[0]), "{e}");
+    let e = e.to_string();
     assert!(e.contains(&format!("parameter `{}` has no value", updates[0])), "{e}");
 
     let mut wrong = params;
     wrong.insert(updates[0].clone(), Tensor::float(DType::F32, ArrayD::zeros(IxDyn(&[3]))));
     let e = jit.session(wrong).run("forward", &[x]).unwrap_err();
+    assert!(matches!(e, ExecError::ParamType { .. }), "{e}");
+    let e = e.to_string();
     assert!(e.contains(&format!("parameter `{}` must be", updates[0])), "{e}");
 }

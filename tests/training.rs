@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kiln::train::{TrainOptions, TrainReport, train};
-use kiln_frontend::Style;
 
 fn example(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name)
@@ -31,7 +30,7 @@ fn options(data: Option<PathBuf>, epochs: usize, batch: usize, limit: Option<usi
 }
 
 fn run(file: &str, o: &TrainOptions) -> Result<TrainReport, kiln::Error> {
-    train(&example(file), o, Style::Plain, |_, _| {}, |_| {})
+    train(&example(file), o, |_, _| {}, |_| {})
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -90,7 +89,7 @@ fn adam_and_momentum_train_too() {
             std::fs::read_to_string(example("linear_regression.kiln")).unwrap().replace("sgd(lr = 0.03)", optimizer);
         let path = dir.join("lr.kiln");
         std::fs::write(&path, source).unwrap();
-        let report = train(&path, &options(None, 5, 10, None), Style::Plain, |_, _| {}, |_| {}).unwrap();
+        let report = train(&path, &options(None, 5, 10, None), |_, _| {}, |_| {}).unwrap();
         let w = report.params["w"].to_f64_vec();
         assert!((w[0] - 2.0).abs() < 0.05 && (w[1] + 3.4).abs() < 0.05, "{optimizer}: w = {w:?}");
     }
@@ -239,9 +238,7 @@ fn run_softmax(input: &str, params: &Path) -> (bool, String, String) {
 }
 
 fn compiled_module() -> kiln_ir::Module {
-    kiln::compile_file(&example("softmax_regression.kiln"), &kiln_frontend::Options::default(), Style::Plain)
-        .unwrap()
-        .module
+    kiln::compile_file(&example("softmax_regression.kiln"), &kiln_frontend::Options::default()).unwrap().module
 }
 
 #[test]
@@ -262,4 +259,30 @@ fn the_jit_and_the_interpreter_train_alike() {
     }
     let (a, b) = (jit.epochs[0].train_loss, interp.epochs[0].train_loss);
     assert!((a - b).abs() < 1e-4 * b.abs().max(1.0), "losses {a} and {b}");
+}
+
+/// `examples/embed` (built by `cargo test` with the other examples)
+/// compiles the MLP, trains one epoch on 6000 images and classifies test
+/// images through the library's API alone.
+#[test]
+fn the_embedding_example_trains_and_classifies() {
+    let exe = std::env::current_exe().unwrap();
+    let embed = exe.parent().and_then(Path::parent).unwrap().join("examples").join("embed");
+    assert!(embed.exists(), "{} is built by `cargo test`", embed.display());
+    let o = std::process::Command::new(&embed).arg(fashion_mnist()).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("forward(x: f32[N, 784]) -> (f32[N, 10])"), "{out}");
+    let accuracy: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("epoch 1: ").and_then(|l| l.rsplit("test accuracy ").next()))
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no epoch line: {out}"));
+    assert!(accuracy > 0.6, "{out}");
+    let correct: usize = out
+        .lines()
+        .find_map(|l| l.strip_suffix(" of 8 classified correctly"))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no classification: {out}"));
+    assert!(correct >= 4, "{out}");
 }

@@ -119,6 +119,23 @@ impl Arena {
         Ok(())
     }
 
+    /// Copies `values`, elements of `dtype` (f32, i32 or i64 as Rust's
+    /// `f32`, `i32`, `i64`), into buffer `buffer`, which must have that
+    /// dtype and length: a batch goes in without conversion.
+    pub fn write_elements<T: Element>(&mut self, buffer: usize, values: &[T]) -> Result<(), String> {
+        let (offset, dtype, len) = self.buffers[buffer];
+        if T::DTYPE != dtype || values.len() != len {
+            return Err(format!("buffer b{buffer} holds {dtype}[{len}], not {}[{}]", T::DTYPE, values.len()));
+        }
+        // SAFETY: as in `bytes`, the borrow is unique, and `T` has the
+        // dtype's size (checked above through `Element`).
+        let target = unsafe {
+            std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast::<u8>().add(offset).cast::<T>(), len)
+        };
+        target.copy_from_slice(values);
+        Ok(())
+    }
+
     /// Copies `source` (a buffer's bytes, native endianness) into buffer
     /// `buffer`, which must have its dtype and length.
     pub fn write_bytes(&mut self, buffer: usize, source: &HostBuffer) -> Result<(), String> {
@@ -227,4 +244,21 @@ fn read_storage(bytes: &[u8], dtype: DType) -> Storage {
         DType::I64 => Storage::Int(all::<i64>(bytes).to_vec()),
         DType::Bool => Storage::Bool(bytes.iter().map(|&b| b != 0).collect()),
     }
+}
+
+/// A Rust number type that is exactly one element of a kernel IR dtype.
+pub trait Element: Copy {
+    const DTYPE: DType;
+}
+
+impl Element for f32 {
+    const DTYPE: DType = DType::F32;
+}
+
+impl Element for i32 {
+    const DTYPE: DType = DType::I32;
+}
+
+impl Element for i64 {
+    const DTYPE: DType = DType::I64;
 }

@@ -11,6 +11,11 @@ pub struct TrainSpec {
     pub model: String,
     /// The module function that computes the scalar loss.
     pub loss: String,
+    /// A module function returning the loss and the logits it was computed
+    /// from (the model's `forward` as the loss called it), when the loss
+    /// calls `forward` directly: what a training step differentiates so
+    /// that it returns both.
+    pub loss_and_logits: Option<String>,
     pub optimizer: Optimizer,
     /// The trained parameters, in the order `apply` takes their gradients.
     pub params: Vec<String>,

@@ -6,14 +6,15 @@
 //! (the frontend's `apply_gradients`) taking one gradient per trained
 //! parameter, in order, and reading parameters and optimizer state as
 //! `param` nodes. Guarantees: the returned function `train_step` has the
-//! loss function's inputs, and its outputs are the loss followed by the
-//! update function's outputs (the new values the caller writes back); it
+//! loss function's inputs, and its outputs are the loss function's (the
+//! loss, then any it returns beside it) followed by the update function's
+//! outputs (the new values the caller writes back); it
 //! verifies. It does not decide where values are written back: the caller
 //! pairs outputs with parameter names.
 
 use kiln_ir::{Function, Module, Node, NodeId, Op};
 
-use crate::autodiff::{AutodiffError, Source, differentiate};
+use crate::autodiff::{AutodiffError, Source, differentiate_outputs};
 
 /// Why a training step could not be built.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -28,8 +29,10 @@ pub enum TrainStepError {
     Invalid(String),
 }
 
-/// The function `train_step` of `module`: `loss`, differentiated with
-/// respect to `params`, followed by `update` applied to the gradients.
+/// The function `train_step` of `module`: the first output of `loss`,
+/// differentiated with respect to `params`, followed by `update` applied to
+/// the gradients. Further outputs of `loss` (the logits a loss was computed
+/// from) are returned after the loss, before the updates.
 pub fn build_train_step(
     module: &Module,
     loss: &str,
@@ -37,7 +40,7 @@ pub fn build_train_step(
     update: &str,
 ) -> Result<Function, TrainStepError> {
     let sources: Vec<Source> = params.iter().cloned().map(Source::Param).collect();
-    let mut step = differentiate(module, loss, &sources)?;
+    let mut step = differentiate_outputs(module, loss, &sources, 1)?;
     step.name = "train_step".into();
     let update_fn = module.function(update).ok_or_else(|| TrainStepError::UnknownUpdate(update.to_string()))?;
     if update_fn.inputs.len() != params.len() {

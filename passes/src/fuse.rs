@@ -52,6 +52,38 @@ pub enum Placement {
     Unused,
 }
 
+/// Fusion's decisions for one function: each node's placement, the
+/// kernel of each materialized node, and the reductions computed inside
+/// another kernel. Lowering follows them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fusion {
+    pub placement: Vec<Placement>,
+    pub groups: Vec<Group>,
+    pub merges: Vec<Option<Merge>>,
+}
+
+impl Fusion {
+    /// Fusion as the cost model decides it on `machine`.
+    pub fn of(f: &Function, machine: &Machine) -> Fusion {
+        let placement = fuse(f, machine);
+        let groups = groups(f, &placement);
+        let merges = merges(f, &placement, &groups, machine);
+        Fusion { placement, groups, merges }
+    }
+
+    /// No fusion: every computed node a kernel of its own, nothing merged.
+    pub fn none(f: &Function) -> Fusion {
+        let placement = unfused(f);
+        let groups = groups(f, &placement);
+        Fusion { placement, groups, merges: vec![None; f.graph.len()] }
+    }
+
+    /// Bytes moved and flops done by the kernels this fusion makes.
+    pub fn work(&self, f: &Function, machine: &Machine) -> crate::cost::Work {
+        work(f, &self.groups, &self.merges, machine)
+    }
+}
+
 /// For each node of `f`, whether and why it is materialized.
 pub fn fuse(f: &Function, machine: &Machine) -> Vec<Placement> {
     let n = f.graph.len();

@@ -14,10 +14,13 @@
 
 use kiln_ir::kernel::{KStmt, Kernel, Plan, RuntimeCall, gemm_epilogue};
 
-/// The plan with each GEMM merged with the epilogue loop right after it.
-pub fn merge_gemm_epilogues(plan: Plan) -> Plan {
+/// The plan with each GEMM merged with the epilogue loop right after it,
+/// and the positions (in `plan`) of the GEMM kernels that were merged with
+/// the kernel after them.
+pub fn merge_gemm_epilogues(plan: Plan) -> (Plan, Vec<usize>) {
     let mut kernels: Vec<Kernel> = Vec::with_capacity(plan.kernels.len());
-    for kernel in plan.kernels {
+    let mut merged_at = Vec::new();
+    for (position, kernel) in plan.kernels.into_iter().enumerate() {
         if let Some(previous) = kernels.last_mut()
             && let ([KStmt::Call(RuntimeCall::Gemm { .. })], [KStmt::For { parallel: true, .. }]) =
                 (previous.body.as_slice(), kernel.body.as_slice())
@@ -26,10 +29,11 @@ pub fn merge_gemm_epilogues(plan: Plan) -> Plan {
                 Kernel { name: kernel.name.clone(), body: previous.body.iter().chain(&kernel.body).cloned().collect() };
             if gemm_epilogue(&merged).is_some() {
                 *previous = merged;
+                merged_at.push(position - 1);
                 continue;
             }
         }
         kernels.push(kernel);
     }
-    Plan { kernels, ..plan }
+    (Plan { kernels, ..plan }, merged_at)
 }

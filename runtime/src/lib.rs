@@ -1,8 +1,11 @@
 //! kiln's runtime: what running and training a compiled model needs besides
 //! generated code: tensors on disk (NPY), data sets (IDX files and the
 //! book's synthetic data) with shuffled minibatches, checkpoints
-//! (safetensors), and the training loop's step. The executor, thread pool
-//! and buffers arrive with code generation (see docs/ARCHITECTURE.md).
+//! (safetensors), the interface of executors and their sessions
+//! (`execute`, with the reference interpreter as one), and the training
+//! loop's step. It depends only on `ir`: the executors of compiled code
+//! (the JIT, the GPU) live in the `kiln` crate, which implements
+//! `execute::Execute` for them (see docs/ARCHITECTURE.md).
 
 pub mod checkpoint;
 pub mod dataset;

@@ -6,7 +6,7 @@ use kiln_ir::interp::{Params, Tensor};
 use kiln_ir::{DType, Module};
 use ndarray::{ArrayD, IxDyn};
 
-use crate::execute::{Execute, Session};
+use crate::execute::{ExecError, Execute, HostTensor, Outputs, Session};
 
 /// The state of a training run.
 pub struct Trainer<'m> {
@@ -36,23 +36,54 @@ impl<'m> Trainer<'m> {
 
     /// One optimization step on a batch (the loss's inputs, without the key);
     /// returns the loss before the update.
-    pub fn step(&mut self, mut inputs: Vec<Tensor>) -> Result<f64, String> {
+    pub fn step(&mut self, mut inputs: Vec<Tensor>) -> Result<f64, ExecError> {
         if self.step_inputs == Some(inputs.len() + 1) {
-            let key = self.seed.wrapping_mul(0x9e37_79b9).wrapping_add(self.steps) as i64;
-            inputs.push(Tensor::int(DType::I64, ArrayD::from_elem(IxDyn(&[]), key)));
+            inputs.push(self.key());
         }
         let outputs = self.session.run_updating("train_step", &inputs, &self.updates)?;
         self.steps += 1;
-        Ok(outputs.first().and_then(|l| l.to_f64_vec().first().copied()).unwrap_or(f64::NAN))
+        Ok(Self::loss_of(&outputs))
+    }
+
+    /// [`Trainer::step`] on a batch of host tensors, returning the loss and
+    /// the step's other outputs before the updates (the logits the loss was
+    /// computed from, when the step returns them).
+    pub fn step_host(&mut self, mut inputs: Vec<HostTensor>) -> Result<(f64, Vec<Tensor>), ExecError> {
+        if self.step_inputs == Some(inputs.len() + 1) {
+            inputs.push(HostTensor { shape: Vec::new(), data: crate::execute::HostData::I64(vec![self.key_value()]) });
+        }
+        let mut outputs = self.session.run_updating_host("train_step", &inputs, &self.updates)?;
+        self.steps += 1;
+        let loss = Self::loss_of(&outputs);
+        let rest = if outputs.is_empty() { Vec::new() } else { outputs.split_off(1) };
+        Ok((loss, rest))
+    }
+
+    /// This step's random key.
+    fn key(&self) -> Tensor {
+        Tensor::int(DType::I64, ArrayD::from_elem(IxDyn(&[]), self.key_value()))
+    }
+
+    fn key_value(&self) -> i64 {
+        self.seed.wrapping_mul(0x9e37_79b9).wrapping_add(self.steps) as i64
+    }
+
+    fn loss_of(outputs: &[Tensor]) -> f64 {
+        outputs.first().and_then(|l| l.to_f64_vec().first().copied()).unwrap_or(f64::NAN)
+    }
+
+    /// Runs another function of the module on host tensors.
+    pub fn run_host(&self, function: &str, inputs: &[HostTensor]) -> Outputs {
+        self.session.run_host(function, inputs)
     }
 
     /// Runs another function of the module with the current parameters.
-    pub fn run(&self, function: &str, inputs: &[Tensor]) -> Result<Vec<Tensor>, String> {
+    pub fn run(&self, function: &str, inputs: &[Tensor]) -> Outputs {
         self.session.run(function, inputs)
     }
 
     /// The current value of every parameter (model and optimizer state).
-    pub fn params(&self) -> Result<Params, String> {
+    pub fn params(&self) -> Result<Params, ExecError> {
         self.session.params()
     }
 }

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use kiln::compile_file;
-use kiln_frontend::{Options, Style};
+use kiln_frontend::Options;
 use kiln_ir::interp::Tensor;
 use kiln_ir::kernel::Storage;
 use kiln_ir::{Bindings, DType, Module};
@@ -84,6 +84,6 @@ pub fn compare(function: &str, what: &str, actual: &[Storage], expected: &[Tenso
 
 pub fn with_step(path: &str) -> Module {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
-    let compiled = compile_file(&path, &Options::default(), Style::Plain).unwrap();
+    let compiled = compile_file(&path, &Options::default()).unwrap();
     if compiled.train.is_some() { kiln::with_train_step(&compiled).unwrap() } else { compiled.module }
 }

@@ -167,11 +167,9 @@ pub fn build_library(lib: &Library) -> Result<Built, CodegenError> {
 }
 
 fn calls_runtime(s: &KStmt) -> bool {
-    match s {
-        KStmt::Call(RuntimeCall::Gemm { .. }) => true,
-        KStmt::For { body, .. } => body.iter().any(calls_runtime),
-        _ => false,
-    }
+    let mut calls = false;
+    s.walk(&mut |s| calls |= matches!(s, KStmt::Call(RuntimeCall::Gemm { .. })));
+    calls
 }
 
 /// The data object of each baked parameter (read-only, 64-byte aligned).

@@ -11,7 +11,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use cranelift_codegen::ir::{InstBuilder, Value, types};
-use kiln_ir::kernel::{Affine, KExpr, KStmt, VarId};
+use kiln_ir::kernel::{Affine, KStmt, VarId};
 
 use super::kernel::{Gen, KernelBuilder};
 
@@ -28,48 +28,6 @@ fn restrict(a: &Affine, keep: &BTreeSet<VarId>) -> Affine {
     Affine { constant: a.constant, terms: a.terms.iter().filter(|t| keep.contains(&t.0)).copied().collect() }
 }
 
-fn affines_of_stmt<'a>(s: &'a KStmt, out: &mut Vec<&'a Affine>) {
-    match s {
-        KStmt::For { body, .. } => body.iter().for_each(|s| affines_of_stmt(s, out)),
-        KStmt::Store { index, value, .. } => {
-            out.push(index);
-            affines_of_expr(value, out);
-        }
-        KStmt::ScatterAdd { base, index, value, .. } => {
-            out.push(base);
-            affines_of_expr(index, out);
-            affines_of_expr(value, out);
-        }
-        KStmt::AccUpdate { value, .. } => affines_of_expr(value, out),
-        KStmt::AccInit { .. } | KStmt::Call(_) => {}
-    }
-}
-
-fn affines_of_expr<'a>(e: &'a KExpr, out: &mut Vec<&'a Affine>) {
-    match e {
-        KExpr::Load { index, .. } | KExpr::Index { index, .. } => out.push(index),
-        KExpr::Gather { base, index, .. } => {
-            out.push(base);
-            affines_of_expr(index, out);
-        }
-        KExpr::RandomBits { key, counter, .. } => {
-            out.push(counter);
-            affines_of_expr(key, out);
-        }
-        KExpr::Unary(_, x) | KExpr::Cast(_, x) => affines_of_expr(x, out),
-        KExpr::Binary(_, a, b) | KExpr::Compare(_, a, b) => {
-            affines_of_expr(a, out);
-            affines_of_expr(b, out);
-        }
-        KExpr::Select(c, a, b) => {
-            affines_of_expr(c, out);
-            affines_of_expr(a, out);
-            affines_of_expr(b, out);
-        }
-        KExpr::Const { .. } | KExpr::Acc(_) => {}
-    }
-}
-
 impl KernelBuilder<'_, '_> {
     /// Called in the block before a loop over `body` starts (its variable
     /// not yet bound): computes the invariant part of each index the body
@@ -77,7 +35,7 @@ impl KernelBuilder<'_, '_> {
     pub fn enter_loop(&mut self, body: &[KStmt]) -> Gen<()> {
         let outer = self.bound_vars();
         let mut affines = Vec::new();
-        body.iter().for_each(|s| affines_of_stmt(s, &mut affines));
+        body.iter().for_each(|s| affines.extend(s.affines()));
         let mut values = HashMap::new();
         for a in affines {
             let part = restrict(a, &outer);

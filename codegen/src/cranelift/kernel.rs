@@ -129,41 +129,20 @@ fn operations(e: &KExpr) -> u64 {
 /// of a buffer the kernel does not write. Their seeds are computed once, in
 /// the entry block, instead of at every element.
 fn invariant_keys(kernel: &Kernel) -> Vec<(KExpr, u64)> {
-    fn written(s: &KStmt, out: &mut Vec<BufferId>) {
-        match s {
-            KStmt::For { body, .. } => body.iter().for_each(|s| written(s, out)),
-            KStmt::Store { buffer, .. } | KStmt::ScatterAdd { buffer, .. } => out.push(*buffer),
-            KStmt::Call(RuntimeCall::Gemm { c, .. }) => out.push(c.buffer),
-            KStmt::AccInit { .. } | KStmt::AccUpdate { .. } => {}
-        }
-    }
-    fn keys(e: &KExpr, out: &mut Vec<(KExpr, u64)>) {
-        match e {
-            KExpr::RandomBits { key, stream, dtype: DType::I32, .. } => out.push(((**key).clone(), *stream)),
-            KExpr::Gather { index: x, .. } | KExpr::Unary(_, x) | KExpr::Cast(_, x) => keys(x, out),
-            KExpr::Binary(_, a, b) | KExpr::Compare(_, a, b) => {
-                keys(a, out);
-                keys(b, out);
-            }
-            KExpr::Select(c, a, b) => [c, a, b].into_iter().for_each(|x| keys(x, out)),
-            _ => {}
-        }
-    }
-    fn stmt_keys(s: &KStmt, out: &mut Vec<(KExpr, u64)>) {
-        match s {
-            KStmt::For { body, .. } => body.iter().for_each(|s| stmt_keys(s, out)),
-            KStmt::Store { value, .. } | KStmt::AccUpdate { value, .. } => keys(value, out),
-            KStmt::ScatterAdd { index, value, .. } => {
-                keys(index, out);
-                keys(value, out);
-            }
-            KStmt::AccInit { .. } | KStmt::Call(_) => {}
-        }
-    }
     let mut stores = Vec::new();
-    kernel.body.iter().for_each(|s| written(s, &mut stores));
     let mut found = Vec::new();
-    kernel.body.iter().for_each(|s| stmt_keys(s, &mut found));
+    for s in &kernel.body {
+        s.walk(&mut |s| match s {
+            KStmt::Store { buffer, .. } | KStmt::ScatterAdd { buffer, .. } => stores.push(*buffer),
+            KStmt::Call(RuntimeCall::Gemm { c, .. }) => stores.push(c.buffer),
+            KStmt::For { .. } | KStmt::AccInit { .. } | KStmt::AccUpdate { .. } => {}
+        });
+        s.walk_exprs(&mut |e| {
+            if let KExpr::RandomBits { key, stream, dtype: DType::I32, .. } = e {
+                found.push(((**key).clone(), *stream));
+            }
+        });
+    }
     let mut invariant = Vec::new();
     for (key, stream) in found {
         let fixed = match &key {

@@ -37,11 +37,11 @@ pub fn parts(kernel: &Kernel) -> Vec<Kernel> {
 
 /// The accumulators declared anywhere in `s`.
 fn declared_accs(s: &KStmt, out: &mut Vec<AccId>) {
-    match s {
-        KStmt::AccInit { acc, .. } => out.push(*acc),
-        KStmt::For { body, .. } => body.iter().for_each(|s| declared_accs(s, out)),
-        _ => {}
-    }
+    s.walk(&mut |s| {
+        if let KStmt::AccInit { acc, .. } = s {
+            out.push(*acc);
+        }
+    });
 }
 
 /// The accumulators of `all` not declared inside `s`.
@@ -53,28 +53,12 @@ fn declared_outside(s: &KStmt, all: &[AccId]) -> Vec<AccId> {
 
 /// Whether `s` reads or updates any of `accs`.
 fn uses_any(s: &KStmt, accs: &[AccId]) -> bool {
-    let expr = |e: &KExpr| expr_uses_any(e, accs);
-    match s {
-        KStmt::For { body, .. } => body.iter().any(|s| uses_any(s, accs)),
-        KStmt::Store { value, .. } => expr(value),
-        KStmt::ScatterAdd { index, value, .. } => expr(index) || expr(value),
-        KStmt::AccInit { acc, .. } => accs.contains(acc),
-        KStmt::AccUpdate { acc, value } => accs.contains(acc) || expr(value),
-        KStmt::Call(_) => false,
-    }
-}
-
-fn expr_uses_any(e: &KExpr, accs: &[AccId]) -> bool {
-    let any = |e: &KExpr| expr_uses_any(e, accs);
-    match e {
-        KExpr::Acc(a) => accs.contains(a),
-        KExpr::Gather { index, .. } => any(index),
-        KExpr::Unary(_, x) | KExpr::Cast(_, x) => any(x),
-        KExpr::Binary(_, a, b) | KExpr::Compare(_, a, b) => any(a) || any(b),
-        KExpr::Select(c, a, b) => any(c) || any(a) || any(b),
-        KExpr::RandomBits { key, .. } => any(key),
-        KExpr::Const { .. } | KExpr::Index { .. } | KExpr::Load { .. } => false,
-    }
+    let mut updates = false;
+    s.walk(&mut |s| match s {
+        KStmt::AccInit { acc, .. } | KStmt::AccUpdate { acc, .. } => updates |= accs.contains(acc),
+        _ => {}
+    });
+    updates || s.any_expr(&|e| matches!(e, KExpr::Acc(a) if accs.contains(a)))
 }
 
 #[cfg(test)]

@@ -1,8 +1,11 @@
 //! Functions compiled kernels call: transcendental functions (computed in
 //! f64 and rounded, exactly as the reference interpreter does; `exp` of f32
 //! vectors is computed inline instead, see `vector.rs`) and GEMM
-//! (matrixmultiply, with its own threads). Each is registered as a JIT
-//! symbol under the name the code generator calls it by.
+//! (single-threaded matrixmultiply calls; big products split by rows or by
+//! matrix across rayon's threads, small products with a long `k` as
+//! partial products over fixed chunks of `k` added in order). Each is
+//! registered as a JIT symbol under the name the code generator calls it
+//! by.
 
 use cranelift_jit::JITBuilder;
 use rayon::prelude::*;

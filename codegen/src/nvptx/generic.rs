@@ -6,7 +6,7 @@
 //! function is lowered at five probe sizes per symbol congruent to the
 //! requested one modulo [`MODULUS`] (the grid of them with several
 //! symbols; every size-dependent choice taken at the requested sizes: see
-//! `lower_to_kernels_deciding_at`), each plan is built into LLVM IR, and
+//! `CompileOptions::decide_at`), each plan is built into LLVM IR, and
 //! the modules are walked in lockstep. They must agree in everything but
 //! numeric constants; a constant that differs between them is fitted by a
 //! polynomial in the sizes ([`Formula::fit_grid`], checked on a fifth size

@@ -242,33 +242,25 @@ pub fn reduced_accs(
     s: &KStmt,
     declared: &[(AccId, DType, kiln_ir::ReduceKind)],
 ) -> Vec<(AccId, DType, kiln_ir::ReduceKind)> {
-    fn walk(s: &KStmt, out: &mut Vec<AccId>) {
-        match s {
-            KStmt::For { body, .. } => body.iter().for_each(|s| walk(s, out)),
-            KStmt::AccUpdate { acc, .. } => out.push(*acc),
-            _ => {}
-        }
-    }
     let mut ids = Vec::new();
-    walk(s, &mut ids);
+    s.walk(&mut |s| {
+        if let KStmt::AccUpdate { acc, .. } = s {
+            ids.push(*acc);
+        }
+    });
     declared.iter().filter(|(a, ..)| ids.contains(a)).copied().collect()
 }
 
 /// Whether every accumulator `s` updates is declared inside it.
 fn updates_none(s: &KStmt) -> bool {
-    fn walk(s: &KStmt, inner: &mut Vec<AccId>) -> bool {
-        match s {
-            KStmt::For { body, .. } => body.iter().all(|s| walk(s, inner)),
-            KStmt::AccInit { acc, .. } => {
-                inner.push(*acc);
-                true
-            }
-            KStmt::AccUpdate { acc, .. } => inner.contains(acc),
-            KStmt::Call(_) => false,
-            _ => true,
-        }
-    }
-    walk(s, &mut Vec::new())
+    let (mut inner, mut ok) = (Vec::new(), true);
+    s.walk(&mut |s| match s {
+        KStmt::AccInit { acc, .. } => inner.push(*acc),
+        KStmt::AccUpdate { acc, .. } => ok &= inner.contains(acc),
+        KStmt::Call(_) => ok = false,
+        _ => {}
+    });
+    ok
 }
 
 /// The `vector` width of the innermost loop of the perfect nest `s` starts.
@@ -297,25 +289,13 @@ fn perfect_nest(mut body: &[KStmt]) -> (Vec<(VarId, u64)>, &[KStmt]) {
 /// never declared again.
 fn only_updates(s: &KStmt, accs: &[(AccId, DType, kiln_ir::ReduceKind)]) -> bool {
     let ours = |a: &AccId| accs.iter().any(|(b, ..)| b == a);
-    fn reads(e: &KExpr, ours: &dyn Fn(&AccId) -> bool) -> bool {
-        match e {
-            KExpr::Acc(a) => ours(a),
-            KExpr::Const { .. } | KExpr::Index { .. } | KExpr::Load { .. } => false,
-            KExpr::Gather { index, .. } => reads(index, ours),
-            KExpr::Unary(_, x) | KExpr::Cast(_, x) => reads(x, ours),
-            KExpr::Binary(_, a, b) | KExpr::Compare(_, a, b) => reads(a, ours) || reads(b, ours),
-            KExpr::Select(c, a, b) => reads(c, ours) || reads(a, ours) || reads(b, ours),
-            KExpr::RandomBits { key, .. } => reads(key, ours),
-        }
-    }
-    match s {
-        KStmt::For { body, .. } => body.iter().all(|s| only_updates(s, accs)),
-        KStmt::Store { value, .. } => !reads(value, &ours),
-        KStmt::ScatterAdd { index, value, .. } => !reads(index, &ours) && !reads(value, &ours),
-        KStmt::AccInit { acc, .. } => !ours(acc),
-        KStmt::AccUpdate { value, .. } => !reads(value, &ours),
-        KStmt::Call(_) => false,
-    }
+    let mut ok = true;
+    s.walk(&mut |s| match s {
+        KStmt::AccInit { acc, .. } => ok &= !ours(acc),
+        KStmt::Call(_) => ok = false,
+        _ => {}
+    });
+    ok && !s.any_expr(&|e| matches!(e, KExpr::Acc(a) if ours(a)))
 }
 
 /// The most blocks along y and z.

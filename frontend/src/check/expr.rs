@@ -596,7 +596,17 @@ impl Checker<'_> {
         let result = self.eval_block(&f.body, &mut env);
         self.call_stack.pop();
         self.call_depth -= 1;
-        self.check_result(f, result, &mut env)
+        let result = self.check_result(f, result, &mut env);
+        if let Value::Tensor(id) = result
+            && self.call_depth == 0
+            && self.forward_result.is_none()
+            && instance.is_some()
+            && instance == self.forward_of
+            && f.name.name == "forward"
+        {
+            self.forward_result = Some(id);
+        }
+        result
     }
 
     /// `x[i, a:b, ...]`: integers pick one element (the axis goes away),

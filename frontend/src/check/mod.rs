@@ -82,6 +82,11 @@ pub(crate) struct Checker<'a> {
     pub model_stack: Vec<String>,
     /// A learning rate that replaces the `train` block's.
     pub lr_override: Option<f64>,
+    /// While lowering the loss: the instance whose `forward` result is
+    /// kept, and that result (the first call made directly in the loss's
+    /// body), which the training step returns beside the loss.
+    pub forward_of: Option<usize>,
+    pub forward_result: Option<NodeId>,
 }
 
 /// Checks `file`'s items (already collected with the prelude's) and lowers them.
@@ -106,6 +111,8 @@ pub(crate) fn check_program(
         training: false,
         model_stack: Vec::new(),
         lr_override: options.lr,
+        forward_of: None,
+        forward_result: None,
     };
     let root = c.choose_root(user_models, options);
     let mut train = None;
@@ -330,7 +337,12 @@ impl Checker<'_> {
                 );
                 continue;
             }
+            if f.name.name == "loss" {
+                self.forward_of = Some(instance);
+                self.forward_result = None;
+            }
             self.lower_entry(f, Some(instance), true);
+            self.forward_of = None;
         }
         let Some(loss) = train.fns.iter().find(|f| f.name.name == "loss") else {
             self.error(
@@ -363,14 +375,36 @@ impl Checker<'_> {
             }
         };
         let update = self.lower_apply_gradients(&optimizer, train.optimizer.as_ref().map_or(train.span, |o| o.span))?;
+        let loss_and_logits = self.loss_and_logits();
         Some(TrainSpec {
             model: model.to_string(),
             loss: "loss".into(),
+            loss_and_logits,
             optimizer,
             params: update.params,
             apply: "apply_gradients".into(),
             updates: update.updates,
         })
+    }
+
+    /// The function `loss_and_logits`: the loss's graph returning, beside
+    /// the loss, the value of the model's `forward` that the loss called
+    /// directly, when it did, that value is `[N, classes]` and the loss
+    /// takes integer labels (a classifier). A training loop measures
+    /// accuracy on it without a second forward pass.
+    fn loss_and_logits(&mut self) -> Option<String> {
+        const NAME: &str = "loss_and_logits";
+        let logits = self.forward_result.take()?;
+        let loss = self.module.function("loss")?;
+        let labels = loss.inputs.iter().any(|i| i.ty.dtype.is_int() && i.name != "key");
+        if self.module.function(NAME).is_some() || loss.graph.ty(logits).rank() != 2 || !labels {
+            return None;
+        }
+        let mut f = loss.clone();
+        f.name = NAME.into();
+        f.outputs.push(logits);
+        self.module.functions.push(f);
+        Some(NAME.into())
     }
 
     fn optimizer(&mut self, decl: &ast::OptimizerDecl) -> Option<Optimizer> {

@@ -88,21 +88,27 @@ pub fn evaluate(
 
 /// Checks each input against its declared type and binds the symbols.
 pub fn bind_inputs(f: &Function, inputs: &[Tensor]) -> Result<Bindings, EvalError> {
+    let types: Vec<(DType, &[usize])> = inputs.iter().map(|t| (t.dtype, t.shape())).collect();
+    bind_shapes(f, &types)
+}
+
+/// [`bind_inputs`] for inputs given by dtype and shape.
+pub fn bind_shapes(f: &Function, inputs: &[(DType, &[usize])]) -> Result<Bindings, EvalError> {
     if inputs.len() != f.inputs.len() {
         return Err(EvalError::InputCount { function: f.name.clone(), expected: f.inputs.len(), got: inputs.len() });
     }
     let mut bindings = Bindings::new();
-    for (decl, value) in f.inputs.iter().zip(inputs) {
+    for (decl, &(dtype, shape)) in f.inputs.iter().zip(inputs) {
         let mismatch = |detail: String| EvalError::InputType {
             name: decl.name.clone(),
             expected: decl.ty.clone(),
-            got: value.tensor_type(),
+            got: TensorType::new(dtype, crate::types::Shape::of(&shape.iter().map(|&d| d as u64).collect::<Vec<_>>())),
             detail,
         };
-        if value.dtype != decl.ty.dtype || value.shape().len() != decl.ty.rank() {
+        if dtype != decl.ty.dtype || shape.len() != decl.ty.rank() {
             return Err(mismatch(String::new()));
         }
-        for (axis, (dim, &size)) in decl.ty.shape.0.iter().zip(value.shape()).enumerate() {
+        for (axis, (dim, &size)) in decl.ty.shape.0.iter().zip(shape).enumerate() {
             let size = size as u64;
             match dim {
                 Dim::Const(n) if *n != size => return Err(mismatch(format!(" (dimension {axis} is {size}, not {n})"))),

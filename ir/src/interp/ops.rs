@@ -278,10 +278,7 @@ fn matmul(a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Tensor> {
     let batch: usize = sa[..r - 2].iter().product();
     let data = match (&a.data, &b.data) {
         (Data::Float(x), Data::Float(y)) => {
-            let x =
-                x.as_standard_layout().into_owned().into_shape_with_order((batch, m, k)).map_err(|e| e.to_string())?;
-            let y =
-                y.as_standard_layout().into_owned().into_shape_with_order((batch, k, n)).map_err(|e| e.to_string())?;
+            let (x, y) = (batches(x, [batch, m, k])?, batches(y, [batch, k, n])?);
             let mut out = Vec::with_capacity(batch * m * n);
             for i in 0..batch {
                 out.extend(x.index_axis(Axis(0), i).dot(&y.index_axis(Axis(0), i)).iter().copied());
@@ -289,10 +286,7 @@ fn matmul(a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Tensor> {
             Data::Float(ArrayD::from_shape_vec(IxDyn(shape), out).map_err(|e| e.to_string())?)
         }
         (Data::Int(x), Data::Int(y)) => {
-            let x =
-                x.as_standard_layout().into_owned().into_shape_with_order((batch, m, k)).map_err(|e| e.to_string())?;
-            let y =
-                y.as_standard_layout().into_owned().into_shape_with_order((batch, k, n)).map_err(|e| e.to_string())?;
+            let (x, y) = (batches(x, [batch, m, k])?, batches(y, [batch, k, n])?);
             let mut out = Vec::with_capacity(batch * m * n);
             for i in 0..batch {
                 out.extend(int_matmul(x.index_axis(Axis(0), i), y.index_axis(Axis(0), i)).iter().copied());
@@ -441,4 +435,9 @@ fn scatter_add(base: &Tensor, indices: &ArrayD<i64>, updates: &Tensor, axis: usi
         _ => return Err("scatter_add needs numeric base and updates of one dtype".into()),
     };
     Ok(Tensor { dtype: base.dtype, data })
+}
+
+/// `x` as `dims[0]` matrices of `dims[1] x dims[2]`.
+fn batches<T: Clone>(x: &ArrayD<T>, dims: [usize; 3]) -> Result<ndarray::Array3<T>> {
+    x.as_standard_layout().into_owned().into_shape_with_order((dims[0], dims[1], dims[2])).map_err(|e| e.to_string())
 }

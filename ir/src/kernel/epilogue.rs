@@ -55,12 +55,13 @@ pub fn gemm_epilogue(kernel: &Kernel) -> Option<GemmEpilogue<'_>> {
 }
 
 fn writes(s: &KStmt, buffers: &[BufferId]) -> bool {
-    match s {
-        KStmt::For { body, .. } => body.iter().any(|s| writes(s, buffers)),
-        KStmt::Store { buffer, .. } | KStmt::ScatterAdd { buffer, .. } => buffers.contains(buffer),
-        KStmt::Call(_) => true,
-        KStmt::AccInit { .. } | KStmt::AccUpdate { .. } => false,
-    }
+    let mut any = false;
+    s.walk(&mut |s| match s {
+        KStmt::Store { buffer, .. } | KStmt::ScatterAdd { buffer, .. } => any |= buffers.contains(buffer),
+        KStmt::Call(_) => any = true,
+        KStmt::For { .. } | KStmt::AccInit { .. } | KStmt::AccUpdate { .. } => {}
+    });
+    any
 }
 
 /// Whether every read of the product `c` in `s` stays in the row of the
@@ -89,16 +90,11 @@ fn reads_own_row(
 }
 
 fn expr_own_row(e: &KExpr, c: &MatrixRef, n: u64, var: VarId, per_row: u64, extents: &BTreeMap<VarId, u64>) -> bool {
-    let recurse = |x: &KExpr| expr_own_row(x, c, n, var, per_row, extents);
-    match e {
-        KExpr::Load { buffer, index } if *buffer == c.buffer => index_in_row(index, c, n, var, per_row, extents),
-        KExpr::Gather { buffer, index, .. } => *buffer != c.buffer && recurse(index),
-        KExpr::Load { .. } | KExpr::Const { .. } | KExpr::Index { .. } | KExpr::Acc(_) => true,
-        KExpr::Unary(_, x) | KExpr::Cast(_, x) => recurse(x),
-        KExpr::Binary(_, x, y) | KExpr::Compare(_, x, y) => recurse(x) && recurse(y),
-        KExpr::Select(p, x, y) => recurse(p) && recurse(x) && recurse(y),
-        KExpr::RandomBits { key, .. } => recurse(key),
-    }
+    !e.any(&|e| match e {
+        KExpr::Load { buffer, index } if *buffer == c.buffer => !index_in_row(index, c, n, var, per_row, extents),
+        KExpr::Gather { buffer, .. } => *buffer == c.buffer,
+        _ => false,
+    })
 }
 
 /// Whether `index` lies in row `var / per_row` of `c` for every value of

@@ -17,6 +17,7 @@ mod parse;
 mod print;
 mod run;
 mod verify;
+mod visit;
 
 pub use epilogue::{GemmEpilogue, gemm_epilogue};
 pub use memory::{ALIGN, ArenaLayout, arena_layout};
@@ -285,41 +286,14 @@ pub fn buffers_of(stmts: &[KStmt]) -> Vec<BufferId> {
 }
 
 fn buffers_of_stmt(s: &KStmt, out: &mut Vec<BufferId>) {
-    match s {
-        KStmt::For { body, .. } => body.iter().for_each(|s| buffers_of_stmt(s, out)),
-        KStmt::Store { buffer, value, .. } => {
-            out.push(*buffer);
-            buffers_of_expr(value, out);
-        }
-        KStmt::ScatterAdd { buffer, index, value, .. } => {
-            out.push(*buffer);
-            buffers_of_expr(index, out);
-            buffers_of_expr(value, out);
-        }
-        KStmt::AccInit { .. } => {}
-        KStmt::AccUpdate { value, .. } => buffers_of_expr(value, out),
+    s.walk(&mut |s| match s {
+        KStmt::Store { buffer, .. } | KStmt::ScatterAdd { buffer, .. } => out.push(*buffer),
         KStmt::Call(RuntimeCall::Gemm { a, b, c, .. }) => out.extend([a.buffer, b.buffer, c.buffer]),
-    }
-}
-
-fn buffers_of_expr(e: &KExpr, out: &mut Vec<BufferId>) {
-    match e {
-        KExpr::Load { buffer, .. } => out.push(*buffer),
-        KExpr::Gather { buffer, index, .. } => {
+        KStmt::For { .. } | KStmt::AccInit { .. } | KStmt::AccUpdate { .. } => {}
+    });
+    s.walk_exprs(&mut |e| {
+        if let KExpr::Load { buffer, .. } | KExpr::Gather { buffer, .. } = e {
             out.push(*buffer);
-            buffers_of_expr(index, out);
         }
-        KExpr::Unary(_, a) | KExpr::Cast(_, a) => buffers_of_expr(a, out),
-        KExpr::Binary(_, a, b) | KExpr::Compare(_, a, b) => {
-            buffers_of_expr(a, out);
-            buffers_of_expr(b, out);
-        }
-        KExpr::Select(c, a, b) => {
-            buffers_of_expr(c, out);
-            buffers_of_expr(a, out);
-            buffers_of_expr(b, out);
-        }
-        KExpr::RandomBits { key, .. } => buffers_of_expr(key, out),
-        KExpr::Const { .. } | KExpr::Index { .. } | KExpr::Acc(_) => {}
-    }
+    });
 }

@@ -56,8 +56,20 @@ pub enum AutodiffError {
     Internal(String),
 }
 
-/// Builds the gradient function of `function` with respect to `sources`.
+/// Builds the gradient function of `function` with respect to `sources`
+/// (of the sum of its outputs).
 pub fn differentiate(module: &Module, function: &str, sources: &[Source]) -> Result<Function, AutodiffError> {
+    differentiate_outputs(module, function, sources, usize::MAX)
+}
+
+/// [`differentiate`], seeding only the first `seeded` outputs: the others
+/// are returned as they are, before the gradients, and contribute none.
+pub fn differentiate_outputs(
+    module: &Module,
+    function: &str,
+    sources: &[Source],
+    seeded: usize,
+) -> Result<Function, AutodiffError> {
     let original = module.function(function).ok_or_else(|| AutodiffError::UnknownFunction(function.to_string()))?;
     for s in sources {
         let (name, ty) = match s {
@@ -92,7 +104,7 @@ pub fn differentiate(module: &Module, function: &str, sources: &[Source]) -> Res
     let mut b = Builder { f: original.clone(), params: &module.params };
     b.f.name = format!("{function}_grad");
     let mut adjoint: Vec<Option<NodeId>> = vec![None; n];
-    for &o in &original.outputs {
+    for &o in original.outputs.iter().take(seeded) {
         if active[o.index()] {
             let ones = b.splat_of(1.0, o)?;
             accumulate(&mut b, &mut adjoint, o, ones)?;

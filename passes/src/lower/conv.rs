@@ -1,0 +1,131 @@
+//! Convolutions: a padded copy of the input, then im2col and a batched
+//! GEMM for one-group float convolutions (`ConvLowering::Im2col`), or one
+//! loop nest summing each output's window.
+
+use kiln_ir::kernel::{Affine, BufferId, BufferRole, KExpr, KStmt, MatrixRef};
+use kiln_ir::{ConvAttrs, DType, NodeId, ReduceKind};
+
+use super::{ConvLowering, Lowering, load, row_major, strides, zero_of};
+
+/// A convolution's buffers and shapes: its input (padded, once the padded
+/// copy is made), weights and output.
+struct Operands {
+    x: BufferId,
+    xs: Vec<u64>,
+    w: BufferId,
+    ws: Vec<u64>,
+    out: BufferId,
+    os: Vec<u64>,
+    dtype: DType,
+}
+
+impl Lowering<'_> {
+    /// A one-group float convolution of the padded input `xp` (shape `ps`)
+    /// as im2col and a batched GEMM into `out`.
+    fn im2col_conv(&mut self, attrs: &ConvAttrs, o: &Operands) -> Vec<KStmt> {
+        let (xp, ps, w, ws, out, os, dtype) = (o.x, &o.xs[..], o.w, &o.ws[..], o.out, &o.os[..], o.dtype);
+        let spatial = ps.len() - 2;
+        let (batch, c_out, c_in) = (os[0], ws[0], ws[1]);
+        let window: u64 = ws[2..].iter().product();
+        let positions: u64 = os[2..].iter().product();
+        let rows = c_in * window;
+        let col = self.new_buffer(BufferRole::Temp, dtype, batch * rows * positions);
+        // col[n, ci, k..., y...] = xp[n, ci, y * stride + k * dilation]
+        let n = self.vars(1)[0];
+        let ci = self.vars(1)[0];
+        let ks = self.vars(spatial);
+        let ys = self.vars(spatial);
+        let x_strides = strides(ps);
+        let mut x_index = Affine::default().plus_term(n, x_strides[0]).plus_term(ci, x_strides[1]);
+        for d in 0..spatial {
+            let s = x_strides[d + 2];
+            x_index =
+                x_index.plus_term(ys[d], attrs.stride[d] as i64 * s).plus_term(ks[d], attrs.dilation[d] as i64 * s);
+        }
+        let mut vars = vec![n, ci];
+        vars.extend(&ks);
+        vars.extend(&ys);
+        let mut extents = vec![batch, c_in];
+        extents.extend(&ws[2..]);
+        extents.extend(&os[2..]);
+        let store = KStmt::Store { buffer: col, index: row_major(&vars, &strides(&extents)), value: load(xp, x_index) };
+        let mut body = Self::ask_for_lanes(Self::nest(&vars, &extents, vec![store]), dtype);
+        body.extend(self.gemm(
+            [batch, c_out, positions, rows],
+            MatrixRef::row_major(w, 0, rows, 0),
+            MatrixRef::row_major(col, 0, positions, rows * positions),
+            MatrixRef::row_major(out, 0, positions, c_out * positions),
+            dtype,
+        ));
+        body
+    }
+
+    /// The kernel of convolution node `id`: a padded copy of its input,
+    /// then im2col and a GEMM, or the direct loop nest.
+    pub(super) fn conv(&mut self, id: NodeId, attrs: &ConvAttrs) -> Vec<KStmt> {
+        let node = self.f.graph.node(id);
+        let (x_node, w_node) = (node.args[0], node.args[1]);
+        let mut o = Operands {
+            x: self.node_buffer[x_node.index()],
+            xs: self.shapes[x_node.index()].clone(),
+            w: self.node_buffer[w_node.index()],
+            ws: self.shapes[w_node.index()].clone(),
+            out: self.node_buffer[id.index()],
+            os: self.shapes[id.index()].clone(),
+            dtype: node.ty.dtype,
+        };
+        let spatial = o.xs.len() - 2;
+        let mut padding = vec![(0, 0), (0, 0)];
+        padding.extend(attrs.padding.iter().copied());
+        let (xp, ps, mut body) = self.padded_copy(o.x, &o.xs, &padding, zero_of(o.dtype), o.dtype);
+        (o.x, o.xs) = (xp, ps);
+        let groups = attrs.groups;
+        if groups == 1 && o.dtype.is_float() && self.options.conv == ConvLowering::Im2col {
+            body.extend(self.im2col_conv(attrs, &o));
+            return body;
+        }
+        let (ps, w, ws, out, os, dtype) = (&o.xs[..], o.w, &o.ws[..], o.out, &o.os[..], o.dtype);
+        let (c_out_group, c_in_group) = (ws[0] / groups, ws[1]);
+        let n = self.vars(1)[0];
+        let g = self.vars(1)[0];
+        let co = self.vars(1)[0];
+        let ys = self.vars(spatial);
+        let ci = self.vars(1)[0];
+        let ks = self.vars(spatial);
+        let (x_strides, w_strides, o_strides) = (strides(ps), strides(ws), strides(os));
+        let mut x_index = Affine::default()
+            .plus_term(n, x_strides[0])
+            .plus_term(g, c_in_group as i64 * x_strides[1])
+            .plus_term(ci, x_strides[1]);
+        let mut w_index = Affine::default()
+            .plus_term(g, c_out_group as i64 * w_strides[0])
+            .plus_term(co, w_strides[0])
+            .plus_term(ci, w_strides[1]);
+        let mut o_index = Affine::default()
+            .plus_term(n, o_strides[0])
+            .plus_term(g, c_out_group as i64 * o_strides[1])
+            .plus_term(co, o_strides[1]);
+        for d in 0..spatial {
+            let s = x_strides[d + 2];
+            x_index =
+                x_index.plus_term(ys[d], attrs.stride[d] as i64 * s).plus_term(ks[d], attrs.dilation[d] as i64 * s);
+            w_index = w_index.plus_term(ks[d], w_strides[d + 2]);
+            o_index = o_index.plus_term(ys[d], o_strides[d + 2]);
+        }
+        let acc = self.acc();
+        let product = KExpr::Binary(kiln_ir::BinaryOp::Mul, Box::new(load(xp, x_index)), Box::new(load(w, w_index)));
+        let mut reduce_vars = vec![ci];
+        reduce_vars.extend(&ks);
+        let mut reduce_extents = vec![c_in_group];
+        reduce_extents.extend(&ws[2..]);
+        let mut inner = vec![KStmt::AccInit { acc, dtype, kind: ReduceKind::Sum }];
+        inner.extend(Self::nest_serial(&reduce_vars, &reduce_extents, vec![KStmt::AccUpdate { acc, value: product }]));
+        inner.push(KStmt::Store { buffer: out, index: o_index, value: KExpr::Acc(acc) });
+        let mut outer_vars = vec![n, g, co];
+        outer_vars.extend(&ys);
+        let mut outer_extents = vec![os[0], groups, c_out_group];
+        outer_extents.extend(&os[2..]);
+        body.extend(Self::nest(&outer_vars, &outer_extents, inner));
+        body
+    }
+}

@@ -1,0 +1,113 @@
+//! Matrix products: GEMM calls (or loop nests, `GemmLowering::Loops`),
+//! reading a permuted operand in place through strides where only products
+//! read it, and integer products as loop nests.
+
+use kiln_ir::kernel::{Affine, BufferId, KExpr, KStmt, MatrixRef, RuntimeCall, VarId};
+use kiln_ir::{DType, Function, Op, ReduceKind};
+
+use super::{GemmLowering, Lowering, load, zero_of};
+
+/// Whether `perm` swaps the last two axes and keeps the others.
+pub(super) fn swaps_last_two(perm: &[usize]) -> bool {
+    let r = perm.len();
+    r >= 2 && perm[r - 2] == r - 1 && perm[r - 1] == r - 2 && perm[..r - 2].iter().enumerate().all(|(k, &p)| k == p)
+}
+
+/// For each node, whether it is a permute the matrix products reading it
+/// can absorb (see `Lowering::transposed`).
+pub(super) fn transposed_views(f: &Function) -> Vec<bool> {
+    let mut only_matmuls = vec![true; f.graph.len()];
+    for (_, node) in f.graph.nodes() {
+        for &a in &node.args {
+            if !matches!(node.op, Op::MatMul) || !node.ty.dtype.is_float() {
+                only_matmuls[a.index()] = false;
+            }
+        }
+    }
+    for &o in &f.outputs {
+        only_matmuls[o.index()] = false;
+    }
+    f.graph
+        .nodes()
+        .map(|(id, node)| matches!(&node.op, Op::Permute { perm } if swaps_last_two(perm)) && only_matmuls[id.index()])
+        .collect()
+}
+
+impl Lowering<'_> {
+    /// `out = a @ b`; `transposed[k]` says operand `k`'s buffer holds it
+    /// transposed (the source of an absorbed permute).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn matmul(
+        &mut self,
+        a: BufferId,
+        b: BufferId,
+        transposed: [bool; 2],
+        a_shape: &[u64],
+        out_shape: &[u64],
+        out: BufferId,
+        dtype: DType,
+    ) -> Vec<KStmt> {
+        let r = out_shape.len();
+        let (m, n, k) = (out_shape[r - 2], out_shape[r - 1], a_shape[r - 1]);
+        let batch: u64 = out_shape[..r - 2].iter().product();
+        if dtype.is_float() {
+            let matrix = |buffer, rows: u64, cols: u64, transposed: bool| {
+                let m = MatrixRef::row_major(buffer, 0, cols, rows * cols);
+                if transposed { MatrixRef { row_stride: 1, col_stride: rows, ..m } } else { m }
+            };
+            let (a, b, c) = (matrix(a, m, k, transposed[0]), matrix(b, k, n, transposed[1]), matrix(out, m, n, false));
+            return self.gemm([batch, m, n, k], a, b, c, dtype);
+        }
+        let [j, i, col, l] = [self.vars(1)[0], self.vars(1)[0], self.vars(1)[0], self.vars(1)[0]];
+        let acc = self.acc();
+        let a_index = Affine::default().plus_term(j, (m * k) as i64).plus_term(i, k as i64).plus_term(l, 1);
+        let b_index = Affine::default().plus_term(j, (k * n) as i64).plus_term(l, n as i64).plus_term(col, 1);
+        let product = KExpr::Binary(kiln_ir::BinaryOp::Mul, Box::new(load(a, a_index)), Box::new(load(b, b_index)));
+        let mut body = vec![KStmt::AccInit { acc, dtype, kind: ReduceKind::Sum }];
+        body.extend(Self::nest_serial(&[l], &[k], vec![KStmt::AccUpdate { acc, value: product }]));
+        let c_index = Affine::default().plus_term(j, (m * n) as i64).plus_term(i, n as i64).plus_term(col, 1);
+        body.push(KStmt::Store { buffer: out, index: c_index, value: KExpr::Acc(acc) });
+        Self::nest(&[j, i, col], &[batch, m, n], body)
+    }
+
+    /// `c = a @ b` for `batch` float matrices (`sizes` = batch, m, n, k), as
+    /// the options ask: a runtime call or loop nests.
+    pub(super) fn gemm(
+        &mut self,
+        sizes: [u64; 4],
+        a: MatrixRef,
+        b: MatrixRef,
+        c: MatrixRef,
+        dtype: DType,
+    ) -> Vec<KStmt> {
+        let [batch, m, n, k] = sizes;
+        if self.options.gemm == GemmLowering::Call {
+            return vec![KStmt::Call(RuntimeCall::Gemm { batch, m, n, k, a, b, c })];
+        }
+        let [j, i, l, col] = [self.vars(1)[0], self.vars(1)[0], self.vars(1)[0], self.vars(1)[0]];
+        let at = |mat: &MatrixRef, row: VarId, column: VarId| {
+            Affine::constant(mat.offset as i64)
+                .plus_term(j, mat.batch_stride as i64)
+                .plus_term(row, mat.row_stride as i64)
+                .plus_term(column, mat.col_stride as i64)
+        };
+        let vector = if dtype == DType::F32 && n >= 4 { 4 } else { 1 };
+        let row = |value: KExpr| KStmt::For {
+            var: col,
+            extent: n,
+            parallel: false,
+            vector,
+            body: vec![KStmt::Store { buffer: c.buffer, index: at(&c, i, col), value }],
+        };
+        let zero = row(zero_of(dtype));
+        let product = KExpr::Binary(
+            kiln_ir::BinaryOp::Mul,
+            Box::new(load(a.buffer, at(&a, i, l))),
+            Box::new(load(b.buffer, at(&b, l, col))),
+        );
+        let update =
+            row(KExpr::Binary(kiln_ir::BinaryOp::Add, Box::new(load(c.buffer, at(&c, i, col))), Box::new(product)));
+        let depth = KStmt::For { var: l, extent: k, parallel: false, vector: 1, body: vec![update] };
+        Self::nest(&[j, i], &[batch, m], vec![zero, depth])
+    }
+}
