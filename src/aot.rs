@@ -22,21 +22,30 @@ use crate::Error;
 
 /// What `kiln build` was asked for.
 pub struct BuildOptions<'a> {
+    /// The `.kiln` or `.ir` file.
     pub file: &'a Path,
+    /// The functions to export (at least one).
     pub functions: &'a [String],
+    /// A checkpoint whose parameters are baked into the library; without
+    /// it the caller passes them.
     pub params: Option<&'a Path>,
     /// The compiled value of each size (`--bind N=256`).
     pub sizes: &'a [(String, u64)],
+    /// Where the archive and the header are written.
     pub out_dir: &'a Path,
     /// The library's name; the file's stem when absent.
     pub name: Option<&'a str>,
+    /// The model to compile, when the file has several.
     pub model: Option<String>,
 }
 
 /// What `kiln build` wrote.
 pub struct BuildReport {
+    /// The static library.
     pub archive: PathBuf,
+    /// The C header.
     pub header: PathBuf,
+    /// The library's size.
     pub archive_bytes: usize,
 }
 

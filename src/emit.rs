@@ -22,7 +22,12 @@ pub enum Emit {
     /// The optimized graph, kernel by kernel; `explain` says where each
     /// kernel came from and why its result is materialized, `stats` prints
     /// kernels, bytes and flops before and after instead.
-    Opt { explain: bool, stats: bool },
+    Opt {
+        /// Say where each kernel came from and why it is materialized.
+        explain: bool,
+        /// Kernels, bytes and flops before and after, instead of the graph.
+        stats: bool,
+    },
     /// Graphviz of the graph before and after optimization.
     Dot,
     /// The kernel IR plan.

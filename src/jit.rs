@@ -31,6 +31,7 @@ struct Compiled {
 }
 
 impl<'m> Jit<'m> {
+    /// A JIT for `module`'s functions; nothing is compiled until a call.
     pub fn new(module: &'m Module) -> Jit<'m> {
         Jit { module, cache: RefCell::new(HashMap::new()) }
     }

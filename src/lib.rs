@@ -5,6 +5,8 @@
 //! (`ptx`) and the optimizer's view of a function (`opt`). Plans come from
 //! `passes::compile`. The `kiln` binary is the command line over this.
 
+#![warn(missing_docs)]
+
 pub mod aot;
 pub mod emit;
 pub mod gpu;
@@ -31,42 +33,97 @@ pub enum Error {
     /// the sources they point into; [`Diagnostics::render`] shows them.
     #[error("{}", .0.render(Style::Plain))]
     Diagnostics(Diagnostics),
+    /// A `.ir` file that does not parse or verify, with the line.
     #[error("{path}:{error}")]
-    IrText { path: PathBuf, error: kiln_ir::ParseError },
+    IrText {
+        /// The file.
+        path: PathBuf,
+        /// Where and what.
+        error: kiln_ir::ParseError,
+    },
+    /// A file that cannot be read.
     #[error("cannot read `{path}`: {message}")]
-    Io { path: PathBuf, message: String },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The system's reason.
+        message: String,
+    },
+    /// The interpreter's error (or inputs that do not fit a function).
     #[error("{0}")]
     Eval(#[from] kiln_ir::interp::EvalError),
+    /// A NumPy file that cannot be read or written.
     #[error("{0}")]
     Npy(#[from] kiln_runtime::npy::NpyError),
+    /// A module-level pass broke an invariant (an internal error).
     #[error("{0}")]
     Pass(#[from] kiln_passes::PassError),
+    /// The compilation pipeline failed (naming the stage).
     #[error("{0}")]
     Compile(#[from] kiln_passes::CompileError),
+    /// A checkpoint that does not fit the model.
     #[error("{0}")]
     Checkpoint(#[from] kiln_runtime::checkpoint::CheckpointError),
+    /// A gradient that cannot be built.
     #[error("{0}")]
     Autodiff(#[from] kiln_passes::AutodiffError),
+    /// A training step that cannot be built.
     #[error("{0}")]
     TrainStep(#[from] kiln_passes::TrainStepError),
+    /// No function of that name.
     #[error("no function `{name}`; this module has: {}", .available.join(", "))]
-    NoFunction { name: String, available: Vec<String> },
+    NoFunction {
+        /// The name asked for.
+        name: String,
+        /// The module's functions.
+        available: Vec<String>,
+    },
+    /// An input given by a name the function does not have.
     #[error("`{function}` has no input `{name}`; its inputs are: {}", .inputs.join(", "))]
-    UnknownInput { function: String, name: String, inputs: Vec<String> },
+    UnknownInput {
+        /// The function.
+        function: String,
+        /// The name given.
+        name: String,
+        /// Its inputs' names.
+        inputs: Vec<String>,
+    },
+    /// An input the function needs was not given.
     #[error("missing input `{name}` ({ty}) of `{function}`")]
-    MissingInput { function: String, name: String, ty: String },
+    MissingInput {
+        /// The function.
+        function: String,
+        /// The input.
+        name: String,
+        /// Its type.
+        ty: String,
+    },
+    /// A size given for a symbol the function does not have.
     #[error("`{function}` has no symbolic dimension `{symbol}`")]
-    UnknownSize { function: String, symbol: String },
+    UnknownSize {
+        /// The function.
+        function: String,
+        /// The symbol given.
+        symbol: String,
+    },
     /// A size to compile for was not given (or is 0).
     #[error("`{function}` has the size {symbol}: give a value of at least 1 to compile for")]
-    MissingSize { function: String, symbol: String },
+    MissingSize {
+        /// The function.
+        function: String,
+        /// The size without a value.
+        symbol: String,
+    },
     /// No data set where training looked for one.
     #[error(
         "no training data: looked for Fashion-MNIST in `{}` (a directory with train-images-idx3-ubyte.gz, \
          train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz)",
         .dir.display()
     )]
-    NoData { dir: PathBuf },
+    NoData {
+        /// Where it looked.
+        dir: PathBuf,
+    },
     /// No GPU to run on, and why.
     #[error("no CUDA device: {0}")]
     NoDevice(String),
@@ -104,7 +161,9 @@ pub enum Backend {
 /// A program's errors as values, with the sources their spans point into.
 #[derive(Clone, Debug)]
 pub struct Diagnostics {
+    /// Each error: code, message, spans with labels, hint and notes.
     pub diagnostics: Vec<Diagnostic>,
+    /// The files the spans point into.
     pub sources: SourceMap,
 }
 
@@ -119,7 +178,9 @@ impl Diagnostics {
 /// block, what to train.
 #[derive(Clone, Debug)]
 pub struct Compiled {
+    /// The verified graph IR module.
     pub module: Module,
+    /// The `train` block: loss, optimizer, trained parameters, updates.
     pub train: Option<TrainSpec>,
 }
 
@@ -181,8 +242,11 @@ fn finish(sources: SourceMap, result: Result<kiln_frontend::Program, Vec<Diagnos
 /// A function's name, inputs and output types, as `kiln emit ir` heads it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Signature {
+    /// The function's name.
     pub name: String,
+    /// Each input's name and type.
     pub inputs: Vec<(String, kiln_ir::TensorType)>,
+    /// Each output's type.
     pub outputs: Vec<kiln_ir::TensorType>,
 }
 
@@ -221,6 +285,7 @@ pub struct RunOptions {
     pub params: Option<Params>,
     /// The seed of initialization and of a random `key` input not given.
     pub seed: u64,
+    /// What runs the function.
     pub backend: Backend,
     /// The interpreter's float precision (f32 computed as f32, or all in f64).
     pub precision: Precision,

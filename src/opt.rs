@@ -15,11 +15,17 @@ use crate::Error;
 /// A function before and after optimization: its compilation, and the
 /// unoptimized plan's figures to compare with.
 pub struct Optimized {
+    /// The pipeline's run, every stage kept.
     pub compilation: Compilation,
+    /// The function as given.
     pub before: Function,
+    /// The function after equality saturation.
     pub after: Function,
+    /// What saturation did.
     pub report: SimplifyReport,
+    /// Where each node of `after` is computed.
     pub placement: Vec<Placement>,
+    /// The kernel of each materialized node.
     pub groups: Vec<Group>,
     /// Reductions computed inside another kernel.
     pub merges: Vec<Option<Merge>>,
@@ -33,9 +39,13 @@ pub struct Optimized {
     pub gemm_into: BTreeMap<NodeId, NodeId>,
     /// Kernels of the optimized plan.
     pub kernels_after: usize,
+    /// Kernels of the unoptimized plan (one per op).
     pub kernels_before: usize,
+    /// Bytes and flops of the unoptimized plan.
     pub work_before: Work,
+    /// Bytes and flops of the optimized plan.
     pub work_after: Work,
+    /// The machine the cost model priced on.
     pub machine: Machine,
 }
 

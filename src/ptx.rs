@@ -14,8 +14,11 @@ use crate::Error;
 
 /// What `emit` wrote (or printed) for one function.
 pub struct Emitted {
+    /// The function.
     pub function: String,
+    /// Its plan's kernels.
     pub kernels: usize,
+    /// The launches (entry points) of its PTX.
     pub entries: usize,
     /// The PTX, when no directory was given.
     pub ptx: Option<String>,

@@ -28,16 +28,24 @@ const SYNTHETIC_EXAMPLES: usize = 1000;
 /// What `kiln train` was asked to do.
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
+    /// An MNIST-style directory for a classifier (`DEFAULT_DATA` when
+    /// absent); a regression trains on the book's synthetic data.
     pub data: Option<PathBuf>,
+    /// How many passes over the training data.
     pub epochs: usize,
+    /// Examples per step (the last batch of an epoch may be smaller).
     pub batch: usize,
+    /// A learning rate that replaces the `train` block's.
     pub lr: Option<f64>,
+    /// Seeds initialization, shuffling and dropout.
     pub seed: u64,
     /// Train on the first this many examples only (for quick runs).
     pub limit: Option<usize>,
     /// Evaluate on the first this many test examples only.
     pub test_limit: Option<usize>,
+    /// The model to train, when the file has several.
     pub model: Option<String>,
+    /// What runs the step.
     pub backend: crate::Backend,
 }
 
@@ -62,11 +70,16 @@ impl Default for TrainOptions {
 /// The figures of one epoch.
 #[derive(Clone, Debug)]
 pub struct EpochReport {
+    /// Counted from 1.
     pub epoch: usize,
+    /// The mean of the batches' losses, weighted by their sizes.
     pub train_loss: f64,
-    /// Accuracy of the predictions made on each batch before its update.
+    /// Accuracy of the predictions made on each batch before its update
+    /// (the logits the step's loss was computed from).
     pub train_accuracy: Option<f64>,
+    /// Accuracy of `forward` on the test set after the epoch.
     pub test_accuracy: Option<f64>,
+    /// The epoch's wall time.
     pub seconds: f64,
     /// Of which in training steps (the compiled step's calls, from batch in
     /// to loss out).
@@ -77,7 +90,9 @@ pub struct EpochReport {
 pub struct TrainReport {
     /// The trained model's name.
     pub model: String,
+    /// Each epoch's figures.
     pub epochs: Vec<EpochReport>,
+    /// Every parameter's value after training (optimizer state included).
     pub params: Params,
     /// The model's parameters (not the optimizer's state), for checkpoints.
     pub model_params: Vec<String>,
