@@ -102,9 +102,18 @@ enum Command {
         /// Seed for initialization, shuffling and dropout.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Save the trained parameters as safetensors.
+        /// Save the trained parameters as safetensors (with the optimizer's
+        /// state and where training stood, for `--resume`). The file is
+        /// replaced whole or not at all; its directory is checked first.
         #[arg(long)]
         save: Option<PathBuf>,
+        /// Also save to `--save` after every K epochs.
+        #[arg(long, value_name = "K")]
+        checkpoint_every: Option<usize>,
+        /// Continue the run saved in this checkpoint, up to `--epochs` in all
+        /// (same seed): the same parameters as a run never interrupted.
+        #[arg(long, value_name = "P")]
+        resume: Option<PathBuf>,
         /// Draw loss and accuracy against epoch as SVG.
         #[arg(long)]
         plot: Option<PathBuf>,
@@ -353,6 +362,8 @@ fn execute(command: Command) -> Result<(), Error> {
             lr,
             seed,
             save,
+            checkpoint_every,
+            resume,
             plot,
             limit,
             test_limit,
@@ -370,8 +381,12 @@ fn execute(command: Command) -> Result<(), Error> {
                 test_limit,
                 model,
                 backend: backend_of(backend, device)?,
+                save,
+                checkpoint_every,
+                resume,
+                plot,
             };
-            train(&file, &options, save, plot)
+            train(&file, &options)
         }
         Command::Run { file, function, inputs, output, seed, precision, params, backend, device, model } => {
             let backend = backend_of(backend, device)?;
@@ -412,12 +427,7 @@ fn execute(command: Command) -> Result<(), Error> {
     }
 }
 
-fn train(
-    file: &std::path::Path,
-    options: &kiln::train::TrainOptions,
-    save: Option<PathBuf>,
-    plot: Option<PathBuf>,
-) -> Result<(), Error> {
+fn train(file: &std::path::Path, options: &kiln::train::TrainOptions) -> Result<(), Error> {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} batches {elapsed}")
@@ -456,17 +466,10 @@ fn train(
             out(&format!("{name} = [{}]\n", shown.join(", ")));
         }
     }
-    if let Some(path) = save {
-        kiln_runtime::checkpoint::save(&path, &report.params, &report.model_params)?;
+    if let Some(path) = &options.save {
         out(&format!("saved {}\n", path.display()));
     }
-    if let Some(path) = plot {
-        let backend = match options.backend {
-            kiln::Backend::Jit => "JIT",
-            kiln::Backend::Interp => "interpreter",
-            kiln::Backend::Cuda => "CUDA",
-        };
-        kiln::train::plot(&path, &format!("{} ({backend})", report.model), &report.epochs)?;
+    if let Some(path) = &options.plot {
         out(&format!("plotted {}\n", path.display()));
     }
     Ok(())

@@ -12,6 +12,7 @@ use std::time::Instant;
 use kiln_frontend::Options;
 use kiln_ir::interp::{Params, Tensor};
 use kiln_ir::{DType, Dim, Module, TensorType};
+use kiln_runtime::checkpoint::TrainState;
 use kiln_runtime::dataset::{Dataset, Split, load_image_classification, synthetic_linear};
 use kiln_runtime::execute::{HostData, HostTensor};
 use kiln_runtime::trainer::Trainer;
@@ -47,6 +48,15 @@ pub struct TrainOptions {
     pub model: Option<String>,
     /// What runs the step.
     pub backend: crate::Backend,
+    /// Where the trained parameters go (with the optimizer's state and
+    /// where training stood, so the run can be resumed from them).
+    pub save: Option<PathBuf>,
+    /// Also save to `save` after every this many epochs.
+    pub checkpoint_every: Option<usize>,
+    /// Continue the run saved in this checkpoint, up to `epochs` in all.
+    pub resume: Option<PathBuf>,
+    /// Where the curves are drawn (SVG) after training.
+    pub plot: Option<PathBuf>,
 }
 
 impl Default for TrainOptions {
@@ -63,6 +73,10 @@ impl Default for TrainOptions {
             test_limit: None,
             model: None,
             backend: crate::Backend::Jit,
+            save: None,
+            checkpoint_every: None,
+            resume: None,
+            plot: None,
         }
     }
 }
@@ -87,6 +101,7 @@ pub struct EpochReport {
 }
 
 /// The outcome of a run: the epochs and the trained parameters.
+#[derive(Debug)]
 pub struct TrainReport {
     /// The trained model's name.
     pub model: String,
@@ -94,8 +109,10 @@ pub struct TrainReport {
     pub epochs: Vec<EpochReport>,
     /// Every parameter's value after training (optimizer state included).
     pub params: Params,
-    /// The model's parameters (not the optimizer's state), for checkpoints.
+    /// The model's parameters (not the optimizer's state).
     pub model_params: Vec<String>,
+    /// The epochs a resumed run had done before this one.
+    pub resumed_after: Option<u64>,
 }
 
 enum Task {
@@ -111,6 +128,7 @@ pub fn train(
     mut on_batch: impl FnMut(usize, usize),
     mut on_epoch: impl FnMut(&EpochReport),
 ) -> Result<TrainReport, Error> {
+    check_outputs(path, options)?;
     let compiled = compile_file(path, &Options { model: options.model.clone(), lr: options.lr })?;
     let spec =
         compiled.train.clone().ok_or_else(|| Error::Usage(format!("{} has no `train` block", path.display())))?;
@@ -158,7 +176,30 @@ pub fn train(
         return Err(Error::Usage("the batch size must be at least 1".into()));
     }
 
-    let params = kiln_ir::initialize_params(&module, options.seed);
+    let (params, resumed) = match &options.resume {
+        None => (kiln_ir::initialize_params(&module, options.seed), None),
+        Some(from) => {
+            let state = kiln_runtime::checkpoint::train_state(from)?;
+            if state.seed != options.seed {
+                return Err(Error::Usage(format!(
+                    "{} was saved by a run with seed {}, not {}: resume with the same seed",
+                    from.display(),
+                    state.seed,
+                    options.seed
+                )));
+            }
+            if state.epoch >= options.epochs as u64 {
+                return Err(Error::Usage(format!(
+                    "{} has trained {} epochs already: ask for more than {} in all",
+                    from.display(),
+                    state.epoch,
+                    state.epoch
+                )));
+            }
+            (kiln_runtime::checkpoint::load(from, &module, |_| true)?, Some(state))
+        }
+    };
+    let all_params: Vec<String> = module.params.iter().map(|p| p.name.clone()).collect();
     let model_params: Vec<String> =
         compiled.module.params.iter().map(|p| p.name.clone()).filter(|n| !n.starts_with("opt.")).collect();
     let interpreter = kiln_runtime::execute::Interpreter { module: &module };
@@ -173,10 +214,14 @@ pub fn train(
         _ => &jit,
     };
     let mut trainer = Trainer::new(&module, executor, spec.updates.clone(), params, options.seed);
+    if let Some(state) = resumed {
+        trainer.resume_at(state.steps);
+    }
+    let first_epoch = resumed.map_or(0, |s| s.epoch as usize);
     // Whether the step returns the logits its loss was computed from.
     let step_logits = spec.loss_and_logits.is_some();
     let mut epochs = Vec::new();
-    for epoch in 0..options.epochs {
+    for epoch in first_epoch..options.epochs {
         let start = Instant::now();
         let batches = train_set.batches(options.batch, options.seed, epoch as u64);
         let (mut loss_sum, mut seen, mut correct) = (0.0, 0usize, 0usize);
@@ -236,9 +281,49 @@ pub fn train(
         };
         on_epoch(&report);
         epochs.push(report);
+        let due = options.checkpoint_every.is_some_and(|k| (epoch + 1) % k == 0);
+        if let (Some(save), true) = (&options.save, due || epoch + 1 == options.epochs) {
+            let state = TrainState { epoch: epoch as u64 + 1, steps: trainer.steps(), seed: options.seed };
+            kiln_runtime::checkpoint::save_training(save, &trainer.params()?, &all_params, state)?;
+        }
     }
     let params = trainer.params().map_err(Error::from)?;
-    Ok(TrainReport { model: spec.model.clone(), epochs, params, model_params })
+    if let Some(plot_path) = &options.plot {
+        let backend = match options.backend {
+            crate::Backend::Jit => "JIT",
+            crate::Backend::Interp => "interpreter",
+            crate::Backend::Cuda => "CUDA",
+        };
+        plot(plot_path, &format!("{} ({backend})", spec.model), &epochs)?;
+    }
+    Ok(TrainReport { model: spec.model.clone(), epochs, params, model_params, resumed_after: resumed.map(|s| s.epoch) })
+}
+
+/// The checkpoint and plot paths are usable before any training is done:
+/// distinct, neither the model's source, each in a directory that takes new
+/// files; checkpoints every so many epochs have a file to go to.
+fn check_outputs(source: &Path, options: &TrainOptions) -> Result<(), Error> {
+    let same = |a: &Path, b: &Path| a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
+    if let (Some(save), Some(plot)) = (&options.save, &options.plot)
+        && same(save, plot)
+    {
+        return Err(Error::Usage(format!("the checkpoint and the plot would both be written to {}", save.display())));
+    }
+    for (what, target) in [("checkpoint", &options.save), ("plot", &options.plot)] {
+        let Some(target) = target else { continue };
+        if same(target, source) {
+            return Err(Error::Usage(format!("the {what} would overwrite the model's source {}", source.display())));
+        }
+        if options.resume.as_deref().is_some_and(|r| same(target, r)) && what == "plot" {
+            return Err(Error::Usage(format!("the plot would overwrite the checkpoint {}", target.display())));
+        }
+        kiln_runtime::checkpoint::check_target(target)?;
+    }
+    match (options.checkpoint_every, &options.save) {
+        (Some(0), _) => Err(Error::Usage("checkpoints every 0 epochs: give at least 1".into())),
+        (Some(k), None) => Err(Error::Usage(format!("checkpoints every {k} epochs need a file to save to"))),
+        _ => Ok(()),
+    }
 }
 
 /// The number of classes: the last dimension of `forward`'s output.

@@ -16,17 +16,7 @@ fn fashion_mnist() -> PathBuf {
 }
 
 fn options(data: Option<PathBuf>, epochs: usize, batch: usize, limit: Option<usize>) -> TrainOptions {
-    TrainOptions {
-        data,
-        epochs,
-        batch,
-        lr: None,
-        seed: 0,
-        limit,
-        test_limit: Some(2000),
-        model: None,
-        backend: kiln::Backend::Jit,
-    }
+    TrainOptions { data, epochs, batch, lr: None, seed: 0, limit, test_limit: Some(2000), ..TrainOptions::default() }
 }
 
 fn run(file: &str, o: &TrainOptions) -> Result<TrainReport, kiln::Error> {
@@ -285,4 +275,115 @@ fn the_embedding_example_trains_and_classifies() {
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no classification: {out}"));
     assert!(correct >= 4, "{out}");
+}
+
+/// A run saved after 2 epochs and resumed for 2 more ends with the same
+/// parameters, bit for bit, as one run of 4 epochs (the optimizer's state,
+/// the step count and the seed travel in the checkpoint); the checkpoint
+/// says where training stood and `kiln run` loads it as the model's.
+#[test]
+fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
+    let data = tiny_dataset("resume", &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]);
+    let base = TrainOptions { data: Some(data), epochs: 4, batch: 4, test_limit: Some(12), ..TrainOptions::default() };
+    let whole = run("mlp.kiln", &base).unwrap();
+    let half = scratch("half.safetensors");
+    let first = TrainOptions { epochs: 2, save: Some(half.clone()), ..base.clone() };
+    run("mlp.kiln", &first).unwrap();
+    let state = kiln_runtime::checkpoint::train_state(&half).unwrap();
+    assert_eq!(state, kiln_runtime::checkpoint::TrainState { epoch: 2, steps: 6, seed: 0 });
+    let rest = run("mlp.kiln", &TrainOptions { resume: Some(half.clone()), ..base.clone() }).unwrap();
+    assert_eq!(rest.resumed_after, Some(2));
+    assert_eq!(rest.epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(), [3, 4]);
+    assert_eq!(rest.params, whole.params, "4 epochs, and 2 + 2 resumed, bit for bit");
+    assert_eq!(rest.epochs[1].train_loss.to_bits(), whole.epochs[3].train_loss.to_bits());
+
+    // Resuming asks for the same seed and for epochs still to do.
+    let e = run("mlp.kiln", &TrainOptions { resume: Some(half.clone()), seed: 3, ..base.clone() }).unwrap_err();
+    assert!(e.to_string().contains("was saved by a run with seed 0, not 3"), "{e}");
+    let e = run("mlp.kiln", &TrainOptions { resume: Some(half.clone()), epochs: 2, ..base.clone() }).unwrap_err();
+    assert!(e.to_string().contains("has trained 2 epochs already"), "{e}");
+    // A checkpoint saved without training state cannot be resumed from.
+    let plain = scratch("plain.safetensors");
+    kiln_runtime::checkpoint::save(&plain, &whole.params, &whole.model_params).unwrap();
+    let e = run("mlp.kiln", &TrainOptions { resume: Some(plain), ..base }).unwrap_err();
+    assert!(e.to_string().contains("not a checkpoint saved during training"), "{e}");
+}
+
+/// Checkpoint and plot paths are checked before any training: a missing
+/// directory, a directory, the model's own source, and one file for both
+/// are errors that come at once; checkpoints every K epochs need `--save`.
+#[test]
+fn bad_output_paths_fail_before_training() {
+    let data = tiny_dataset("paths", &[0, 1, 2, 3]);
+    let base = TrainOptions { data: Some(data), epochs: 1, batch: 4, ..TrainOptions::default() };
+    let fails = |o: TrainOptions, message: &str| {
+        let e = run("softmax_regression.kiln", &o).unwrap_err().to_string();
+        assert!(e.contains(message), "{e}");
+    };
+    let missing = PathBuf::from("/no/such/dir/p.safetensors");
+    fails(TrainOptions { save: Some(missing), ..base.clone() }, "is not a directory");
+    fails(TrainOptions { save: Some(std::env::temp_dir()), ..base.clone() }, "is a directory");
+    let source = example("softmax_regression.kiln");
+    fails(TrainOptions { save: Some(source.clone()), ..base.clone() }, "would overwrite the model's source");
+    fails(TrainOptions { plot: Some(source), ..base.clone() }, "would overwrite the model's source");
+    let both = scratch("both.out");
+    fails(TrainOptions { save: Some(both.clone()), plot: Some(both), ..base.clone() }, "would both be written to");
+    fails(TrainOptions { checkpoint_every: Some(1), ..base.clone() }, "need a file to save to");
+    fails(TrainOptions { checkpoint_every: Some(0), save: Some(scratch("zero.st")), ..base }, "every 0 epochs");
+}
+
+/// A save replaces the file whole: a failed write (the target is a
+/// directory's name collision with a temporary that cannot be created)
+/// leaves the previous checkpoint, and no temporary file stays behind.
+#[test]
+fn a_failed_save_leaves_the_previous_checkpoint() {
+    let module = compiled_module();
+    let params = kiln_ir::initialize_params(&module, 0);
+    let names = vec!["w".to_string(), "b".to_string()];
+    let dir = scratch("atomic");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("p.safetensors");
+    kiln_runtime::checkpoint::save(&path, &params, &names).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    // The temporary file's name is taken by a directory: the write fails.
+    let blocker = dir.join(format!(".p.safetensors.{}.tmp", std::process::id()));
+    std::fs::create_dir_all(blocker.join("inside")).unwrap();
+    let changed = kiln_ir::initialize_params(&module, 1);
+    assert!(kiln_runtime::checkpoint::save(&path, &changed, &names).is_err());
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the previous checkpoint is intact");
+    std::fs::remove_dir_all(&blocker).unwrap();
+    kiln_runtime::checkpoint::save(&path, &changed, &names).unwrap();
+    assert_ne!(std::fs::read(&path).unwrap(), before);
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), 1, "no temporary file left: {left:?}");
+}
+
+/// `kill -9` at random moments of `kiln train --save P --checkpoint-every 1`
+/// leaves at `P` nothing yet or a complete checkpoint, never a partial one.
+#[test]
+fn a_killed_run_leaves_a_complete_checkpoint() {
+    let data = tiny_dataset("killed", &[0, 1, 2, 3, 4, 5, 6, 7]);
+    let path = scratch("killed.safetensors");
+    let module = compiled_module();
+    let mut complete = 0;
+    for (k, delay_ms) in [400u64, 800, 1200, 1600, 2200, 3000].into_iter().enumerate() {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["train", "examples/softmax_regression.kiln", "--data", data.to_str().unwrap()])
+            .args(["--epochs", "1000", "--batch", "2", "--checkpoint-every", "1", "--save", path.to_str().unwrap()])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms + 37 * k as u64));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if path.exists() {
+            kiln_runtime::checkpoint::load(&path, &module, |_| true)
+                .unwrap_or_else(|e| panic!("after a kill at {delay_ms} ms: {e}"));
+            kiln_runtime::checkpoint::train_state(&path).unwrap();
+            complete += 1;
+        }
+    }
+    assert!(complete > 0, "some run got to save before it was killed");
 }

@@ -1,7 +1,16 @@
 //! Checkpoints: parameters saved in safetensors, named by their path in the
 //! model (`fc1.w`), and loaded back with every tensor checked against the
-//! module's declarations.
+//! module's declarations. A training checkpoint also holds the optimizer's
+//! state (`opt.*`) and, in the file's metadata, where training stood
+//! ([`TrainState`]), so a run can resume from it.
+//!
+//! Guarantee: a save never leaves a partial file at the target. The bytes
+//! go to a temporary file in the same directory, are flushed to disk and
+//! renamed over the target, so a kill or a full disk leaves the previous
+//! checkpoint or the new one.
 
+use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use kiln_ir::interp::{Data, Params, Tensor};
@@ -21,8 +30,103 @@ fn error(path: &Path, message: impl Into<String>) -> CheckpointError {
     CheckpointError { path: path.to_path_buf(), message: message.into() }
 }
 
+/// Where a training run stood when its checkpoint was saved: enough, with
+/// the parameters and the optimizer's state, to continue it as if it had
+/// not stopped (shuffling and dropout are keyed by the seed, the epoch and
+/// the step).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrainState {
+    /// Epochs completed.
+    pub epoch: u64,
+    /// Steps completed.
+    pub steps: u64,
+    /// The run's seed.
+    pub seed: u64,
+}
+
+impl TrainState {
+    fn to_metadata(self) -> HashMap<String, String> {
+        HashMap::from([
+            ("kiln.epoch".to_string(), self.epoch.to_string()),
+            ("kiln.steps".to_string(), self.steps.to_string()),
+            ("kiln.seed".to_string(), self.seed.to_string()),
+        ])
+    }
+
+    fn from_metadata(path: &Path, m: &HashMap<String, String>) -> Result<TrainState, CheckpointError> {
+        let field = |key: &str| -> Result<u64, CheckpointError> {
+            let value = m.get(key).ok_or_else(|| {
+                error(path, format!("no `{key}` in its metadata: not a checkpoint saved during training"))
+            })?;
+            value.parse().map_err(|_| error(path, format!("`{key}` is `{value}`, not a count")))
+        };
+        Ok(TrainState { epoch: field("kiln.epoch")?, steps: field("kiln.steps")?, seed: field("kiln.seed")? })
+    }
+}
+
+/// Whether a checkpoint can be written at `path`: its directory exists and
+/// takes new files, and `path` is not a directory. Checked before training
+/// starts, so that a bad path does not cost the run.
+pub fn check_target(path: &Path) -> Result<(), CheckpointError> {
+    if path.is_dir() {
+        return Err(error(path, "is a directory: give a file name"));
+    }
+    let dir = directory_of(path);
+    if !dir.is_dir() {
+        return Err(error(path, format!("cannot write here: `{}` is not a directory", dir.display())));
+    }
+    let probe = temporary(path);
+    std::fs::File::create(&probe)
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| error(path, format!("cannot write in `{}`: {e}", dir.display())))
+}
+
+fn directory_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// A temporary file beside `path`, unique to this process.
+fn temporary(path: &Path) -> PathBuf {
+    let name = path.file_name().map_or_else(|| "checkpoint".into(), |n| n.to_string_lossy().to_string());
+    directory_of(path).join(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// Writes `bytes` to `path` so that `path` holds either what it held before
+/// or all of `bytes`: a temporary file, flushed, renamed over it.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let tmp = temporary(path);
+    let written = (|| -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // The rename itself reaches the disk with the directory.
+        if let Ok(dir) = std::fs::File::open(directory_of(path)) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    })();
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        error(path, format!("cannot write: {e}"))
+    })
+}
+
 /// Saves the parameters named in `names`.
 pub fn save(path: &Path, params: &Params, names: &[String]) -> Result<(), CheckpointError> {
+    save_with(path, params, names, None)
+}
+
+/// Saves the parameters named in `names` (the model's and the optimizer's)
+/// with where training stood.
+pub fn save_training(path: &Path, params: &Params, names: &[String], state: TrainState) -> Result<(), CheckpointError> {
+    save_with(path, params, names, Some(state))
+}
+
+fn save_with(path: &Path, params: &Params, names: &[String], state: Option<TrainState>) -> Result<(), CheckpointError> {
     let mut buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for name in names {
         let t = params.get(name).ok_or_else(|| error(path, format!("no value for parameter `{name}`")))?;
@@ -40,18 +144,31 @@ pub fn save(path: &Path, params: &Params, names: &[String]) -> Result<(), Checkp
         .map(|(n, d, s, b)| TensorView::new(*d, s.clone(), b).map(|v| (n.clone(), v)))
         .collect::<Result<_, _>>()
         .map_err(|e| error(path, e.to_string()))?;
-    safetensors::serialize_to_file(views, None, path).map_err(|e| error(path, format!("cannot write: {e}")))
+    let bytes = safetensors::serialize(views, state.map(TrainState::to_metadata))
+        .map_err(|e| error(path, format!("cannot write: {e}")))?;
+    write_atomically(path, &bytes)
+}
+
+/// Where training stood when the checkpoint at `path` was saved.
+pub fn train_state(path: &Path) -> Result<TrainState, CheckpointError> {
+    let bytes = std::fs::read(path).map_err(|e| error(path, format!("cannot read: {e}")))?;
+    let (_, metadata) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| error(path, format!("not a safetensors file: {e}")))?;
+    let empty = HashMap::new();
+    TrainState::from_metadata(path, metadata.metadata().as_ref().unwrap_or(&empty))
 }
 
 /// Loads the values of every parameter of `module` whose name passes
 /// `wanted`; a missing tensor, a wrong shape or dtype, or a tensor the module
-/// does not declare is an error naming it.
+/// does not declare is an error naming it. Tensors of parameters the module
+/// declares but `wanted` leaves out (a training checkpoint's optimizer state,
+/// for inference) are skipped.
 pub fn load(path: &Path, module: &Module, wanted: impl Fn(&str) -> bool) -> Result<Params, CheckpointError> {
     let bytes = std::fs::read(path).map_err(|e| error(path, format!("cannot read: {e}")))?;
     let file = SafeTensors::deserialize(&bytes).map_err(|e| error(path, format!("not a safetensors file: {e}")))?;
     let mut params = Params::new();
     for name in file.names() {
-        if !module.params.iter().any(|p| p.name == name && wanted(&p.name)) {
+        if !module.params.iter().any(|p| p.name == name) {
             return Err(error(path, format!("tensor `{name}` is not a parameter of this model")));
         }
     }

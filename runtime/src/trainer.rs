@@ -34,6 +34,17 @@ impl<'m> Trainer<'m> {
         Trainer { session: executor.session(params), updates, step_inputs, seed, steps: 0 }
     }
 
+    /// Continues a run that had done `steps` steps: the next step draws the
+    /// random key that step of an uninterrupted run would have drawn.
+    pub fn resume_at(&mut self, steps: u64) {
+        self.steps = steps;
+    }
+
+    /// Steps done so far (counting those of a run resumed from).
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
     /// One optimization step on a batch (the loss's inputs, without the key);
     /// returns the loss before the update.
     pub fn step(&mut self, mut inputs: Vec<Tensor>) -> Result<f64, ExecError> {
