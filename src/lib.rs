@@ -197,7 +197,7 @@ pub fn compile_file(path: &Path, options: &Options) -> Result<Compiled, Error> {
         return Err(Error::Io { path: path.to_path_buf(), message: e.to_string() });
     }
     if path.extension().is_some_and(|e| e == "ir") {
-        let text = std::fs::read_to_string(path)
+        let text = kiln_frontend::read_source(path)
             .map_err(|e| Error::Io { path: path.to_path_buf(), message: e.to_string() })?;
         let module = kiln_ir::parse_module(&text).map_err(|error| Error::IrText { path: path.to_path_buf(), error })?;
         return Ok(Compiled { module, train: None });

@@ -232,7 +232,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let style = if std::io::stderr().is_terminal() { Style::Color } else { Style::Plain };
     match execute(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => match OUT_FAILED.lock().map(|e| e.clone()) {
+            // What the command did is done; only its report was lost.
+            Ok(Some(why)) => {
+                eprintln!("error: cannot write to standard output: {why}");
+                ExitCode::FAILURE
+            }
+            _ => ExitCode::SUCCESS,
+        },
         Err(Error::Diagnostics(d)) => {
             let count = d.diagnostics.len();
             eprint!("{}", d.render(style));
@@ -346,12 +353,12 @@ fn execute(command: Command) -> Result<(), Error> {
                 name: name.as_deref(),
                 model,
             })?;
-            println!(
-                "wrote {} ({} bytes) and {}",
+            out(&format!(
+                "wrote {} ({} bytes) and {}\n",
                 report.archive.display(),
                 report.archive_bytes,
                 report.header.display()
-            );
+            ));
             Ok(())
         }
         Command::Train {
@@ -396,6 +403,9 @@ fn execute(command: Command) -> Result<(), Error> {
                 let Some((name, path)) = spec.split_once('=') else {
                     return Err(Error::Usage(format!("--input `{spec}` must be NAME=PATH.npy")));
                 };
+                if named.iter().any(|(n, _): &(String, _)| n == name) {
+                    return Err(Error::Usage(format!("--input gives `{name}` twice")));
+                }
                 named.push((name.to_string(), kiln_runtime::npy::read(std::path::Path::new(path))?));
             }
             let params = match params {
@@ -475,23 +485,38 @@ fn train(file: &std::path::Path, options: &kiln::train::TrainOptions) -> Result<
     Ok(())
 }
 
-/// The sizes of `--bind SYMBOL=VALUE` flags.
+/// The sizes of `--bind SYMBOL=VALUE` flags; a symbol bound twice is an
+/// error.
 fn parse_binds(binds: &[String]) -> Result<Vec<(String, u64)>, Error> {
-    binds
-        .iter()
-        .map(|spec| {
-            spec.split_once('=')
-                .and_then(|(s, v)| v.trim().parse::<u64>().ok().map(|v| (s.trim().to_string(), v)))
-                .ok_or_else(|| Error::Usage(format!("--bind `{spec}` must be SYMBOL=VALUE, such as N=256")))
-        })
-        .collect()
+    let mut sizes: Vec<(String, u64)> = Vec::new();
+    for spec in binds {
+        let (symbol, value) = spec
+            .split_once('=')
+            .and_then(|(s, v)| v.trim().parse::<u64>().ok().map(|v| (s.trim().to_string(), v)))
+            .ok_or_else(|| Error::Usage(format!("--bind `{spec}` must be SYMBOL=VALUE, such as N=256")))?;
+        if sizes.iter().any(|(s, _)| *s == symbol) {
+            return Err(Error::Usage(format!("--bind gives {symbol} twice")));
+        }
+        sizes.push((symbol, value));
+    }
+    Ok(sizes)
 }
 
-/// Writes to standard output; a closed pipe (`kiln emit ir f | head`) is
-/// not an error worth a panic.
+/// The first failure to write to standard output other than a closed pipe
+/// (`kiln emit ir f | head` stops reading, and that is fine): a full disk
+/// makes the command fail after it has done its work.
+static OUT_FAILED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Writes to standard output and flushes; a failure is kept for `main`.
 fn out(text: &str) {
     use std::io::Write;
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+        && let Ok(mut failed) = OUT_FAILED.lock()
+    {
+        failed.get_or_insert_with(|| e.to_string());
+    }
 }
 
 /// The type and the first values of a tensor.

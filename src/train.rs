@@ -175,6 +175,15 @@ pub fn train(
     if options.batch == 0 {
         return Err(Error::Usage("the batch size must be at least 1".into()));
     }
+    if options.epochs == 0 {
+        return Err(Error::Usage("0 epochs would train nothing: ask for at least 1".into()));
+    }
+    if train_set.is_empty() {
+        return Err(Error::Usage("there are no training examples (is the limit 0?)".into()));
+    }
+    if let (Task::Classification { .. }, true) = (&task, test_set.is_empty()) {
+        return Err(Error::Usage("there are no test examples to measure accuracy on (is the test limit 0?)".into()));
+    }
 
     let (params, resumed) = match &options.resume {
         None => (kiln_ir::initialize_params(&module, options.seed), None),

@@ -399,3 +399,70 @@ fn device_cuda_without_the_feature_says_how_to_get_it() {
         kiln(&["run", "examples/linear_regression.kiln", "--fn", "forward", "--device", "cuda", "--backend", "interp"]);
     assert!(stderr(&o).contains("--backend interp runs on the CPU"), "{}", stderr(&o));
 }
+
+/// Standard output that cannot be written (a full disk) fails the command
+/// with a message; a reader that stops early (`| head`) does not; neither
+/// panics.
+#[test]
+fn standard_output_failures_are_reported_not_panics() {
+    if std::path::Path::new("/dev/full").exists() {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["emit", "ir", "examples/mlp.kiln"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(full)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains("cannot write to standard output"), "{}", stderr(&o));
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["emit", "ir", "examples/lenet.kiln"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away before kiln writes
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}
+
+/// A flag given twice for one name, zero epochs and a zero test limit are
+/// errors, not silent choices or empty runs.
+#[test]
+fn repeated_flags_and_empty_runs_are_errors() {
+    let o = kiln(&["emit", "kernels", "examples/mlp.kiln", "--bind", "N=4", "--bind", "N=8"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--bind gives N twice"), "{}", stderr(&o));
+    let x = scratch("twice.npy");
+    kiln_runtime::npy::write(&x, &Tensor::from_f32(&[1, 2], &[1.0, 2.0])).unwrap();
+    let input = format!("x={}", x.display());
+    let o = kiln(&["run", "examples/linear_regression.kiln", "--fn", "forward", "--input", &input, "--input", &input]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--input gives `x` twice"), "{}", stderr(&o));
+    let o = kiln(&["train", "examples/linear_regression.kiln", "--epochs", "0"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("0 epochs would train nothing"), "{}", stderr(&o));
+    let o = kiln(&["train", "examples/linear_regression.kiln", "--limit", "0"]);
+    assert!(stderr(&o).contains("no training examples"), "{}", stderr(&o));
+}
+
+/// Files that never end (`/dev/zero`) are refused before reading, as a
+/// source, a `.ir` file, a checkpoint or an input.
+#[test]
+fn endless_files_are_refused_before_reading() {
+    if !Path::new("/dev/zero").exists() {
+        return;
+    }
+    let o = kiln(&["check", "/dev/zero"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot read `/dev/zero`: not a regular file"), "{}", stderr(&o));
+    let o = kiln(&["run", "examples/mlp.kiln", "--fn", "forward", "--params", "/dev/zero"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/dev/zero: cannot read: not a regular file"), "{}", stderr(&o));
+    let o = kiln(&["run", "examples/linear_regression.kiln", "--fn", "forward", "--input", "x=/dev/zero"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not a regular file"), "{}", stderr(&o));
+}

@@ -29,7 +29,7 @@ pub const PRELUDE: &str = include_str!("../prelude/prelude.kiln");
 /// The source map holds every file read, for rendering diagnostics.
 pub fn compile_path(path: &Path, options: &Options) -> (SourceMap, Result<Program, Vec<Diagnostic>>) {
     let mut sources = SourceMap::new();
-    let text = std::fs::read_to_string(path);
+    let text = read_source(path);
     let name = path.display().to_string();
     match text {
         Ok(text) => {
@@ -39,7 +39,11 @@ pub fn compile_path(path: &Path, options: &Options) -> (SourceMap, Result<Progra
         }
         Err(e) => {
             let root = sources.add(name.clone(), None, String::new());
-            let d = Diagnostic::new(Code("E0205"), Span::new(root, 0, 0), format!("cannot read `{name}`: {e}"));
+            let d = Diagnostic::new(
+                Code("E0205"),
+                Span::new(root, 0, 0),
+                format!("cannot read `{name}`: {}", io_reason(&e)),
+            );
             (sources, Err(vec![d]))
         }
     }
@@ -98,7 +102,7 @@ fn load(sources: &mut SourceMap, id: FileId, files: &mut Vec<(FileId, ast::File)
         if sources.find_path(&key).is_some() {
             continue;
         }
-        match std::fs::read_to_string(&path) {
+        match read_source(&path) {
             Ok(text) => {
                 let child = sources.add(u.path.clone(), Some(key), text);
                 load(sources, child, files, diagnostics);
@@ -113,6 +117,25 @@ fn load(sources: &mut SourceMap, id: FileId, files: &mut Vec<(FileId, ast::File)
 }
 
 /// An I/O error's reason without the OS error number.
+/// The most bytes a source file may hold (16 MiB).
+pub const MAX_SOURCE_BYTES: u64 = 16 << 20;
+
+/// The text of the source file at `path`: a regular file (not a device or
+/// a FIFO, which could be read forever) of at most [`MAX_SOURCE_BYTES`].
+pub fn read_source(path: &Path) -> std::io::Result<String> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    if meta.len() > MAX_SOURCE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} bytes, more than the {MAX_SOURCE_BYTES} a source file may hold", meta.len()),
+        ));
+    }
+    std::fs::read_to_string(path)
+}
+
 fn io_reason(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "no such file".into(),

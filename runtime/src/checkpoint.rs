@@ -151,7 +151,7 @@ fn save_with(path: &Path, params: &Params, names: &[String], state: Option<Train
 
 /// Where training stood when the checkpoint at `path` was saved.
 pub fn train_state(path: &Path) -> Result<TrainState, CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|e| error(path, format!("cannot read: {e}")))?;
+    let bytes = crate::files::read_checked(path, crate::files::MAX_FILE_BYTES).map_err(|e| error(path, e))?;
     let (_, metadata) =
         SafeTensors::read_metadata(&bytes).map_err(|e| error(path, format!("not a safetensors file: {e}")))?;
     let empty = HashMap::new();
@@ -164,7 +164,7 @@ pub fn train_state(path: &Path) -> Result<TrainState, CheckpointError> {
 /// declares but `wanted` leaves out (a training checkpoint's optimizer state,
 /// for inference) are skipped.
 pub fn load(path: &Path, module: &Module, wanted: impl Fn(&str) -> bool) -> Result<Params, CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|e| error(path, format!("cannot read: {e}")))?;
+    let bytes = crate::files::read_checked(path, crate::files::MAX_FILE_BYTES).map_err(|e| error(path, e))?;
     let file = SafeTensors::deserialize(&bytes).map_err(|e| error(path, format!("not a safetensors file: {e}")))?;
     let mut params = Params::new();
     for name in file.names() {

@@ -41,7 +41,7 @@ pub fn read_labels(path: &Path) -> Result<Idx, DataError> {
 }
 
 fn read(path: &Path, magic: u32, rank: usize) -> Result<Idx, DataError> {
-    let raw = std::fs::read(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))?;
+    let raw = crate::files::read_checked(path, crate::files::MAX_FILE_BYTES).map_err(|e| DataError::new(path, e))?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&raw[..])

@@ -10,6 +10,7 @@
 pub mod checkpoint;
 pub mod dataset;
 pub mod execute;
+pub mod files;
 pub mod idx;
 pub mod npy;
 pub mod trainer;
