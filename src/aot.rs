@@ -96,7 +96,7 @@ fn library_params(module: &Module, checkpoint: Option<&Path>) -> Result<Vec<LibP
     let baked = match checkpoint {
         Some(path) => {
             let mut values = kiln_runtime::checkpoint::load(path, module, |n| !n.starts_with("opt."))?;
-            for (k, v) in kiln_ir::initialize_params(module, 0) {
+            for (k, v) in kiln_ir::try_initialize_params(module, 0).map_err(Error::Allocation)? {
                 values.entry(k).or_insert(v);
             }
             Some(values)

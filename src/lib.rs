@@ -127,6 +127,9 @@ pub enum Error {
     /// No GPU to run on, and why.
     #[error("no CUDA device: {0}")]
     NoDevice(String),
+    /// Memory for the parameters cannot be had.
+    #[error("{0}")]
+    Allocation(String),
     /// A request that does not fit the program or the data (the message
     /// says what was expected).
     #[error("{0}")]
@@ -313,7 +316,7 @@ pub fn run(
     let params = match &options.params {
         Some(p) => p,
         None => {
-            initialized = kiln_ir::initialize_params(module, options.seed);
+            initialized = kiln_ir::try_initialize_params(module, options.seed).map_err(Error::Allocation)?;
             &initialized
         }
     };

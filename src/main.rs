@@ -417,7 +417,7 @@ fn execute(command: Command) -> Result<(), Error> {
                     }
                     loaded
                 }
-                None => kiln_ir::initialize_params(&compiled.module, seed),
+                None => kiln_ir::try_initialize_params(&compiled.module, seed).map_err(Error::Allocation)?,
             };
             let precision = match precision {
                 PrecisionArg::Native => Precision::Native,

@@ -186,7 +186,7 @@ pub fn train(
     }
 
     let (params, resumed) = match &options.resume {
-        None => (kiln_ir::initialize_params(&module, options.seed), None),
+        None => (kiln_ir::try_initialize_params(&module, options.seed).map_err(Error::Allocation)?, None),
         Some(from) => {
             let state = kiln_runtime::checkpoint::train_state(from)?;
             if state.seed != options.seed {

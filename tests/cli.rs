@@ -466,3 +466,27 @@ fn endless_files_are_refused_before_reading() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("not a regular file"), "{}", stderr(&o));
 }
+
+/// Sizes never wrap: a batch whose tensors would hold more than a tensor
+/// may is refused where it is bound (`kiln build --bind`), and parameters
+/// the machine cannot hold are a clear error, not an abort.
+#[test]
+fn sizes_that_overflow_or_exceed_memory_are_errors() {
+    let ew = scratch("ew.kiln");
+    std::fs::write(&ew, "model Ew() { fn forward(x: f32[N, 4]) -> f32[N, 4] { relu(x) * 2.0 } }\n").unwrap();
+    let out = scratch("ewlib");
+    let (ew, out) = (ew.to_str().unwrap(), out.to_str().unwrap());
+    let o = kiln(&["build", ew, "--fn", "forward", "--bind", "N=4611686018427387905", "-o", out]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("f32[N, 4] at N = 4611686018427387905 holds"), "{}", stderr(&o));
+    let o = kiln(&["build", "examples/mlp.kiln", "--fn", "forward", "--bind", "N=100000000000", "-o", out]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("more than a tensor may"), "{}", stderr(&o));
+    let big = scratch("big.kiln");
+    let source =
+        "model Big() {\n    param w: f32[100000000000] = zeros\n    fn forward(x: f32[N, 4]) -> f32[N, 4] { x }\n}\n";
+    std::fs::write(&big, source).unwrap();
+    let o = kiln(&["run", big.to_str().unwrap(), "--fn", "forward"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("parameter `w` (f32[100000000000]) needs 800000000000 bytes"), "{}", stderr(&o));
+}

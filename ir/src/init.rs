@@ -15,6 +15,43 @@ pub fn initialize_params(module: &Module, seed: u64) -> Params {
     module.params.iter().map(|p| (p.name.clone(), initialize(p, seed))).collect()
 }
 
+/// [`initialize_params`], or why memory for a parameter cannot be had: a
+/// parameter larger than a tensor may be, or more than the machine gives.
+pub fn try_initialize_params(module: &Module, seed: u64) -> Result<Params, String> {
+    let mut params = Params::new();
+    for p in &module.params {
+        if let Some(why) = p.ty.too_large() {
+            return Err(format!("parameter `{}`: {why}", p.name));
+        }
+        // The interpreter holds each element as 8 bytes; ask before making them.
+        let count = p.ty.shape.element_count().constant as usize;
+        let needs = || {
+            format!(
+                "parameter `{}` ({}) needs {} bytes of memory, more than this machine gives",
+                p.name,
+                p.ty,
+                count * 8
+            )
+        };
+        if physical_memory().is_some_and(|total| count as u128 * 8 > total) {
+            return Err(needs());
+        }
+        let mut probe: Vec<f64> = Vec::new();
+        probe.try_reserve_exact(count).map_err(|_| needs())?;
+        drop(probe);
+        params.insert(p.name.clone(), initialize(p, seed));
+    }
+    Ok(params)
+}
+
+/// The machine's memory in bytes, where the system says (Linux).
+fn physical_memory() -> Option<u128> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// The first value of one parameter.
 pub fn initialize(decl: &ParamDecl, seed: u64) -> Tensor {
     let shape: Vec<usize> = decl.ty.shape.0.iter().map(|d| d.as_const().unwrap_or(0) as usize).collect();

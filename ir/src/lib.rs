@@ -20,10 +20,12 @@ mod typing;
 mod verify;
 
 pub use graph::{Function, Graph, Init, InputDecl, Module, Node, NodeId, ParamDecl};
-pub use init::{initialize, initialize_params};
+pub use init::{initialize, initialize_params, try_initialize_params};
 pub use op::{BinaryOp, CompareOp, ConvAttrs, Literal, Op, ReduceKind, UnaryOp};
 pub use parse::{ParseError, parse_float, parse_module};
 pub use print::{mnemonic, print_function, print_module};
-pub use types::{Bindings, DType, Dim, ElementCount, F64Bits, Shape, Symbol, TensorType, write_float};
+pub use types::{
+    Bindings, DType, Dim, ElementCount, F64Bits, MAX_TENSOR_BYTES, Shape, Symbol, TensorType, write_float,
+};
 pub use typing::{TypeContext, broadcastable, infer, window_output};
 pub use verify::{VerifyError, render_error, verify_module};

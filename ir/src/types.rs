@@ -224,9 +224,44 @@ pub struct TensorType {
     pub shape: Shape,
 }
 
+/// The most bytes one tensor may hold (1 TiB): a larger one is an error
+/// where it is declared or bound, never a wrapped size or a failed
+/// allocation at run time.
+pub const MAX_TENSOR_BYTES: u128 = 1 << 40;
+
 impl TensorType {
     pub fn new(dtype: DType, shape: Shape) -> TensorType {
         TensorType { dtype, shape }
+    }
+
+    /// Why this type holds more than [`MAX_TENSOR_BYTES`] whatever its
+    /// symbols are (each counted as at least 1), if it does.
+    pub fn too_large(&self) -> Option<String> {
+        let count = self.shape.element_count();
+        let bytes = count.constant.saturating_mul(self.dtype.size_bytes() as u128);
+        (bytes > MAX_TENSOR_BYTES).then(|| {
+            let at_least = if count.symbols.is_empty() { "" } else { "at least " };
+            format!("{self} holds {at_least}{bytes} bytes, more than a tensor may ({MAX_TENSOR_BYTES})")
+        })
+    }
+
+    /// The number of elements once the symbols are bound, if every symbol
+    /// is and the tensor holds at most [`MAX_TENSOR_BYTES`].
+    pub fn checked_len(&self, bindings: &Bindings) -> Result<u64, String> {
+        let mut elements = 1u128;
+        for d in &self.shape.0 {
+            let n = d.resolve(bindings).ok_or_else(|| format!("symbol {d} has no value"))?;
+            elements = elements.saturating_mul(u128::from(n));
+        }
+        let bytes = elements.saturating_mul(self.dtype.size_bytes() as u128);
+        if bytes > MAX_TENSOR_BYTES {
+            let shown: Vec<String> = bindings.iter().map(|(s, v)| format!("{s} = {v}")).collect();
+            return Err(format!(
+                "{self} at {} holds {bytes} bytes, more than a tensor may ({MAX_TENSOR_BYTES})",
+                shown.join(", ")
+            ));
+        }
+        Ok(elements as u64)
     }
 
     pub fn scalar(dtype: DType) -> TensorType {

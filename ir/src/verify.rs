@@ -43,6 +43,9 @@ pub fn verify_module(module: &Module) -> Result<(), VerifyError> {
         if !p.ty.shape.is_static() {
             return fail(format!("parameter `{}` has a symbolic shape {}", p.name, p.ty.shape));
         }
+        if let Some(why) = p.ty.too_large() {
+            return fail(format!("parameter `{}`: {why}", p.name));
+        }
     }
     let mut funcs = BTreeSet::new();
     for (index, f) in module.functions.iter().enumerate() {
@@ -65,6 +68,9 @@ fn verify_function(module: &Module, f: &Function) -> Result<(), (Option<NodeId>,
             return Err((None, format!("input `{}` is declared twice", input.name)));
         }
         bound.extend(symbols(&input.ty.shape));
+        if let Some(why) = input.ty.too_large() {
+            return Err((None, format!("input `{}`: {why}", input.name)));
+        }
     }
     let ctx = module.context(f);
     for (id, node) in f.graph.nodes() {
@@ -77,6 +83,9 @@ fn verify_function(module: &Module, f: &Function) -> Result<(), (Option<NodeId>,
             .map_err(|m| at(format!("{}: {m}", crate::print::mnemonic(&node.op))))?;
         if ty != node.ty {
             return Err(at(format!("type is {}, but the op gives {ty}", node.ty)));
+        }
+        if let Some(why) = ty.too_large() {
+            return Err(at(why));
         }
         let mut used = symbols(&node.ty.shape);
         if let Op::DimValue { symbol } = &node.op {

@@ -174,7 +174,13 @@ impl Checker<'_> {
         self.func.graph.set_line(at.map(|s| self.sources.line(s)));
         let ctx = kiln_ir::TypeContext { inputs: &self.func.inputs, params: &self.module.params };
         match self.func.graph.add(&ctx, op, args) {
-            Ok(id) => Value::Tensor(id),
+            Ok(id) => match self.func.graph.ty(id).too_large() {
+                Some(why) => self.error(
+                    Diagnostic::new(Code("E0418"), span, format!("this value is too large: {why}"))
+                        .label("computed here"),
+                ),
+                None => Value::Tensor(id),
+            },
             Err(message) => self.error(
                 Diagnostic::new(Code("E0801"), span, format!("internal error: {message}")).label("while lowering this"),
             ),

@@ -108,6 +108,18 @@ impl Checker<'_> {
                         self.instances[id].members.insert(name.name.clone(), poison);
                         continue;
                     };
+                    if let Some(why) = ty.too_large() {
+                        self.error(
+                            Diagnostic::new(
+                                Code("E0418"),
+                                name.span,
+                                format!("parameter `{}` is too large: {why}", name.name),
+                            )
+                            .label("declared here"),
+                        );
+                        self.instances[id].members.insert(name.name.clone(), poison);
+                        continue;
+                    }
                     let Some(init) = self.initializer(init, ty.dtype, &mut env) else {
                         self.instances[id].members.insert(name.name.clone(), poison);
                         continue;

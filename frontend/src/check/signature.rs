@@ -133,7 +133,15 @@ impl Checker<'_> {
                 DimPattern::Error => return None,
             }
         }
-        Some(TensorType::new(dtype, Shape(dims)))
+        let ty = TensorType::new(dtype, Shape(dims));
+        if let Some(why) = ty.too_large() {
+            self.error(
+                Diagnostic::new(Code("E0418"), t.span, format!("this input is too large: {why}"))
+                    .label("declared here"),
+            );
+            return None;
+        }
+        Some(ty)
     }
 
     /// Checks `ty` against the annotation `pat`, binding its names in `env`.

@@ -42,6 +42,9 @@ pub enum LowerError {
     UnknownFunction(String),
     #[error("symbol {0} has no value: bind every symbolic dimension of the inputs")]
     Unbound(String),
+    /// A value or buffer larger than a tensor may be at these sizes.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("internal error: {0}")]
     Invalid(String),
 }
@@ -100,6 +103,7 @@ pub fn lower(f: &Function, fusion: &Fusion, bindings: &Bindings, options: LowerO
     let mut shapes = Vec::with_capacity(f.graph.len());
     for (_, node) in f.graph.nodes() {
         let shape = node.ty.shape.resolve(bindings).map_err(|s| LowerError::Unbound(s.to_string()))?;
+        node.ty.checked_len(bindings).map_err(LowerError::TooLarge)?;
         shapes.push(shape.into_iter().map(|d| d as u64).collect::<Vec<u64>>());
     }
     if fusion.placement.len() != f.graph.len() || fusion.merges.len() != f.graph.len() {
@@ -138,6 +142,18 @@ pub fn lower(f: &Function, fusion: &Fusion, bindings: &Bindings, options: LowerO
         }
     }
     l.bind_outputs();
+    for b in &l.buffers {
+        let bytes = u128::from(b.len) * b.dtype.size_bytes() as u128;
+        if bytes > kiln_ir::MAX_TENSOR_BYTES {
+            return Err(LowerError::TooLarge(format!(
+                "a {} buffer of {} elements for `{}` is more than a tensor may hold ({} bytes)",
+                b.dtype,
+                b.len,
+                f.name,
+                kiln_ir::MAX_TENSOR_BYTES
+            )));
+        }
+    }
     Ok(Lowered { plan: Plan { name: f.name.clone(), buffers: l.buffers, kernels: l.kernels }, origins: l.origins })
 }
 
