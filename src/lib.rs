@@ -127,6 +127,9 @@ pub enum Error {
     /// No GPU to run on, and why.
     #[error("no CUDA device: {0}")]
     NoDevice(String),
+    /// f64 precision asked of compiled code, which computes f32 in f32.
+    #[error("compiled code computes f32 in f32: f64 precision is the reference interpreter's")]
+    F64NeedsInterpreter,
     /// Memory for the parameters cannot be had.
     #[error("{0}")]
     Allocation(String),
@@ -321,6 +324,9 @@ pub fn run(
         }
     };
     let (seed, backend, precision) = (options.seed, options.backend, options.precision);
+    if precision == Precision::F64 && backend != Backend::Interp {
+        return Err(Error::F64NeedsInterpreter);
+    }
     let Some(f) = module.function(function) else {
         return Err(no_function(module, function));
     };

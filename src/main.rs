@@ -65,9 +65,10 @@ enum Command {
         /// An input as NAME=PATH.npy; repeat for each input.
         #[arg(long = "input", value_name = "NAME=PATH")]
         inputs: Vec<String>,
-        /// Write the (single) output to this .npy file.
-        #[arg(long)]
-        output: Option<PathBuf>,
+        /// Write an output to this .npy file; repeat, in order, for a
+        /// function with several outputs (give one per output or none).
+        #[arg(long = "output")]
+        outputs: Vec<PathBuf>,
         /// Seed for parameter initialization and the random key.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -267,6 +268,7 @@ fn hint(e: &Error) -> Option<String> {
             "pass --data DIR, or install the Debian package dataset-fashion-mnist for the default".into()
         }
         Error::NoDevice(_) => "leave out --device cuda to run on the CPU".into(),
+        Error::F64NeedsInterpreter => "add --backend interp to compute in f64".into(),
         _ => return None,
     })
 }
@@ -395,7 +397,7 @@ fn execute(command: Command) -> Result<(), Error> {
             };
             train(&file, &options)
         }
-        Command::Run { file, function, inputs, output, seed, precision, params, backend, device, model } => {
+        Command::Run { file, function, inputs, outputs: files, seed, precision, params, backend, device, model } => {
             let backend = backend_of(backend, device)?;
             let compiled = compile_file(&file, &Options { model, ..Options::default() })?;
             let mut named = Vec::new();
@@ -423,13 +425,20 @@ fn execute(command: Command) -> Result<(), Error> {
                 PrecisionArg::Native => Precision::Native,
                 PrecisionArg::F64 => Precision::F64,
             };
+            let returns = compiled.signature(&function).map_or(0, |s| s.outputs.len());
+            if !files.is_empty() && files.len() != returns {
+                return Err(Error::Usage(format!(
+                    "`{function}` returns {returns} output{}: give --output once for each, in order, or not at all",
+                    if returns == 1 { "" } else { "s" }
+                )));
+            }
             let options = kiln::RunOptions { params: Some(params), seed, backend, precision };
             let outputs = kiln::run(&compiled.module, &function, &named, &options)?;
             for (i, t) in outputs.iter().enumerate() {
                 out(&format!("output {i}: {}\n", summarize(t)));
             }
-            if let Some(path) = output {
-                kiln_runtime::npy::write(&path, &outputs[0])?;
+            for (path, t) in files.iter().zip(&outputs) {
+                kiln_runtime::npy::write(path, t)?;
                 out(&format!("wrote {}\n", path.display()));
             }
             Ok(())

@@ -490,3 +490,35 @@ fn sizes_that_overflow_or_exceed_memory_are_errors() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("parameter `w` (f32[100000000000]) needs 800000000000 bytes"), "{}", stderr(&o));
 }
+
+/// `--output` once per output writes every output; a count that does not
+/// match is an error; f64 precision on compiled code says it is the
+/// interpreter's.
+#[test]
+fn every_output_is_written_and_precision_is_plain() {
+    let x = write_npy("xo.npy", &Tensor::from_f32(&[3, 784], &[0.5; 3 * 784]));
+    let y = write_npy("yo.npy", &Tensor::int(kiln_ir::DType::I32, ndarray::ArrayD::zeros(ndarray::IxDyn(&[3]))));
+    let (a, b) = (scratch("loss.npy"), scratch("logits.npy"));
+    let args = |outs: &[&std::path::Path]| -> Output {
+        let (xi, yi) = (format!("x={x}"), format!("y={y}"));
+        let mut v = vec!["run", "examples/softmax_regression.kiln", "--fn", "loss_and_logits", "--input", &xi];
+        v.extend(["--input", &yi]);
+        let outs: Vec<String> = outs.iter().map(|p| p.display().to_string()).collect();
+        for o in &outs {
+            v.extend(["--output", o.as_str()]);
+        }
+        kiln(&v)
+    };
+    let o = args(&[&a, &b]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(kiln_runtime::npy::read(&a).unwrap().shape(), &[] as &[usize]);
+    assert_eq!(kiln_runtime::npy::read(&b).unwrap().shape(), &[3, 10]);
+    let o = args(&[&a]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("returns 2 outputs: give --output once for each"), "{}", stderr(&o));
+    let xi = format!("x={x}");
+    let o = kiln(&["run", "examples/softmax_regression.kiln", "--fn", "forward", "--input", &xi, "--precision", "f64"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("f64 precision is the reference interpreter's"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("hint: add --backend interp"), "{}", stderr(&o));
+}
