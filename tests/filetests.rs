@@ -8,6 +8,8 @@ use std::path::Path;
 
 use kiln_frontend::{Options, SourceMap, Style};
 
+mod support;
+
 /// Compiles one file as the CLI does, naming it by its file name only so
 /// that snapshots do not depend on where the repository is checked out.
 fn compile(path: &Path) -> (SourceMap, Result<kiln_frontend::Program, Vec<kiln_frontend::Diagnostic>>) {
@@ -140,10 +142,40 @@ fn stage_text(c: &kiln_passes::Compilation, stage: &str) -> String {
     }
 }
 
+/// Runs the compiled plan on the kernel executor (within 1e-5) and on the
+/// JIT, twice on one arena poisoned with NaN bytes (within 1e-4), against
+/// the interpreter, on inputs with every symbol at its bound size.
+fn agrees_with_the_interpreter(
+    path: &Path,
+    module: &kiln_ir::Module,
+    function: &str,
+    plan: &kiln_ir::kernel::Plan,
+    bindings: &kiln_ir::Bindings,
+) {
+    let mut sizes: Vec<u64> = bindings.values().copied().collect();
+    sizes.dedup();
+    assert!(sizes.len() <= 1, "{}: bind every symbol to one size", path.display());
+    let inputs = support::inputs_at(module, function, sizes.first().copied().unwrap_or(1));
+    let params = kiln_ir::initialize_params(module, 1);
+    let options = kiln_ir::interp::EvalOptions::default();
+    let expected = kiln_ir::interp::evaluate(module, function, &inputs, &params, options).unwrap();
+    let text = plan.to_string();
+    let executed = kiln_ir::kernel::execute(plan, &inputs, &params).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    support::compare(function, "executor", &executed, &expected, 1e-5, &text);
+    let compiled = kiln_codegen::compile_plan(plan).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let mut arena = compiled.arena();
+    arena.fill(0xff);
+    for run in ["JIT", "JIT again"] {
+        let jitted = kiln::jit::execute(&compiled, &mut arena, &inputs, &params, |_, _| Ok(())).unwrap();
+        support::compare(function, run, &jitted, &expected, 1e-4, &text);
+    }
+}
+
 /// Every `.ir` file in `filetests/passes/` names a stage of the pipeline
 /// (`// stage: simplify|fuse|lower`), the sizes to compile at (`// bind:
 /// N=8`; 4 for a symbol it leaves out), and what the stage's output of its first function must contain,
-/// in order (`// check:`) or not at all (`// not:`).
+/// in order (`// check:`) or not at all (`// not:`); the plan then runs on
+/// the kernel executor and the JIT against the interpreter.
 #[test]
 fn pass_stages_match_their_checks() {
     let mut count = 0;
@@ -165,6 +197,7 @@ fn pass_stages_match_their_checks() {
         let compiled = kiln_passes::compile(&module, function, &bindings, &kiln_passes::CompileOptions::default())
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let output = stage_text(&compiled, &test.stage);
+        agrees_with_the_interpreter(path, &module, function, &compiled.plan, &bindings);
         let mut rest = output.as_str();
         for (wanted, check) in &test.checks {
             match (wanted, rest.find(check.as_str())) {
