@@ -15,9 +15,11 @@ use crate::{Compiled, Error};
 pub enum Emit {
     /// The graph IR after lowering and dead-code elimination.
     Ir,
-    /// The gradient function (default `loss`).
+    /// The gradient function (default `loss`), with the parameter
+    /// declarations it reads: a module `kiln run` runs as it is.
     Grad,
-    /// The training step: loss, gradients and update in one graph.
+    /// The training step: loss, gradients and update in one graph, with
+    /// the parameter declarations.
     Step,
     /// The optimized graph, kernel by kernel; `explain` says where each
     /// kernel came from and why its result is materialized, `stats` prints
@@ -59,10 +61,15 @@ pub fn emit(
             None => compiled.module.to_string(),
             Some(name) => function_of(&compiled.module, name)?.to_string(),
         },
-        Emit::Grad => crate::gradient(&compiled.module, function.unwrap_or("loss"))?.to_string(),
+        // With the parameters it reads declared, so the text runs as it is.
+        Emit::Grad => {
+            let grad = crate::gradient(&compiled.module, function.unwrap_or("loss"))?;
+            Module { params: compiled.module.params.clone(), functions: vec![grad] }.to_string()
+        }
         Emit::Step => {
             let module = crate::with_train_step(compiled)?;
-            module.function("train_step").map(|f| f.to_string()).unwrap_or_default()
+            let step = function_of(&module, "train_step")?.clone();
+            Module { params: module.params, functions: vec![step] }.to_string()
         }
         Emit::Opt { .. } | Emit::Dot => {
             let (module, name) = with_default(compiled, function)?;
