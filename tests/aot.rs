@@ -215,9 +215,9 @@ int main(void) {
     float *w1 = calloc(784 * 256, 4), *b1 = calloc(256, 4), *w2 = calloc(2560, 4), *b2 = calloc(10, 4);
     mlp_params p = { w1, b1, w2, b2 }, missing = { w1, NULL, w2, b2 };
     float x[5 * 784] = { 0 }, out[5 * 10], loss, logits[4 * 10], nw1[784 * 256], nb1[256], nw2[2560], nb2[10];
-    int32_t y[5] = { 0 };
+    int32_t y[5] = { 0 }, bad[4] = { 1, 200, 3, 4 };
     int64_t key = 1;
-    printf("%d %d %d %d %d %d %d %d\n",
+    printf("%d %d %d %d %d %d %d %d %d\n",
         mlp_forward(&p, x, 4, out),
         mlp_forward(NULL, x, 4, out),
         mlp_forward(&p, NULL, 4, out),
@@ -225,14 +225,15 @@ int main(void) {
         mlp_forward(&p, x, 5, out),
         mlp_forward(&p, x, -1, out),
         mlp_train_step(&p, x, y, &key, 3, &loss, logits, nw1, nb1, nw2, nb2),
-        mlp_train_step(&p, x, y, &key, 4, &loss, logits, nw1, nb1, nw2, nb2));
+        mlp_train_step(&p, x, y, &key, 4, &loss, logits, nw1, nb1, nw2, nb2),
+        mlp_train_step(&p, x, bad, &key, 4, &loss, logits, nw1, nb1, nw2, nb2));
     return 0;
 }
 "#;
     std::fs::write(dir.join("main.c"), program).unwrap();
     cc(&dir, &["main.c", "libmlp.a", "-o", "main"]);
     let printed = ok(&Command::new(dir.join("main")).output().unwrap(), "main");
-    assert_eq!(printed.trim(), "0 1 1 1 2 2 2 0", "OK, NULL_ARGUMENT x3, BAD_SIZE x3, OK");
+    assert_eq!(printed.trim(), "0 1 1 1 2 2 2 0 4", "OK, NULL_ARGUMENT x3, BAD_SIZE x3, OK, INDEX_OUT_OF_RANGE");
 }
 
 /// Two threads calling one function at once get what one thread gets.

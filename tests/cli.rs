@@ -296,7 +296,7 @@ fn emit_opt_shows_kernels_rules_and_costs() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     let kernels = text.matches("\n  kernel k").count();
-    assert!(text.starts_with(&format!("// train_step: {kernels} kernels (unoptimized: 90)\n")), "{text}");
+    assert!(text.starts_with(&format!("// train_step: {kernels} kernels (unoptimized: 92)\n")), "{text}");
     assert!(text.contains("    %4: f32[N, 256] = matmul %1, %3  // GEMM, by blocks of rows\n"), "{text}");
     assert!(text.contains("// inlined"), "{text}");
 
@@ -306,7 +306,7 @@ fn emit_opt_shows_kernels_rules_and_costs() {
     assert_eq!(text.matches("// source: examples/mlp.kiln line").count(), kernels, "{text}");
     assert!(text.contains("// rules: div_by_constant"), "1/0.8 is a multiplication by 1.25:\n{text}");
     assert!(text.contains("result materialized: read by `matmul`"), "{text}");
-    assert!(text.contains("(a reduction epilogue: %39 is never stored)"), "the loss mean:\n{text}");
+    assert!(text.contains("(a reduction epilogue: %40 is never stored)"), "the loss mean:\n{text}");
     assert!(text.contains("(a sibling reduction)"), "{text}");
     assert!(text.contains("(a GEMM epilogue: run by blocks of rows"), "{text}");
     let o = kiln(&["emit", "opt", "examples/lenet.kiln", "--explain"]);
@@ -531,4 +531,38 @@ fn every_output_is_written_and_precision_is_plain() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("f64 precision is the reference interpreter's"), "{}", stderr(&o));
     assert!(stderr(&o).contains("hint: add --backend interp"), "{}", stderr(&o));
+}
+
+/// A label out of range is an error on the interpreter and the JIT (the
+/// one-hot rows are gathered, with the index checked), never a loss in
+/// which that row counts for nothing.
+#[test]
+fn labels_out_of_range_are_errors() {
+    let x = write_npy("lx.npy", &Tensor::from_f32(&[2, 784], &[0.0; 2 * 784]));
+    for (name, labels) in [("l200.npy", [1i64, 200]), ("lneg.npy", [-5, 1])] {
+        let y = write_npy(
+            name,
+            &Tensor::int(
+                kiln_ir::DType::I32,
+                ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[2]), labels.to_vec()).unwrap(),
+            ),
+        );
+        let (xi, yi) = (format!("x={x}"), format!("y={y}"));
+        for backend in ["jit", "interp"] {
+            let o = kiln(&[
+                "run",
+                "examples/mlp.kiln",
+                "--fn",
+                "loss",
+                "--input",
+                &xi,
+                "--input",
+                &yi,
+                "--backend",
+                backend,
+            ]);
+            assert_eq!(o.status.code(), Some(1), "{backend} {labels:?}: {}", stdout(&o));
+            assert!(stderr(&o).contains("out of") || stderr(&o).contains("outside its bound"), "{}", stderr(&o));
+        }
+    }
 }

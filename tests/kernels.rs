@@ -614,13 +614,15 @@ fn widened_random_bits_agree() {
     check_all("examples/mlp.kiln");
 }
 
-/// Softmax cross-entropy, forward and backward, in at most four kernels:
+/// Softmax cross-entropy, forward and backward, in at most six kernels:
 /// between the softmax regression step's forward product and its weight
 /// gradient product there are the row maxima (with the one-hot row sums as
 /// a sibling), the sums of exponentials, the loss (with its mean as an
 /// epilogue) and the gradient of the logits. The logits (the bias added,
 /// an output of the step for the training accuracy) are the first
-/// product's GEMM epilogue, so four kernels lie between the products.
+/// product's GEMM epilogue; the one-hot rows are gathered from the identity
+/// (two kernels: a label out of range is an error), so six kernels lie
+/// between the products.
 #[test]
 fn softmax_cross_entropy_is_four_kernels() {
     let step = with_step("examples/softmax_regression.kiln");
@@ -632,7 +634,7 @@ fn softmax_cross_entropy_is_four_kernels() {
     let products: Vec<usize> = (0..names.len()).filter(|&i| gemm(&plan.kernels[i])).collect();
     assert_eq!(products.len(), 2, "{names:?}");
     assert!(kiln_ir::kernel::gemm_epilogue(&plan.kernels[products[0]]).is_some(), "{}", plan);
-    assert!(products[1] - products[0] - 1 <= 4, "cross-entropy kernels: {names:?}");
+    assert!(products[1] - products[0] - 1 <= 6, "cross-entropy kernels: {names:?}");
     check(&step, "train_step");
 }
 
