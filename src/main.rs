@@ -477,7 +477,12 @@ fn train(file: &std::path::Path, options: &kiln::train::TrainOptions) -> Result<
     )?;
     bar.finish_and_clear();
     let total: f64 = report.epochs.iter().map(|e| e.seconds).sum();
-    out(&format!("trained {} epochs in {total:.1} s\n", report.epochs.len()));
+    let n = report.epochs.len();
+    let resumed = match report.resumed_after {
+        Some(done) => format!(" after the {done} of the checkpoint resumed from"),
+        None => String::new(),
+    };
+    out(&format!("trained {n} epoch{}{resumed} in {total:.1} s\n", if n == 1 { "" } else { "s" }));
     for name in &report.model_params {
         let values = report.params[name].to_f64_vec();
         if values.len() <= 4 {
