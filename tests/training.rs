@@ -387,3 +387,47 @@ fn a_killed_run_leaves_a_complete_checkpoint() {
     }
     assert!(complete > 0, "some run got to save before it was killed");
 }
+
+/// Two runs saving to one path at the same time leave one run's whole
+/// checkpoint, never a mix of both: each writes its own temporary file and
+/// renames it over the target.
+#[test]
+fn two_runs_saving_to_one_path_leave_one_whole_checkpoint() {
+    let data = tiny_dataset("concurrent", &[0, 1, 2, 3, 4, 5, 6, 7]);
+    let path = scratch("shared.safetensors");
+    let spawn = |seed: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["train", "examples/softmax_regression.kiln", "--data", data.to_str().unwrap(), "--seed", seed])
+            .args(["--epochs", "30", "--batch", "2", "--checkpoint-every", "1", "--save", path.to_str().unwrap()])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| spawn("1"));
+        let b = s.spawn(|| spawn("2"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert!(
+        a.status.success() && b.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    let state = kiln_runtime::checkpoint::train_state(&path).unwrap();
+    assert_eq!(state.epoch, 30);
+    let params = kiln_runtime::checkpoint::load(&path, &compiled_module(), |_| true).unwrap();
+    // The parameters are those of the run whose seed the file records.
+    let options = TrainOptions {
+        data: Some(data.clone()),
+        epochs: 30,
+        batch: 2,
+        seed: state.seed,
+        test_limit: Some(8),
+        ..TrainOptions::default()
+    };
+    let again = run("softmax_regression.kiln", &options).unwrap();
+    for (name, value) in &params {
+        assert_eq!(value, &again.params[name], "{name} is the seed {} run's", state.seed);
+    }
+}
