@@ -112,7 +112,8 @@ enum Command {
         #[arg(long, value_name = "K")]
         checkpoint_every: Option<usize>,
         /// Continue the run saved in this checkpoint, up to `--epochs` in all
-        /// (same seed): the same parameters as a run never interrupted.
+        /// (same seed and batch size, checked; same data and learning rate):
+        /// the same parameters as a run never interrupted.
         #[arg(long, value_name = "P")]
         resume: Option<PathBuf>,
         /// Draw loss and accuracy against epoch as SVG.
@@ -425,7 +426,11 @@ fn execute(command: Command) -> Result<(), Error> {
                 PrecisionArg::Native => Precision::Native,
                 PrecisionArg::F64 => Precision::F64,
             };
-            let returns = compiled.signature(&function).map_or(0, |s| s.outputs.len());
+            let returns = compiled
+                .signature(&function)
+                .ok_or_else(|| kiln::no_function(&compiled.module, &function))?
+                .outputs
+                .len();
             if !files.is_empty() && files.len() != returns {
                 return Err(Error::Usage(format!(
                     "`{function}` returns {returns} output{}: give --output once for each, in order, or not at all",

@@ -197,6 +197,14 @@ pub fn train(
                     options.seed
                 )));
             }
+            if state.batch != options.batch as u64 {
+                return Err(Error::Usage(format!(
+                    "{} was saved by a run with batches of {}, not {}: resume with the same batch size",
+                    from.display(),
+                    state.batch,
+                    options.batch
+                )));
+            }
             if state.epoch >= options.epochs as u64 {
                 return Err(Error::Usage(format!(
                     "{} has trained {} epochs already: ask for more than {} in all",
@@ -292,7 +300,12 @@ pub fn train(
         epochs.push(report);
         let due = options.checkpoint_every.is_some_and(|k| (epoch + 1) % k == 0);
         if let (Some(save), true) = (&options.save, due || epoch + 1 == options.epochs) {
-            let state = TrainState { epoch: epoch as u64 + 1, steps: trainer.steps(), seed: options.seed };
+            let state = TrainState {
+                epoch: epoch as u64 + 1,
+                steps: trainer.steps(),
+                seed: options.seed,
+                batch: options.batch as u64,
+            };
             kiln_runtime::checkpoint::save_training(save, &trainer.params()?, &all_params, state)?;
         }
     }
@@ -416,6 +429,7 @@ fn count_correct(logits: &Tensor, labels: &[i32], indices: &[usize]) -> usize {
     let classes = logits.shape().last().copied().unwrap_or(1).max(1);
     indices
         .iter()
+        .take(values.len() / classes)
         .enumerate()
         .filter(|(row, i)| {
             let r = &values[row * classes..(row + 1) * classes];

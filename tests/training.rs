@@ -290,7 +290,7 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
     let first = TrainOptions { epochs: 2, save: Some(half.clone()), ..base.clone() };
     run("mlp.kiln", &first).unwrap();
     let state = kiln_runtime::checkpoint::train_state(&half).unwrap();
-    assert_eq!(state, kiln_runtime::checkpoint::TrainState { epoch: 2, steps: 6, seed: 0 });
+    assert_eq!(state, kiln_runtime::checkpoint::TrainState { epoch: 2, steps: 6, seed: 0, batch: 4 });
     let rest = run("mlp.kiln", &TrainOptions { resume: Some(half.clone()), ..base.clone() }).unwrap();
     assert_eq!(rest.resumed_after, Some(2));
     assert_eq!(rest.epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(), [3, 4]);
@@ -300,6 +300,8 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
     // Resuming asks for the same seed and for epochs still to do.
     let e = run("mlp.kiln", &TrainOptions { resume: Some(half.clone()), seed: 3, ..base.clone() }).unwrap_err();
     assert!(e.to_string().contains("was saved by a run with seed 0, not 3"), "{e}");
+    let e = run("mlp.kiln", &TrainOptions { resume: Some(half.clone()), batch: 3, ..base.clone() }).unwrap_err();
+    assert!(e.to_string().contains("with batches of 4, not 3"), "{e}");
     let e = run("mlp.kiln", &TrainOptions { resume: Some(half.clone()), epochs: 2, ..base.clone() }).unwrap_err();
     assert!(e.to_string().contains("has trained 2 epochs already"), "{e}");
     // A checkpoint saved without training state cannot be resumed from.

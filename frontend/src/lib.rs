@@ -116,7 +116,6 @@ fn load(sources: &mut SourceMap, id: FileId, files: &mut Vec<(FileId, ast::File)
     }
 }
 
-/// An I/O error's reason without the OS error number.
 /// The most bytes a source file may hold (16 MiB).
 pub const MAX_SOURCE_BYTES: u64 = 16 << 20;
 
@@ -136,6 +135,7 @@ pub fn read_source(path: &Path) -> std::io::Result<String> {
     std::fs::read_to_string(path)
 }
 
+/// An I/O error's reason without the OS error number.
 fn io_reason(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "no such file".into(),

@@ -19,6 +19,7 @@ pub fn initialize_params(module: &Module, seed: u64) -> Params {
 /// parameter larger than a tensor may be, or more than the machine gives.
 pub fn try_initialize_params(module: &Module, seed: u64) -> Result<Params, String> {
     let mut params = Params::new();
+    let mut total = 0u128;
     for p in &module.params {
         if let Some(why) = p.ty.too_large() {
             return Err(format!("parameter `{}`: {why}", p.name));
@@ -33,7 +34,8 @@ pub fn try_initialize_params(module: &Module, seed: u64) -> Result<Params, Strin
                 count * 8
             )
         };
-        if physical_memory().is_some_and(|total| count as u128 * 8 > total) {
+        total += count as u128 * 8;
+        if physical_memory().is_some_and(|memory| total > memory) {
             return Err(needs());
         }
         let mut probe: Vec<f64> = Vec::new();

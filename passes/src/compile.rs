@@ -125,6 +125,9 @@ impl Compilation {
     pub fn origins_of(&self, k: usize) -> Vec<KernelOrigin> {
         let mut lowered = 0;
         for current in 0..=k {
+            if lowered >= self.lowered.origins.len() {
+                break;
+            }
             let merged = self.merged_gemms.contains(&lowered);
             if current == k {
                 let end = if merged { lowered + 2 } else { lowered + 1 };

@@ -20,7 +20,10 @@ pub fn rows_independent(f: &Function, symbol: &str) -> bool {
         ty.shape.0.iter().enumerate().all(|(k, d)| !matches!(d, Dim::Sym(x) if x.0 == symbol) || k == 0)
     };
     let inputs_ok = f.inputs.iter().all(|i| leading_only(&i.ty));
-    let outputs_ok = f.output_types().iter().all(|t| has(t) && leading_only(t));
+    // Every value holds the size as its leading axis or not at all: a
+    // reshape or permute that moves it mixes rows.
+    let nodes_ok = f.graph.nodes().all(|(_, node)| leading_only(&node.ty));
+    let outputs_ok = nodes_ok && f.output_types().iter().all(|t| has(t) && leading_only(t));
     let kept = f.graph.nodes().all(|(_, node)| has(&node.ty) || !node.args.iter().any(|a| has(&f.graph.node(*a).ty)));
     inputs_ok && outputs_ok && kept
 }
@@ -46,6 +49,20 @@ mod tests {
 ",
         );
         assert!(rows_independent(&f, "N"));
+    }
+
+    #[test]
+    fn moving_the_size_from_the_leading_axis_mixes_rows() {
+        let f = function(
+            "func f(x: f32[N, 4]) -> (f32[N, 4]) {
+  %0: f32[N, 4] = input 0
+  %1: f32[4, N] = reshape %0
+  %2: f32[N, 4] = permute %1 perm=[1, 0]
+  return %2
+}
+",
+        );
+        assert!(!rows_independent(&f, "N"));
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct TrainState {
     pub steps: u64,
     /// The run's seed.
     pub seed: u64,
+    /// The run's batch size (shuffling and the step count depend on it).
+    pub batch: u64,
 }
 
 impl TrainState {
@@ -50,6 +52,7 @@ impl TrainState {
             ("kiln.epoch".to_string(), self.epoch.to_string()),
             ("kiln.steps".to_string(), self.steps.to_string()),
             ("kiln.seed".to_string(), self.seed.to_string()),
+            ("kiln.batch".to_string(), self.batch.to_string()),
         ])
     }
 
@@ -60,7 +63,12 @@ impl TrainState {
             })?;
             value.parse().map_err(|_| error(path, format!("`{key}` is `{value}`, not a count")))
         };
-        Ok(TrainState { epoch: field("kiln.epoch")?, steps: field("kiln.steps")?, seed: field("kiln.seed")? })
+        Ok(TrainState {
+            epoch: field("kiln.epoch")?,
+            steps: field("kiln.steps")?,
+            seed: field("kiln.seed")?,
+            batch: field("kiln.batch")?,
+        })
     }
 }
 
@@ -75,7 +83,7 @@ pub fn check_target(path: &Path) -> Result<(), CheckpointError> {
     if !dir.is_dir() {
         return Err(error(path, format!("cannot write here: `{}` is not a directory", dir.display())));
     }
-    let probe = temporary(path);
+    let probe = temporary(path).with_extension("probe");
     std::fs::File::create(&probe)
         .and_then(|_| std::fs::remove_file(&probe))
         .map_err(|e| error(path, format!("cannot write in `{}`: {e}", dir.display())))
@@ -88,15 +96,21 @@ fn directory_of(path: &Path) -> PathBuf {
     }
 }
 
-/// A temporary file beside `path`, unique to this process.
+/// A temporary file beside `path`, unique to this process (saves within a
+/// process take turns, [`SAVING`]).
 fn temporary(path: &Path) -> PathBuf {
     let name = path.file_name().map_or_else(|| "checkpoint".into(), |n| n.to_string_lossy().to_string());
     directory_of(path).join(format!(".{name}.{}.tmp", std::process::id()))
 }
 
+/// Held while a save writes its temporary file and renames it.
+static SAVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Writes `bytes` to `path` so that `path` holds either what it held before
 /// or all of `bytes`: a temporary file, flushed, renamed over it.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    // Threads of one process share its temporary file name: one at a time.
+    let _turn = SAVING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let tmp = temporary(path);
     let written = (|| -> std::io::Result<()> {
         let mut file = std::fs::File::create(&tmp)?;

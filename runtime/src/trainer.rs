@@ -11,7 +11,9 @@ use crate::execute::{ExecError, Execute, HostTensor, Outputs, Session};
 /// The state of a training run.
 pub struct Trainer<'m> {
     session: Box<dyn Session + 'm>,
-    /// The parameter each output of `train_step` after the loss replaces.
+    /// The parameter each of the last `updates.len()` outputs of
+    /// `train_step` replaces (the loss, and the logits where the step
+    /// returns them, come before).
     updates: Vec<String>,
     /// How many inputs `train_step` takes: one more than a batch's when
     /// it also takes a random key.

@@ -78,7 +78,8 @@ fn valid_checkpoint() -> Vec<u8> {
     let params = kiln_ir::initialize_params(&m, 1);
     let path = scratch("valid.safetensors");
     let names = vec!["w".to_string(), "b".to_string()];
-    checkpoint::save_training(&path, &params, &names, checkpoint::TrainState { epoch: 1, steps: 2, seed: 3 }).unwrap();
+    checkpoint::save_training(&path, &params, &names, checkpoint::TrainState { epoch: 1, steps: 2, seed: 3, batch: 4 })
+        .unwrap();
     std::fs::read(path).unwrap()
 }
 

@@ -396,14 +396,17 @@ impl Checker<'_> {
     /// The function `loss_and_logits`: the loss's graph returning, beside
     /// the loss, the value of the model's `forward` that the loss called
     /// directly, when it did, that value is `[N, classes]` and the loss
-    /// takes integer labels (a classifier). A training loop measures
+    /// takes integer labels `[N]` (a classifier, one row per label). A training loop measures
     /// accuracy on it without a second forward pass.
     fn loss_and_logits(&mut self) -> Option<String> {
         const NAME: &str = "loss_and_logits";
         let logits = self.forward_result.take()?;
         let loss = self.module.function("loss")?;
-        let labels = loss.inputs.iter().any(|i| i.ty.dtype.is_int() && i.name != "key");
-        if self.module.function(NAME).is_some() || loss.graph.ty(logits).rank() != 2 || !labels {
+        let ty = loss.graph.ty(logits);
+        // One row of logits per label: the labels' first dimension leads them.
+        let rows = ty.shape.0.first();
+        let labels = loss.inputs.iter().any(|i| i.ty.dtype.is_int() && i.name != "key" && i.ty.shape.0.first() == rows);
+        if self.module.function(NAME).is_some() || ty.rank() != 2 || !labels {
             return None;
         }
         let mut f = loss.clone();
