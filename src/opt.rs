@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use kiln_ir::{Bindings, Function, Module, NodeId};
 use kiln_passes::cost::{Machine, Work};
-use kiln_passes::fuse::{Fusion, Group, Merge, Placement};
+use kiln_passes::fuse::{Group, Merge, Placement};
 use kiln_passes::{Compilation, CompileOptions, KernelOrigin, SimplifyReport};
 
 use crate::Error;
@@ -15,20 +15,10 @@ use crate::Error;
 /// A function before and after optimization: its compilation, and the
 /// unoptimized plan's figures to compare with.
 pub struct Optimized {
-    /// The pipeline's run, every stage kept.
+    /// The pipeline's run, every stage kept (its report taken out).
     pub compilation: Compilation,
-    /// The function as given.
-    pub before: Function,
-    /// The function after equality saturation.
-    pub after: Function,
     /// What saturation did.
     pub report: SimplifyReport,
-    /// Where each node of `after` is computed.
-    pub placement: Vec<Placement>,
-    /// The kernel of each materialized node.
-    pub groups: Vec<Group>,
-    /// Reductions computed inside another kernel.
-    pub merges: Vec<Option<Merge>>,
     /// The kernel name of each node that has a kernel of its own in the
     /// lowered plan (before GEMM epilogues merge).
     pub kernel_of: BTreeMap<NodeId, String>,
@@ -37,24 +27,56 @@ pub struct Optimized {
     /// GEMM nodes merged with the loop after them: the GEMM's node to the
     /// epilogue's (`merge_gemm_epilogues`).
     pub gemm_into: BTreeMap<NodeId, NodeId>,
-    /// Kernels of the optimized plan.
-    pub kernels_after: usize,
     /// Kernels of the unoptimized plan (one per op).
     pub kernels_before: usize,
     /// Bytes and flops of the unoptimized plan.
     pub work_before: Work,
     /// Bytes and flops of the optimized plan.
     pub work_after: Work,
+}
+
+impl Optimized {
+    /// The function as given.
+    pub fn before(&self) -> &Function {
+        &self.compilation.source
+    }
+
+    /// The function after equality saturation.
+    pub fn after(&self) -> &Function {
+        &self.compilation.simplified
+    }
+
+    /// Where each node of `after` is computed.
+    pub fn placement(&self) -> &[Placement] {
+        &self.compilation.fusion.placement
+    }
+
+    /// The kernel of each materialized node.
+    pub fn groups(&self) -> &[Group] {
+        &self.compilation.fusion.groups
+    }
+
+    /// Reductions computed inside another kernel.
+    pub fn merges(&self) -> &[Option<Merge>] {
+        &self.compilation.fusion.merges
+    }
+
     /// The machine the cost model priced on.
-    pub machine: Machine,
+    pub fn machine(&self) -> &Machine {
+        &self.compilation.machine
+    }
+
+    /// Kernels of the optimized plan.
+    pub fn kernels_after(&self) -> usize {
+        self.compilation.plan.kernels.len()
+    }
 }
 
 /// Optimizes `function` of `module` for `bindings` (the cost model prices
 /// symbols bound there at their value): one run of the pipeline, and one
 /// unoptimized lowering to compare with.
 pub fn optimize(module: &Module, function: &str, bindings: &Bindings) -> Result<Optimized, Error> {
-    let before = module.function(function).ok_or_else(|| crate::no_function(module, function))?.clone();
-    let compilation = kiln_passes::compile(module, function, bindings, &CompileOptions::default())?;
+    let mut compilation = kiln_passes::compile(module, function, bindings, &CompileOptions::default())?;
     let unoptimized = kiln_passes::compile(module, function, bindings, &CompileOptions::unoptimized())?;
     let lowered = &compilation.lowered;
     let mut kernel_of = BTreeMap::new();
@@ -75,26 +97,19 @@ pub fn optimize(module: &Module, function: &str, bindings: &Bindings) -> Result<
             gemm_into.insert(*gemm, *epilogue);
         }
     }
-    let machine = compilation.machine.clone();
-    let after = compilation.simplified.clone();
-    let work_before = Fusion::none(&before).work(&before, &machine);
-    let work_after = compilation.fusion.work(&after, &machine);
-    let report = compilation.simplify_report.clone().ok_or_else(|| Error::Usage("not simplified".into()))?;
+    let machine = &compilation.machine;
+    let work_before = unoptimized.fusion.work(&unoptimized.simplified, machine);
+    let work_after = compilation.fusion.work(&compilation.simplified, machine);
+    // The default pipeline simplifies, so its report is there.
+    let report = compilation.simplify_report.take().ok_or_else(|| Error::Internal("no simplify report".into()))?;
     Ok(Optimized {
-        kernels_after: compilation.plan.kernels.len(),
         kernels_before: unoptimized.plan.kernels.len(),
-        placement: compilation.fusion.placement.clone(),
-        groups: compilation.fusion.groups.clone(),
-        merges: compilation.fusion.merges.clone(),
-        before,
-        after,
         report,
         kernel_of,
         output_copies,
         gemm_into,
         work_before,
         work_after,
-        machine,
         compilation,
     })
 }
@@ -123,10 +138,10 @@ fn why(placement: &Placement) -> String {
 /// kernel came from, which rules made it, and why its result is materialized.
 /// `source` names the file the graph's line numbers refer to.
 pub fn render(o: &Optimized, explain: bool, source: &str) -> String {
-    let f = &o.after;
+    let f = o.after();
     let lines = node_lines(f);
     let mut out = String::new();
-    let kernels = o.kernels_after;
+    let kernels = o.kernels_after();
     let plural = |n: usize| if n == 1 { "" } else { "s" };
     let _ = writeln!(out, "// {}: {kernels} kernel{} (unoptimized: {})", f.name, plural(kernels), o.kernels_before);
     let header = kiln_ir::print_function(f);
@@ -136,8 +151,8 @@ pub fn render(o: &Optimized, explain: bool, source: &str) -> String {
             let _ = writeln!(out, "  {}", lines[id.index()]);
         }
     }
-    for g in &o.groups {
-        if o.merges[g.root.index()].is_some() || o.gemm_into.contains_key(&g.root) {
+    for g in o.groups() {
+        if o.merges()[g.root.index()].is_some() || o.gemm_into.contains_key(&g.root) {
             continue; // printed inside the kernel that computes it
         }
         let Some(name) = o.kernel_of.get(&g.root) else {
@@ -148,17 +163,17 @@ pub fn render(o: &Optimized, explain: bool, source: &str) -> String {
         // then its own, then sibling reductions sharing its loops.
         let root = g.root;
         let epilogue_of =
-            |h: &&Group| matches!(o.merges[h.root.index()], Some(Merge::Epilogue { into, .. }) if into == root);
-        let sibling_of = |h: &&Group| o.merges[h.root.index()] == Some(Merge::Sibling { with: root });
+            |h: &&Group| matches!(o.merges()[h.root.index()], Some(Merge::Epilogue { into, .. }) if into == root);
+        let sibling_of = |h: &&Group| o.merges()[h.root.index()] == Some(Merge::Sibling { with: root });
         // A GEMM whose rows this kernel finishes comes first.
         let gemm_of = |h: &&Group| o.gemm_into.get(&h.root) == Some(&root);
         let parts: Vec<&Group> = o
-            .groups
+            .groups()
             .iter()
             .filter(gemm_of)
-            .chain(o.groups.iter().filter(epilogue_of))
+            .chain(o.groups().iter().filter(epilogue_of))
             .chain(std::iter::once(g))
-            .chain(o.groups.iter().filter(sibling_of))
+            .chain(o.groups().iter().filter(sibling_of))
             .collect();
         let _ = writeln!(out, "  kernel {name} {{");
         if explain {
@@ -199,9 +214,9 @@ pub fn render(o: &Optimized, explain: bool, source: &str) -> String {
                 "    // rules: {}",
                 if rules.is_empty() { "none (as written)".to_string() } else { rules.join(", ") }
             );
-            let _ = writeln!(out, "    // result materialized: {}", why(&o.placement[g.root.index()]));
+            let _ = writeln!(out, "    // result materialized: {}", why(&o.placement()[g.root.index()]));
             for p in &parts {
-                match &o.merges[p.root.index()] {
+                match &o.merges()[p.root.index()] {
                     Some(Merge::Epilogue { keep, .. }) => {
                         let stored = if *keep { "also stored for its later readers" } else { "never stored" };
                         let _ = writeln!(
@@ -233,7 +248,7 @@ pub fn render(o: &Optimized, explain: bool, source: &str) -> String {
                     let _ = writeln!(out, "    {}  // inlined", lines[m.index()]);
                 }
             }
-            let note = match &o.merges[p.root.index()] {
+            let note = match &o.merges()[p.root.index()] {
                 None if gemm_of(p) => "  // GEMM, by blocks of rows",
                 Some(Merge::Epilogue { keep: false, .. }) => "  // accumulated, not stored",
                 Some(Merge::Epilogue { keep: true, .. }) => "  // accumulated and stored",
@@ -266,8 +281,8 @@ fn mflops(flops: f64) -> String {
 
 /// Kernels, bytes moved and flops before and after, and what the e-graph did.
 pub fn render_stats(o: &Optimized) -> String {
-    let m = &o.machine;
-    let kernels_after = o.kernels_after;
+    let m = o.machine();
+    let kernels_after = o.kernels_after();
     let time = |w: Work, k: usize| m.seconds(w) + k as f64 * m.kernel_overhead;
     let rows = [
         ("kernels", o.kernels_before.to_string(), kernels_after.to_string()),
@@ -283,7 +298,7 @@ pub fn render_stats(o: &Optimized) -> String {
     let shown: Vec<String> = m.bindings.iter().map(|(s, v)| format!("{s} = {v}")).collect();
     let mut out = String::new();
     let _ =
-        writeln!(out, "{} ({})", o.after.name, if shown.is_empty() { "no symbols".into() } else { shown.join(", ") });
+        writeln!(out, "{} ({})", o.after().name, if shown.is_empty() { "no symbols".into() } else { shown.join(", ") });
     let _ = writeln!(out, "  {:<16} {:>14} {:>14}", "", "unoptimized", "optimized");
     for (what, before, after) in rows {
         let _ = writeln!(out, "  {what:<16} {before:>14} {after:>14}");
@@ -318,16 +333,16 @@ fn dot_label(line: &str) -> String {
 /// into one cluster per kernel), as two clusters of one digraph.
 pub fn render_dot(o: &Optimized) -> String {
     let mut out = String::from("digraph kiln {\n  rankdir=TB;\n  node [shape=box, fontname=monospace, fontsize=10];\n");
-    let before_lines = node_lines(&o.before);
-    let _ = writeln!(out, "  subgraph cluster_before {{\n    label=\"{} before\";", o.before.name);
-    for (id, node) in o.before.graph.nodes() {
+    let before_lines = node_lines(o.before());
+    let _ = writeln!(out, "  subgraph cluster_before {{\n    label=\"{} before\";", o.before().name);
+    for (id, node) in o.before().graph.nodes() {
         let _ = writeln!(out, "    b{} [label=\"{}\"];", id.0, dot_label(&before_lines[id.index()]));
         for a in &node.args {
             let _ = writeln!(out, "    b{} -> b{};", a.0, id.0);
         }
     }
     out.push_str("  }\n");
-    let f = &o.after;
+    let f = o.after();
     let lines = node_lines(f);
     let _ = writeln!(
         out,
@@ -336,7 +351,7 @@ pub fn render_dot(o: &Optimized) -> String {
         o.kernel_of.len() + o.output_copies.len()
     );
     for (id, _) in f.graph.nodes() {
-        let style = match o.placement[id.index()] {
+        let style = match o.placement()[id.index()] {
             Placement::Inlined => ", style=dashed",
             Placement::Given => ", style=rounded",
             _ => "",
@@ -344,7 +359,7 @@ pub fn render_dot(o: &Optimized) -> String {
         let _ = writeln!(out, "    a{} [label=\"{}\"{style}];", id.0, dot_label(&lines[id.index()]));
     }
     let mut drawn = vec![false; f.graph.len()];
-    for g in &o.groups {
+    for g in o.groups() {
         let Some(name) = o.kernel_of.get(&g.root) else {
             continue;
         };

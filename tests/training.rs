@@ -313,7 +313,8 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
 
 /// Checkpoint and plot paths are checked before any training: a missing
 /// directory, a directory, the model's own source, and one file for both
-/// are errors that come at once; checkpoints every K epochs need `--save`.
+/// are errors that come at once; checkpoints every K epochs need `--save`;
+/// a test limit of 0 leaves a classifier nothing to measure.
 #[test]
 fn bad_output_paths_fail_before_training() {
     let data = tiny_dataset("paths", &[0, 1, 2, 3]);
@@ -331,6 +332,8 @@ fn bad_output_paths_fail_before_training() {
     let both = scratch("both.out");
     fails(TrainOptions { save: Some(both.clone()), plot: Some(both), ..base.clone() }, "would both be written to");
     fails(TrainOptions { checkpoint_every: Some(1), ..base.clone() }, "need a file to save to");
+    // A classifier with nothing to test on says so instead of accuracy 0.
+    fails(TrainOptions { test_limit: Some(0), ..base.clone() }, "no test examples to measure accuracy on");
     fails(TrainOptions { checkpoint_every: Some(0), save: Some(scratch("zero.st")), ..base }, "every 0 epochs");
 }
 
