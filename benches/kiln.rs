@@ -52,7 +52,7 @@ fn prepared(
         .iter()
         .map(|b| match b.role {
             kiln_ir::kernel::BufferRole::Input(i) => kiln_codegen::HostBuffer::from_tensor(&inputs[i as usize]),
-            _ => kiln_codegen::HostBuffer::zeros(b.dtype, b.len as usize),
+            _ => kiln_codegen::HostBuffer::zeros(b.dtype, b.len.as_const().expect("constant shapes") as usize),
         })
         .collect();
     (compiled, buffers)
@@ -68,7 +68,7 @@ fn matmul(n: usize) -> f64 {
         1024 => 21,
         _ => 9,
     };
-    let t = median(runs, || compiled.run(&mut buffers).expect("runs"));
+    let t = median(runs, || compiled.run(&Bindings::new(), &mut buffers).expect("runs"));
     2.0 * (n as f64).powi(3) / t.as_secs_f64() / 1e9
 }
 
@@ -112,7 +112,7 @@ fn scale_ir(n: usize) -> String {
 /// x in and out per second, the time, and the number of kernels.
 fn elementwise(text: &str, n: usize) -> (f64, Duration, usize) {
     let (compiled, mut buffers) = prepared(&module(text), &[filled(&[n], 3)]);
-    let t = median(7, || compiled.run(&mut buffers).expect("runs"));
+    let t = median(7, || compiled.run(&Bindings::new(), &mut buffers).expect("runs"));
     ((2 * n * 4) as f64 / t.as_secs_f64() / 1e9, t, compiled.plan().kernels.len())
 }
 
@@ -171,7 +171,8 @@ fn training_step(example: &str) -> (kiln_ir::Module, Vec<String>, kiln_ir::inter
 fn run_with_labels(compiled: &kiln_codegen::CompiledPlan, arena: &mut kiln_codegen::Arena) {
     for (b, decl) in compiled.plan().buffers.iter().enumerate() {
         if let (kiln_ir::kernel::BufferRole::Input(_), DType::I32) = (&decl.role, decl.dtype) {
-            arena.write_elements(b, &vec![0i32; decl.len as usize]).expect("labels fit their buffer");
+            let len = decl.len.eval(arena.bindings()).expect("a length at the arena's sizes");
+            arena.write_elements(b, &vec![0i32; len as usize]).expect("labels fit their buffer");
         }
     }
     compiled.run_arena(arena).expect("runs");
@@ -191,7 +192,7 @@ fn step_jit(example: &str) -> [f64; 3] {
     let mut bindings = Bindings::new();
     bindings.insert(Symbol::new("N"), 256);
     let plan = jit.compiled("train_step", &bindings).expect("compiles");
-    let mut arena = plan.arena();
+    let mut arena = plan.arena(&bindings).expect("an arena");
     let mut ways: [Box<dyn FnMut() + '_>; 3] = [
         Box::new(|| drop(session.run_updating("train_step", &inputs, &updates).expect("runs"))),
         Box::new(|| drop(jit.run("train_step", &inputs, &params).expect("runs"))),
@@ -230,7 +231,7 @@ fn step_interpreted(example: &str) -> f64 {
 }
 
 /// An example's training step at batch 256: its plan, compiled.
-fn compiled_step(example: &str) -> (kiln_ir::kernel::Plan, kiln_codegen::CompiledPlan) {
+fn compiled_step(example: &str) -> (kiln_ir::kernel::Plan, kiln_codegen::CompiledPlan, Bindings) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(example);
     let compiled = kiln::compile_file(&path, &Options::default()).expect("compiles");
     let m = kiln::with_train_step(&compiled).expect("a training step");
@@ -238,14 +239,14 @@ fn compiled_step(example: &str) -> (kiln_ir::kernel::Plan, kiln_codegen::Compile
     bindings.insert(Symbol::new("N"), 256);
     let plan = kiln_passes::compile_plan(&m, "train_step", &bindings).expect("lowers");
     let compiled = kiln_codegen::compile_plan(&plan).expect("compiles");
-    (plan, compiled)
+    (plan, compiled, bindings)
 }
 
 /// Where the compiled MLP training step spends its time: each kernel's
 /// total over 50 runs, largest first.
 fn profile(example: &str) {
-    let (_, compiled) = compiled_step(example);
-    let mut arena = compiled.arena();
+    let (_, compiled, bindings) = compiled_step(example);
+    let mut arena = compiled.arena(&bindings).expect("an arena");
     let mut totals: Vec<(String, Duration)> = Vec::new();
     for run in 0..51 {
         let times = compiled.profile_arena(&mut arena).expect("runs");
@@ -283,7 +284,7 @@ fn optimize() {
             let time = |options| {
                 let plan = kiln_passes::compile(&m, function, &bindings, &options).expect("lowers").plan;
                 let compiled = kiln_codegen::compile_plan(&plan).expect("compiles");
-                let mut arena = compiled.arena();
+                let mut arena = compiled.arena(&bindings).expect("an arena");
                 let runs = if example == "lenet.kiln" { 5 } else { 31 };
                 let t = median(runs, || run_with_labels(&compiled, &mut arena));
                 (plan.kernels.len(), t.as_secs_f64() * 1e3)
@@ -318,7 +319,7 @@ fn conv(n: u64) {
             let options = kiln_passes::CompileOptions { lower, ..Default::default() };
             let plan = kiln_passes::compile(&m, function, &bindings, &options).expect("lowers").plan;
             let compiled = kiln_codegen::compile_plan(&plan).expect("compiles");
-            let mut arena = compiled.arena();
+            let mut arena = compiled.arena(&bindings).expect("an arena");
             median(11, || run_with_labels(&compiled, &mut arena)).as_secs_f64() * 1e3
         };
         let direct = time(kiln_passes::ConvLowering::Direct);

@@ -150,7 +150,9 @@ fn export(
     }
     let lower = kiln_passes::LowerOptions { gemm: kiln_passes::GemmLowering::Loops, ..Default::default() };
     let options = kiln_passes::CompileOptions { lower, ..Default::default() };
-    let plan = kiln_passes::compile(module, function, &bindings, &options)?.plan;
+    // Libraries take the sizes they were built for (smaller batches padded
+    // to them): the plan specialized to those sizes.
+    let plan = kiln_passes::compile(module, function, &bindings, &options)?.plan.specialize(&bindings);
     let dims = |ty: &kiln_ir::TensorType| -> Vec<ArgDim> {
         ty.shape
             .0

@@ -41,13 +41,16 @@ pub enum Emit {
 }
 
 /// `what` of `function` (or the stage's default function) of `compiled`,
-/// at `sizes`; `source` names the file in `--explain`'s source lines.
+/// at `sizes`; `source` names the file in `--explain`'s source lines. The
+/// kernel plan and the code the JIT makes of it keep the sizes symbolic:
+/// `sizes` are the hint their size-dependent choices are taken at.
 ///
 /// ```
 /// let source = "model Scale() { fn forward(x: f32[N, 4]) -> f32[N, 4] { relu(x) * 2.0 } }";
 /// let compiled = kiln::compile_source("scale.kiln", source, &kiln::Options::default()).unwrap();
 /// let plan = kiln::emit::emit(&compiled, kiln::emit::Emit::Kernels, None, &[("N".into(), 8)], "scale.kiln").unwrap();
-/// assert!(plan.contains("for i0 in 0..32 parallel vector 4"), "{plan}");
+/// assert!(plan.contains("size N >= 1 hint 8"), "{plan}");
+/// assert!(plan.contains("for i0 in 0..4*N parallel vector 4"), "{plan}");
 /// ```
 pub fn emit(
     compiled: &Compiled,

@@ -51,14 +51,18 @@ impl Execute for Gpu<'_> {
         let key = (function.to_string(), bindings.clone());
         let mut cache = self.cache.borrow_mut();
         if !cache.contains_key(&key) {
+            // The GPU backend compiles plans at one binding of their sizes.
             let plan = kiln_passes::compile_plan(self.module, function, &bindings)
-                .map_err(|e| ExecError::Compile { function: function.into(), source: e.into() })?;
+                .map_err(|e| ExecError::Compile { function: function.into(), source: e.into() })?
+                .specialize(&bindings);
             let gpu = CudaPlan::new(&plan).map_err(ExecError::Device)?;
             cache.insert(key.clone(), (plan, gpu));
         }
         let (plan, gpu) = cache.get_mut(&key).expect("just inserted");
-        let outputs = kiln_ir::kernel::execute_with(plan, inputs, params, |_, buffers| gpu.run(buffers))
-            .map_err(|message| ExecError::Run { function: function.into(), message })?;
+        let outputs = kiln_ir::kernel::execute_with(plan, &kiln_ir::Bindings::new(), inputs, params, |_, buffers| {
+            gpu.run(buffers)
+        })
+        .map_err(|message| ExecError::Run { function: function.into(), message })?;
         f.output_types()
             .into_iter()
             .zip(outputs)

@@ -1,6 +1,8 @@
 //! Running module functions as native code: each function is lowered to
-//! kernel IR and compiled with Cranelift once per binding of its symbolic
-//! dimensions (a batch size), then cached.
+//! kernel IR and compiled with Cranelift once, with its sizes symbolic (the
+//! sizes of its first call are the hint its size-dependent choices are
+//! taken at), then cached; every later call runs the same machine code at
+//! its own sizes, on an arena laid out for them (the last few kept).
 //!
 //! A training loop runs on a [`ResidentSession`]: the parameters stay in
 //! host buffers of their own dtype (f32) between steps, so a step converts
@@ -21,37 +23,104 @@ use ndarray::{ArrayD, IxDyn};
 /// A module whose functions run as compiled code.
 pub struct Jit<'m> {
     module: &'m Module,
-    cache: RefCell<HashMap<(String, Bindings), Compiled>>,
+    cache: RefCell<HashMap<String, Compiled>>,
+    /// How many functions were compiled (each once).
+    compilations: std::cell::Cell<usize>,
 }
 
-/// A compiled function and the arena its calls run on (allocated once).
+/// A compiled function and the arenas its calls run on, one per binding of
+/// its sizes, most recently used last (allocated once each).
 struct Compiled {
     plan: Rc<CompiledPlan>,
-    arena: Rc<RefCell<Arena>>,
+    arenas: RefCell<Vec<Rc<RefCell<Arena>>>>,
+    /// The plan specialized and compiled at sizes below its symbols' least
+    /// values (an empty batch, N = 0), which the symbolic plan is not
+    /// proved for, with the arena it runs on.
+    degenerate: RefCell<Vec<(Bindings, Rc<CompiledPlan>, SharedArena)>>,
 }
+
+/// An arena shared between the cache and the call running on it.
+type SharedArena = Rc<RefCell<Arena>>;
+
+/// Arenas kept per function: a training epoch needs two (the full batches
+/// and the last, partial one), an evaluation two more.
+const ARENAS: usize = 4;
 
 impl<'m> Jit<'m> {
     /// A JIT for `module`'s functions; nothing is compiled until a call.
     pub fn new(module: &'m Module) -> Jit<'m> {
-        Jit { module, cache: RefCell::new(HashMap::new()) }
+        Jit { module, cache: RefCell::new(HashMap::new()), compilations: std::cell::Cell::new(0) }
     }
 
-    /// The compiled plan of `function` for `bindings`, compiling it on first use.
+    /// The compiled plan of `function`, compiling it on first use with
+    /// `bindings` as the size hint (later calls reuse it at any sizes).
     pub fn compiled(&self, function: &str, bindings: &Bindings) -> Result<Rc<CompiledPlan>, ExecError> {
         self.entry(function, bindings).map(|(plan, _)| plan)
     }
 
+    /// How many functions this JIT has compiled: each function once,
+    /// whatever sizes it ran at.
+    pub fn compilations(&self) -> usize {
+        self.compilations.get()
+    }
+
     fn entry(&self, function: &str, bindings: &Bindings) -> Result<(Rc<CompiledPlan>, Rc<RefCell<Arena>>), ExecError> {
-        let key = (function.to_string(), bindings.clone());
-        if let Some(c) = self.cache.borrow().get(&key) {
-            return Ok((c.plan.clone(), c.arena.clone()));
-        }
         let failed =
             |e: Box<dyn std::error::Error + Send + Sync>| ExecError::Compile { function: function.into(), source: e };
-        let plan = kiln_passes::compile_plan(self.module, function, bindings).map_err(|e| failed(e.into()))?;
+        if !self.cache.borrow().contains_key(function) {
+            let plan = kiln_passes::compile_plan(self.module, function, bindings).map_err(|e| failed(e.into()))?;
+            let compiled = Rc::new(kiln_codegen::compile_plan(&plan).map_err(|e| failed(e.into()))?);
+            self.compilations.set(self.compilations.get() + 1);
+            let entry = Compiled { plan: compiled, arenas: RefCell::default(), degenerate: RefCell::default() };
+            self.cache.borrow_mut().insert(function.to_string(), entry);
+        }
+        let cache = self.cache.borrow();
+        let Some(c) = cache.get(function) else {
+            return Err(ExecError::NoFunction(function.into()));
+        };
+        let below = c.plan.plan().symbols.iter().any(|s| bindings.get(&s.symbol).is_some_and(|&v| v < s.min));
+        if below {
+            return self.degenerate(c, function, bindings);
+        }
+        let mut arenas = c.arenas.borrow_mut();
+        let position = arenas.iter().position(|a| a.borrow().bindings() == bindings);
+        let arena = match position {
+            Some(p) => arenas.remove(p),
+            None => {
+                let arena = c
+                    .plan
+                    .arena(bindings)
+                    .map_err(|e| ExecError::Run { function: function.into(), message: e.to_string() })?;
+                if arenas.len() >= ARENAS {
+                    arenas.remove(0);
+                }
+                Rc::new(RefCell::new(arena))
+            }
+        };
+        arenas.push(arena.clone());
+        Ok((c.plan.clone(), arena))
+    }
+
+    /// The plan of `c` specialized to `bindings` (sizes below the least
+    /// values the symbolic plan is proved for), verified and compiled on
+    /// first use.
+    fn degenerate(
+        &self,
+        c: &Compiled,
+        function: &str,
+        bindings: &Bindings,
+    ) -> Result<(Rc<CompiledPlan>, Rc<RefCell<Arena>>), ExecError> {
+        let failed =
+            |e: Box<dyn std::error::Error + Send + Sync>| ExecError::Compile { function: function.into(), source: e };
+        if let Some((_, plan, arena)) = c.degenerate.borrow().iter().find(|d| &d.0 == bindings) {
+            return Ok((plan.clone(), arena.clone()));
+        }
+        let plan = c.plan.plan().specialize(bindings);
+        kiln_ir::kernel::verify_plan(&plan).map_err(|e| failed(e.into()))?;
         let compiled = Rc::new(kiln_codegen::compile_plan(&plan).map_err(|e| failed(e.into()))?);
-        let arena = Rc::new(RefCell::new(compiled.arena()));
-        self.cache.borrow_mut().insert(key, Compiled { plan: compiled.clone(), arena: arena.clone() });
+        let arena = compiled.arena(&Bindings::new()).map_err(|e| failed(e.into()))?;
+        let arena = Rc::new(RefCell::new(arena));
+        c.degenerate.borrow_mut().push((bindings.clone(), compiled.clone(), arena.clone()));
         Ok((compiled, arena))
     }
 }
@@ -189,7 +258,8 @@ impl ResidentSession<'_, '_> {
                 .param(name)
                 .ok_or_else(|| ExecError::NotAParam { function: function.into(), name: name.clone() })?;
             let len = param.ty.shape.resolve(&Bindings::new()).map(|s| s.iter().product::<usize>());
-            if param.ty.dtype != decl.dtype || len != Ok(decl.len as usize) {
+            let decl_len = decl.len.eval(&bindings).map(|n| n as usize);
+            if param.ty.dtype != decl.dtype || len.ok() != decl_len {
                 return Err(ExecError::UpdateType {
                     function: function.into(),
                     output: n,
@@ -202,8 +272,9 @@ impl ResidentSession<'_, '_> {
             updated.push((b, name, decl));
         }
         for (b, name, decl) in updated {
-            let target =
-                resident.entry(name.clone()).or_insert_with(|| HostBuffer::zeros(decl.dtype, decl.len as usize));
+            let target = resident
+                .entry(name.clone())
+                .or_insert_with(|| HostBuffer::zeros(decl.dtype, decl.len.eval(&bindings).unwrap_or(0) as usize));
             arena.read_into(b, target).map_err(Partial::Run)?;
         }
         outputs.sort_by_key(|o| o.0);

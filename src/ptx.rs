@@ -39,7 +39,7 @@ pub fn generic_plan(
     use kiln_codegen::nvptx::{GenericPlan, MAX_SYMBOLS, probe_grid};
     let lower = |at: &Bindings| {
         let options = kiln_passes::CompileOptions { decide_at: Some(bindings.clone()), ..Default::default() };
-        kiln_passes::compile(module, function, at, &options).map(|c| c.plan).map_err(|e| e.to_string())
+        kiln_passes::compile(module, function, at, &options).map(|c| c.plan.specialize(at)).map_err(|e| e.to_string())
     };
     let symbols: Vec<(String, u64)> = bindings.iter().map(|(s, v)| (s.to_string(), *v)).collect();
     if symbols.len() > MAX_SYMBOLS {
@@ -84,7 +84,7 @@ pub fn emit(
         let (kernels, compiled, specialized) = match generic {
             Ok((plan, compiled)) => (plan.kernels(), compiled, None),
             Err(why) => {
-                let plan = kiln_passes::compile_plan(module, name, &bindings)?;
+                let plan = kiln_passes::compile_plan(module, name, &bindings)?.specialize(&bindings);
                 let mut compiled = emit_ptx(&plan, sm)?;
                 compiled.manifest = compiled
                     .manifest

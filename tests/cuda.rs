@@ -42,12 +42,13 @@ fn examples_on_the_gpu_agree_with_the_interpreter() {
     ] {
         let module = with_step(path);
         for f in &module.functions {
-            let plan = kiln_passes::compile_plan(&module, &f.name, &bindings_for(&module, &f.name)).unwrap();
+            let bindings = bindings_for(&module, &f.name);
+            let plan = kiln_passes::compile_plan(&module, &f.name, &bindings).unwrap().specialize(&bindings);
             let inputs = inputs_for(&module, &f.name);
             let params = kiln_ir::initialize_params(&module, 1);
             let expected = evaluate(&module, &f.name, &inputs, &params, EvalOptions::default()).unwrap();
             let mut gpu = CudaPlan::new(&plan).unwrap_or_else(|e| panic!("{path} {}: {e}", f.name));
-            let actual = execute_with(&plan, &inputs, &params, |_, b| gpu.run(b))
+            let actual = execute_with(&plan, &kiln_ir::Bindings::new(), &inputs, &params, |_, b| gpu.run(b))
                 .unwrap_or_else(|e| panic!("{path} {}: {e}", f.name));
             compare(&f.name, "CUDA", &actual, &expected, TOLERANCE, &plan.to_string());
         }

@@ -160,10 +160,10 @@ fn agrees_with_the_interpreter(
     let options = kiln_ir::interp::EvalOptions::default();
     let expected = kiln_ir::interp::evaluate(module, function, &inputs, &params, options).unwrap();
     let text = plan.to_string();
-    let executed = kiln_ir::kernel::execute(plan, &inputs, &params).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let executed = kiln_ir::kernel::execute(plan, bindings, &inputs, &params).unwrap_or_else(|e| panic!("{e}\n{text}"));
     support::compare(function, "executor", &executed, &expected, 1e-5, &text);
     let compiled = kiln_codegen::compile_plan(plan).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let mut arena = compiled.arena();
+    let mut arena = compiled.arena(bindings).unwrap_or_else(|e| panic!("{e}\n{text}"));
     arena.fill(0xff);
     for run in ["JIT", "JIT again"] {
         let jitted = kiln::jit::execute(&compiled, &mut arena, &inputs, &params, |_, _| Ok(())).unwrap();
@@ -197,7 +197,10 @@ fn pass_stages_match_their_checks() {
         let compiled = kiln_passes::compile(&module, function, &bindings, &kiln_passes::CompileOptions::default())
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let output = stage_text(&compiled, &test.stage);
+        // The plan is made at the bound sizes (the hint) and holds at others.
         agrees_with_the_interpreter(path, &module, function, &compiled.plan, &bindings);
+        let other: kiln_ir::Bindings = bindings.iter().map(|(s, v)| (s.clone(), v + 3)).collect();
+        agrees_with_the_interpreter(path, &module, function, &compiled.plan, &other);
         let mut rest = output.as_str();
         for (wanted, check) in &test.checks {
             match (wanted, rest.find(check.as_str())) {
@@ -217,4 +220,46 @@ fn pass_stages_match_their_checks() {
         }
     });
     assert!(count >= 8, "the pass corpus has {count} files, fewer than 8");
+}
+
+/// The symbolic verifier, file by file: every plan in `filetests/plans/`
+/// says `// verify: ok` (it parses, verifies, prints back to the same text
+/// and runs at the sizes of its `// run:` lines without an access out of
+/// bounds) or `// error: <text>` (the verifier refuses it with a message
+/// containing the text).
+#[test]
+fn plans_verify_or_fail_as_marked() {
+    insta::glob!("filetests/plans/*.plan", |path| {
+        let text = std::fs::read_to_string(path).unwrap();
+        let expected_error = text.lines().find_map(|l| l.trim().strip_prefix("// error:")).map(str::trim);
+        let ok = text.lines().any(|l| l.trim() == "// verify: ok");
+        assert!(ok != expected_error.is_some(), "{}: say `// verify: ok` or `// error: ...`", path.display());
+        match (kiln_ir::kernel::parse_plan(&text), expected_error) {
+            (Ok(plan), None) => {
+                let body: String = text.lines().filter(|l| !l.starts_with("//")).map(|l| format!("{l}\n")).collect();
+                assert_eq!(plan.to_string(), body, "{}: the plan prints back as written", path.display());
+                for sizes in text.lines().filter_map(|l| l.trim().strip_prefix("// run:")) {
+                    let bindings: kiln_ir::Bindings = sizes
+                        .split(',')
+                        .map(|b| {
+                            let (s, v) = b.trim().split_once('=').expect("`// run: N=3, T=5`");
+                            (kiln_ir::Symbol::new(s.trim()), v.trim().parse().expect("a size"))
+                        })
+                        .collect();
+                    let mut buffers: Vec<kiln_ir::kernel::Storage> = plan
+                        .buffers
+                        .iter()
+                        .map(|b| kiln_ir::kernel::Storage::zeros(b.dtype, b.len.eval(&bindings).unwrap() as usize))
+                        .collect();
+                    kiln_ir::kernel::run_plan(&plan, &bindings, &mut buffers)
+                        .unwrap_or_else(|e| panic!("{} at {sizes}: {e}", path.display()));
+                }
+            }
+            (Ok(_), Some(e)) => panic!("{}: verifies, but should fail with `{e}`", path.display()),
+            (Err(e), None) => panic!("{}: {e}", path.display()),
+            (Err(e), Some(wanted)) => {
+                assert!(e.message.contains(wanted), "{}: `{}` does not contain `{wanted}`", path.display(), e.message)
+            }
+        }
+    });
 }

@@ -35,13 +35,21 @@ fn check_with(module: &Module, function: &str, options: CompileOptions) -> usize
         .plan;
     let text = plan.to_string();
     assert_eq!(kiln_ir::kernel::parse_plan(&text).as_ref(), Ok(&plan), "the plan's text round-trips");
-    let inputs = inputs_for(module, function);
     let params = kiln_ir::initialize_params(module, 1);
-    let expected = evaluate(module, function, &inputs, &params, EvalOptions::default()).unwrap();
-    let executed = execute(&plan, &inputs, &params).unwrap_or_else(|e| panic!("{function}: {e}\n{text}"));
-    compare(function, "executor", &executed, &expected, TOLERANCE, &text);
-    let jitted = run_jit(&plan, &inputs, &params).unwrap_or_else(|e| panic!("{function}: {e}\n{text}"));
-    compare(function, "JIT", &jitted, &expected, JIT_TOLERANCE, &text);
+    // The plan was made at the hint (BATCH); it must hold at other sizes
+    // too, one of them not congruent to the hint modulo 4.
+    let sizes: &[u64] = if plan.symbols.is_empty() { &[support::BATCH] } else { &[support::BATCH, 1, 8] };
+    for &size in sizes {
+        let inputs = support::inputs_at(module, function, size);
+        let bindings = support::bindings_at(module, function, size);
+        let expected = evaluate(module, function, &inputs, &params, EvalOptions::default()).unwrap();
+        let what = |backend: &str| format!("{backend} at size {size}");
+        let executed =
+            execute(&plan, &bindings, &inputs, &params).unwrap_or_else(|e| panic!("{function}: {e}\n{text}"));
+        compare(function, &what("executor"), &executed, &expected, TOLERANCE, &text);
+        let jitted = run_jit(&plan, &bindings, &inputs, &params).unwrap_or_else(|e| panic!("{function}: {e}\n{text}"));
+        compare(function, &what("JIT"), &jitted, &expected, JIT_TOLERANCE, &text);
+    }
     plan.kernels.len()
 }
 
@@ -51,11 +59,12 @@ fn check_with(module: &Module, function: &str, options: CompileOptions) -> usize
 /// JIT reuses an arena across calls.
 fn run_jit(
     plan: &kiln_ir::kernel::Plan,
+    bindings: &Bindings,
     inputs: &[Tensor],
     params: &kiln_ir::interp::Params,
 ) -> Result<Vec<Storage>, String> {
     let compiled = kiln_codegen::compile_plan(plan).map_err(|e| e.to_string())?;
-    let mut arena = compiled.arena();
+    let mut arena = compiled.arena(bindings).map_err(|e| e.to_string())?;
     arena.fill(0xff);
     let first = kiln::jit::execute(&compiled, &mut arena, inputs, params, |_, _| Ok(())).map_err(|e| e.to_string())?;
     let second = kiln::jit::execute(&compiled, &mut arena, inputs, params, |_, _| Ok(())).map_err(|e| e.to_string())?;
@@ -165,7 +174,7 @@ fn widened_reductions_agree() {
     ];
     let params = kiln_ir::interp::Params::new();
     let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
-    let jitted = run_jit(&plan, &inputs, &params).unwrap();
+    let jitted = run_jit(&plan, &Bindings::new(), &inputs, &params).unwrap();
     compare("f", "JIT", &jitted, &expected, JIT_TOLERANCE, &plan.to_string());
 }
 
@@ -329,7 +338,7 @@ fn vector_exp_is_within_two_ulp() {
     let module = kiln_ir::parse_module(&text).unwrap();
     let plan = kiln_passes::compile_plan(&module, "f", &Bindings::new()).unwrap();
     let inputs = vec![Tensor::from_f32(&[n], &xs)];
-    let out = run_jit(&plan, &inputs, &kiln_ir::interp::Params::new()).unwrap();
+    let out = run_jit(&plan, &Bindings::new(), &inputs, &kiln_ir::interp::Params::new()).unwrap();
     let got = values(&out[0]);
     for (x, y) in xs.iter().zip(got) {
         let want = f64::from(*x).exp() as f32;
@@ -389,7 +398,7 @@ fn widened_selects_agree() {
     ];
     let params = kiln_ir::interp::Params::new();
     let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
-    let jitted = run_jit(&plan, &inputs, &params).unwrap();
+    let jitted = run_jit(&plan, &Bindings::new(), &inputs, &params).unwrap();
     compare("f", "JIT", &jitted, &expected, 0.0, &plan.to_string());
 }
 
@@ -397,7 +406,7 @@ fn widened_selects_agree() {
 fn unbound_symbols_are_an_error() {
     let module = with_step("examples/mlp.kiln");
     let e = kiln_passes::compile_plan(&module, "forward", &Bindings::new()).unwrap_err();
-    assert_eq!(e.to_string(), "symbol N has no value: bind every symbolic dimension of the inputs");
+    assert_eq!(e.to_string(), "symbol N has no value: give every symbolic dimension of the inputs a size hint");
     let mut b = Bindings::new();
     b.insert(Symbol::new("N"), 2);
     assert!(kiln_passes::compile_plan(&module, "backward", &b).is_err());
@@ -424,7 +433,7 @@ fn kernels_split_across_threads_agree() {
     bindings.insert(Symbol::new("N"), 1024);
     let plan = kiln_passes::compile_plan(&module, "f", &bindings).unwrap();
     let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
-    let jitted = run_jit(&plan, &inputs, &params).unwrap();
+    let jitted = run_jit(&plan, &bindings, &inputs, &params).unwrap();
     compare("f", "JIT, threaded", &jitted, &expected, JIT_TOLERANCE, &plan.to_string());
 }
 
@@ -467,14 +476,17 @@ fn gemm_epilogues_agree_by_row_blocks() {
     let mut bindings = Bindings::new();
     bindings.insert(Symbol::new("N"), 101);
     let plan = kiln_passes::compile_plan(&module, "f", &bindings).unwrap();
-    let merged: Vec<u64> =
-        plan.kernels.iter().filter_map(|k| kiln_ir::kernel::gemm_epilogue(k).map(|e| e.per_row)).collect();
+    let merged: Vec<i64> = plan
+        .kernels
+        .iter()
+        .filter_map(|k| kiln_ir::kernel::gemm_epilogue(k).and_then(|e| e.per_row.as_const()))
+        .collect();
     assert_eq!(merged, [1, 1, 200], "two row epilogues and a flat one:\n{plan}");
     let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
-    let jitted = pool.install(|| run_jit(&plan, &inputs, &params)).unwrap();
+    let jitted = pool.install(|| run_jit(&plan, &bindings, &inputs, &params)).unwrap();
     compare("f", "JIT, row blocks", &jitted, &expected, JIT_TOLERANCE, &plan.to_string());
-    let executed = execute(&plan, &inputs, &params).unwrap();
+    let executed = execute(&plan, &bindings, &inputs, &params).unwrap();
     compare("f", "executor", &executed, &expected, TOLERANCE, &plan.to_string());
 }
 
@@ -513,9 +525,9 @@ fn column_reductions_run_in_lanes() {
         assert!(clif.contains("fadd.f32x4") && clif.contains("fmax.f32x4"), "columns in lanes:\n{plan}\n{clif}");
         let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
         let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
-        let jitted = pool.install(|| run_jit(&plan, &inputs, &params)).unwrap();
+        let jitted = pool.install(|| run_jit(&plan, &bindings, &inputs, &params)).unwrap();
         compare("f", "JIT, columns in lanes", &jitted, &expected, JIT_TOLERANCE, &plan.to_string());
-        let executed = execute(&plan, &inputs, &params).unwrap();
+        let executed = execute(&plan, &bindings, &inputs, &params).unwrap();
         compare("f", "executor", &executed, &expected, TOLERANCE, &plan.to_string());
         // The same loops marked neither parallel nor vector run one column
         // at a time: the lanes give their bits exactly.
@@ -529,7 +541,7 @@ fn column_reductions_run_in_lanes() {
             }
         }
         assert!(!kiln_codegen::clif_text(&scalar).unwrap().contains("fadd.f32x4"), "scalar:\n{scalar}");
-        let one_at_a_time = run_jit(&scalar, &inputs, &params).unwrap();
+        let one_at_a_time = run_jit(&scalar, &bindings, &inputs, &params).unwrap();
         for (k, (a, e)) in jitted.iter().zip(&one_at_a_time).enumerate() {
             let bits = |v: &Storage| {
                 values(v).iter().map(|x| if x.is_nan() { u64::MAX } else { x.to_bits() }).collect::<Vec<_>>()
@@ -568,7 +580,7 @@ fn widened_max_and_min_agree() {
     let inputs = vec![Tensor::from_f32(&[3, 37], &xs), Tensor::from_f32(&[3, 37], &ys)];
     let params = kiln_ir::interp::Params::new();
     let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
-    let jitted = run_jit(&plan, &inputs, &params).unwrap();
+    let jitted = run_jit(&plan, &Bindings::new(), &inputs, &params).unwrap();
     compare("f", "JIT", &jitted, &expected, 0.0, &plan.to_string());
 }
 
@@ -608,7 +620,7 @@ fn widened_random_bits_agree() {
         let key = Tensor::int(DType::I64, ArrayD::from_elem(IxDyn(&[]), key));
         let inputs = vec![Tensor::from_f32(&[3, 37], &x), key];
         let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
-        let jitted = run_jit(&plan, &inputs, &params).unwrap();
+        let jitted = run_jit(&plan, &Bindings::new(), &inputs, &params).unwrap();
         compare("f", "JIT", &jitted, &expected, 0.0, &plan.to_string());
     }
     check_all("examples/mlp.kiln");
@@ -715,7 +727,8 @@ fn single_store_nests_ask_for_lanes() {
     assert!(eligible.len() >= 20, "LeNet's step has many copy and elementwise nests: {}", eligible.len());
     for s in eligible {
         let KStmt::For { extent, vector, .. } = s else { unreachable!() };
-        assert_eq!(*vector, if *extent >= 4 { 4 } else { 1 }, "{s:?}");
+        let at_hint = extent.eval(&n).unwrap();
+        assert_eq!(*vector, if at_hint >= 4 { 4 } else { 1 }, "{s:?}");
     }
 }
 
@@ -745,7 +758,7 @@ fn pooling_windows_run_in_lanes() {
     let inputs = vec![Tensor::from_f32(&[2, 3, 14, 15], &xs)];
     let params = kiln_ir::interp::Params::new();
     let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
-    let jitted = run_jit(&plan, &inputs, &params).unwrap();
+    let jitted = run_jit(&plan, &Bindings::new(), &inputs, &params).unwrap();
     compare("f", "JIT, windows in lanes", &jitted, &expected, JIT_TOLERANCE, &plan_text);
     let mut scalar = plan.clone();
     fn no_lanes(stmts: &mut [kiln_ir::kernel::KStmt]) {
@@ -757,7 +770,7 @@ fn pooling_windows_run_in_lanes() {
         }
     }
     scalar.kernels.iter_mut().for_each(|k| no_lanes(&mut k.body));
-    let one_at_a_time = run_jit(&scalar, &inputs, &params).unwrap();
+    let one_at_a_time = run_jit(&scalar, &Bindings::new(), &inputs, &params).unwrap();
     let bits =
         |v: &Storage| values(v).iter().map(|x| if x.is_nan() { u64::MAX } else { x.to_bits() }).collect::<Vec<_>>();
     for (k, (a, e)) in jitted.iter().zip(&one_at_a_time).enumerate() {
@@ -793,10 +806,13 @@ fn long_small_products_split_along_k() {
     ];
     let params = kiln_ir::interp::Params::new();
     let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
-    let jitted = run_jit(&plan, &inputs, &params).unwrap();
+    let jitted = run_jit(&plan, &Bindings::new(), &inputs, &params).unwrap();
     compare("f", "JIT, split along k", &jitted, &expected, JIT_TOLERANCE, &plan_text);
-    let one_thread =
-        rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| run_jit(&plan, &inputs, &params));
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(|| run_jit(&plan, &Bindings::new(), &inputs, &params));
     let bits = |v: &[Storage]| v.iter().flat_map(values).map(f64::to_bits).collect::<Vec<_>>();
     assert_eq!(bits(&jitted), bits(&one_thread.unwrap()), "the same bits on one thread");
 }
@@ -819,7 +835,7 @@ fn plans_run_alike_inside_and_outside_the_thread_pool() {
         // Compiled where it runs: compiled code is not shared between threads.
         let run = || {
             let compiled = kiln_codegen::compile_plan(&plan).unwrap();
-            let mut arena = compiled.arena();
+            let mut arena = compiled.arena(&n).unwrap();
             kiln::jit::execute(&compiled, &mut arena, &inputs, &params, |_, _| Ok(())).unwrap()
         };
         let bits = |outputs: &[Storage]| outputs.iter().flat_map(values).map(f64::to_bits).collect::<Vec<_>>();

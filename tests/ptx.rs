@@ -49,9 +49,13 @@ fn ptxas() -> PathBuf {
     PathBuf::from("ptxas")
 }
 
+/// The plan of `function` at the test size, specialized to it (the PTX
+/// backend compiles plans at one binding).
 fn plan_of(module: &Module, function: &str) -> kiln_ir::kernel::Plan {
-    kiln_passes::compile_plan(module, function, &bindings_for(module, function))
+    let bindings = bindings_for(module, function);
+    kiln_passes::compile_plan(module, function, &bindings)
         .unwrap_or_else(|e| panic!("{function}: {e}"))
+        .specialize(&bindings)
 }
 
 /// Assembles `ptx` for `sm` with ptxas; panics with its message if it fails.
@@ -114,7 +118,7 @@ fn emulated_launches_agree_with_the_interpreter() {
             let inputs = inputs_for(&module, &f.name);
             let params = kiln_ir::initialize_params(&module, 1);
             let expected = evaluate(&module, &f.name, &inputs, &params, EvalOptions::default()).unwrap();
-            let emulated = execute_with(&plan, &inputs, &params, emulate_plan)
+            let emulated = execute_with(&plan, &kiln_ir::Bindings::new(), &inputs, &params, emulate_plan)
                 .unwrap_or_else(|e| panic!("{path} {}: {e}", f.name));
             compare(&f.name, "PTX emulation", &emulated, &expected, TOLERANCE, &plan.to_string());
         }
@@ -137,14 +141,15 @@ fn generic_modules_agree_with_the_interpreter_at_two_sizes() {
             for n in sizes {
                 let at: kiln_ir::Bindings = decide.keys().map(|s| (s.clone(), n)).collect();
                 let options = CompileOptions { decide_at: Some(decide.clone()), ..CompileOptions::default() };
-                let plan = kiln_passes::compile(&module, &f.name, &at, &options).unwrap().plan;
+                let plan = kiln_passes::compile(&module, &f.name, &at, &options).unwrap().plan.specialize(&at);
                 let inputs = inputs_at(&module, &f.name, n);
                 let params = kiln_ir::initialize_params(&module, 1);
                 let expected = evaluate(&module, &f.name, &inputs, &params, EvalOptions::default()).unwrap();
                 let ns = vec![n; decide.len()];
-                let emulated =
-                    execute_with(&plan, &inputs, &params, |_, buffers| emulate_generic(&generic, &ns, buffers))
-                        .unwrap_or_else(|e| panic!("{path} {} at N = {n}: {e}", f.name));
+                let emulated = execute_with(&plan, &kiln_ir::Bindings::new(), &inputs, &params, |_, buffers| {
+                    emulate_generic(&generic, &ns, buffers)
+                })
+                .unwrap_or_else(|e| panic!("{path} {} at N = {n}: {e}", f.name));
                 compare(&f.name, &format!("generic PTX emulation at N = {n}"), &emulated, &expected, TOLERANCE, "");
             }
             generic_functions += usize::from(!decide.is_empty());
@@ -164,9 +169,15 @@ fn a_generic_module_refuses_sizes_it_is_not_valid_for() {
     let plan = plan_of(&module, "forward");
     let inputs = inputs_for(&module, "forward");
     let params = kiln_ir::initialize_params(&module, 1);
-    let e = execute_with(&plan, &inputs, &params, |_, b| emulate_generic(&generic, &[BATCH + 1], b)).unwrap_err();
+    let e = execute_with(&plan, &kiln_ir::Bindings::new(), &inputs, &params, |_, b| {
+        emulate_generic(&generic, &[BATCH + 1], b)
+    })
+    .unwrap_err();
     assert!(e.contains("not valid at sizes [4]"), "{e}");
-    let e = execute_with(&plan, &inputs, &params, |_, b| emulate_generic(&generic, &[BATCH + 4], b)).unwrap_err();
+    let e = execute_with(&plan, &kiln_ir::Bindings::new(), &inputs, &params, |_, b| {
+        emulate_generic(&generic, &[BATCH + 4], b)
+    })
+    .unwrap_err();
     assert!(e.contains("elements"), "{e}");
 }
 
@@ -200,8 +211,11 @@ fn a_function_of_two_symbols_is_generic_in_both() {
         let params = kiln_ir::interp::Params::new();
         let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
         let options = CompileOptions { decide_at: Some(bind(3, 5)), ..CompileOptions::default() };
-        let plan = kiln_passes::compile(&module, "f", &bind(n, t), &options).unwrap().plan;
-        let emulated = execute_with(&plan, &inputs, &params, |_, b| emulate_generic(&generic, &[n, t], b)).unwrap();
+        let plan = kiln_passes::compile(&module, "f", &bind(n, t), &options).unwrap().plan.specialize(&bind(n, t));
+        let emulated = execute_with(&plan, &kiln_ir::Bindings::new(), &inputs, &params, |_, b| {
+            emulate_generic(&generic, &[n, t], b)
+        })
+        .unwrap();
         compare("f", &format!("generic PTX emulation at N = {n}, T = {t}"), &emulated, &expected, TOLERANCE, "");
     }
     let four: kiln_ir::Bindings = ["A", "B", "C", "D"].iter().map(|s| (kiln_ir::Symbol::new(*s), 4)).collect();
@@ -342,7 +356,8 @@ fn an_index_out_of_range_is_reported_by_the_emulation() {
         Tensor::from_f32(&[4], &[1.0, 2.0, 3.0, 4.0]),
         Tensor::int(kiln_ir::DType::I32, ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[3]), vec![0, 7, 1]).unwrap()),
     ];
-    let e = execute_with(&plan, &inputs, &kiln_ir::interp::Params::new(), emulate_plan).unwrap_err();
+    let e = execute_with(&plan, &kiln_ir::Bindings::new(), &inputs, &kiln_ir::interp::Params::new(), emulate_plan)
+        .unwrap_err();
     assert!(e.contains("out of range"), "{e}");
 }
 
@@ -352,7 +367,7 @@ fn emulate_against_the_interpreter(module: &Module) -> kiln_ir::kernel::Plan {
     let inputs = inputs_for(module, "f");
     let params = kiln_ir::interp::Params::new();
     let expected = evaluate(module, "f", &inputs, &params, EvalOptions::default()).unwrap();
-    let emulated = execute_with(&plan, &inputs, &params, emulate_plan).unwrap();
+    let emulated = execute_with(&plan, &kiln_ir::Bindings::new(), &inputs, &params, emulate_plan).unwrap();
     compare("f", "PTX emulation", &emulated, &expected, TOLERANCE, &plan.to_string());
     plan
 }

@@ -38,6 +38,39 @@ fn batch(step: usize) -> Vec<Tensor> {
     vec![Tensor::float(DType::F32, x), Tensor::int(DType::I32, y)]
 }
 
+/// A batch of `rows` MLP inputs and labels.
+fn batch_of(rows: usize, step: usize) -> Vec<Tensor> {
+    let x = ArrayD::from_shape_fn(IxDyn(&[rows, 784]), |i| ((i[0] * 784 + i[1] + 7 * step) as f64 * 0.01).sin());
+    let y = ArrayD::from_shape_fn(IxDyn(&[rows]), |i| ((i[0] + step) % 10) as i64);
+    vec![Tensor::float(DType::F32, x), Tensor::int(DType::I32, y)]
+}
+
+/// An epoch of 107 examples in batches of 32: three full batches and a
+/// last one of 11. The JIT compiles the training step and the forward
+/// pass once each, and runs both at 32 and at 11 with the interpreter's
+/// results.
+#[test]
+fn one_compilation_per_function_across_an_epoch_with_a_partial_last_batch() {
+    let (module, updates) = training("mlp.kiln");
+    let params = kiln_ir::initialize_params(&module, 4);
+    let jit = Jit::new(&module);
+    let interpreter = kiln_runtime::execute::Interpreter { module: &module };
+    let mut compiled = Trainer::new(&module, &jit, updates.clone(), params.clone(), 9);
+    let mut reference = Trainer::new(&module, &interpreter, updates.clone(), params.clone(), 9);
+    for (step, rows) in [32, 32, 32, 11].into_iter().enumerate() {
+        let (a, b) = (compiled.step(batch_of(rows, step)).unwrap(), reference.step(batch_of(rows, step)).unwrap());
+        assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "step {step} of {rows} rows: losses {a} and {b}");
+    }
+    for rows in [32, 11, 1] {
+        let x = &batch_of(rows, 0)[..1];
+        let (a, b) = (compiled.run("forward", x).unwrap(), reference.run("forward", x).unwrap());
+        assert_eq!(a[0].shape(), b[0].shape());
+        let (a, b) = (a[0].to_f64_vec(), b[0].to_f64_vec());
+        assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-3 * y.abs().max(1.0)), "forward at {rows}");
+    }
+    assert_eq!(jit.compilations(), 2, "train_step and forward, each compiled once");
+}
+
 #[test]
 fn resident_parameters_train_bit_for_bit_like_tensors() {
     let (module, updates) = training("mlp.kiln");

@@ -3,9 +3,9 @@
 //! interpreter's tensors; an [`Arena`] holds all of a plan's buffers in one
 //! allocation laid out by liveness.
 
-use kiln_ir::DType;
 use kiln_ir::interp::{Data, Tensor};
 use kiln_ir::kernel::{ArenaLayout, Plan, Storage};
+use kiln_ir::{Bindings, DType};
 use rayon::prelude::*;
 
 /// 64-byte aligned bytes holding `len` elements of `dtype` (bools as one
@@ -62,24 +62,44 @@ pub struct Arena {
     words: Vec<Align64>,
     /// Byte offset, dtype and length of each buffer, indexed like the plan's.
     buffers: Vec<(usize, DType, usize)>,
+    /// The sizes the buffers are laid out for.
+    bindings: Bindings,
 }
 
 impl Arena {
-    pub fn new(plan: &Plan, layout: &ArenaLayout) -> Arena {
-        let buffers =
-            plan.buffers.iter().zip(&layout.offsets).map(|(d, &o)| (o as usize, d.dtype, d.len as usize)).collect();
-        Arena { words: vec![Align64([0; 64]); (layout.bytes as usize).div_ceil(64).max(1)], buffers }
+    /// An arena for `plan` at `bindings`, laid out as `layout` (made by
+    /// `arena_layout` for the same plan and bindings).
+    pub fn new(plan: &Plan, bindings: &Bindings, layout: &ArenaLayout) -> Result<Arena, String> {
+        let mut buffers = Vec::with_capacity(plan.buffers.len());
+        for (i, (d, &o)) in plan.buffers.iter().zip(&layout.offsets).enumerate() {
+            let len = plan.buffer_len(kiln_ir::kernel::BufferId(i as u32), bindings);
+            let len = len.ok_or_else(|| format!("buffer b{i} of {} elements has no length at these sizes", d.len))?;
+            buffers.push((o as usize, d.dtype, len as usize));
+        }
+        let words = usize::try_from(layout.bytes).map_err(|_| "the arena is larger than memory".to_string())?;
+        let mut memory = Vec::new();
+        memory
+            .try_reserve_exact(words.div_ceil(64).max(1))
+            .map_err(|_| format!("no memory for an arena of {} bytes at these sizes", layout.bytes))?;
+        memory.resize(words.div_ceil(64).max(1), Align64([0; 64]));
+        Ok(Arena { words: memory, buffers, bindings: bindings.clone() })
+    }
+
+    /// The sizes the arena was laid out for.
+    pub fn bindings(&self) -> &Bindings {
+        &self.bindings
     }
 
     /// Whether this arena was made for `plan` laid out as `layout`.
     pub fn fits(&self, plan: &Plan, layout: &ArenaLayout) -> bool {
         self.words.len() * 64 >= layout.bytes as usize
             && self.buffers.len() == plan.buffers.len()
-            && self
-                .buffers
-                .iter()
-                .zip(plan.buffers.iter().zip(&layout.offsets))
-                .all(|(&(o, t, n), (d, &offset))| o == offset as usize && t == d.dtype && n == d.len as usize)
+            && self.buffers.iter().zip(plan.buffers.iter().zip(&layout.offsets)).enumerate().all(
+                |(i, (&(o, t, n), (d, &offset)))| {
+                    let len = plan.buffer_len(kiln_ir::kernel::BufferId(i as u32), &self.bindings);
+                    o == offset as usize && t == d.dtype && len == Some(n as u64)
+                },
+            )
     }
 
     /// Every byte set to `byte`: tests poison the arena so that code reading

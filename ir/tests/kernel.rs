@@ -4,9 +4,9 @@
 
 use kiln_ir::kernel::{
     ALIGN, AccId, Affine, ArenaLayout, BufferDecl, BufferId, BufferRole, KExpr, KStmt, Kernel, MatrixRef, Plan,
-    RuntimeCall, VarId, arena_layout, parse_plan, verify_plan,
+    RuntimeCall, Size, SizeSymbol, Storage, VarId, arena_layout, parse_plan, run_plan, verify_plan,
 };
-use kiln_ir::{BinaryOp, CompareOp, DType, Literal, ReduceKind, UnaryOp};
+use kiln_ir::{BinaryOp, Bindings, CompareOp, DType, Literal, ReduceKind, Symbol, UnaryOp};
 use proptest::prelude::*;
 use proptest::test_runner::{RngAlgorithm, TestRng};
 
@@ -66,7 +66,7 @@ fn broken(body: &str) -> String {
 #[test]
 fn the_verifier_proves_bounds_and_checks_types() {
     let e = broken("    for i0 in 0..3 {\n      b0[4*i0] = const(f32, 1.0)\n    }");
-    assert_eq!(e, "kernel `k`: b0[4*i0] reaches 0..=8, outside the buffer's 8 elements");
+    assert_eq!(e, "kernel `k`: b0[4*i0] reaches 0..=8, not provably inside the buffer's 8 elements");
     // The same nest with a stride that fits is accepted.
     let text = "plan p {\n  b0: f32[8] temp\n\n  kernel k {\n    for i0 in 0..3 {\n      b0[3*i0 + 1] = const(f32, 1.0)\n    }\n  }\n}\n";
     parse_plan(text).unwrap();
@@ -89,7 +89,7 @@ fn the_verifier_proves_bounds_and_checks_types() {
     let e = broken("    gemm(batch=1, m=3, n=3, k=3, a=b0[0, 3, 0], b=b0[0, 3, 0], c=b0[0, 3, 0])");
     assert!(
         e.contains(
-            "gemm operand a (1 x 3 x 3 at b0[0], rows 3 apart, columns 1 apart) does not fit the buffer's 8 elements"
+            "gemm operand a (1 x 3 x 3 at b0[0], rows 3 apart, columns 1 apart) does not provably fit the buffer's 8 elements"
         ),
         "{e}"
     );
@@ -102,6 +102,87 @@ fn the_verifier_proves_bounds_and_checks_types() {
     // An empty loop accesses nothing, whatever its index says.
     let text = "plan p {\n  b0: f32[1] temp\n\n  kernel k {\n    for i0 in 0..0 {\n      b0[100*i0 + 100] = const(f32, 0.0)\n    }\n  }\n}\n";
     parse_plan(text).unwrap();
+}
+
+/// A plan over `size N >= 1 hint 8` with buffers `b0: f32[4*N]` and
+/// `b1: f32[8]`, and `body` as its one kernel.
+fn symbolic(body: &str) -> Result<Plan, String> {
+    let text = format!(
+        "plan p {{\n  size N >= 1 hint 8\n  b0: f32[4*N] input 0\n  b1: f32[8] temp\n\n  kernel k {{\n{body}\n  }}\n}}\n"
+    );
+    parse_plan(&text).map_err(|e| e.message)
+}
+
+#[test]
+fn symbolic_sizes_round_trip_and_are_proved_for_every_value() {
+    let text = "plan p {
+  size N >= 1 hint 256
+  size T >= 3 hint 35
+  b0: f32[784*N] input 0
+  b1: f32[N*T + N] output 0
+  b2: i64[N] input 1
+
+  kernel k {
+    for i0 in 0..N parallel {
+      for i1 in 0..T + 1 vector 4 {
+        b1[(T + 1)*i0 + i1] = gather(b0, [3], b2[i0], 784, N)
+      }
+    }
+    gemm(batch=1, m=N, n=4, k=1, a=b0[0, 784, 784*N], b=b0[0, 4, 0], c=b1[0, T + 1, 0])
+  }
+}
+";
+    let plan = parse_plan(text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.to_string(), text);
+    // Rows of T + 1 elements: the coefficient of i0 is one polynomial.
+    let copy = symbolic("    for i0 in 0..N {\n      b0[(N + 3)*i0] = const(f32, 1.0)\n    }").unwrap_err();
+    assert!(
+        copy.contains("b0[(N + 3)*i0] reaches 0..=N*N + 2*N - 3, not provably inside the buffer's 4*N elements"),
+        "{copy}"
+    );
+    symbolic("    for i0 in 0..N {\n      for i1 in 0..4 {\n        b0[4*i0 + i1] = const(f32, 1.0)\n      }\n    }")
+        .unwrap();
+    // In bounds at the hint (N = 8 fills b1) but not at N = 9.
+    let e = symbolic("    for i0 in 0..N {\n      b1[i0] = const(f32, 1.0)\n    }").unwrap_err();
+    assert!(e.contains("b1[i0] reaches 0..=N - 1, not provably inside the buffer's 8 elements"), "{e}");
+    let e = symbolic("    for i0 in 0..4 {\n      b0[(N - 3)*i0] = const(f32, 1.0)\n    }").unwrap_err();
+    assert!(e.contains("the sign of coefficient N - 3 is not known"), "{e}");
+    let e = symbolic("    for i0 in 0..T {\n      b0[i0] = const(f32, 1.0)\n    }").unwrap_err();
+    assert!(e.contains("size T names T, which the plan does not declare"), "{e}");
+    let e = symbolic("    for i0 in 0..N - 2 {\n      b0[i0] = const(f32, 1.0)\n    }").unwrap_err();
+    assert!(e.contains("its extent N - 2 may be negative"), "{e}");
+    let e = symbolic("    b0[i0*i0] = const(f32, 1.0)").unwrap_err();
+    assert!(e.contains("a product of two loop variables is not affine"), "{e}");
+    let e = parse_plan("plan p {\n  size N >= 0 hint 8\n}\n").unwrap_err();
+    assert!(e.message.contains("size N needs a least value of at least 1"), "{e}");
+    let e = parse_plan("plan p {\n  size N >= 1 hint 8\n  size N >= 1 hint 8\n}\n").unwrap_err();
+    assert!(e.message.contains("size N is declared twice"), "{e}");
+    // A least value makes a proof possible: N >= 2 keeps b0[4*N - 8 + i0] in bounds.
+    let text = "plan p {\n  size N >= 2 hint 8\n  b0: f32[4*N] temp\n\n  kernel k {\n    for i0 in 0..8 {\n      b0[i0 + 4*N - 8] = const(f32, 1.0)\n    }\n  }\n}\n";
+    parse_plan(text).unwrap();
+    assert!(parse_plan(&text.replace(">= 2", ">= 1")).is_err());
+}
+
+#[test]
+fn a_symbolic_plan_runs_at_every_binding_and_specializes_to_the_same_plan() {
+    let plan = symbolic(
+        "    for i0 in 0..N parallel {\n      for i1 in 0..4 {\n        b0[4*i0 + i1] = index(f32, [4*i0 + i1])\n      }\n    }",
+    )
+    .unwrap();
+    for n in [1u64, 7, 1000] {
+        let bindings: Bindings = [(Symbol::new("N"), n)].into_iter().collect();
+        let mut buffers = vec![Storage::zeros(DType::F32, 4 * n as usize), Storage::zeros(DType::F32, 8)];
+        run_plan(&plan, &bindings, &mut buffers).unwrap();
+        assert_eq!(buffers[0], Storage::Float((0..4 * n).map(|i| i as f64).collect()));
+        let constant = plan.specialize(&bindings);
+        assert!(constant.symbols.is_empty());
+        assert_eq!(constant.buffers[0].len, Size::constant(4 * n as i64));
+        verify_plan(&constant).unwrap();
+    }
+    let missing = run_plan(&plan, &Bindings::new(), &mut []).unwrap_err();
+    assert_eq!(missing, "size N has no value");
+    let zero: Bindings = [(Symbol::new("N"), 0)].into_iter().collect();
+    assert_eq!(run_plan(&plan, &zero, &mut []).unwrap_err(), "size N = 0 is below its least value 1");
 }
 
 #[test]
@@ -121,13 +202,16 @@ struct Gen {
     rng: TestRng,
     next_var: u32,
     next_acc: u32,
+    /// The rows of the buffers' `rows x 8` view: 8, or the symbol `N` (at
+    /// least 8).
+    rows: Size,
 }
 
 impl Gen {
     fn new(seed: u64) -> Gen {
         let mut s = [0u8; 32];
         s[..8].copy_from_slice(&seed.to_le_bytes());
-        Gen { rng: TestRng::from_seed(RngAlgorithm::ChaCha, &s), next_var: 0, next_acc: 0 }
+        Gen { rng: TestRng::from_seed(RngAlgorithm::ChaCha, &s), next_var: 0, next_acc: 0, rows: Size::constant(8) }
     }
 
     fn below(&mut self, n: u64) -> u64 {
@@ -135,15 +219,23 @@ impl Gen {
     }
 
     fn plan(&mut self) -> Plan {
+        let symbolic = self.below(2) == 0;
+        let symbols = if symbolic {
+            self.rows = Size::symbol(Symbol::new("N"));
+            vec![SizeSymbol { symbol: Symbol::new("N"), min: 8, hint: 8 + self.below(100) }]
+        } else {
+            Vec::new()
+        };
+        let len = self.rows.clone() * 8;
         let buffers = vec![
-            BufferDecl { role: BufferRole::Input(0), dtype: DType::F32, len: 64 },
-            BufferDecl { role: BufferRole::Param("w.x".into()), dtype: DType::F32, len: 64 },
-            BufferDecl { role: BufferRole::Input(1), dtype: DType::I64, len: 16 },
-            BufferDecl { role: BufferRole::Temp, dtype: DType::F32, len: 64 },
-            BufferDecl { role: BufferRole::Output(0), dtype: DType::F64, len: 64 },
+            BufferDecl { role: BufferRole::Input(0), dtype: DType::F32, len: len.clone() },
+            BufferDecl { role: BufferRole::Param("w.x".into()), dtype: DType::F32, len: len.clone() },
+            BufferDecl { role: BufferRole::Input(1), dtype: DType::I64, len: self.rows.clone() * 2 },
+            BufferDecl { role: BufferRole::Temp, dtype: DType::F32, len: len.clone() },
+            BufferDecl { role: BufferRole::Output(0), dtype: DType::F64, len },
         ];
         let kernels = (0..1 + self.below(3)).map(|k| self.kernel(k)).collect();
-        Plan { name: "random".into(), buffers, kernels }
+        Plan { name: "random".into(), symbols, buffers, kernels }
     }
 
     fn kernel(&mut self, k: u64) -> Kernel {
@@ -153,13 +245,21 @@ impl Gen {
             let m = MatrixRef::row_major(BufferId(0), 0, 4, 16);
             let c = MatrixRef::row_major(BufferId(3), 0, 4, 16);
             // Sometimes a transposed view: rows 1 apart, columns 4 apart.
-            let m = if self.below(2) == 0 { MatrixRef { row_stride: 1, col_stride: 4, ..m } } else { m };
+            let m = if self.below(2) == 0 { MatrixRef { row_stride: 1.into(), col_stride: 4.into(), ..m } } else { m };
             return Kernel {
                 name: format!("k{k}"),
-                body: vec![KStmt::Call(RuntimeCall::Gemm { batch: 4, m: 4, n: 4, k: 4, a: m, b: m, c })],
+                body: vec![KStmt::Call(RuntimeCall::Gemm {
+                    batch: 4.into(),
+                    m: 4.into(),
+                    n: 4.into(),
+                    k: 4.into(),
+                    a: m.clone(),
+                    b: m,
+                    c,
+                })],
             };
         }
-        // An 8 x 8 view of the 64-element buffers.
+        // A rows x 8 view of the buffers.
         let (outer, inner) = (VarId(0), VarId(1));
         self.next_var = 2;
         let row = Affine::var(outer).plus_term(outer, 7).plus_term(inner, 1);
@@ -171,14 +271,14 @@ impl Gen {
             let value = self.expr(DType::F32, &row, 3);
             let inner_loop = KStmt::For {
                 var: inner,
-                extent: 8,
+                extent: 8.into(),
                 parallel: false,
                 vector: 4,
                 body: vec![KStmt::AccUpdate { acc, value }],
             };
             body.push(KStmt::For {
                 var: outer,
-                extent: 8,
+                extent: self.rows.clone(),
                 parallel: true,
                 vector: 1,
                 body: vec![
@@ -194,15 +294,15 @@ impl Gen {
                 buffer: BufferId(3),
                 base: Affine::var(inner),
                 index: KExpr::Load { buffer: BufferId(2), index: Affine::var(outer) },
-                stride: 8,
-                bound: 8,
+                stride: 8.into(),
+                bound: self.rows.clone(),
                 value: self.expr(DType::F32, &row, 2),
             };
             let inner_loop =
-                KStmt::For { var: inner, extent: 8, parallel: false, vector: 1, body: vec![store, scatter] };
+                KStmt::For { var: inner, extent: 8.into(), parallel: false, vector: 1, body: vec![store, scatter] };
             body.push(KStmt::For {
                 var: outer,
-                extent: 8,
+                extent: self.rows.clone(),
                 parallel: self.below(2) == 0,
                 vector: 1,
                 body: vec![inner_loop],
@@ -222,8 +322,8 @@ impl Gen {
                     buffer: BufferId(1),
                     base: Affine::constant(3),
                     index: Box::new(KExpr::Load { buffer: BufferId(2), index: Affine::constant(5) }),
-                    stride: 7,
-                    bound: 9,
+                    stride: 7.into(),
+                    bound: 9.into(),
                 },
                 (DType::Bool, _) => {
                     let a = self.expr(DType::F32, index, 0);
@@ -288,6 +388,28 @@ proptest! {
         let parsed = parse_plan(&text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
         prop_assert_eq!(&parsed, &plan, "{}", text);
     }
+
+    /// The verifier's proof holds: a verified plan runs at any size at or
+    /// above its symbols' least values without an access out of bounds
+    /// (the reference executor checks every access).
+    #[test]
+    fn verified_plans_stay_in_bounds_at_every_size(seed in any::<u64>(), n in 8u64..40) {
+        let plan = Gen::new(seed).plan();
+        verify_plan(&plan).map_err(|e| TestCaseError::fail(format!("{e}\n{plan}")))?;
+        let bindings: Bindings =
+            plan.symbols.iter().map(|s| (s.symbol.clone(), n)).collect();
+        let mut buffers: Vec<Storage> = plan
+            .buffers
+            .iter()
+            .map(|b| Storage::zeros(b.dtype, b.len.eval(&bindings).unwrap() as usize))
+            .collect();
+        match run_plan(&plan, &bindings, &mut buffers) {
+            Ok(()) => {}
+            // Computed indices are checked at run time, not proved.
+            Err(e) if e.contains("out of range 0..") => {}
+            Err(e) => return Err(TestCaseError::fail(format!("{e}\n{plan}"))),
+        }
+    }
 }
 
 /// A kernel copying `len` elements of `from` into `to`.
@@ -297,7 +419,7 @@ fn copy(from: u32, to: u32, len: u64) -> Kernel {
     let store = KStmt::Store { buffer: BufferId(to), index: Affine::var(v), value };
     Kernel {
         name: format!("copy{from}to{to}"),
-        body: vec![KStmt::For { var: v, extent: len, parallel: true, vector: 1, body: vec![store] }],
+        body: vec![KStmt::For { var: v, extent: len.into(), parallel: true, vector: 1, body: vec![store] }],
     }
 }
 
@@ -325,15 +447,16 @@ fn live_ranges(plan: &Plan, copies: &[(u32, u32)]) -> Vec<(usize, usize)> {
 #[test]
 fn a_chain_of_temporaries_shares_memory() {
     let len = 1000;
-    let mut buffers = vec![BufferDecl { role: BufferRole::Input(0), dtype: DType::F32, len }];
-    buffers.extend((0..5).map(|_| BufferDecl { role: BufferRole::Temp, dtype: DType::F32, len }));
-    buffers.push(BufferDecl { role: BufferRole::Output(0), dtype: DType::F32, len });
+    let decl = |role| BufferDecl { role, dtype: DType::F32, len: len.into() };
+    let mut buffers = vec![decl(BufferRole::Input(0))];
+    buffers.extend((0..5).map(|_| decl(BufferRole::Temp)));
+    buffers.push(decl(BufferRole::Output(0)));
     let kernels = (0..6).map(|k| copy(k, k + 1, len)).collect();
-    let plan = Plan { name: "chain".into(), buffers, kernels };
-    let layout = arena_layout(&plan);
+    let plan = Plan { name: "chain".into(), symbols: Vec::new(), buffers, kernels };
+    let layout = arena_layout(&plan, &Bindings::new()).unwrap();
     // Each kernel reads one buffer and writes the next: two are live at once
     // (three around the input and the output, which live the whole way).
-    assert_eq!(ArenaLayout::unshared_bytes(&plan), 7 * 4032);
+    assert_eq!(ArenaLayout::unshared_bytes(&plan, &Bindings::new()), Ok(7 * 4032));
     assert!(layout.bytes <= 4 * 4032, "{layout:?}");
     assert_ne!(layout.offsets[1], layout.offsets[2], "a kernel's input and output never share");
 }
@@ -354,18 +477,19 @@ proptest! {
                     1 => BufferRole::Output(b),
                     _ => BufferRole::Temp,
                 };
-                BufferDecl { role, dtype: dtypes[g.below(4) as usize], len: g.below(300) }
+                BufferDecl { role, dtype: dtypes[g.below(4) as usize], len: g.below(300).into() }
             })
             .collect();
         let copies: Vec<(u32, u32)> =
             (0..1 + g.below(10)).map(|_| (g.below(count as u64) as u32, g.below(count as u64) as u32)).collect();
         let kernels = copies.iter().map(|&(from, to)| copy(from, to, 1)).collect();
-        let plan = Plan { name: "random".into(), buffers, kernels };
-        let layout = arena_layout(&plan);
+        let plan = Plan { name: "random".into(), symbols: Vec::new(), buffers, kernels };
+        let layout = arena_layout(&plan, &Bindings::new()).unwrap();
         let ranges = live_ranges(&plan, &copies);
         let extent = |b: usize| {
             let d = &plan.buffers[b];
-            (layout.offsets[b], layout.offsets[b] + (d.len * d.dtype.size_bytes() as u64).max(1))
+            let len = d.len.as_const().unwrap() as u64;
+            (layout.offsets[b], layout.offsets[b] + (len * d.dtype.size_bytes() as u64).max(1))
         };
         for a in 0..plan.buffers.len() {
             prop_assert_eq!(layout.offsets[a] % ALIGN, 0);
@@ -376,6 +500,6 @@ proptest! {
                 prop_assert!(!live_together || apart, "b{} and b{} overlap\n{}\n{:?}", a, b, plan, layout);
             }
         }
-        prop_assert!(layout.bytes <= ArenaLayout::unshared_bytes(&plan));
+        prop_assert!(layout.bytes <= ArenaLayout::unshared_bytes(&plan, &Bindings::new()).unwrap());
     }
 }

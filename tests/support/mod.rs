@@ -47,12 +47,17 @@ pub fn inputs_at(module: &Module, function: &str, batch: u64) -> Vec<Tensor> {
 }
 
 pub fn bindings_for(module: &Module, function: &str) -> Bindings {
+    bindings_at(module, function, BATCH)
+}
+
+/// Every symbolic dimension of `function`'s inputs bound to `batch`.
+pub fn bindings_at(module: &Module, function: &str, batch: u64) -> Bindings {
     let f = module.function(function).unwrap();
     let mut b = Bindings::new();
     for i in &f.inputs {
         for d in &i.ty.shape.0 {
             if let kiln_ir::Dim::Sym(s) = d {
-                b.insert(s.clone(), BATCH);
+                b.insert(s.clone(), batch);
             }
         }
     }

@@ -16,6 +16,7 @@ use cranelift_codegen::ir::{
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{DataId, FuncId, Linkage, Module};
 use cranelift_object::ObjectModule;
+use kiln_ir::Bindings;
 use kiln_ir::kernel::{BufferRole, arena_layout};
 
 use super::{Arg, ArgDim, Export, Library, status};
@@ -119,7 +120,8 @@ pub fn define(
         branch_to(&mut b, bad, returns, status::BAD_SIZE);
     }
 
-    let layout = arena_layout(&e.plan);
+    // The plan's sizes are constants (the export's, `Export::plan`).
+    let layout = arena_layout(&e.plan, &Bindings::new()).map_err(fail)?;
     let bytes = layout.bytes.div_ceil(64).max(1) * 64;
     let align = b.ins().iconst(pointer, 64);
     let size = b.ins().iconst(pointer, bytes as i64);
@@ -166,7 +168,8 @@ pub fn define(
         let callee = module.declare_func_in_func(kernel.0, b.func);
         let lo = b.ins().iconst(types::I64, 0);
         let hi = b.ins().iconst(types::I64, kernel.1 as i64);
-        let call = b.ins().call(callee, &[table, lo, hi]);
+        let no_sizes = b.ins().iconst(pointer, 0);
+        let call = b.ins().call(callee, &[table, no_sizes, lo, hi]);
         let s = b.inst_results(call)[0];
         let next = b.create_block();
         let code = b.ins().iadd_imm_s(s, status::INDEX_OUT_OF_RANGE - 1);
@@ -214,6 +217,7 @@ fn define_kernels(module: &mut ObjectModule, lib: &Library, e: &Export) -> Resul
         let mut ctx = module.make_context();
         let mut sig = module.make_signature();
         sig.params.push(AbiParam::new(pointer));
+        sig.params.push(AbiParam::new(pointer));
         sig.params.push(AbiParam::new(types::I64));
         sig.params.push(AbiParam::new(types::I64));
         sig.returns.push(AbiParam::new(types::I32));
@@ -224,7 +228,7 @@ fn define_kernels(module: &mut ObjectModule, lib: &Library, e: &Export) -> Resul
             .map_err(|message| CodegenError::Kernel { kernel: kern.name.clone(), message })?;
         module.define_function(id, &mut ctx).map_err(|e| fail(format!("{e:?}")))?;
         module.clear_context(&mut ctx);
-        let hi = kernel::split_extent(kern).unwrap_or(0);
+        let hi = kernel::split_extent(kern).and_then(|s| s.as_const()).unwrap_or(0).max(0) as u64;
         ids.push((id, hi));
     }
     Ok(ids)

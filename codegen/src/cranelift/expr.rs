@@ -52,7 +52,7 @@ impl KernelBuilder<'_, '_> {
             }
             KExpr::Gather { buffer, base, index, stride, bound } => {
                 let dtype = self.dtype(*buffer)?;
-                let at = self.checked_index(base, index, *stride, *bound)?;
+                let at = self.checked_index(base, index, stride, bound)?;
                 let address = self.element(*buffer, at)?;
                 Ok(self.b.ins().load(machine_type(dtype), MemFlagsData::trusted(), address, 0))
             }

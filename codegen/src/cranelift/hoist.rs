@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use cranelift_codegen::ir::{InstBuilder, Value, types};
+use cranelift_codegen::ir::{InstBuilder, Value};
 use kiln_ir::kernel::{Affine, KStmt, VarId};
 
 use super::kernel::{Gen, KernelBuilder};
@@ -25,7 +25,7 @@ pub struct Hoisted {
 
 /// `a` without the terms of variables outside `keep`.
 fn restrict(a: &Affine, keep: &BTreeSet<VarId>) -> Affine {
-    Affine { constant: a.constant, terms: a.terms.iter().filter(|t| keep.contains(&t.0)).copied().collect() }
+    Affine { constant: a.constant.clone(), terms: a.terms.iter().filter(|t| keep.contains(&t.0)).cloned().collect() }
 }
 
 impl KernelBuilder<'_, '_> {
@@ -63,11 +63,11 @@ impl KernelBuilder<'_, '_> {
         });
         let (mut sum, done) = match found {
             Some((v, outer)) => (v, outer),
-            None => (self.b.ins().iconst(types::I64, a.constant), BTreeSet::new()),
+            None => (self.size(&a.constant), BTreeSet::new()),
         };
-        for &(v, c) in a.terms.iter().filter(|t| !done.contains(&t.0)) {
-            let value = self.var_value(v)?;
-            let term = if c == 1 { value } else { self.b.ins().imul_imm_s(value, c) };
+        for (v, c) in a.terms.iter().filter(|t| !done.contains(&t.0)) {
+            let value = self.var_value(*v)?;
+            let term = self.scaled(value, c);
             sum = self.b.ins().iadd(sum, term);
         }
         Ok(sum)

@@ -12,9 +12,9 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 
 use cranelift_module::{Linkage, Module};
 use kiln_ir::kernel::{
-    AccId, Affine, BufferId, KExpr, KStmt, Kernel, MatrixRef, Plan, RuntimeCall, VarId, gemm_epilogue,
+    AccId, Affine, BufferId, KExpr, KStmt, Kernel, MatrixRef, Plan, RuntimeCall, Size, VarId, gemm_epilogue,
 };
-use kiln_ir::{BinaryOp, DType, ReduceKind, UnaryOp};
+use kiln_ir::{BinaryOp, Bindings, DType, ReduceKind, Symbol, UnaryOp};
 
 /// The machine type of a dtype's values (bools are bytes, 0 or 1).
 pub fn machine_type(dtype: DType) -> Type {
@@ -33,6 +33,9 @@ pub struct KernelBuilder<'a, 'f> {
     pub plan: &'a Plan,
     pub pointer: Type,
     buffers: Vec<Value>,
+    /// The value of each of the plan's size symbols, loaded in the entry
+    /// block from the sizes array the kernel is called with.
+    sizes: Vec<(Symbol, Value)>,
     vars: BTreeMap<VarId, Variable>,
     accs: BTreeMap<AccId, (Variable, DType, ReduceKind)>,
     status: Variable,
@@ -59,8 +62,8 @@ pub type Gen<T> = Result<T, String>;
 /// How far a loop runs: its whole extent, or the `[lo, hi)` range the
 /// function was called with (the split outer loop).
 #[derive(Clone, Copy)]
-pub enum Bound {
-    Extent(u64),
+pub enum Bound<'a> {
+    Extent(&'a Size),
     Range(Value, Value),
 }
 
@@ -76,28 +79,36 @@ pub fn split_loop(kernel: &Kernel) -> Option<(VarId, u32, &[KStmt])> {
 /// How many parts the runtime may split a kernel into (each call runs
 /// `[lo, hi)` of them): its parallel loop's iterations when it is one, the
 /// product's rows when it is a GEMM with its epilogue (`gemm_epilogue`).
-pub fn split_extent(kernel: &Kernel) -> Option<u64> {
+pub fn split_extent(kernel: &Kernel) -> Option<Size> {
     if let (Some(_), Some(KStmt::For { extent, .. })) = (split_loop(kernel), kernel.body.first()) {
-        return Some(*extent);
+        return Some(extent.clone());
     }
-    gemm_epilogue(kernel).map(|e| e.m)
+    gemm_epilogue(kernel).map(|e| e.m.clone())
 }
 
-/// The work a statement list does, for deciding whether to split it across
-/// threads: each statement counts the operations of its expressions (a
-/// transcendental function or random bits as 10, a GEMM's multiply-adds as
-/// 1/64 each), times the iterations of the loops around it.
-pub fn work(body: &[KStmt]) -> u64 {
+/// A size's value at `bindings` (0 when it has none: no work, no split).
+pub fn value_at(size: &Size, bindings: &Bindings) -> u64 {
+    size.eval(bindings).and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
+}
+
+/// The work a statement list does at `bindings`, for deciding whether to
+/// split it across threads: each statement counts the operations of its
+/// expressions (a transcendental function or random bits as 10, a GEMM's
+/// multiply-adds as 1/64 each), times the iterations of the loops around it.
+pub fn work(body: &[KStmt], bindings: &Bindings) -> u64 {
+    let at = |s: &Size| value_at(s, bindings);
     body.iter()
         .map(|s| match s {
-            KStmt::For { extent, body, .. } => extent.saturating_mul(work(body).max(1)),
+            KStmt::For { extent, body, .. } => at(extent).saturating_mul(work(body, bindings).max(1)),
             KStmt::Store { value, .. } | KStmt::AccUpdate { value, .. } => 1 + operations(value),
             KStmt::ScatterAdd { value, .. } => 2 + operations(value),
             // A GEMM's multiply-adds count 1/64 each: the runtime splits a
             // product across threads from 2^25 of them (`PARALLEL_GEMM`),
             // kernels from 2^19 operations (`PARALLEL_WORK`), so a GEMM with
             // its epilogue splits by rows exactly when the GEMM alone would.
-            KStmt::Call(RuntimeCall::Gemm { batch, m, n, k, .. }) => batch * m * n * k / 64,
+            KStmt::Call(RuntimeCall::Gemm { batch, m, n, k, .. }) => {
+                [batch, m, n, k].into_iter().fold(1u64, |w, s| w.saturating_mul(at(s))) / 64
+            }
             _ => 1,
         })
         .fold(0u64, u64::saturating_add)
@@ -168,9 +179,16 @@ pub fn build(module: &mut dyn Module, func: &mut Function, plan: &Plan, kernel: 
     b.switch_to_block(entry);
     b.seal_block(entry);
     let array = b.block_params(entry)[0];
-    let (lo, hi) = (b.block_params(entry)[1], b.block_params(entry)[2]);
+    let size_array = b.block_params(entry)[1];
+    let (lo, hi) = (b.block_params(entry)[2], b.block_params(entry)[3]);
     let buffers = (0..plan.buffers.len())
         .map(|i| b.ins().load(pointer, MemFlagsData::trusted(), array, (i * pointer.bytes() as usize) as i32))
+        .collect();
+    let sizes = plan
+        .symbols
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.symbol.clone(), b.ins().load(types::I64, MemFlagsData::trusted(), size_array, (i * 8) as i32)))
         .collect();
     let status = b.declare_var(types::I32);
     let zero = b.ins().iconst(types::I32, 0);
@@ -183,6 +201,7 @@ pub fn build(module: &mut dyn Module, func: &mut Function, plan: &Plan, kernel: 
         plan,
         pointer,
         buffers,
+        sizes,
         vars: BTreeMap::new(),
         accs: BTreeMap::new(),
         status,
@@ -205,9 +224,9 @@ pub fn build(module: &mut dyn Module, func: &mut Function, plan: &Plan, kernel: 
         (None, Some(e)) => {
             // Rows [lo, hi) of the product, then their iterations of the loop.
             let RuntimeCall::Gemm { m, n, k: depth, a, b, c, .. } = e.call;
-            k.gemm_call(1, [*m, *n, *depth], a, b, c, Some((lo, hi)))?;
-            let first = k.b.ins().imul_imm_s(lo, e.per_row as i64);
-            let end = k.b.ins().imul_imm_s(hi, e.per_row as i64);
+            k.gemm_call(&Size::constant(1), [m, n, depth], a, b, c, Some((lo, hi)))?;
+            let first = k.scaled(lo, &e.per_row);
+            let end = k.scaled(hi, &e.per_row);
             k.any_loop(e.var, e.vector, true, Bound::Range(first, end), e.body)?
         }
         _ => k.block(&kernel.body)?,
@@ -227,7 +246,7 @@ impl KernelBuilder<'_, '_> {
     fn stmt(&mut self, s: &KStmt) -> Gen<()> {
         match s {
             KStmt::For { var, extent, parallel, vector, body } => {
-                self.any_loop(*var, *vector, *parallel, Bound::Extent(*extent), body)
+                self.any_loop(*var, *vector, *parallel, Bound::Extent(extent), body)
             }
             KStmt::Store { buffer, index, value } => {
                 let v = self.expr(value)?;
@@ -237,7 +256,7 @@ impl KernelBuilder<'_, '_> {
             }
             KStmt::ScatterAdd { buffer, base, index, stride, bound, value } => {
                 let v = self.expr(value)?;
-                let at = self.checked_index(base, index, *stride, *bound)?;
+                let at = self.checked_index(base, index, stride, bound)?;
                 let dtype = self.dtype(*buffer)?;
                 let address = self.element(*buffer, at)?;
                 let old = self.b.ins().load(machine_type(dtype), MemFlagsData::trusted(), address, 0);
@@ -280,7 +299,9 @@ impl KernelBuilder<'_, '_> {
                 self.b.def_var(var, new);
                 Ok(())
             }
-            KStmt::Call(RuntimeCall::Gemm { batch, m, n, k, a, b, c }) => self.gemm(*batch, *m, *n, *k, a, b, c),
+            KStmt::Call(RuntimeCall::Gemm { batch, m, n, k, a, b, c }) => {
+                self.gemm_call(batch, [m, n, k], a, b, c, None)
+            }
         }
     }
 
@@ -355,7 +376,13 @@ impl KernelBuilder<'_, '_> {
         self.b.switch_to_block(header);
         let i = self.b.use_var(counter);
         let more = match bound {
-            Bound::Extent(extent) => self.b.ins().icmp_imm_s(IntCC::SignedLessThan, i, extent as i64),
+            Bound::Extent(extent) => match extent.as_const() {
+                Some(extent) => self.b.ins().icmp_imm_s(IntCC::SignedLessThan, i, extent),
+                None => {
+                    let extent = self.size(extent);
+                    self.b.ins().icmp(IntCC::SignedLessThan, i, extent)
+                }
+            },
             Bound::Range(_, hi) => self.b.ins().icmp(IntCC::SignedLessThan, i, hi),
         };
         self.b.ins().brif(more, inside, &[], exit, &[]);
@@ -390,6 +417,36 @@ impl KernelBuilder<'_, '_> {
         Ok(self.b.use_var(var))
     }
 
+    /// The value of a size: a constant, or computed from the size symbols'
+    /// values (Cranelift's optimizer shares and hoists the arithmetic).
+    pub fn size(&mut self, s: &Size) -> Value {
+        let mut sum = self.b.ins().iconst(types::I64, s.constant_term());
+        for (monomial, coefficient) in s.terms() {
+            let mut product = self.b.ins().iconst(types::I64, *coefficient);
+            for symbol in monomial {
+                // Every symbol of a verified plan is declared.
+                let value = self.sizes.iter().find(|(name, _)| name == symbol).map(|(_, v)| *v);
+                let value = value.unwrap_or_else(|| self.b.ins().iconst(types::I64, 0));
+                product = self.b.ins().imul(product, value);
+            }
+            sum = self.b.ins().iadd(sum, product);
+        }
+        sum
+    }
+
+    /// `value * s`: a multiplication by an immediate when `s` is a constant
+    /// (none when it is 1).
+    pub fn scaled(&mut self, value: Value, s: &Size) -> Value {
+        match s.as_const() {
+            Some(1) => value,
+            Some(c) => self.b.ins().imul_imm_s(value, c),
+            None => {
+                let factor = self.size(s);
+                self.b.ins().imul(value, factor)
+            }
+        }
+    }
+
     /// The loop variables bound here.
     pub fn bound_vars(&self) -> std::collections::BTreeSet<VarId> {
         self.vars.keys().copied().collect()
@@ -411,17 +468,23 @@ impl KernelBuilder<'_, '_> {
     /// `base + stride * index` with `index` computed; an index outside
     /// `0..bound` sets the status to 1 and is replaced by 0, so the access
     /// stays inside the buffer (the verifier proved `base + stride * 0..bound`).
-    pub fn checked_index(&mut self, base: &Affine, index: &KExpr, stride: i64, bound: u64) -> Gen<Value> {
+    pub fn checked_index(&mut self, base: &Affine, index: &KExpr, stride: &Size, bound: &Size) -> Gen<Value> {
         let raw = self.expr(index)?;
         let i = if self.b.func.dfg.value_type(raw) == types::I64 { raw } else { self.b.ins().sextend(types::I64, raw) };
-        let in_range = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, i, bound as i64);
+        let in_range = match bound.as_const() {
+            Some(bound) => self.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, i, bound),
+            None => {
+                let bound = self.size(bound);
+                self.b.ins().icmp(IntCC::UnsignedLessThan, i, bound)
+            }
+        };
         let zero = self.b.ins().iconst(types::I64, 0);
         let safe = self.b.ins().select(in_range, i, zero);
         let status = self.b.use_var(self.status);
         let one = self.b.ins().iconst(types::I32, super::STATUS_INDEX_OUT_OF_RANGE);
         let flagged = self.b.ins().select(in_range, status, one);
         self.b.def_var(self.status, flagged);
-        let scaled = self.b.ins().imul_imm_s(safe, stride);
+        let scaled = self.scaled(safe, stride);
         let base = self.affine(base)?;
         Ok(self.b.ins().iadd(base, scaled))
     }
@@ -442,18 +505,13 @@ impl KernelBuilder<'_, '_> {
         Ok(self.b.inst_results(call).first().copied())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn gemm(&mut self, batch: u64, m: u64, n: u64, k: u64, a: &MatrixRef, b: &MatrixRef, c: &MatrixRef) -> Gen<()> {
-        self.gemm_call(batch, [m, n, k], a, b, c, None)
-    }
-
     /// The GEMM of one product's rows `[lo, hi)` (all rows for `None`;
     /// `batch` products only whole).
     #[allow(clippy::too_many_arguments)]
     fn gemm_call(
         &mut self,
-        batch: u64,
-        [m, n, k]: [u64; 3],
+        batch: &Size,
+        [m, n, k]: [&Size; 3],
         a: &MatrixRef,
         b: &MatrixRef,
         c: &MatrixRef,
@@ -463,24 +521,26 @@ impl KernelBuilder<'_, '_> {
         let name = if dtype == DType::F32 { "kiln_gemm_f32" } else { "kiln_gemm_f64" };
         let mut args = Vec::new();
         for (mat, moves) in [(a, true), (b, false), (c, true)] {
-            let mut offset = self.b.ins().iconst(types::I64, mat.offset as i64);
+            let mut offset = self.size(&mat.offset);
             if let (Some((lo, _)), true) = (rows, moves) {
-                let skip = self.b.ins().imul_imm_s(lo, mat.row_stride as i64);
+                let skip = self.scaled(lo, &mat.row_stride);
                 offset = self.b.ins().iadd(offset, skip);
             }
             args.push(self.element(mat.buffer, offset)?);
         }
         let rows = match rows {
             Some((lo, hi)) => self.b.ins().isub(hi, lo),
-            None => self.b.ins().iconst(types::I64, m as i64),
+            None => self.size(m),
         };
-        args.push(self.b.ins().iconst(types::I64, batch as i64));
+        let batch = self.size(batch);
+        args.push(batch);
         args.push(rows);
-        for v in [n, k, a.row_stride, a.batch_stride, a.col_stride, b.row_stride, b.batch_stride, b.col_stride]
+        for v in [n, k, &a.row_stride, &a.batch_stride, &a.col_stride, &b.row_stride, &b.batch_stride, &b.col_stride]
             .into_iter()
-            .chain([c.row_stride, c.batch_stride])
+            .chain([&c.row_stride, &c.batch_stride])
         {
-            args.push(self.b.ins().iconst(types::I64, v as i64));
+            let v = self.size(v);
+            args.push(v);
         }
         let mut params = vec![self.pointer; 3];
         params.extend([types::I64; 12]);

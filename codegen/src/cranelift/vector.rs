@@ -19,7 +19,7 @@
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{Block, InstBuilder, MemFlagsData, Value, types};
 use cranelift_frontend::Variable;
-use kiln_ir::kernel::{AccId, Affine, BufferId, KExpr, KStmt, VarId};
+use kiln_ir::kernel::{AccId, Affine, BufferId, KExpr, KStmt, Size, VarId};
 use kiln_ir::{BinaryOp, DType, Literal, ReduceKind, UnaryOp};
 
 use super::kernel::{Bound, Gen, KernelBuilder};
@@ -40,7 +40,7 @@ fn little_endian() -> MemFlagsData {
 fn invariant(e: &KExpr, var: VarId) -> bool {
     match e {
         KExpr::Const { .. } => true,
-        KExpr::Load { index, .. } => index.coefficient(var) == 0,
+        KExpr::Load { index, .. } => index.coefficient_is(var, 0),
         _ => false,
     }
 }
@@ -50,7 +50,7 @@ impl KernelBuilder<'_, '_> {
     pub fn widenable(&self, var: VarId, body: &[KStmt]) -> bool {
         match body {
             [KStmt::Store { buffer, index, value }] => {
-                self.dtype(*buffer) == Ok(DType::F32) && index.coefficient(var) == 1 && self.widenable_expr(var, value)
+                self.dtype(*buffer) == Ok(DType::F32) && index.coefficient_is(var, 1) && self.widenable_expr(var, value)
             }
             _ => false,
         }
@@ -59,7 +59,7 @@ impl KernelBuilder<'_, '_> {
     fn widenable_expr(&self, var: VarId, e: &KExpr) -> bool {
         match e {
             KExpr::Load { buffer, index } => {
-                self.dtype(*buffer) == Ok(DType::F32) && matches!(index.coefficient(var), 0 | 1)
+                self.dtype(*buffer) == Ok(DType::F32) && (index.coefficient_is(var, 0) || index.coefficient_is(var, 1))
             }
             KExpr::Const { dtype: DType::F32, value: Literal::Float(_) } => true,
             KExpr::Unary(op, x) => !matches!(op, UnaryOp::Sign | UnaryOp::Not) && self.widenable_expr(var, x),
@@ -73,7 +73,7 @@ impl KernelBuilder<'_, '_> {
             }
             KExpr::Cast(DType::F32, x) => matches!(&**x,
                 KExpr::RandomBits { dtype: DType::I32, key, counter, .. }
-                    if counter.coefficient(var) == 1 && invariant(key, var)),
+                    if counter.coefficient_is(var, 1) && invariant(key, var)),
             _ => false,
         }
     }
@@ -84,7 +84,7 @@ impl KernelBuilder<'_, '_> {
         match e {
             KExpr::Compare(_, a, b) => self.widenable_expr(var, a) && self.widenable_expr(var, b),
             KExpr::Load { buffer, index } => {
-                self.dtype(*buffer) == Ok(DType::Bool) && matches!(index.coefficient(var), 0 | 1)
+                self.dtype(*buffer) == Ok(DType::Bool) && (index.coefficient_is(var, 0) || index.coefficient_is(var, 1))
             }
             _ => false,
         }
@@ -138,9 +138,7 @@ impl KernelBuilder<'_, '_> {
     fn counter(&mut self, bound: Bound) -> (Variable, Value) {
         let counter = self.b.declare_var(types::I64);
         let (start, end) = match bound {
-            Bound::Extent(extent) => {
-                (self.b.ins().iconst(types::I64, 0), self.b.ins().iconst(types::I64, extent as i64))
-            }
+            Bound::Extent(extent) => (self.b.ins().iconst(types::I64, 0), self.size(extent)),
             Bound::Range(lo, hi) => (lo, hi),
         };
         self.b.def_var(counter, start);
@@ -188,7 +186,7 @@ impl KernelBuilder<'_, '_> {
 
     fn vector_expr(&mut self, var: VarId, e: &KExpr) -> Gen<Value> {
         match e {
-            KExpr::Load { buffer, index } if index.coefficient(var) == 1 => {
+            KExpr::Load { buffer, index } if index.coefficient_is(var, 1) => {
                 let address = self.address(*buffer, index)?;
                 Ok(self.b.ins().load(types::F32X4, MemFlagsData::new().with_notrap(), address, 0))
             }
@@ -309,7 +307,7 @@ impl KernelBuilder<'_, '_> {
             && stores.iter().all(|s| match s {
                 KStmt::Store { buffer, index, value } => {
                     self.dtype(*buffer) == Ok(DType::F32)
-                        && index.coefficient(var) == 1
+                        && index.coefficient_is(var, 1)
                         && replace_accs(value, &accs.iter().map(|a| a.0).collect::<Vec<_>>(), &placeholder)
                             .is_some_and(|r| self.widenable_expr(var, &r))
                 }
@@ -382,7 +380,7 @@ impl KernelBuilder<'_, '_> {
                 let (x, y) = (self.vector_expr(var, a)?, self.vector_expr(var, b)?);
                 Ok(self.compare(*op, x, y))
             }
-            KExpr::Load { buffer, index } if index.coefficient(var) == 1 => {
+            KExpr::Load { buffer, index } if index.coefficient_is(var, 1) => {
                 // Four bool bytes, widened to four i32 lanes.
                 let address = self.address(*buffer, index)?;
                 let word = self.b.ins().load(types::I32, MemFlagsData::new().with_notrap(), address, 0);
@@ -642,7 +640,7 @@ fn column_reduction(body: &[KStmt]) -> Option<ColumnReduction<'_>> {
 }
 
 /// A loop of a column reduction's inner nest: its variable, extent and body.
-type Level<'a> = (VarId, u64, &'a [KStmt]);
+type Level<'a> = (VarId, &'a Size, &'a [KStmt]);
 
 /// The loops of a column reduction's inner nest, outermost first (each
 /// loop's variable, extent and body), and the accumulator updates inside
@@ -654,7 +652,7 @@ fn update_nest(inner: &KStmt) -> Option<(Vec<Level<'_>>, &[KStmt])> {
         let KStmt::For { var, extent, body, .. } = at else {
             return None;
         };
-        levels.push((*var, *extent, body.as_slice()));
+        levels.push((*var, extent, body.as_slice()));
         match body.as_slice() {
             [next @ KStmt::For { .. }] => at = next,
             updates if updates.iter().all(|u| matches!(u, KStmt::AccUpdate { .. })) => return Some((levels, updates)),
@@ -675,9 +673,13 @@ fn replace_accs(e: &KExpr, accs: &[AccId], by: &KExpr) -> Option<KExpr> {
         KExpr::Binary(op, a, b) => KExpr::Binary(*op, sub(a)?, sub(b)?),
         KExpr::Compare(op, a, b) => KExpr::Compare(*op, sub(a)?, sub(b)?),
         KExpr::Select(c, a, b) => KExpr::Select(sub(c)?, sub(a)?, sub(b)?),
-        KExpr::Gather { buffer, base, index, stride, bound } => {
-            KExpr::Gather { buffer: *buffer, base: base.clone(), index: sub(index)?, stride: *stride, bound: *bound }
-        }
+        KExpr::Gather { buffer, base, index, stride, bound } => KExpr::Gather {
+            buffer: *buffer,
+            base: base.clone(),
+            index: sub(index)?,
+            stride: stride.clone(),
+            bound: bound.clone(),
+        },
         KExpr::RandomBits { key, stream, counter, dtype } => {
             KExpr::RandomBits { key: sub(key)?, stream: *stream, counter: counter.clone(), dtype: *dtype }
         }

@@ -9,6 +9,7 @@
 //! Guarantee: without a driver or a device, [`CudaPlan::new`] and
 //! [`driver_status`] return an error that says so; nothing panics.
 
+use super::k;
 use std::sync::Arc;
 
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
@@ -87,7 +88,7 @@ impl CudaPlan {
         }
         let mut buffers = Vec::new();
         for b in &plan.buffers {
-            let bytes = (b.len as usize * b.dtype.size_bytes()).max(1);
+            let bytes = ((k(&b.len) as usize) * b.dtype.size_bytes()).max(1);
             buffers.push(stream.alloc_zeros::<u8>(bytes).map_err(|e| format!("allocating {bytes} bytes: {e}"))?);
         }
         let status = stream.alloc_zeros::<i32>(1).map_err(|e| e.to_string())?;
@@ -101,7 +102,7 @@ impl CudaPlan {
         for (i, decl) in self.plan.buffers.iter().enumerate() {
             if matches!(decl.role, BufferRole::Input(_) | BufferRole::Param(_)) {
                 let mut memory = Memory::of(&buffers[i], decl.dtype);
-                let bytes = memory.bytes(decl.len as usize, decl.dtype);
+                let bytes = memory.bytes(k(&decl.len) as usize, decl.dtype);
                 if !bytes.is_empty() {
                     self.stream.memcpy_htod(bytes, &mut self.buffers[i]).map_err(fail)?;
                 }
@@ -130,8 +131,8 @@ impl CudaPlan {
             if matches!(decl.role, BufferRole::Output(_)) {
                 let bytes = self.stream.clone_dtoh(&self.buffers[i]).map_err(fail)?;
                 let mut memory = Memory::of(&buffers[i], decl.dtype);
-                let n = decl.len as usize * decl.dtype.size_bytes();
-                memory.bytes(decl.len as usize, decl.dtype).copy_from_slice(&bytes[..n]);
+                let n = (k(&decl.len) as usize) * decl.dtype.size_bytes();
+                memory.bytes(k(&decl.len) as usize, decl.dtype).copy_from_slice(&bytes[..n]);
                 memory.read(&mut buffers[i], decl.dtype);
             }
         }

@@ -15,6 +15,7 @@
 //! (none for a module built for one size).
 //! Loop counters and accumulators live in allocas that `mem2reg` promotes.
 
+use super::k;
 use std::collections::BTreeMap;
 
 use inkwell::attributes::{Attribute, AttributeLoc};
@@ -66,7 +67,7 @@ fn perfect_nest_of(s: &KStmt) -> (Vec<(VarId, u64)>, &[KStmt]) {
     let mut loops = Vec::new();
     let mut body = std::slice::from_ref(s);
     while let [KStmt::For { var, extent, body: inner, .. }] = body {
-        loops.push((*var, *extent));
+        loops.push((*var, k(extent) as u64));
         body = inner;
     }
     (loops, body)
@@ -349,13 +350,13 @@ impl<'c, 'm> Emitter<'c, 'm> {
     }
 
     pub fn affine(&self, a: &Affine) -> E<IntValue<'c>> {
-        let mut sum = self.i64(a.constant);
+        let mut sum = self.i64(k(&a.constant));
         for (var, coefficient) in &a.terms {
             let v = match self.vars.get(var) {
                 Some(v) => *v,
                 None => return self.unsupported(format!("loop variable {var} outside its loop")),
             };
-            let term = if *coefficient == 1 { v } else { self.b.build_int_mul(v, self.i64(*coefficient), "")? };
+            let term = if coefficient.is(1) { v } else { self.b.build_int_mul(v, self.i64(k(coefficient)), "")? };
             sum = self.b.build_int_add(sum, term, "")?;
         }
         Ok(sum)
@@ -449,7 +450,7 @@ impl<'c, 'm> Emitter<'c, 'm> {
         match s {
             KStmt::For { var, extent, body, .. } => {
                 let var = *var;
-                self.counted(self.i64(*extent as i64), |e, i| {
+                self.counted(self.i64(k(extent)), |e, i| {
                     e.vars.insert(var, i);
                     e.block(body)
                 })
@@ -460,7 +461,7 @@ impl<'c, 'm> Emitter<'c, 'm> {
                 self.store_element(*buffer, at, v)
             }
             KStmt::ScatterAdd { buffer, base, index, stride, bound, value } => {
-                let at = self.checked_index(base, index, *stride, *bound)?;
+                let at = self.checked_index(base, index, k(stride), k(bound) as u64)?;
                 let v = self.expr(value)?;
                 let address = self.element(*buffer, at)?;
                 self.atomic_add(address, v, self.dtype(*buffer)?)
@@ -745,7 +746,7 @@ impl<'c, 'm> Emitter<'c, 'm> {
                     let reduced = launch::reduced_accs(s, &declared);
                     if reduced.is_empty() {
                         let var = *var;
-                        self.range(lane, self.i64(*extent as i64), self.i64(32), |e, i| {
+                        self.range(lane, self.i64(k(extent)), self.i64(32), |e, i| {
                             e.vars.insert(var, i);
                             e.block(inner)
                         })?;

@@ -9,6 +9,7 @@
 //! the argument's scaling; `tanh` from `exp` or, near 0, its series); the
 //! f64 ones are not supported yet and are reported as such.
 
+use super::k;
 use inkwell::values::{BasicValueEnum, IntValue};
 use inkwell::{FloatPredicate, IntPredicate};
 use kiln_ir::kernel::{Affine, KExpr};
@@ -51,7 +52,7 @@ impl<'c> Emitter<'c, '_> {
                 self.load_element(*buffer, at)
             }
             KExpr::Gather { buffer, base, index, stride, bound } => {
-                let at = self.checked_index(base, index, *stride, *bound)?;
+                let at = self.checked_index(base, index, k(stride), k(bound) as u64)?;
                 self.load_element(*buffer, at)
             }
             KExpr::Acc(acc) => {

@@ -6,6 +6,7 @@
 //! from the two tiles. Strides come from the call's matrix references, so
 //! transposed operands are read in place.
 
+use super::k;
 use inkwell::IntPredicate;
 use inkwell::values::{BasicValueEnum, IntValue, PointerValue};
 use kiln_ir::kernel::{MatrixRef, RuntimeCall};
@@ -15,7 +16,7 @@ use super::launch::TILE;
 
 impl<'c> Emitter<'c, '_> {
     pub fn gemm(&mut self, call: &RuntimeCall) -> E<()> {
-        let RuntimeCall::Gemm { m, n, k, a, b, c, .. } = *call;
+        let RuntimeCall::Gemm { m, n, k: depth, a, b, c, .. } = call;
         let dtype = self.dtype(c.buffer)?;
         if self.dtype(a.buffer)? != dtype || self.dtype(b.buffer)? != dtype || !dtype.is_numeric() {
             return self.unsupported(format!("a GEMM of {dtype} with operands of other dtypes"));
@@ -31,12 +32,12 @@ impl<'c> Emitter<'c, '_> {
         let zero = self.identity(dtype, kiln_ir::ReduceKind::Sum)?;
         let sum = self.alloca(ty)?;
         self.b.build_store(sum, zero)?;
-        let row_in = self.b.build_int_compare(IntPredicate::SLT, row, self.i64(m as i64), "")?;
-        let col_in = self.b.build_int_compare(IntPredicate::SLT, col, self.i64(n as i64), "")?;
+        let row_in = self.b.build_int_compare(IntPredicate::SLT, row, self.i64(k(m)), "")?;
+        let col_in = self.b.build_int_compare(IntPredicate::SLT, col, self.i64(k(n)), "")?;
         let mine = self.b.build_int_add(self.b.build_int_mul(ty_, self.i64(tile), "")?, tx, "")?;
         // ceil(k / TILE) computed in the kernel, not folded here: a generic
         // module computes it from the size (`generic.rs`).
-        let k_size = self.size(k as i64)?;
+        let k_size = self.size(k(depth))?;
         let slices = self.b.build_int_unsigned_div(
             self.b.build_int_add(k_size, self.i64(tile - 1), "")?,
             self.i64(tile),
@@ -46,14 +47,14 @@ impl<'c> Emitter<'c, '_> {
             let start = e.b.build_int_mul(s, e.i64(tile), "")?;
             // a[row, start + tx] and b[start + ty, col] into the tiles.
             let ak = e.b.build_int_add(start, tx, "")?;
-            let ak_in = e.b.build_int_compare(IntPredicate::SLT, ak, e.i64(k as i64), "")?;
+            let ak_in = e.b.build_int_compare(IntPredicate::SLT, ak, e.i64(k(depth)), "")?;
             let a_in = e.b.build_and(row_in, ak_in, "")?;
-            let av = e.guarded_load(a, bz, row, ak, a_in, zero)?;
+            let av = e.guarded_load(a.clone(), bz, row, ak, a_in, zero)?;
             e.b.build_store(e.shared_at(ty, a_tile, mine)?, av)?;
             let bk = e.b.build_int_add(start, ty_, "")?;
-            let bk_in = e.b.build_int_compare(IntPredicate::SLT, bk, e.i64(k as i64), "")?;
+            let bk_in = e.b.build_int_compare(IntPredicate::SLT, bk, e.i64(k(depth)), "")?;
             let b_in = e.b.build_and(bk_in, col_in, "")?;
-            let bv = e.guarded_load(b, bz, bk, col, b_in, zero)?;
+            let bv = e.guarded_load(b.clone(), bz, bk, col, b_in, zero)?;
             e.b.build_store(e.shared_at(ty, b_tile, mine)?, bv)?;
             e.barrier()?;
             let mut acc = e.b.build_load(ty, sum, "")?;
@@ -69,7 +70,7 @@ impl<'c> Emitter<'c, '_> {
         })?;
         let inside = self.b.build_and(row_in, col_in, "")?;
         self.when(inside, |e| {
-            let at = e.matrix_index(c, bz, row, col)?;
+            let at = e.matrix_index(c.clone(), bz, row, col)?;
             let v = e.b.build_load(ty, sum, "")?;
             e.store_element(c.buffer, at, v)
         })
@@ -104,10 +105,10 @@ impl<'c> Emitter<'c, '_> {
     /// The flat index of element `(r, c)` of matrix `batch` of `m`.
     fn matrix_index(&self, m: MatrixRef, batch: IntValue<'c>, r: IntValue<'c>, c: IntValue<'c>) -> E<IntValue<'c>> {
         let b = &self.b;
-        let mut at = self.i64(m.offset as i64);
-        at = b.build_int_add(at, b.build_int_mul(batch, self.i64(m.batch_stride as i64), "")?, "")?;
-        at = b.build_int_add(at, b.build_int_mul(r, self.i64(m.row_stride as i64), "")?, "")?;
-        Ok(b.build_int_add(at, b.build_int_mul(c, self.i64(m.col_stride as i64), "")?, "")?)
+        let mut at = self.i64(k(&m.offset));
+        at = b.build_int_add(at, b.build_int_mul(batch, self.i64(k(&m.batch_stride)), "")?, "")?;
+        at = b.build_int_add(at, b.build_int_mul(r, self.i64(k(&m.row_stride)), "")?, "")?;
+        Ok(b.build_int_add(at, b.build_int_mul(c, self.i64(k(&m.col_stride)), "")?, "")?)
     }
 
     /// Element `(r, c)` of a matrix where `inside`, else `zero`; nothing is
@@ -124,7 +125,7 @@ impl<'c> Emitter<'c, '_> {
         let slot = self.alloca(zero.get_type())?;
         self.b.build_store(slot, zero)?;
         self.when(inside, |e| {
-            let at = e.matrix_index(m, batch, r, c)?;
+            let at = e.matrix_index(m.clone(), batch, r, c)?;
             let v = e.load_element(m.buffer, at)?;
             e.b.build_store(slot, v)?;
             Ok(())

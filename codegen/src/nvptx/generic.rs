@@ -26,6 +26,7 @@
 //! is valid for all sizes >= 1 congruent to the requested ones modulo
 //! [`MODULUS`] (the emulation tests check two such sizes per function).
 
+use super::k;
 use std::collections::HashMap;
 
 use inkwell::context::Context;
@@ -168,7 +169,9 @@ impl GenericPlan {
         };
         let mut buffers = Vec::new();
         for (i, b) in first.1.buffers.iter().enumerate() {
-            let same = |p: &Plan| p.buffers.get(i).filter(|o| o.role == b.role && o.dtype == b.dtype).map(|o| o.len);
+            let same = |p: &Plan| {
+                p.buffers.get(i).filter(|o| o.role == b.role && o.dtype == b.dtype).map(|o| k(&o.len) as u64)
+            };
             let len = fit(&format!("the length of buffer b{i}"), &same)?;
             buffers.push(GenericBuffer { role: b.role.clone(), dtype: b.dtype, len });
         }

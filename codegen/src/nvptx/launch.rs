@@ -18,6 +18,7 @@
 //! - [`Mapping::Gemm`]: a runtime GEMM call, as a shared-memory tiled kernel.
 //! - [`Mapping::Single`]: anything else, run by one thread in order.
 
+use super::k;
 use kiln_ir::DType;
 use kiln_ir::kernel::{AccId, BufferId, KExpr, KStmt, Kernel, Plan, RuntimeCall, VarId, buffers_of};
 
@@ -279,7 +280,7 @@ fn innermost_vector(s: &KStmt) -> u32 {
 fn perfect_nest(mut body: &[KStmt]) -> (Vec<(VarId, u64)>, &[KStmt]) {
     let mut loops = Vec::new();
     while let [KStmt::For { var, extent, body: inner, .. }] = body {
-        loops.push((*var, *extent));
+        loops.push((*var, k(extent) as u64));
         body = inner;
     }
     (loops, body)
@@ -321,7 +322,7 @@ fn shape_of(plan: &Plan, mapping: &Mapping<'_>) -> ([u64; 3], [u32; 3], u32) {
         }
         Mapping::Gemm(RuntimeCall::Gemm { batch, m, n, c, .. }) => {
             let size = plan.buffer(c.buffer).map_or(8, |b| b.dtype.size_bytes() as u32);
-            ([*n, *m, *batch], [TILE, TILE, 1], 2 * TILE * TILE * size)
+            ([k(n) as u64, k(m) as u64, k(batch) as u64], [TILE, TILE, 1], 2 * TILE * TILE * size)
         }
         Mapping::Single(_) => ([1, 1, 1], [1, 1, 1], 0),
     }

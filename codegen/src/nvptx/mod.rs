@@ -25,6 +25,12 @@ pub mod generic;
 pub mod launch;
 pub mod manifest;
 
+/// The value of a size of a plan specialized to constants: the NVPTX
+/// backend compiles plans at one binding (`Plan::specialize`).
+pub(crate) fn k(s: &kiln_ir::kernel::Size) -> i64 {
+    s.constant_term()
+}
+
 use std::fmt;
 
 use inkwell::OptimizationLevel;

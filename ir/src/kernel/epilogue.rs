@@ -16,42 +16,54 @@
 
 use std::collections::BTreeMap;
 
-use super::{Affine, BufferId, KExpr, KStmt, Kernel, MatrixRef, RuntimeCall, VarId};
+use super::{Affine, BufferId, KExpr, KStmt, Kernel, MatrixRef, RuntimeCall, Size, VarId};
+use crate::types::Symbol;
+
+/// Every symbol is at least 1 (the verifier requires it of a plan's
+/// declared least values), which is all the proofs here assume.
+fn at_least_one(_: &Symbol) -> i64 {
+    1
+}
 
 /// A kernel that is a GEMM and its epilogue loop.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct GemmEpilogue<'a> {
     pub call: &'a RuntimeCall,
-    pub m: u64,
+    pub m: &'a Size,
     pub var: VarId,
     pub vector: u32,
     pub body: &'a [KStmt],
     /// Loop iterations per product row.
-    pub per_row: u64,
+    pub per_row: Size,
 }
 
 /// The kernel's GEMM and epilogue loop, when it is one (see the module doc).
 pub fn gemm_epilogue(kernel: &Kernel) -> Option<GemmEpilogue<'_>> {
     let [
-        KStmt::Call(call @ RuntimeCall::Gemm { batch: 1, m, n, a, b, c, .. }),
+        KStmt::Call(call @ RuntimeCall::Gemm { batch, m, n, a, b, c, .. }),
         KStmt::For { var, extent, parallel: true, vector, body },
     ] = kernel.body.as_slice()
     else {
         return None;
     };
-    let per_row = if *extent == *m {
-        1
-    } else if *extent == m * n && c.row_stride == *n && c.col_stride == 1 {
-        *n
+    if !batch.is(1) {
+        return None;
+    }
+    let per_row = if extent == m {
+        Size::constant(1)
+    } else if *extent == m.clone() * n.clone() && c.row_stride == *n && c.col_stride.is(1) {
+        n.clone()
     } else {
         return None;
     };
-    if *m == 0 || body.iter().any(|s| writes(s, &[a.buffer, b.buffer, c.buffer])) {
+    if !Size::constant(1).provably_le(m, &at_least_one)
+        || body.iter().any(|s| writes(s, &[a.buffer, b.buffer, c.buffer]))
+    {
         return None;
     }
     let mut extents = BTreeMap::new();
-    let rows_local = body.iter().all(|s| reads_own_row(s, c, *n, *var, per_row, &mut extents));
-    rows_local.then_some(GemmEpilogue { call, m: *m, var: *var, vector: *vector, body, per_row })
+    let rows_local = body.iter().all(|s| reads_own_row(s, c, n, *var, &per_row, &mut extents));
+    rows_local.then_some(GemmEpilogue { call, m, var: *var, vector: *vector, body, per_row })
 }
 
 fn writes(s: &KStmt, buffers: &[BufferId]) -> bool {
@@ -69,15 +81,15 @@ fn writes(s: &KStmt, buffers: &[BufferId]) -> bool {
 fn reads_own_row(
     s: &KStmt,
     c: &MatrixRef,
-    n: u64,
+    n: &Size,
     var: VarId,
-    per_row: u64,
-    extents: &mut BTreeMap<VarId, u64>,
+    per_row: &Size,
+    extents: &mut BTreeMap<VarId, Size>,
 ) -> bool {
-    let check = |e: &KExpr, extents: &BTreeMap<VarId, u64>| expr_own_row(e, c, n, var, per_row, extents);
+    let check = |e: &KExpr, extents: &BTreeMap<VarId, Size>| expr_own_row(e, c, n, var, per_row, extents);
     match s {
         KStmt::For { var: inner, extent, body, .. } => {
-            extents.insert(*inner, *extent);
+            extents.insert(*inner, extent.clone());
             let ok = body.iter().all(|s| reads_own_row(s, c, n, var, per_row, extents));
             extents.remove(inner);
             ok
@@ -89,7 +101,14 @@ fn reads_own_row(
     }
 }
 
-fn expr_own_row(e: &KExpr, c: &MatrixRef, n: u64, var: VarId, per_row: u64, extents: &BTreeMap<VarId, u64>) -> bool {
+fn expr_own_row(
+    e: &KExpr,
+    c: &MatrixRef,
+    n: &Size,
+    var: VarId,
+    per_row: &Size,
+    extents: &BTreeMap<VarId, Size>,
+) -> bool {
     !e.any(&|e| match e {
         KExpr::Load { buffer, index } if *buffer == c.buffer => !index_in_row(index, c, n, var, per_row, extents),
         KExpr::Gather { buffer, .. } => *buffer == c.buffer,
@@ -102,31 +121,39 @@ fn expr_own_row(e: &KExpr, c: &MatrixRef, n: u64, var: VarId, per_row: u64, exte
 fn index_in_row(
     index: &Affine,
     c: &MatrixRef,
-    n: u64,
+    n: &Size,
     var: VarId,
-    per_row: u64,
-    extents: &BTreeMap<VarId, u64>,
+    per_row: &Size,
+    extents: &BTreeMap<VarId, Size>,
 ) -> bool {
-    if per_row > 1 {
+    if !per_row.is(1) {
         // A flat loop: exactly element `var` of the product.
-        return index.constant == c.offset as i64 && index.terms == [(var, 1)];
+        return index.constant == c.offset
+            && index.terms.len() == 1
+            && index.terms[0].0 == var
+            && index.terms[0].1.is(1);
     }
-    let (mut low, mut high) = (index.constant, index.constant);
-    let mut row_coefficient = 0;
-    for &(v, coefficient) in &index.terms {
-        if v == var {
-            row_coefficient = coefficient;
+    let (mut low, mut high) = (index.constant.clone(), index.constant.clone());
+    let mut row_coefficient = Size::constant(0);
+    for (v, coefficient) in &index.terms {
+        if *v == var {
+            row_coefficient = coefficient.clone();
             continue;
         }
-        let Some(&extent) = extents.get(&v) else { return false };
-        let reach = coefficient * (extent as i64 - 1).max(0);
-        if reach < 0 {
-            low += reach;
+        let Some(extent) = extents.get(v) else { return false };
+        let reach = coefficient.clone() * (extent.clone() - Size::constant(1));
+        if coefficient.is_nonnegative(&at_least_one) {
+            high = high + reach;
+        } else if (-coefficient.clone()).is_nonnegative(&at_least_one) {
+            low = low + reach;
         } else {
-            high += reach;
+            return false;
         }
     }
-    row_coefficient == c.row_stride as i64 && low >= c.offset as i64 && high < (c.offset + n) as i64
+    // offset <= low and high <= offset + n - 1
+    row_coefficient == c.row_stride
+        && c.offset.provably_le(&low, &at_least_one)
+        && high.provably_le(&(c.offset.clone() + n.clone() - Size::constant(1)), &at_least_one)
 }
 
 #[cfg(test)]
@@ -155,9 +182,9 @@ mod tests {
     #[test]
     fn a_loop_over_rows_or_elements_reading_its_own_row_is_an_epilogue() {
         let rows = kernel("for i1 in 0..2 {\n        b3[2*i0 + i1] = max(b2[2*i0 + i1], const(f32, 0.0))\n      }", 4);
-        assert_eq!(gemm_epilogue(&rows).map(|e| e.per_row), Some(1));
+        assert_eq!(gemm_epilogue(&rows).map(|e| e.per_row), Some(Size::constant(1)));
         let flat = kernel("b3[i0] = max(b2[i0], const(f32, 0.0))", 8);
-        assert_eq!(gemm_epilogue(&flat).map(|e| e.per_row), Some(2));
+        assert_eq!(gemm_epilogue(&flat).map(|e| e.per_row), Some(Size::constant(2)));
     }
 
     #[test]

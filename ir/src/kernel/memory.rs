@@ -12,10 +12,15 @@
 //! comes strictly before the other's first, so no kernel ever reads one
 //! while writing the other through the same bytes.
 //!
+//! Buffer lengths are sizes of the plan's symbols, so the layout is made
+//! for one binding of them (a batch size): a backend lays out the arena
+//! again when the binding changes.
+//!
 //! Nothing here assumes a buffer starts zeroed: lowering writes every
 //! element of a temporary before reading it.
 
 use super::{BufferRole, Plan};
+use crate::types::Bindings;
 
 /// The alignment of every buffer in the arena, in bytes.
 pub const ALIGN: u64 = 64;
@@ -32,18 +37,37 @@ pub struct ArenaLayout {
 impl ArenaLayout {
     /// What the buffers would take without reuse, in bytes (each rounded up
     /// to the alignment): the figure the layout is measured against.
-    pub fn unshared_bytes(plan: &Plan) -> u64 {
-        plan.buffers.iter().map(|b| padded(b.len * b.dtype.size_bytes() as u64)).sum()
+    pub fn unshared_bytes(plan: &Plan, bindings: &Bindings) -> Result<u64, String> {
+        Ok(padded_sizes(plan, bindings)?.iter().sum())
     }
+}
+
+/// Each buffer's bytes at `bindings`, rounded up to the alignment.
+fn padded_sizes(plan: &Plan, bindings: &Bindings) -> Result<Vec<u64>, String> {
+    plan.buffers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let len = b.len.eval(bindings).and_then(|n| u64::try_from(n).ok());
+            len.and_then(|n| n.checked_mul(b.dtype.size_bytes() as u64))
+                .filter(|&bytes| u128::from(bytes) <= crate::MAX_TENSOR_BYTES)
+                .map(padded)
+                .ok_or_else(|| {
+                    format!("buffer b{i} of {} elements has no size a tensor may have at these sizes", b.len)
+                })
+        })
+        .collect()
 }
 
 fn padded(bytes: u64) -> u64 {
     bytes.div_ceil(ALIGN).max(1) * ALIGN
 }
 
-/// Lays out the plan's buffers: biggest first, each at the lowest aligned
-/// offset that no buffer with an overlapping lifetime already occupies.
-pub fn arena_layout(plan: &Plan) -> ArenaLayout {
+/// Lays out the plan's buffers at `bindings`: biggest first, each at the
+/// lowest aligned offset that no buffer with an overlapping lifetime already
+/// occupies. An error when a buffer's length has no value there (an unbound
+/// symbol, or more than a tensor may hold).
+pub fn arena_layout(plan: &Plan, bindings: &Bindings) -> Result<ArenaLayout, String> {
     let end = plan.kernels.len();
     let spans: Vec<(usize, usize)> = plan
         .lifetimes()
@@ -58,7 +82,7 @@ pub fn arena_layout(plan: &Plan) -> ArenaLayout {
             }
         })
         .collect();
-    let sizes: Vec<u64> = plan.buffers.iter().map(|b| padded(b.len * b.dtype.size_bytes() as u64)).collect();
+    let sizes = padded_sizes(plan, bindings)?;
     let mut order: Vec<usize> = (0..plan.buffers.len()).collect();
     order.sort_by_key(|&b| (std::cmp::Reverse(sizes[b]), b));
     let mut offsets = vec![0u64; plan.buffers.len()];
@@ -84,5 +108,5 @@ pub fn arena_layout(plan: &Plan) -> ArenaLayout {
         bytes = bytes.max(offset + sizes[b]);
         placed.push(b);
     }
-    ArenaLayout { offsets, bytes }
+    Ok(ArenaLayout { offsets, bytes })
 }

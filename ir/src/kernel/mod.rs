@@ -4,9 +4,14 @@
 //! variables, with scalar arithmetic, reductions into accumulators, gathers
 //! and scatters through computed indices, and calls into the runtime (GEMM).
 //!
-//! Shapes are concrete here: a plan is specialized to one binding of the
-//! graph's symbolic dimensions. Vectorization is a property of a loop
-//! (`vector 4`): expressions stay scalar and the backend widens the loop.
+//! Sizes stay symbolic here: loop extents, buffer lengths, strides, GEMM
+//! dimensions and index coefficients are [`Size`]s, polynomials in the
+//! function's size symbols (`784*N`), which the plan declares with a lower
+//! bound and the hint its size-dependent choices were taken at
+//! ([`SizeSymbol`]). One plan runs at every binding; [`Plan::specialize`]
+//! substitutes one where a consumer wants constants. Vectorization is a
+//! property of a loop (`vector 4`): expressions stay scalar and the backend
+//! widens the loop.
 //!
 //! The text form (see `print.rs`) round-trips through `parse.rs`, and
 //! `verify.rs` checks types and proves every affine access in bounds.
@@ -16,6 +21,7 @@ mod memory;
 mod parse;
 mod print;
 mod run;
+mod size;
 mod verify;
 mod visit;
 
@@ -23,6 +29,7 @@ pub use epilogue::{GemmEpilogue, gemm_epilogue};
 pub use memory::{ALIGN, ArenaLayout, arena_layout};
 pub use parse::parse_plan;
 pub use run::{Storage, execute, execute_with, run_plan};
+pub use size::{Monomial, Size, SizeSymbol, hints, lower_bounds};
 pub use verify::{KernelVerifyError, verify_plan};
 
 use std::fmt;
@@ -78,49 +85,75 @@ pub enum BufferRole {
 pub struct BufferDecl {
     pub role: BufferRole,
     pub dtype: DType,
-    pub len: u64,
+    pub len: Size,
 }
 
 /// `constant + sum(coefficient * variable)`, terms sorted by variable with
 /// non-zero coefficients, so that equal expressions are equal values.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Affine {
-    pub constant: i64,
-    pub terms: Vec<(VarId, i64)>,
+    pub constant: Size,
+    pub terms: Vec<(VarId, Size)>,
 }
 
 impl Affine {
-    pub fn constant(c: i64) -> Affine {
-        Affine { constant: c, terms: Vec::new() }
+    pub fn constant(c: impl Into<Size>) -> Affine {
+        Affine { constant: c.into(), terms: Vec::new() }
     }
 
     pub fn var(v: VarId) -> Affine {
-        Affine { constant: 0, terms: vec![(v, 1)] }
+        Affine { constant: Size::constant(0), terms: vec![(v, Size::constant(1))] }
     }
 
     /// `self + coefficient * v`, kept canonical.
-    pub fn plus_term(mut self, v: VarId, coefficient: i64) -> Affine {
+    pub fn plus_term(mut self, v: VarId, coefficient: impl Into<Size>) -> Affine {
+        let coefficient = coefficient.into();
         match self.terms.binary_search_by_key(&v, |t| t.0) {
             Ok(i) => {
-                self.terms[i].1 += coefficient;
-                if self.terms[i].1 == 0 {
+                let sum = std::mem::take(&mut self.terms[i].1) + coefficient;
+                if sum.is(0) {
                     self.terms.remove(i);
+                } else {
+                    self.terms[i].1 = sum;
                 }
             }
-            Err(i) if coefficient != 0 => self.terms.insert(i, (v, coefficient)),
+            Err(i) if !coefficient.is(0) => self.terms.insert(i, (v, coefficient)),
             Err(_) => {}
         }
         self
     }
 
-    pub fn plus(mut self, c: i64) -> Affine {
-        self.constant += c;
+    pub fn plus(mut self, c: impl Into<Size>) -> Affine {
+        self.constant = std::mem::take(&mut self.constant) + c.into();
         self
     }
 
+    /// `self * k`: every coefficient and the constant scaled.
+    pub fn times(&self, k: &Size) -> Affine {
+        let terms = self.terms.iter().map(|(v, c)| (*v, c.clone() * k.clone())).filter(|t| !t.1.is(0)).collect();
+        Affine { constant: self.constant.clone() * k.clone(), terms }
+    }
+
+    /// `self + other`, kept canonical.
+    pub fn add(&self, other: &Affine) -> Affine {
+        other.terms.iter().fold(self.clone().plus(other.constant.clone()), |a, (v, c)| a.plus_term(*v, c.clone()))
+    }
+
     /// The coefficient of `v` (0 when `v` does not occur).
-    pub fn coefficient(&self, v: VarId) -> i64 {
-        self.terms.iter().find(|t| t.0 == v).map_or(0, |t| t.1)
+    pub fn coefficient(&self, v: VarId) -> Size {
+        self.terms.iter().find(|t| t.0 == v).map_or(Size::constant(0), |t| t.1.clone())
+    }
+
+    /// Whether the coefficient of `v` is the constant `c`.
+    pub fn coefficient_is(&self, v: VarId, c: i64) -> bool {
+        self.terms.iter().find(|t| t.0 == v).map_or(c == 0, |t| t.1.is(c))
+    }
+
+    /// The affine with every size symbol bound in `bindings` replaced by
+    /// its value.
+    pub fn substitute(&self, bindings: &crate::Bindings) -> Affine {
+        let terms = self.terms.iter().map(|(v, c)| (*v, c.substitute(bindings))).filter(|t| !t.1.is(0)).collect();
+        Affine { constant: self.constant.substitute(bindings), terms }
     }
 }
 
@@ -147,8 +180,8 @@ pub enum KExpr {
         buffer: BufferId,
         base: Affine,
         index: Box<KExpr>,
-        stride: i64,
-        bound: u64,
+        stride: Size,
+        bound: Size,
     },
     Acc(AccId),
     Unary(UnaryOp, Box<KExpr>),
@@ -175,7 +208,7 @@ pub enum KStmt {
     /// what another writes.
     For {
         var: VarId,
-        extent: u64,
+        extent: Size,
         parallel: bool,
         vector: u32,
         body: Vec<KStmt>,
@@ -190,8 +223,8 @@ pub enum KStmt {
         buffer: BufferId,
         base: Affine,
         index: KExpr,
-        stride: i64,
-        bound: u64,
+        stride: Size,
+        bound: Size,
         value: KExpr,
     },
     /// Declares an accumulator holding the identity of `kind` (0 or -inf/min).
@@ -213,7 +246,7 @@ pub enum KStmt {
 pub enum RuntimeCall {
     /// `batch` row-major matrix products `c = a @ b` (`m x k` times `k x n`),
     /// matrix `j` starting at `offset + j * batch_stride` in each buffer.
-    Gemm { batch: u64, m: u64, n: u64, k: u64, a: MatrixRef, b: MatrixRef, c: MatrixRef },
+    Gemm { batch: Size, m: Size, n: Size, k: Size, a: MatrixRef, b: MatrixRef, c: MatrixRef },
 }
 
 /// A matrix inside a buffer: its first element, the distance between rows,
@@ -221,19 +254,30 @@ pub enum RuntimeCall {
 /// row (1 for a row-major matrix; a transposed view of a row-major matrix
 /// has a column stride and a row stride of 1). The result `c` of a GEMM
 /// always has a column stride of 1.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct MatrixRef {
     pub buffer: BufferId,
-    pub offset: u64,
-    pub row_stride: u64,
-    pub batch_stride: u64,
-    pub col_stride: u64,
+    pub offset: Size,
+    pub row_stride: Size,
+    pub batch_stride: Size,
+    pub col_stride: Size,
 }
 
 impl MatrixRef {
     /// A row-major matrix (column stride 1).
-    pub fn row_major(buffer: BufferId, offset: u64, row_stride: u64, batch_stride: u64) -> MatrixRef {
-        MatrixRef { buffer, offset, row_stride, batch_stride, col_stride: 1 }
+    pub fn row_major(
+        buffer: BufferId,
+        offset: impl Into<Size>,
+        row_stride: impl Into<Size>,
+        batch_stride: impl Into<Size>,
+    ) -> MatrixRef {
+        MatrixRef {
+            buffer,
+            offset: offset.into(),
+            row_stride: row_stride.into(),
+            batch_stride: batch_stride.into(),
+            col_stride: Size::constant(1),
+        }
     }
 }
 
@@ -248,11 +292,52 @@ pub struct Kernel {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Plan {
     pub name: String,
+    /// The size symbols the plan's sizes may mention.
+    pub symbols: Vec<SizeSymbol>,
     pub buffers: Vec<BufferDecl>,
     pub kernels: Vec<Kernel>,
 }
 
 impl Plan {
+    /// The plan at `bindings`: every bound symbol replaced by its value in
+    /// every size, and dropped from the declared symbols.
+    pub fn specialize(&self, bindings: &crate::Bindings) -> Plan {
+        let mut plan = self.clone();
+        plan.symbols.retain(|s| !bindings.contains_key(&s.symbol));
+        for b in &mut plan.buffers {
+            b.len = b.len.substitute(bindings);
+        }
+        for k in &mut plan.kernels {
+            for s in &mut k.body {
+                s.for_each_size_mut(&mut |size| *size = size.substitute(bindings));
+            }
+        }
+        plan
+    }
+
+    /// Checks that `bindings` gives every declared symbol a value at or
+    /// above its lower bound, and names none the plan does not declare.
+    pub fn check_bindings(&self, bindings: &crate::Bindings) -> Result<(), String> {
+        for s in &self.symbols {
+            match bindings.get(&s.symbol) {
+                None => return Err(format!("size {} has no value", s.symbol)),
+                Some(&v) if v < s.min => {
+                    return Err(format!("size {} = {v} is below its least value {}", s.symbol, s.min));
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(extra) = bindings.keys().find(|k| !self.symbols.iter().any(|s| &s.symbol == *k)) {
+            return Err(format!("the plan has no size named {extra}"));
+        }
+        Ok(())
+    }
+
+    /// The length of buffer `b` in elements at `bindings`.
+    pub fn buffer_len(&self, b: BufferId, bindings: &crate::Bindings) -> Option<u64> {
+        self.buffer(b).and_then(|d| d.len.eval(bindings)).and_then(|n| u64::try_from(n).ok())
+    }
+
     pub fn buffer(&self, id: BufferId) -> Option<&BufferDecl> {
         self.buffers.get(id.0 as usize)
     }

@@ -2,12 +2,14 @@
 //! that parses is verified before it is returned.
 
 use super::{
-    AccId, Affine, BufferDecl, BufferId, BufferRole, KExpr, KStmt, Kernel, MatrixRef, Plan, RuntimeCall, VarId,
+    AccId, Affine, BufferDecl, BufferId, BufferRole, KExpr, KStmt, Kernel, MatrixRef, Plan, RuntimeCall, Size,
+    SizeSymbol, VarId,
 };
 use crate::op::{BinaryOp, CompareOp, Literal, ReduceKind, UnaryOp};
 use crate::parse::{ParseError, parse_float};
 use crate::print::{binary_name, compare_name, reduce_name, unary_name};
 use crate::types::DType;
+use crate::types::Symbol;
 
 /// Parses and verifies a plan.
 pub fn parse_plan(text: &str) -> std::result::Result<Plan, ParseError> {
@@ -33,7 +35,7 @@ struct Token {
     column: usize,
 }
 
-const PUNCTS: [&str; 13] = ["..", "+=", "[", "]", "(", ")", "{", "}", ",", ":", "=", "+", "*"];
+const PUNCTS: [&str; 14] = ["..", "+=", ">=", "[", "]", "(", ")", "{", "}", ",", ":", "=", "+", "*"];
 
 fn tokenize(text: &str) -> std::result::Result<Vec<Token>, ParseError> {
     let mut tokens = Vec::new();
@@ -156,13 +158,6 @@ impl Parser {
         })
     }
 
-    fn int(&mut self, what: &str) -> Result<i64> {
-        let negative = self.eat("-");
-        let n = self.uint(what)?;
-        let n = i64::try_from(n).or_else(|_| self.error(format!("{what} is too large")))?;
-        Ok(if negative { -n } else { n })
-    }
-
     /// A prefixed id such as `b3`, `i0` or `a2`.
     fn id(&mut self, prefix: char, what: &str) -> Result<u32> {
         let w = self.word(what)?;
@@ -190,6 +185,20 @@ impl Parser {
         self.keyword("plan")?;
         let name = self.word("a plan name")?;
         self.punct("{")?;
+        let mut symbols: Vec<SizeSymbol> = Vec::new();
+        while self.peek_word() == Some("size") {
+            self.pos += 1;
+            let symbol = Symbol::new(self.word("a size symbol")?);
+            if symbols.iter().any(|s| s.symbol == symbol) {
+                self.pos -= 1;
+                return self.error(format!("size {symbol} is declared twice"));
+            }
+            self.punct(">=")?;
+            let min = self.uint("the least value")?;
+            self.keyword("hint")?;
+            let hint = self.uint("a hint")?;
+            symbols.push(SizeSymbol { symbol, min, hint });
+        }
         let mut buffers = Vec::new();
         while self.peek_word().is_some_and(|w| w.starts_with('b') && w[1..].parse::<u32>().is_ok()) {
             let id = self.id('b', "a buffer")?;
@@ -199,7 +208,7 @@ impl Parser {
             self.punct(":")?;
             let dtype = self.dtype()?;
             self.punct("[")?;
-            let len = self.uint("a length")?;
+            let len = self.size()?;
             self.punct("]")?;
             let role = match self.word("a buffer role")?.as_str() {
                 "input" => BufferRole::Input(self.uint("an input number")? as u32),
@@ -222,7 +231,7 @@ impl Parser {
             kernels.push(Kernel { name, body });
         }
         self.punct("}")?;
-        Ok(Plan { name, buffers, kernels })
+        Ok(Plan { name, symbols, buffers, kernels })
     }
 
     fn block(&mut self) -> Result<Vec<KStmt>> {
@@ -246,7 +255,7 @@ impl Parser {
                 self.keyword("in")?;
                 self.keyword("0")?;
                 self.punct("..")?;
-                let extent = self.uint("a loop extent")?;
+                let extent = self.size()?;
                 let parallel = self.peek_word() == Some("parallel");
                 if parallel {
                     self.pos += 1;
@@ -269,9 +278,9 @@ impl Parser {
                 self.punct(",")?;
                 let index = self.expr()?;
                 self.punct(",")?;
-                let stride = self.int("a stride")?;
+                let stride = self.size()?;
                 self.punct(",")?;
-                let bound = self.uint("a bound")?;
+                let bound = self.size()?;
                 self.punct(",")?;
                 let value = self.expr()?;
                 self.punct(")")?;
@@ -280,11 +289,11 @@ impl Parser {
             Some("gemm") => {
                 self.pos += 1;
                 self.punct("(")?;
-                let mut sizes = [0u64; 4];
+                let mut sizes: [Size; 4] = Default::default();
                 for (i, key) in ["batch", "m", "n", "k"].iter().enumerate() {
                     self.keyword(key)?;
                     self.punct("=")?;
-                    sizes[i] = self.uint(key)?;
+                    sizes[i] = self.size()?;
                     self.punct(",")?;
                 }
                 let mut matrices = Vec::new();
@@ -296,19 +305,24 @@ impl Parser {
                     self.punct("=")?;
                     let buffer = BufferId(self.id('b', "a buffer")?);
                     self.punct("[")?;
-                    let offset = self.uint("an offset")?;
+                    let offset = self.size()?;
                     self.punct(",")?;
-                    let row_stride = self.uint("a row stride")?;
+                    let row_stride = self.size()?;
                     self.punct(",")?;
-                    let batch_stride = self.uint("a batch stride")?;
+                    let batch_stride = self.size()?;
                     // An optional column stride (1 when absent).
-                    let col_stride = if self.eat(",") { self.uint("a column stride")? } else { 1 };
+                    let col_stride = if self.eat(",") { self.size()? } else { Size::constant(1) };
                     self.punct("]")?;
                     matrices.push(MatrixRef { buffer, offset, row_stride, batch_stride, col_stride });
                 }
                 self.punct(")")?;
                 let [batch, m, n, k] = sizes;
-                Ok(KStmt::Call(RuntimeCall::Gemm { batch, m, n, k, a: matrices[0], b: matrices[1], c: matrices[2] }))
+                let [a, b, c]: [MatrixRef; 3] = matrices.try_into().map_err(|_| ParseError {
+                    line: 1,
+                    column: 1,
+                    message: "three matrices".into(),
+                })?;
+                Ok(KStmt::Call(RuntimeCall::Gemm { batch, m, n, k, a, b, c }))
             }
             Some(w) if w.starts_with('a') && w[1..].parse::<u32>().is_ok() => {
                 let acc = AccId(self.id('a', "an accumulator")?);
@@ -342,34 +356,100 @@ impl Parser {
         Ok(a)
     }
 
-    /// `256*i0 + i1 - 3`: terms joined by `+` and `-`.
+    /// `256*i0 + i1 - 3`, `784*N*i0 + (N + 1)*i1`: a sum of terms, each a
+    /// product of integers, size symbols, parenthesized sums and at most
+    /// one loop variable.
     fn affine(&mut self) -> Result<Affine> {
+        let terms = self.sum()?;
         let mut a = Affine::default();
-        let mut sign = if self.eat("-") { -1 } else { 1 };
+        for (var, coefficient) in terms {
+            a = match var {
+                Some(v) => a.plus_term(v, coefficient),
+                None => a.plus(coefficient),
+            };
+        }
+        Ok(a)
+    }
+
+    /// A size: like an affine index, without loop variables.
+    fn size(&mut self) -> Result<Size> {
+        let start = self.pos;
+        let terms = self.sum()?;
+        let mut size = Size::constant(0);
+        for (var, coefficient) in terms {
+            if var.is_some() {
+                self.pos = start;
+                return self.error("expected a size, found an expression of a loop variable");
+            }
+            size = size + coefficient;
+        }
+        Ok(size)
+    }
+
+    /// `term (+|- term)*`, as the coefficient of each loop variable (`None`
+    /// for the constant part).
+    fn sum(&mut self) -> Result<Vec<(Option<VarId>, Size)>> {
+        let mut out = Vec::new();
+        let mut negative = self.eat("-");
         loop {
-            let word = self.word("a term")?;
-            if let Some(v) = word.strip_prefix('i').and_then(|n| n.parse::<u32>().ok()) {
-                a = a.plus_term(VarId(v), sign);
-            } else {
-                let n: i64 = word.parse().or_else(|_| {
-                    self.pos -= 1;
-                    self.error(format!("expected an integer or a loop variable, found `{word}`"))
-                })?;
-                if self.eat("*") {
-                    let v = VarId(self.id('i', "a loop variable")?);
-                    a = a.plus_term(v, sign * n);
-                } else {
-                    a = a.plus(sign * n);
-                }
+            for (var, c) in self.product()? {
+                out.push((var, if negative { -c } else { c }));
             }
             if self.eat("+") {
-                sign = 1;
+                negative = false;
             } else if self.eat("-") {
-                sign = -1;
+                negative = true;
             } else {
-                return Ok(a);
+                return Ok(out);
             }
         }
+    }
+
+    /// `factor (* factor)*`, where at most one factor mentions a loop variable.
+    fn product(&mut self) -> Result<Vec<(Option<VarId>, Size)>> {
+        let mut out = self.factor()?;
+        while self.eat("*") {
+            let start = self.pos;
+            let next = self.factor()?;
+            let has_var = |t: &[(Option<VarId>, Size)]| t.iter().any(|x| x.0.is_some());
+            if has_var(&out) && has_var(&next) {
+                self.pos = start;
+                return self.error("a product of two loop variables is not affine");
+            }
+            let mut product = Vec::new();
+            for (va, ca) in &out {
+                for (vb, cb) in &next {
+                    product.push((va.or(*vb), ca.clone() * cb.clone()));
+                }
+            }
+            out = product;
+        }
+        Ok(out)
+    }
+
+    /// An integer, a loop variable `i3`, a size symbol, or `( sum )`.
+    fn factor(&mut self) -> Result<Vec<(Option<VarId>, Size)>> {
+        if self.eat("(") {
+            let inner = self.sum()?;
+            self.punct(")")?;
+            return Ok(inner);
+        }
+        let word = self.word("a term")?;
+        if let Some(v) = word.strip_prefix('i').and_then(|n| n.parse::<u32>().ok()) {
+            return Ok(vec![(Some(VarId(v)), Size::constant(1))]);
+        }
+        if word.starts_with(|c: char| c.is_ascii_digit()) {
+            let n: i64 = word.parse().or_else(|_| {
+                self.pos -= 1;
+                self.error(format!("expected an integer, found `{word}`"))
+            })?;
+            return Ok(vec![(None, Size::constant(n))]);
+        }
+        if word.chars().all(|c| c.is_alphanumeric() || c == '_') {
+            return Ok(vec![(None, Size::symbol(Symbol::new(word)))]);
+        }
+        self.pos -= 1;
+        self.error(format!("expected an integer, a size symbol or a loop variable, found `{word}`"))
     }
 
     fn literal(&mut self, dtype: DType) -> Result<Literal> {
@@ -416,9 +496,9 @@ impl Parser {
                 self.punct(",")?;
                 let index = Box::new(self.expr()?);
                 self.punct(",")?;
-                let stride = self.int("a stride")?;
+                let stride = self.size()?;
                 self.punct(",")?;
-                let bound = self.uint("a bound")?;
+                let bound = self.size()?;
                 KExpr::Gather { buffer, base, index, stride, bound }
             }
             "select" => {

@@ -2,11 +2,12 @@
 //!
 //! ```text
 //! plan forward {
-//!   b0: f32[8] input 0
-//!   b1: f32[2] output 0
+//!   size N >= 1 hint 2
+//!   b0: f32[4*N] input 0
+//!   b1: f32[N] output 0
 //!
 //!   kernel sum_rows {
-//!     for i0 in 0..2 parallel {
+//!     for i0 in 0..N parallel {
 //!       a0: f32 = sum
 //!       for i1 in 0..4 vector 4 {
 //!         a0 += b0[4*i0 + i1]
@@ -17,6 +18,10 @@
 //! }
 //! ```
 //!
+//! Sizes are polynomials in the declared size symbols (`784*N + 3`); an
+//! index coefficient that is not one term is parenthesized:
+//! `(N + 1)*i0`.
+//!
 //! Expressions are written as calls (`add(x, y)`, `cast(f32, x)`,
 //! `const(f32, 0.5)`); a load is `b3[affine]`. A GEMM call names each
 //! matrix as `b3[offset, row stride, batch stride]`, with a fourth number,
@@ -26,7 +31,7 @@
 
 use std::fmt::{self, Write};
 
-use super::{Affine, BufferRole, KExpr, KStmt, Kernel, MatrixRef, Plan, RuntimeCall};
+use super::{Affine, BufferRole, KExpr, KStmt, Kernel, MatrixRef, Plan, RuntimeCall, Size};
 use crate::op::Literal;
 use crate::print::{binary_name, compare_name, reduce_name, unary_name};
 use crate::types::write_float;
@@ -34,6 +39,9 @@ use crate::types::write_float;
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "plan {} {{", self.name)?;
+        for s in &self.symbols {
+            writeln!(f, "  size {} >= {} hint {}", s.symbol, s.min, s.hint)?;
+        }
         for (i, b) in self.buffers.iter().enumerate() {
             write!(f, "  b{i}: {}[{}] ", b.dtype, b.len)?;
             match &b.role {
@@ -98,33 +106,60 @@ fn write_stmt(f: &mut fmt::Formatter<'_>, s: &KStmt, depth: usize) -> fmt::Resul
     }
 }
 
-/// An affine expression: `256*i0 + i1 + 3`, `-i2 + 7`, `0`.
+/// An affine expression: `256*i0 + i1 + 3`, `-i2 + 7`, `784*N*i0 + N`,
+/// `(N + 1)*i1`, `0`.
 pub struct AffineText<'a>(pub &'a Affine);
+
+/// The signed pieces of a size as a sum: each term's sign and its text,
+/// with `suffix` (`*i0`) after each, the constant last.
+fn size_pieces(s: &Size, suffix: &str, out: &mut Vec<(bool, String)>) {
+    let mut ordered: Vec<_> = s.terms().iter().collect();
+    ordered.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+    for (m, c) in ordered {
+        let factors: Vec<String> = m.iter().map(|s| s.to_string()).collect();
+        let magnitude = if c.unsigned_abs() == 1 { String::new() } else { format!("{}*", c.unsigned_abs()) };
+        out.push((*c < 0, format!("{magnitude}{}{suffix}", factors.join("*"))));
+    }
+    let c = s.constant_term();
+    if c != 0 {
+        let text = match (suffix.strip_prefix('*'), c.unsigned_abs()) {
+            (Some(var), 1) => var.to_string(),
+            (_, magnitude) => format!("{magnitude}{suffix}"),
+        };
+        out.push((c < 0, text));
+    }
+}
+
+fn write_pieces(f: &mut fmt::Formatter<'_>, pieces: &[(bool, String)]) -> fmt::Result {
+    if pieces.is_empty() {
+        return f.write_char('0');
+    }
+    for (k, (negative, text)) in pieces.iter().enumerate() {
+        match (k == 0, negative) {
+            (true, false) => {}
+            (true, true) => f.write_char('-')?,
+            (false, false) => f.write_str(" + ")?,
+            (false, true) => f.write_str(" - ")?,
+        }
+        f.write_str(text)?;
+    }
+    Ok(())
+}
 
 impl fmt::Display for AffineText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let a = self.0;
-        let mut first = true;
-        for &(v, c) in &a.terms {
-            let magnitude = c.unsigned_abs();
-            match (first, c < 0) {
-                (true, false) => {}
-                (true, true) => f.write_char('-')?,
-                (false, false) => f.write_str(" + ")?,
-                (false, true) => f.write_str(" - ")?,
+        let mut pieces = Vec::new();
+        for (v, c) in &a.terms {
+            let one_term = c.terms().len() + usize::from(c.constant_term() != 0) == 1;
+            if one_term {
+                size_pieces(c, &format!("*{v}"), &mut pieces);
+            } else {
+                pieces.push((false, format!("({c})*{v}")));
             }
-            if magnitude != 1 {
-                write!(f, "{magnitude}*")?;
-            }
-            write!(f, "{v}")?;
-            first = false;
         }
-        match (first, a.constant) {
-            (true, c) => write!(f, "{c}"),
-            (false, 0) => Ok(()),
-            (false, c) if c < 0 => write!(f, " - {}", c.unsigned_abs()),
-            (false, c) => write!(f, " + {c}"),
-        }
+        size_pieces(&a.constant, "", &mut pieces);
+        write_pieces(f, &pieces)
     }
 }
 
@@ -134,7 +169,7 @@ impl fmt::Display for MatrixText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;
         write!(f, "{}[{}, {}, {}", m.buffer, m.offset, m.row_stride, m.batch_stride)?;
-        if m.col_stride != 1 {
+        if !m.col_stride.is(1) {
             write!(f, ", {}", m.col_stride)?;
         }
         write!(f, "]")

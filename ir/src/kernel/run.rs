@@ -10,10 +10,11 @@
 
 use std::collections::BTreeMap;
 
-use super::{AccId, Affine, BufferId, KExpr, KStmt, Plan, RuntimeCall, VarId};
+use super::{AccId, Affine, BufferId, KExpr, KStmt, Plan, RuntimeCall, Size, VarId};
 use crate::op::{BinaryOp, CompareOp, Literal, ReduceKind, UnaryOp};
 use crate::random;
 use crate::scalar;
+use crate::types::Bindings;
 use crate::types::DType;
 
 /// The contents of one buffer.
@@ -55,14 +56,46 @@ enum Scalar {
     B(bool),
 }
 
-/// Runs every kernel of `plan` in order on `buffers` (one per declared
-/// buffer, inputs and parameters filled in by the caller).
-pub fn run_plan(plan: &Plan, buffers: &mut [Storage]) -> Result<(), String> {
+/// The value of a size of a plan specialized to constants.
+fn k(s: &Size) -> i64 {
+    s.constant_term()
+}
+
+/// `plan` at `bindings`, every size a constant, or why not.
+fn specialized(plan: &Plan, bindings: &Bindings) -> Result<Plan, String> {
+    plan.check_bindings(bindings)?;
+    let plan = plan.specialize(bindings);
+    let mut symbolic = plan.buffers.iter().find(|b| b.len.as_const().is_none()).map(|b| b.len.clone());
+    for kernel in &plan.kernels {
+        for s in &kernel.body {
+            s.clone().for_each_size_mut(&mut |size| {
+                if size.as_const().is_none() {
+                    symbolic = Some(size.clone());
+                }
+            });
+        }
+    }
+    match symbolic {
+        Some(size) => Err(format!("size {size} has no value at these sizes")),
+        None => Ok(plan),
+    }
+}
+
+/// Runs every kernel of `plan` in order at `bindings` (a value for each of
+/// its size symbols) on `buffers` (one per declared buffer, inputs and
+/// parameters filled in by the caller).
+pub fn run_plan(plan: &Plan, bindings: &Bindings, buffers: &mut [Storage]) -> Result<(), String> {
+    let plan = &specialized(plan, bindings)?;
+    run_specialized(plan, buffers)
+}
+
+/// [`run_plan`] for a plan whose sizes are all constants.
+fn run_specialized(plan: &Plan, buffers: &mut [Storage]) -> Result<(), String> {
     if buffers.len() != plan.buffers.len() {
         return Err(format!("the plan declares {} buffers, {} were given", plan.buffers.len(), buffers.len()));
     }
     for (i, (decl, storage)) in plan.buffers.iter().zip(buffers.iter()).enumerate() {
-        if storage.len() as u64 != decl.len
+        if storage.len() as i64 != k(&decl.len)
             || std::mem::discriminant(storage) != std::mem::discriminant(&Storage::zeros(decl.dtype, 0))
         {
             return Err(format!("buffer b{i} must hold {} {} elements", decl.len, decl.dtype));
@@ -92,8 +125,8 @@ impl Machine<'_> {
     fn stmt(&mut self, s: &KStmt) -> Run<()> {
         match s {
             KStmt::For { var, extent, body, .. } => {
-                for i in 0..*extent {
-                    self.vars.insert(*var, i as i64);
+                for i in 0..k(extent) {
+                    self.vars.insert(*var, i);
                     self.block(body)?;
                 }
                 self.vars.remove(var);
@@ -105,7 +138,7 @@ impl Machine<'_> {
                 self.store(*buffer, at, v, false)
             }
             KStmt::ScatterAdd { buffer, base, index, stride, bound, value } => {
-                let at = self.indirect(base, index, *stride, *bound)?;
+                let at = self.indirect(base, index, k(stride), k(bound))?;
                 let v = self.expr(value)?;
                 self.store(*buffer, at, v, true)
             }
@@ -132,21 +165,22 @@ impl Machine<'_> {
                 self.accs.insert(*acc, (dtype, kind, new));
                 Ok(())
             }
-            KStmt::Call(RuntimeCall::Gemm { batch, m, n, k, a, b, c }) => {
+            KStmt::Call(RuntimeCall::Gemm { batch, m, n, k: depth, a, b, c }) => {
                 let dtype = self.plan.buffer(c.buffer).map_or(DType::F32, |d| d.dtype);
-                for j in 0..*batch {
-                    for row in 0..*m {
-                        for col in 0..*n {
+                let at = |mat: &super::MatrixRef, j: i64, row: i64, col: i64| {
+                    let (offset, batch_stride) = (k(&mat.offset), k(&mat.batch_stride));
+                    offset + j * batch_stride + row * k(&mat.row_stride) + col * k(&mat.col_stride)
+                };
+                for j in 0..k(batch) {
+                    for row in 0..k(m) {
+                        for col in 0..k(n) {
                             let mut sum = 0.0;
-                            for l in 0..*k {
-                                let at = a.offset + j * a.batch_stride + row * a.row_stride + l * a.col_stride;
-                                let x = self.float_at(a.buffer, at)?;
-                                let at = b.offset + j * b.batch_stride + l * b.row_stride + col * b.col_stride;
-                                let y = self.float_at(b.buffer, at)?;
+                            for l in 0..k(depth) {
+                                let x = self.float_at(a.buffer, at(a, j, row, l))?;
+                                let y = self.float_at(b.buffer, at(b, j, l, col))?;
                                 sum += x * y;
                             }
-                            let at = c.offset + j * c.batch_stride + row * c.row_stride + col;
-                            self.store(c.buffer, at as i64, Scalar::F(round(sum, dtype)), false)?;
+                            self.store(c.buffer, at(c, j, row, col), Scalar::F(round(sum, dtype)), false)?;
                         }
                     }
                 }
@@ -156,21 +190,21 @@ impl Machine<'_> {
     }
 
     fn affine(&self, a: &Affine) -> i64 {
-        a.terms.iter().fold(a.constant, |acc, (v, c)| acc + c * self.vars.get(v).copied().unwrap_or(0))
+        a.terms.iter().fold(k(&a.constant), |acc, (v, c)| acc + k(c) * self.vars.get(v).copied().unwrap_or(0))
     }
 
-    fn indirect(&mut self, base: &Affine, index: &KExpr, stride: i64, bound: u64) -> Run<i64> {
+    fn indirect(&mut self, base: &Affine, index: &KExpr, stride: i64, bound: i64) -> Run<i64> {
         let i = match self.expr(index)? {
             Scalar::I(i) => i,
             other => return Err(format!("an index must be an integer, got {other:?}")),
         };
-        if i < 0 || i as u64 >= bound {
+        if i < 0 || i >= bound {
             return Err(format!("index {i} is out of range 0..{bound}"));
         }
         Ok(self.affine(base) + stride * i)
     }
 
-    fn float_at(&self, buffer: BufferId, at: u64) -> Run<f64> {
+    fn float_at(&self, buffer: BufferId, at: i64) -> Run<f64> {
         match self.buffers.get(buffer.0 as usize) {
             Some(Storage::Float(v)) => {
                 v.get(at as usize).copied().ok_or_else(|| format!("{buffer}[{at}] is out of bounds"))
@@ -223,7 +257,7 @@ impl Machine<'_> {
             }
             KExpr::Load { buffer, index } => self.load(*buffer, self.affine(index))?,
             KExpr::Gather { buffer, base, index, stride, bound } => {
-                let at = self.indirect(base, index, *stride, *bound)?;
+                let at = self.indirect(base, index, k(stride), k(bound))?;
                 self.load(*buffer, at)?
             }
             KExpr::Acc(acc) => {
@@ -304,26 +338,32 @@ fn cast(x: Scalar, to: DType) -> Scalar {
     }
 }
 
-/// Runs `plan` as a function: fills its input and parameter buffers from
-/// `inputs` and `params`, runs it, and returns its output buffers in order.
+/// Runs `plan` as a function at `bindings`: fills its input and parameter
+/// buffers from `inputs` and `params`, runs it, and returns its output
+/// buffers in order.
 pub fn execute(
     plan: &Plan,
+    bindings: &Bindings,
     inputs: &[crate::interp::Tensor],
     params: &crate::interp::Params,
 ) -> Result<Vec<Storage>, String> {
-    execute_with(plan, inputs, params, run_plan)
+    execute_with(plan, bindings, inputs, params, run_specialized)
 }
 
 /// [`execute`] with another runner of the filled buffers (a backend's
-/// emulation, say) in place of [`run_plan`].
+/// emulation, say) in place of [`run_plan`]; it is given the plan
+/// specialized to `bindings`, every size a constant.
 pub fn execute_with(
     plan: &Plan,
+    bindings: &Bindings,
     inputs: &[crate::interp::Tensor],
     params: &crate::interp::Params,
     run: impl FnOnce(&Plan, &mut [Storage]) -> Result<(), String>,
 ) -> Result<Vec<Storage>, String> {
     use crate::interp::Data;
-    let mut buffers: Vec<Storage> = plan.buffers.iter().map(|b| Storage::zeros(b.dtype, b.len as usize)).collect();
+    let plan = &specialized(plan, bindings)?;
+    let mut buffers: Vec<Storage> =
+        plan.buffers.iter().map(|b| Storage::zeros(b.dtype, k(&b.len).max(0) as usize)).collect();
     for (slot, decl) in buffers.iter_mut().zip(&plan.buffers) {
         let source = match &decl.role {
             super::BufferRole::Input(n) => inputs.get(*n as usize).ok_or_else(|| format!("input {n} is missing"))?,

@@ -7,30 +7,78 @@
 //! 2. Every expression is well typed under the graph IR's rules for its op,
 //!    stores and accumulator updates match their target's dtype, gathers and
 //!    scatters index with integers.
-//! 3. Every affine access is **proved** in bounds: its least and greatest
-//!    value over the loop ranges lie in `0..len` of its buffer. For gathers
-//!    and scatters the whole range `base + stride * (0..bound)` must lie in
-//!    the buffer; the backend checks the computed index against `bound`.
+//! 3. Every affine access is **proved** in bounds for every value of the
+//!    plan's size symbols at or above their least values, not for one
+//!    binding: its least and greatest value over the loop ranges (sizes of
+//!    the symbols) lie in `0..len` of its buffer, which
+//!    [`Size::is_nonnegative`] proves. For gathers and scatters the whole
+//!    range `base + stride * (0..bound)` must lie in the buffer; the backend
+//!    checks the computed index against `bound`. A coefficient whose sign
+//!    cannot be proved is an error.
 //! 4. GEMM calls read and write inside their buffers, on float buffers of
 //!    one dtype. Vector widths are powers of two up to 16.
+//! 5. Every size names only declared symbols, each declared once with a
+//!    least value of at least 1 and a hint at or above it; lengths and
+//!    extents are never negative.
 
 use std::collections::BTreeMap;
 
-use super::{AccId, Affine, BufferId, KExpr, KStmt, MatrixRef, Plan, RuntimeCall, VarId};
+use super::{AccId, Affine, BufferId, KExpr, KStmt, MatrixRef, Plan, RuntimeCall, Size, VarId, lower_bounds};
 use crate::op::{CompareOp, ReduceKind};
 use crate::types::DType;
 
 /// A broken invariant, with the kernel it is in.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("kernel `{kernel}`: {message}")]
+#[error("{}{message}", kernel_prefix(kernel))]
 pub struct KernelVerifyError {
     pub kernel: String,
     pub message: String,
 }
 
+/// `kernel `k`: ` before a kernel's error; nothing before the plan's own.
+fn kernel_prefix(kernel: &str) -> String {
+    if kernel.is_empty() { String::new() } else { format!("kernel `{kernel}`: ") }
+}
+
 /// Checks every invariant of `plan`.
 pub fn verify_plan(plan: &Plan) -> Result<(), KernelVerifyError> {
+    let whole = |message: String| KernelVerifyError { kernel: String::new(), message };
+    for (k, s) in plan.symbols.iter().enumerate() {
+        if plan.symbols[..k].iter().any(|d| d.symbol == s.symbol) {
+            return Err(whole(format!("size {} is declared twice", s.symbol)));
+        }
+        if s.min < 1 || s.hint < s.min {
+            return Err(whole(format!(
+                "size {} needs a least value of at least 1 and a hint at or above it (>= {} hint {})",
+                s.symbol, s.min, s.hint
+            )));
+        }
+    }
+    let declared = |size: &Size| size.symbols().into_iter().find(|s| !plan.symbols.iter().any(|d| &d.symbol == s));
+    let lower = lower_bounds(&plan.symbols);
+    for (i, b) in plan.buffers.iter().enumerate() {
+        if let Some(s) = declared(&b.len) {
+            return Err(whole(format!("buffer b{i}'s length {} names {s}, which the plan does not declare", b.len)));
+        }
+        if !b.len.is_nonnegative(&lower) {
+            return Err(whole(format!("buffer b{i}'s length {} may be negative", b.len)));
+        }
+    }
     for kernel in &plan.kernels {
+        let mut undeclared = None;
+        for s in &kernel.body {
+            s.clone().for_each_size_mut(&mut |size| {
+                if let Some(s) = declared(size) {
+                    undeclared.get_or_insert((size.clone(), s));
+                }
+            });
+        }
+        if let Some((size, s)) = undeclared {
+            return Err(KernelVerifyError {
+                kernel: kernel.name.clone(),
+                message: format!("size {size} names {s}, which the plan does not declare"),
+            });
+        }
         let mut scope = Scope { plan, vars: BTreeMap::new(), accs: vec![BTreeMap::new()] };
         scope.block(&kernel.body).map_err(|message| KernelVerifyError { kernel: kernel.name.clone(), message })?;
     }
@@ -40,7 +88,7 @@ pub fn verify_plan(plan: &Plan) -> Result<(), KernelVerifyError> {
 struct Scope<'a> {
     plan: &'a Plan,
     /// Loop variables in scope and their extents.
-    vars: BTreeMap<VarId, u64>,
+    vars: BTreeMap<VarId, Size>,
     /// Accumulators by block, innermost last.
     accs: Vec<BTreeMap<AccId, (DType, ReduceKind)>>,
 }
@@ -64,14 +112,17 @@ impl Scope<'_> {
                 if !matches!(vector, 1 | 2 | 4 | 8 | 16) {
                     return Err(format!("loop {var}: {vector} lanes is not a power of two up to 16"));
                 }
-                self.vars.insert(*var, *extent);
+                if !self.nonnegative(extent) {
+                    return Err(format!("loop {var}: its extent {extent} may be negative"));
+                }
+                self.vars.insert(*var, extent.clone());
                 let result = self.block(body);
                 self.vars.remove(var);
                 result
             }
             KStmt::Store { buffer, index, value } => {
                 let (dtype, len) = self.buffer(*buffer)?;
-                self.in_bounds(*buffer, index, len)?;
+                self.in_bounds(*buffer, index, &len)?;
                 let t = self.expr(value)?;
                 if t != dtype {
                     return Err(format!("storing a {t} value into {buffer}, a {dtype} buffer"));
@@ -83,7 +134,7 @@ impl Scope<'_> {
                 if !dtype.is_numeric() {
                     return Err(format!("scatter_add into {buffer}, a {dtype} buffer"));
                 }
-                self.strided_in_bounds(*buffer, base, *stride, *bound, len)?;
+                self.strided_in_bounds(*buffer, base, stride, bound, &len)?;
                 self.integer_index(index)?;
                 let t = self.expr(value)?;
                 if t != dtype {
@@ -114,7 +165,7 @@ impl Scope<'_> {
             KStmt::Call(RuntimeCall::Gemm { batch, m, n, k, a, b, c }) => {
                 let mut dtypes = Vec::new();
                 for (what, mat, rows, cols) in [("a", a, m, k), ("b", b, k, n), ("c", c, m, n)] {
-                    dtypes.push(self.matrix(what, mat, *batch, *rows, *cols, what == "c")?);
+                    dtypes.push(self.matrix(what, mat, batch, rows, cols, what == "c")?);
                 }
                 if c.buffer == a.buffer || c.buffer == b.buffer {
                     return Err(format!("gemm result {} is also one of its operands", c.buffer));
@@ -131,54 +182,77 @@ impl Scope<'_> {
         self.accs.iter().rev().find_map(|s| s.get(&acc).copied())
     }
 
-    fn buffer(&self, id: BufferId) -> Check<(DType, u64)> {
-        self.plan.buffer(id).map(|b| (b.dtype, b.len)).ok_or_else(|| format!("buffer {id} is not declared"))
+    fn buffer(&self, id: BufferId) -> Check<(DType, Size)> {
+        self.plan.buffer(id).map(|b| (b.dtype, b.len.clone())).ok_or_else(|| format!("buffer {id} is not declared"))
     }
 
-    /// The least and greatest value of `a` over the loop ranges in scope.
-    fn range(&self, a: &Affine) -> Check<(i128, i128)> {
-        let (mut low, mut high) = (i128::from(a.constant), i128::from(a.constant));
-        for &(v, c) in &a.terms {
-            let extent = *self.vars.get(&v).ok_or_else(|| format!("loop variable {v} is not in scope"))?;
-            if extent == 0 {
-                // An empty loop runs nothing: no access happens.
-                return Ok((0, -1));
+    /// Whether `s` is provably at least 0 for every value of the symbols.
+    fn nonnegative(&self, s: &Size) -> bool {
+        s.is_nonnegative(&lower_bounds(&self.plan.symbols))
+    }
+
+    /// Whether `a <= b` provably.
+    fn le(&self, a: &Size, b: &Size) -> bool {
+        self.nonnegative(&(b.clone() - a.clone()))
+    }
+
+    /// `(low, high)` moved by `c * (extent - 1)`, the reach of a term over
+    /// its loop, on the side its sign puts it.
+    fn reach(&self, (low, high): (Size, Size), c: &Size, extent: &Size) -> Check<(Size, Size)> {
+        let last = c.clone() * (extent.clone() - Size::constant(1));
+        if self.nonnegative(c) {
+            Ok((low, high + last))
+        } else if self.nonnegative(&-c.clone()) {
+            Ok((low + last, high))
+        } else {
+            Err(format!("the sign of coefficient {c} is not known"))
+        }
+    }
+
+    /// The least and greatest value of `a` over the loop ranges in scope,
+    /// `None` when one of the loops is empty (no access happens).
+    fn range(&self, a: &Affine) -> Check<Option<(Size, Size)>> {
+        let mut bounds = (a.constant.clone(), a.constant.clone());
+        for (v, c) in &a.terms {
+            let extent = self.vars.get(v).ok_or_else(|| format!("loop variable {v} is not in scope"))?;
+            if extent.is(0) {
+                return Ok(None);
             }
-            let last = i128::from(c) * i128::from(extent - 1);
-            low += last.min(0);
-            high += last.max(0);
+            bounds = self.reach(bounds, c, extent)?;
         }
-        Ok((low, high))
+        Ok(Some(bounds))
     }
 
-    fn in_bounds(&self, buffer: BufferId, index: &Affine, len: u64) -> Check<()> {
-        let (low, high) = self.range(index)?;
-        if low > high {
-            return Ok(());
-        }
-        if low < 0 || high >= i128::from(len) {
+    /// Whether `low..=high` lies in `0..len` for every value of the symbols.
+    fn inside(&self, (low, high): &(Size, Size), len: &Size) -> bool {
+        self.nonnegative(low) && self.le(high, &(len.clone() - Size::constant(1)))
+    }
+
+    fn in_bounds(&self, buffer: BufferId, index: &Affine, len: &Size) -> Check<()> {
+        let Some(range) = self.range(index)? else { return Ok(()) };
+        if !self.inside(&range, len) {
             return Err(format!(
-                "{buffer}[{}] reaches {low}..={high}, outside the buffer's {len} elements",
-                super::print::AffineText(index)
+                "{buffer}[{}] reaches {}..={}, not provably inside the buffer's {len} elements",
+                super::print::AffineText(index),
+                range.0,
+                range.1
             ));
         }
         Ok(())
     }
 
-    fn strided_in_bounds(&self, buffer: BufferId, base: &Affine, stride: i64, bound: u64, len: u64) -> Check<()> {
-        if bound == 0 {
+    fn strided_in_bounds(&self, buffer: BufferId, base: &Affine, stride: &Size, bound: &Size, len: &Size) -> Check<()> {
+        if bound.is(0) {
             return Ok(());
         }
-        let (low, high) = self.range(base)?;
-        if low > high {
-            return Ok(());
-        }
-        let reach = i128::from(stride) * i128::from(bound - 1);
-        let (low, high) = (low + reach.min(0), high + reach.max(0));
-        if low < 0 || high >= i128::from(len) {
+        let Some(range) = self.range(base)? else { return Ok(()) };
+        let range = self.reach(range, stride, bound)?;
+        if !self.inside(&range, len) {
             return Err(format!(
-                "{buffer}[{} + {stride} * (0..{bound})] reaches {low}..={high}, outside the buffer's {len} elements",
-                super::print::AffineText(base)
+                "{buffer}[{} + {stride} * (0..{bound})] reaches {}..={}, not provably inside the buffer's {len} elements",
+                super::print::AffineText(base),
+                range.0,
+                range.1
             ));
         }
         Ok(())
@@ -186,21 +260,22 @@ impl Scope<'_> {
 
     /// Checks that a `batch x rows x cols` operand lies inside its buffer;
     /// the result (`writes`) must be row-major with rows that do not overlap.
-    fn matrix(&self, what: &str, m: &MatrixRef, batch: u64, rows: u64, cols: u64, writes: bool) -> Check<DType> {
+    fn matrix(&self, what: &str, m: &MatrixRef, batch: &Size, rows: &Size, cols: &Size, writes: bool) -> Check<DType> {
         let (dtype, len) = self.buffer(m.buffer)?;
-        if writes && m.col_stride != 1 {
+        if writes && !m.col_stride.is(1) {
             return Err(format!("gemm result {what} must have a column stride of 1, not {}", m.col_stride));
         }
-        if batch == 0 || rows == 0 || cols == 0 {
+        if batch.is(0) || rows.is(0) || cols.is(0) {
             return Ok(dtype);
         }
-        let last = u128::from(m.offset)
-            + u128::from(batch - 1) * u128::from(m.batch_stride)
-            + u128::from(rows - 1) * u128::from(m.row_stride)
-            + u128::from(cols - 1) * u128::from(m.col_stride);
-        if last >= u128::from(len) || (writes && rows > 1 && m.row_stride < cols) {
+        let mut range = (m.offset.clone(), m.offset.clone());
+        for (stride, count) in [(&m.batch_stride, batch), (&m.row_stride, rows), (&m.col_stride, cols)] {
+            range = self.reach(range, stride, count)?;
+        }
+        let overlapping = writes && !rows.is(1) && !self.le(cols, &m.row_stride);
+        if !self.inside(&range, &len) || overlapping {
             return Err(format!(
-                "gemm operand {what} ({batch} x {rows} x {cols} at {}[{}], rows {} apart, columns {} apart) does not fit the buffer's {len} elements",
+                "gemm operand {what} ({batch} x {rows} x {cols} at {}[{}], rows {} apart, columns {} apart) does not provably fit the buffer's {len} elements",
                 m.buffer, m.offset, m.row_stride, m.col_stride
             ));
         }
@@ -232,12 +307,12 @@ impl Scope<'_> {
             }
             KExpr::Load { buffer, index } => {
                 let (dtype, len) = self.buffer(*buffer)?;
-                self.in_bounds(*buffer, index, len)?;
+                self.in_bounds(*buffer, index, &len)?;
                 Ok(dtype)
             }
             KExpr::Gather { buffer, base, index, stride, bound } => {
                 let (dtype, len) = self.buffer(*buffer)?;
-                self.strided_in_bounds(*buffer, base, *stride, *bound, len)?;
+                self.strided_in_bounds(*buffer, base, stride, bound, &len)?;
                 self.integer_index(index)?;
                 Ok(dtype)
             }

@@ -4,7 +4,7 @@
 //! way (which buffers a kernel touches, which accumulators it reads, which
 //! indices move along a loop) use these instead of matching every variant.
 
-use super::{Affine, KExpr, KStmt};
+use super::{Affine, KExpr, KStmt, RuntimeCall, Size};
 
 /// The direct sub-expressions of an expression, in evaluation order, as
 /// `&` or (with `mut`) `&mut` references: one body for both.
@@ -156,6 +156,65 @@ impl KStmt {
             }
             KStmt::AccUpdate { value, .. } => value.for_each_affine_mut(visit),
             KStmt::AccInit { .. } | KStmt::Call(_) => {}
+        }
+    }
+
+    /// Calls `visit` on every size in this statement and the statements and
+    /// expressions in it: extents, coefficients and constants of affine
+    /// indices, strides and bounds of gathers and scatters, GEMM dimensions
+    /// and matrix layouts.
+    pub fn for_each_size_mut(&mut self, visit: &mut impl FnMut(&mut Size)) {
+        self.for_each_affine_mut(&mut |a: &mut Affine| {
+            visit(&mut a.constant);
+            a.terms.iter_mut().for_each(|t| visit(&mut t.1));
+            a.terms.retain(|t| !t.1.is(0));
+        });
+        let mut gathers = |e: &mut KExpr| {
+            if let KExpr::Gather { stride, bound, .. } = e {
+                visit(stride);
+                visit(bound);
+            }
+        };
+        self.for_each_expr_mut(&mut gathers);
+        match self {
+            KStmt::For { extent, body, .. } => {
+                visit(extent);
+                body.iter_mut().for_each(|s| s.for_each_size_mut(visit));
+            }
+            KStmt::ScatterAdd { stride, bound, .. } => {
+                visit(stride);
+                visit(bound);
+            }
+            KStmt::Call(RuntimeCall::Gemm { batch, m, n, k, a, b, c }) => {
+                for s in [batch, m, n, k] {
+                    visit(s);
+                }
+                for mat in [a, b, c] {
+                    for s in [&mut mat.offset, &mut mat.row_stride, &mut mat.batch_stride, &mut mat.col_stride] {
+                        visit(s);
+                    }
+                }
+            }
+            KStmt::Store { .. } | KStmt::AccInit { .. } | KStmt::AccUpdate { .. } => {}
+        }
+    }
+
+    /// Calls `visit` on every expression this statement evaluates itself
+    /// and their sub-expressions (not on a loop's body).
+    pub fn for_each_expr_mut(&mut self, visit: &mut impl FnMut(&mut KExpr)) {
+        fn each(e: &mut KExpr, visit: &mut impl FnMut(&mut KExpr)) {
+            visit(e);
+            for c in e.children_mut() {
+                each(c, visit);
+            }
+        }
+        match self {
+            KStmt::Store { value, .. } | KStmt::AccUpdate { value, .. } => each(value, visit),
+            KStmt::ScatterAdd { index, value, .. } => {
+                each(index, visit);
+                each(value, visit);
+            }
+            KStmt::For { .. } | KStmt::AccInit { .. } | KStmt::Call(_) => {}
         }
     }
 }

@@ -2,7 +2,7 @@
 //! GEMM for one-group float convolutions (`ConvLowering::Im2col`), or one
 //! loop nest summing each output's window.
 
-use kiln_ir::kernel::{Affine, BufferId, BufferRole, KExpr, KStmt, MatrixRef};
+use kiln_ir::kernel::{Affine, BufferId, BufferRole, KExpr, KStmt, MatrixRef, Size};
 use kiln_ir::{ConvAttrs, DType, NodeId, ReduceKind};
 
 use super::{ConvLowering, Lowering, load, row_major, strides, zero_of};
@@ -11,11 +11,11 @@ use super::{ConvLowering, Lowering, load, row_major, strides, zero_of};
 /// copy is made), weights and output.
 struct Operands {
     x: BufferId,
-    xs: Vec<u64>,
+    xs: Vec<Size>,
     w: BufferId,
-    ws: Vec<u64>,
+    ws: Vec<Size>,
     out: BufferId,
-    os: Vec<u64>,
+    os: Vec<Size>,
     dtype: DType,
 }
 
@@ -25,36 +25,37 @@ impl Lowering<'_> {
     fn im2col_conv(&mut self, attrs: &ConvAttrs, o: &Operands) -> Vec<KStmt> {
         let (xp, ps, w, ws, out, os, dtype) = (o.x, &o.xs[..], o.w, &o.ws[..], o.out, &o.os[..], o.dtype);
         let spatial = ps.len() - 2;
-        let (batch, c_out, c_in) = (os[0], ws[0], ws[1]);
-        let window: u64 = ws[2..].iter().product();
-        let positions: u64 = os[2..].iter().product();
-        let rows = c_in * window;
-        let col = self.new_buffer(BufferRole::Temp, dtype, batch * rows * positions);
+        let (batch, c_out, c_in) = (os[0].clone(), ws[0].clone(), ws[1].clone());
+        let window: Size = ws[2..].iter().cloned().product();
+        let positions: Size = os[2..].iter().cloned().product();
+        let rows = c_in.clone() * window;
+        let col = self.new_buffer(BufferRole::Temp, dtype, batch.clone() * rows.clone() * positions.clone());
         // col[n, ci, k..., y...] = xp[n, ci, y * stride + k * dilation]
         let n = self.vars(1)[0];
         let ci = self.vars(1)[0];
         let ks = self.vars(spatial);
         let ys = self.vars(spatial);
         let x_strides = strides(ps);
-        let mut x_index = Affine::default().plus_term(n, x_strides[0]).plus_term(ci, x_strides[1]);
+        let mut x_index = Affine::default().plus_term(n, x_strides[0].clone()).plus_term(ci, x_strides[1].clone());
         for d in 0..spatial {
-            let s = x_strides[d + 2];
-            x_index =
-                x_index.plus_term(ys[d], attrs.stride[d] as i64 * s).plus_term(ks[d], attrs.dilation[d] as i64 * s);
+            let s = x_strides[d + 2].clone();
+            x_index = x_index
+                .plus_term(ys[d], s.clone() * Size::from(attrs.stride[d]))
+                .plus_term(ks[d], s * Size::from(attrs.dilation[d]));
         }
         let mut vars = vec![n, ci];
         vars.extend(&ks);
         vars.extend(&ys);
-        let mut extents = vec![batch, c_in];
-        extents.extend(&ws[2..]);
-        extents.extend(&os[2..]);
+        let mut extents = vec![batch.clone(), c_in];
+        extents.extend(ws[2..].iter().cloned());
+        extents.extend(os[2..].iter().cloned());
         let store = KStmt::Store { buffer: col, index: row_major(&vars, &strides(&extents)), value: load(xp, x_index) };
-        let mut body = Self::ask_for_lanes(Self::nest(&vars, &extents, vec![store]), dtype);
+        let mut body = self.ask_for_lanes(Self::nest(&vars, &extents, vec![store]), dtype);
         body.extend(self.gemm(
-            [batch, c_out, positions, rows],
-            MatrixRef::row_major(w, 0, rows, 0),
-            MatrixRef::row_major(col, 0, positions, rows * positions),
-            MatrixRef::row_major(out, 0, positions, c_out * positions),
+            [batch, c_out.clone(), positions.clone(), rows.clone()],
+            MatrixRef::row_major(w, 0, rows.clone(), 0),
+            MatrixRef::row_major(col, 0, positions.clone(), rows * positions.clone()),
+            MatrixRef::row_major(out, 0, positions.clone(), c_out * positions),
             dtype,
         ));
         body
@@ -85,7 +86,13 @@ impl Lowering<'_> {
             return body;
         }
         let (ps, w, ws, out, os, dtype) = (&o.xs[..], o.w, &o.ws[..], o.out, &o.os[..], o.dtype);
-        let (c_out_group, c_in_group) = (ws[0] / groups, ws[1]);
+        // With several groups the channel counts are constants (typing
+        // checks them against the groups).
+        let c_out_group = match ws[0].as_const() {
+            Some(c) if groups > 1 => Size::from(c as u64 / groups),
+            _ => ws[0].clone(),
+        };
+        let c_in_group = ws[1].clone();
         let n = self.vars(1)[0];
         let g = self.vars(1)[0];
         let co = self.vars(1)[0];
@@ -94,37 +101,38 @@ impl Lowering<'_> {
         let ks = self.vars(spatial);
         let (x_strides, w_strides, o_strides) = (strides(ps), strides(ws), strides(os));
         let mut x_index = Affine::default()
-            .plus_term(n, x_strides[0])
-            .plus_term(g, c_in_group as i64 * x_strides[1])
-            .plus_term(ci, x_strides[1]);
+            .plus_term(n, x_strides[0].clone())
+            .plus_term(g, c_in_group.clone() * x_strides[1].clone())
+            .plus_term(ci, x_strides[1].clone());
         let mut w_index = Affine::default()
-            .plus_term(g, c_out_group as i64 * w_strides[0])
-            .plus_term(co, w_strides[0])
-            .plus_term(ci, w_strides[1]);
+            .plus_term(g, c_out_group.clone() * w_strides[0].clone())
+            .plus_term(co, w_strides[0].clone())
+            .plus_term(ci, w_strides[1].clone());
         let mut o_index = Affine::default()
-            .plus_term(n, o_strides[0])
-            .plus_term(g, c_out_group as i64 * o_strides[1])
-            .plus_term(co, o_strides[1]);
+            .plus_term(n, o_strides[0].clone())
+            .plus_term(g, c_out_group.clone() * o_strides[1].clone())
+            .plus_term(co, o_strides[1].clone());
         for d in 0..spatial {
-            let s = x_strides[d + 2];
-            x_index =
-                x_index.plus_term(ys[d], attrs.stride[d] as i64 * s).plus_term(ks[d], attrs.dilation[d] as i64 * s);
-            w_index = w_index.plus_term(ks[d], w_strides[d + 2]);
-            o_index = o_index.plus_term(ys[d], o_strides[d + 2]);
+            let s = x_strides[d + 2].clone();
+            x_index = x_index
+                .plus_term(ys[d], s.clone() * Size::from(attrs.stride[d]))
+                .plus_term(ks[d], s * Size::from(attrs.dilation[d]));
+            w_index = w_index.plus_term(ks[d], w_strides[d + 2].clone());
+            o_index = o_index.plus_term(ys[d], o_strides[d + 2].clone());
         }
         let acc = self.acc();
         let product = KExpr::Binary(kiln_ir::BinaryOp::Mul, Box::new(load(xp, x_index)), Box::new(load(w, w_index)));
         let mut reduce_vars = vec![ci];
         reduce_vars.extend(&ks);
         let mut reduce_extents = vec![c_in_group];
-        reduce_extents.extend(&ws[2..]);
+        reduce_extents.extend(ws[2..].iter().cloned());
         let mut inner = vec![KStmt::AccInit { acc, dtype, kind: ReduceKind::Sum }];
-        inner.extend(Self::nest_serial(&reduce_vars, &reduce_extents, vec![KStmt::AccUpdate { acc, value: product }]));
+        inner.extend(self.nest_serial(&reduce_vars, &reduce_extents, vec![KStmt::AccUpdate { acc, value: product }]));
         inner.push(KStmt::Store { buffer: out, index: o_index, value: KExpr::Acc(acc) });
         let mut outer_vars = vec![n, g, co];
         outer_vars.extend(&ys);
-        let mut outer_extents = vec![os[0], groups, c_out_group];
-        outer_extents.extend(&os[2..]);
+        let mut outer_extents = vec![os[0].clone(), Size::from(groups), c_out_group];
+        outer_extents.extend(os[2..].iter().cloned());
         body.extend(Self::nest(&outer_vars, &outer_extents, inner));
         body
     }

@@ -1,7 +1,7 @@
 //! Copies: permutes, slices, pads, concatenations, gathers and
 //! scatter-adds, and the padded copies convolution and pooling read.
 
-use kiln_ir::kernel::{Affine, BufferId, BufferRole, KExpr, KStmt};
+use kiln_ir::kernel::{Affine, BufferId, BufferRole, KExpr, KStmt, Size};
 use kiln_ir::{DType, NodeId};
 
 use super::{Lowering, load, numel, row_major, strides, zero_of};
@@ -12,19 +12,20 @@ impl Lowering<'_> {
     pub(super) fn copy_into(
         &mut self,
         from: BufferId,
-        from_shape: &[u64],
+        from_shape: &[Size],
         to: BufferId,
-        to_shape: &[u64],
-        at: &[u64],
+        to_shape: &[Size],
+        at: &[Size],
     ) -> Vec<KStmt> {
         let vars = self.vars(from_shape.len());
         let to_strides = strides(to_shape);
-        let target = (0..to_shape.len())
-            .fold(Affine::default(), |a, k| a.plus_term(vars[k], to_strides[k]).plus(at[k] as i64 * to_strides[k]));
+        let target = (0..to_shape.len()).fold(Affine::default(), |a, k| {
+            a.plus_term(vars[k], to_strides[k].clone()).plus(at[k].clone() * to_strides[k].clone())
+        });
         let store =
             KStmt::Store { buffer: to, index: target, value: load(from, row_major(&vars, &strides(from_shape))) };
         let dtype = self.buffers[to.0 as usize].dtype;
-        Self::ask_for_lanes(Self::nest(&vars, from_shape, vec![store]), dtype)
+        self.ask_for_lanes(Self::nest(&vars, from_shape, vec![store]), dtype)
     }
 
     /// A zero-initialized (or `fill`-initialized) copy of `x` with `padding`
@@ -33,18 +34,19 @@ impl Lowering<'_> {
     pub(super) fn padded_copy(
         &mut self,
         x: BufferId,
-        xs: &[u64],
+        xs: &[Size],
         padding: &[(u64, u64)],
         fill: KExpr,
         dtype: DType,
-    ) -> (BufferId, Vec<u64>, Vec<KStmt>) {
+    ) -> (BufferId, Vec<Size>, Vec<KStmt>) {
         if padding.iter().all(|&p| p == (0, 0)) {
             return (x, xs.to_vec(), Vec::new());
         }
-        let shape: Vec<u64> = xs.iter().zip(padding).map(|(&d, &(lo, hi))| d + lo + hi).collect();
+        let shape: Vec<Size> = xs.iter().zip(padding).map(|(d, &(lo, hi))| d.clone() + Size::from(lo + hi)).collect();
         let padded = self.new_buffer(BufferRole::Temp, dtype, numel(&shape));
         let mut body = self.elementwise(padded, &shape, |_| fill);
-        body.extend(self.copy_into(x, xs, padded, &shape, &padding.iter().map(|p| p.0).collect::<Vec<_>>()));
+        let at: Vec<Size> = padding.iter().map(|p| Size::from(p.0)).collect();
+        body.extend(self.copy_into(x, xs, padded, &shape, &at));
         (padded, shape, body)
     }
 
@@ -53,8 +55,10 @@ impl Lowering<'_> {
         let (a, from, out, shape) = self.unary_copy(id);
         let from_strides = strides(&from);
         self.elementwise(out, &shape, |v| {
-            let index =
-                perm.iter().enumerate().fold(Affine::default(), |acc, (k, &p)| acc.plus_term(v[k], from_strides[p]));
+            let index = perm
+                .iter()
+                .enumerate()
+                .fold(Affine::default(), |acc, (k, &p)| acc.plus_term(v[k], from_strides[p].clone()));
             load(a, index)
         })
     }
@@ -63,13 +67,14 @@ impl Lowering<'_> {
     pub(super) fn slice(&mut self, id: NodeId, axis: usize, start: u64, step: u64) -> Vec<KStmt> {
         let (a, from, out, shape) = self.unary_copy(id);
         let from_strides = strides(&from);
-        let (start, step) = (start as i64, step as i64);
+        let (start, step) = (Size::from(start), Size::from(step));
         self.elementwise(out, &shape, |v| {
             let index = (0..from.len()).fold(Affine::default(), |acc, k| {
+                let stride = from_strides[k].clone();
                 if k == axis {
-                    acc.plus_term(v[k], step * from_strides[k]).plus(start * from_strides[k])
+                    acc.plus_term(v[k], step.clone() * stride.clone()).plus(start.clone() * stride)
                 } else {
-                    acc.plus_term(v[k], from_strides[k])
+                    acc.plus_term(v[k], stride)
                 }
             });
             load(a, index)
@@ -80,7 +85,8 @@ impl Lowering<'_> {
     pub(super) fn pad(&mut self, id: NodeId, padding: &[(u64, u64)], dtype: DType) -> Vec<KStmt> {
         let (a, from, out, shape) = self.unary_copy(id);
         let mut body = self.elementwise(out, &shape, |_| zero_of(dtype));
-        body.extend(self.copy_into(a, &from, out, &shape, &padding.iter().map(|p| p.0).collect::<Vec<_>>()));
+        let at: Vec<Size> = padding.iter().map(|p| Size::from(p.0)).collect();
+        body.extend(self.copy_into(a, &from, out, &shape, &at));
         body
     }
 
@@ -89,13 +95,13 @@ impl Lowering<'_> {
         let args = self.f.graph.node(id).args.clone();
         let (out, shape) = (self.node_buffer[id.index()], self.shapes[id.index()].clone());
         let mut body = Vec::new();
-        let mut offset = 0u64;
+        let mut offset = Size::constant(0);
         for a in args {
             let (from_buffer, from) = (self.node_buffer[a.index()], self.shapes[a.index()].clone());
-            let mut at = vec![0u64; shape.len()];
-            at[axis] = offset;
+            let mut at = vec![Size::constant(0); shape.len()];
+            at[axis] = offset.clone();
             body.extend(self.copy_into(from_buffer, &from, out, &shape, &at));
-            offset += from[axis];
+            offset = offset + from[axis].clone();
         }
         body
     }
@@ -112,18 +118,18 @@ impl Lowering<'_> {
         self.elementwise(out, &shape, |v| {
             let mut base = Affine::default();
             for k in 0..axis {
-                base = base.plus_term(v[k], x_strides[k]);
+                base = base.plus_term(v[k], x_strides[k].clone());
             }
             for k in axis + 1..xs.len() {
-                base = base.plus_term(v[k - 1 + ir], x_strides[k]);
+                base = base.plus_term(v[k - 1 + ir], x_strides[k].clone());
             }
             let index = row_major(&v[axis..axis + ir], &i_strides);
             KExpr::Gather {
                 buffer: x,
                 base,
                 index: Box::new(load(idx, index)),
-                stride: x_strides[axis],
-                bound: xs[axis],
+                stride: x_strides[axis].clone(),
+                bound: xs[axis].clone(),
             }
         })
     }
@@ -135,23 +141,23 @@ impl Lowering<'_> {
         let (out, shape) = (self.node_buffer[id.index()], self.shapes[id.index()].clone());
         let [base, idx, upd] = [0, 1, 2].map(|k| self.node_buffer[args[k].index()]);
         let (is, us) = (self.shapes[args[1].index()].clone(), self.shapes[args[2].index()].clone());
-        let mut body = self.copy_into(base, &shape, out, &shape, &vec![0; shape.len()]);
+        let mut body = self.copy_into(base, &shape, out, &shape, &vec![Size::constant(0); shape.len()]);
         let vars = self.vars(us.len());
         let (o_strides, i_strides, u_strides) = (strides(&shape), strides(&is), strides(&us));
         let ir = is.len();
         let mut target = Affine::default();
         for k in 0..axis {
-            target = target.plus_term(vars[k], o_strides[k]);
+            target = target.plus_term(vars[k], o_strides[k].clone());
         }
         for k in axis + 1..shape.len() {
-            target = target.plus_term(vars[k - 1 + ir], o_strides[k]);
+            target = target.plus_term(vars[k - 1 + ir], o_strides[k].clone());
         }
         let scatter = KStmt::ScatterAdd {
             buffer: out,
             base: target,
             index: load(idx, row_major(&vars[axis..axis + ir], &i_strides)),
-            stride: o_strides[axis],
-            bound: shape[axis],
+            stride: o_strides[axis].clone(),
+            bound: shape[axis].clone(),
             value: load(upd, row_major(&vars, &u_strides)),
         };
         let mut nest = Self::nest(&vars, &us, vec![scatter]);
@@ -163,7 +169,7 @@ impl Lowering<'_> {
     }
 
     /// The operand's buffer and shape, and the node's, of a one-operand copy.
-    fn unary_copy(&self, id: NodeId) -> (BufferId, Vec<u64>, BufferId, Vec<u64>) {
+    fn unary_copy(&self, id: NodeId) -> (BufferId, Vec<Size>, BufferId, Vec<Size>) {
         let a = self.f.graph.node(id).args[0];
         (
             self.node_buffer[a.index()],

@@ -2,8 +2,8 @@
 //! computed in one loop nest, each inlined value where it would have been
 //! loaded.
 
-use kiln_ir::kernel::{Affine, BufferId, KExpr, KStmt, VarId};
-use kiln_ir::{DType, Literal, NodeId, Op};
+use kiln_ir::kernel::{Affine, BufferId, KExpr, KStmt, Size, VarId};
+use kiln_ir::{DType, NodeId, Op};
 
 use super::{At, LowerError, Lowering, load, numel, row_major, strides};
 
@@ -12,14 +12,14 @@ impl Lowering<'_> {
     pub(super) fn elementwise(
         &mut self,
         out: BufferId,
-        out_shape: &[u64],
+        out_shape: &[Size],
         value: impl FnOnce(&[VarId]) -> KExpr,
     ) -> Vec<KStmt> {
         let vars = self.vars(out_shape.len());
         let index = row_major(&vars, &strides(out_shape));
         let store = KStmt::Store { buffer: out, index, value: value(&vars) };
         let dtype = self.buffers[out.0 as usize].dtype;
-        Self::ask_for_lanes(Self::nest(&vars, out_shape, vec![store]), dtype)
+        self.ask_for_lanes(Self::nest(&vars, out_shape, vec![store]), dtype)
     }
 
     /// The kernel of an elementwise node, computing it and every value
@@ -30,21 +30,21 @@ impl Lowering<'_> {
         &mut self,
         id: NodeId,
         out: BufferId,
-        shape: &[u64],
+        shape: &[Size],
         dtype: DType,
     ) -> Result<Vec<KStmt>, LowerError> {
         if !self.needs_axes(id) {
             let i = self.vars(1)[0];
             let value = self.expr_of(id, &At::Flat(Affine::var(i)))?;
             let len = numel(shape);
-            let vector = if dtype == DType::F32 && len >= 4 { 4 } else { 1 };
+            let vector = if dtype == DType::F32 && self.at_hint(&len) >= 4 { 4 } else { 1 };
             let store = KStmt::Store { buffer: out, index: Affine::var(i), value };
             return Ok(vec![KStmt::For { var: i, extent: len, parallel: true, vector, body: vec![store] }]);
         }
         let vars = self.vars(shape.len());
         let value = self.expr_of(id, &At::Axes(vars.iter().map(|&v| Affine::var(v)).collect()))?;
         let store = KStmt::Store { buffer: out, index: row_major(&vars, &strides(shape)), value };
-        Ok(Self::ask_for_lanes(Self::nest(&vars, shape, vec![store]), dtype))
+        Ok(self.ask_for_lanes(Self::nest(&vars, shape, vec![store]), dtype))
     }
 
     /// Whether computing `id` with what is inlined into it needs per-axis
@@ -78,9 +78,7 @@ impl Lowering<'_> {
             At::Flat(i) => i.clone(),
             At::Axes(axes) => {
                 let s = strides(&self.shapes[node.index()]);
-                axes.iter().zip(&s).fold(Affine::default(), |acc, (a, &st)| {
-                    a.terms.iter().fold(acc.plus(a.constant * st), |acc, &(v, c)| acc.plus_term(v, c * st))
-                })
+                axes.iter().zip(&s).fold(Affine::default(), |acc, (a, st)| acc.add(&a.times(st)))
             }
         }
     }
@@ -93,10 +91,9 @@ impl Lowering<'_> {
         let operand = |l: &mut Self, k: usize| l.value_of(args[k], at).map(Box::new);
         Ok(match &node.op {
             Op::Constant { value, dtype, .. } => KExpr::Const { value: *value, dtype: *dtype },
+            // The size's value where the plan runs.
             Op::DimValue { symbol } => {
-                let value =
-                    self.bindings.get(symbol).copied().ok_or_else(|| LowerError::Unbound(symbol.to_string()))?;
-                KExpr::Const { value: Literal::Int(value as i64), dtype: DType::I64 }
+                KExpr::Index { index: Affine::constant(Size::symbol(symbol.clone())), dtype: DType::I64 }
             }
             Op::Iota { axis, dtype, .. } => match at {
                 At::Axes(axes) => KExpr::Index { index: axes[*axis].clone(), dtype: *dtype },
@@ -120,7 +117,7 @@ impl Lowering<'_> {
                 let from = self.shapes[args[0].index()].clone();
                 let offset = axes.len() - from.len();
                 let inner = (0..from.len())
-                    .map(|j| if from[j] == 1 { Affine::constant(0) } else { axes[offset + j].clone() })
+                    .map(|j| if from[j].is(1) { Affine::constant(0) } else { axes[offset + j].clone() })
                     .collect();
                 self.value_of(args[0], &At::Axes(inner))?
             }
@@ -137,7 +134,7 @@ impl Lowering<'_> {
             }
             // Fusion inlines a reshape only where this is exact: the one
             // element, or an operand computed from a flat index.
-            Op::Reshape { .. } if self.shapes[id.index()].iter().product::<u64>() == 1 => {
+            Op::Reshape { .. } if numel(&self.shapes[id.index()]).is(1) => {
                 let zeros = vec![Affine::constant(0); self.shapes[args[0].index()].len()];
                 self.value_of(args[0], &At::Axes(zeros))?
             }

@@ -2,7 +2,7 @@
 //! reading a permuted operand in place through strides where only products
 //! read it, and integer products as loop nests.
 
-use kiln_ir::kernel::{Affine, BufferId, KExpr, KStmt, MatrixRef, RuntimeCall, VarId};
+use kiln_ir::kernel::{Affine, BufferId, KExpr, KStmt, MatrixRef, RuntimeCall, Size, VarId};
 use kiln_ir::{DType, Function, Op, ReduceKind};
 
 use super::{GemmLowering, Lowering, load, zero_of};
@@ -42,30 +42,31 @@ impl Lowering<'_> {
         a: BufferId,
         b: BufferId,
         transposed: [bool; 2],
-        a_shape: &[u64],
-        out_shape: &[u64],
+        a_shape: &[Size],
+        out_shape: &[Size],
         out: BufferId,
         dtype: DType,
     ) -> Vec<KStmt> {
         let r = out_shape.len();
-        let (m, n, k) = (out_shape[r - 2], out_shape[r - 1], a_shape[r - 1]);
-        let batch: u64 = out_shape[..r - 2].iter().product();
+        let (m, n, k) = (out_shape[r - 2].clone(), out_shape[r - 1].clone(), a_shape[r - 1].clone());
+        let batch: Size = out_shape[..r - 2].iter().cloned().product();
         if dtype.is_float() {
-            let matrix = |buffer, rows: u64, cols: u64, transposed: bool| {
-                let m = MatrixRef::row_major(buffer, 0, cols, rows * cols);
-                if transposed { MatrixRef { row_stride: 1, col_stride: rows, ..m } } else { m }
+            let matrix = |buffer, rows: &Size, cols: &Size, transposed: bool| {
+                let m = MatrixRef::row_major(buffer, 0, cols.clone(), rows.clone() * cols.clone());
+                if transposed { MatrixRef { row_stride: 1.into(), col_stride: rows.clone(), ..m } } else { m }
             };
-            let (a, b, c) = (matrix(a, m, k, transposed[0]), matrix(b, k, n, transposed[1]), matrix(out, m, n, false));
+            let (a, b, c) =
+                (matrix(a, &m, &k, transposed[0]), matrix(b, &k, &n, transposed[1]), matrix(out, &m, &n, false));
             return self.gemm([batch, m, n, k], a, b, c, dtype);
         }
         let [j, i, col, l] = [self.vars(1)[0], self.vars(1)[0], self.vars(1)[0], self.vars(1)[0]];
         let acc = self.acc();
-        let a_index = Affine::default().plus_term(j, (m * k) as i64).plus_term(i, k as i64).plus_term(l, 1);
-        let b_index = Affine::default().plus_term(j, (k * n) as i64).plus_term(l, n as i64).plus_term(col, 1);
+        let a_index = Affine::default().plus_term(j, m.clone() * k.clone()).plus_term(i, k.clone()).plus_term(l, 1);
+        let b_index = Affine::default().plus_term(j, k.clone() * n.clone()).plus_term(l, n.clone()).plus_term(col, 1);
         let product = KExpr::Binary(kiln_ir::BinaryOp::Mul, Box::new(load(a, a_index)), Box::new(load(b, b_index)));
         let mut body = vec![KStmt::AccInit { acc, dtype, kind: ReduceKind::Sum }];
-        body.extend(Self::nest_serial(&[l], &[k], vec![KStmt::AccUpdate { acc, value: product }]));
-        let c_index = Affine::default().plus_term(j, (m * n) as i64).plus_term(i, n as i64).plus_term(col, 1);
+        body.extend(self.nest_serial(&[l], &[k], vec![KStmt::AccUpdate { acc, value: product }]));
+        let c_index = Affine::default().plus_term(j, m.clone() * n.clone()).plus_term(i, n.clone()).plus_term(col, 1);
         body.push(KStmt::Store { buffer: out, index: c_index, value: KExpr::Acc(acc) });
         Self::nest(&[j, i, col], &[batch, m, n], body)
     }
@@ -74,7 +75,7 @@ impl Lowering<'_> {
     /// the options ask: a runtime call or loop nests.
     pub(super) fn gemm(
         &mut self,
-        sizes: [u64; 4],
+        sizes: [Size; 4],
         a: MatrixRef,
         b: MatrixRef,
         c: MatrixRef,
@@ -86,15 +87,15 @@ impl Lowering<'_> {
         }
         let [j, i, l, col] = [self.vars(1)[0], self.vars(1)[0], self.vars(1)[0], self.vars(1)[0]];
         let at = |mat: &MatrixRef, row: VarId, column: VarId| {
-            Affine::constant(mat.offset as i64)
-                .plus_term(j, mat.batch_stride as i64)
-                .plus_term(row, mat.row_stride as i64)
-                .plus_term(column, mat.col_stride as i64)
+            Affine::constant(mat.offset.clone())
+                .plus_term(j, mat.batch_stride.clone())
+                .plus_term(row, mat.row_stride.clone())
+                .plus_term(column, mat.col_stride.clone())
         };
-        let vector = if dtype == DType::F32 && n >= 4 { 4 } else { 1 };
+        let vector = if dtype == DType::F32 && self.at_hint(&n) >= 4 { 4 } else { 1 };
         let row = |value: KExpr| KStmt::For {
             var: col,
-            extent: n,
+            extent: n.clone(),
             parallel: false,
             vector,
             body: vec![KStmt::Store { buffer: c.buffer, index: at(&c, i, col), value }],
@@ -107,7 +108,7 @@ impl Lowering<'_> {
         );
         let update =
             row(KExpr::Binary(kiln_ir::BinaryOp::Add, Box::new(load(c.buffer, at(&c, i, col))), Box::new(product)));
-        let depth = KStmt::For { var: l, extent: k, parallel: false, vector: 1, body: vec![update] };
+        let depth = KStmt::For { var: l, extent: k.clone(), parallel: false, vector: 1, body: vec![update] };
         Self::nest(&[j, i], &[batch, m], vec![zero, depth])
     }
 }

@@ -3,7 +3,15 @@
 //!
 //! Needs: a verified function, fusion's decisions for it ([`Fusion`]: which
 //! nodes are inlined into their users, which reductions are computed in
-//! another node's kernel), and a value for every symbol of its input types.
+//! another node's kernel), and a hint for every symbol of its types.
+//!
+//! Sizes stay symbolic: the plan declares each symbol (at least 1, with
+//! its hint) and every extent, length, stride and GEMM dimension is a
+//! [`Size`] of them, so the plan is correct at every binding. Choices that
+//! depend on a size are taken at the hint and are correct at any size:
+//! asking for four lanes (an extent of at least 4, or 16 for a reduction
+//! loop, at the hint; the backend adds a scalar tail), and leaving out
+//! loops of one iteration (only extents that are the constant 1).
 //! Guarantees: a [`Plan`] whose input, parameter and output buffers follow
 //! the function's inputs, the module's parameters and the function's
 //! outputs, and the node each kernel comes from ([`KernelOrigin`]); running
@@ -30,8 +38,10 @@ mod reduce;
 
 use std::collections::BTreeMap;
 
-use kiln_ir::kernel::{AccId, Affine, BufferDecl, BufferId, BufferRole, KExpr, KStmt, Kernel, Plan, VarId};
-use kiln_ir::{Bindings, DType, Function, Literal, NodeId, Op};
+use kiln_ir::kernel::{
+    AccId, Affine, BufferDecl, BufferId, BufferRole, KExpr, KStmt, Kernel, Plan, Size, SizeSymbol, VarId,
+};
+use kiln_ir::{Bindings, DType, Dim, Function, Literal, NodeId, Op};
 
 use crate::fuse::{Fusion, Merge, Placement};
 
@@ -40,7 +50,7 @@ use crate::fuse::{Fusion, Merge, Placement};
 pub enum LowerError {
     #[error("no function named `{0}`")]
     UnknownFunction(String),
-    #[error("symbol {0} has no value: bind every symbolic dimension of the inputs")]
+    #[error("symbol {0} has no value: give every symbolic dimension of the inputs a size hint")]
     Unbound(String),
     /// A value or buffer larger than a tensor may be at these sizes.
     #[error("{0}")]
@@ -97,22 +107,41 @@ pub struct Lowered {
     pub origins: Vec<KernelOrigin>,
 }
 
-/// Lowers `f`, placed by `fusion`, for `bindings` (a value for every symbol
-/// of its inputs).
-pub fn lower(f: &Function, fusion: &Fusion, bindings: &Bindings, options: LowerOptions) -> Result<Lowered, LowerError> {
+/// Lowers `f`, placed by `fusion`, with `hints` (a value for every symbol
+/// of its types, at which size-dependent choices are taken; the plan is
+/// correct at every value).
+pub fn lower(f: &Function, fusion: &Fusion, hints: &Bindings, options: LowerOptions) -> Result<Lowered, LowerError> {
     let mut shapes = Vec::with_capacity(f.graph.len());
+    let mut symbols: Vec<SizeSymbol> = Vec::new();
     for (_, node) in f.graph.nodes() {
-        let shape = node.ty.shape.resolve(bindings).map_err(|s| LowerError::Unbound(s.to_string()))?;
-        node.ty.checked_len(bindings).map_err(LowerError::TooLarge)?;
-        shapes.push(shape.into_iter().map(|d| d as u64).collect::<Vec<u64>>());
+        node.ty.shape.resolve(hints).map_err(|s| LowerError::Unbound(s.to_string()))?;
+        node.ty.checked_len(hints).map_err(LowerError::TooLarge)?;
+        let shape = node.ty.shape.0.iter().map(|d| match d {
+            Dim::Const(n) => Size::from(*n),
+            Dim::Sym(s) => Size::symbol(s.clone()),
+        });
+        shapes.push(shape.collect::<Vec<Size>>());
+        let dim_value = match &node.op {
+            Op::DimValue { symbol } => Some(symbol),
+            _ => None,
+        };
+        let named = node.ty.shape.0.iter().filter_map(|d| if let Dim::Sym(s) = d { Some(s) } else { None });
+        for s in named.chain(dim_value) {
+            if !symbols.iter().any(|d| &d.symbol == s) {
+                hints.get(s).ok_or_else(|| LowerError::Unbound(s.to_string()))?;
+                let hint = hints.get(s).copied().unwrap_or(1).max(1);
+                symbols.push(SizeSymbol { symbol: s.clone(), min: 1, hint });
+            }
+        }
     }
+    symbols.sort_by(|a, b| a.symbol.cmp(&b.symbol));
     if fusion.placement.len() != f.graph.len() || fusion.merges.len() != f.graph.len() {
         return Err(LowerError::Invalid(format!("fusion placed another function than `{}`", f.name)));
     }
     let inlined: Vec<bool> = fusion.placement.iter().map(|p| *p == Placement::Inlined).collect();
     let mut l = Lowering {
         f,
-        bindings,
+        hints,
         shapes,
         buffers: Vec::new(),
         node_buffer: Vec::new(),
@@ -143,10 +172,10 @@ pub fn lower(f: &Function, fusion: &Fusion, bindings: &Bindings, options: LowerO
     }
     l.bind_outputs();
     for b in &l.buffers {
-        let bytes = u128::from(b.len) * b.dtype.size_bytes() as u128;
-        if bytes > kiln_ir::MAX_TENSOR_BYTES {
+        let bytes = b.len.eval(hints).map(|n| i128::from(n) * b.dtype.size_bytes() as i128);
+        if bytes.is_none_or(|bytes| bytes as u128 > kiln_ir::MAX_TENSOR_BYTES) {
             return Err(LowerError::TooLarge(format!(
-                "a {} buffer of {} elements for `{}` is more than a tensor may hold ({} bytes)",
+                "a {} buffer of {} elements for `{}` is more than a tensor may hold ({} bytes) at the size hints",
                 b.dtype,
                 b.len,
                 f.name,
@@ -154,13 +183,15 @@ pub fn lower(f: &Function, fusion: &Fusion, bindings: &Bindings, options: LowerO
             )));
         }
     }
-    Ok(Lowered { plan: Plan { name: f.name.clone(), buffers: l.buffers, kernels: l.kernels }, origins: l.origins })
+    let plan = Plan { name: f.name.clone(), symbols, buffers: l.buffers, kernels: l.kernels };
+    Ok(Lowered { plan, origins: l.origins })
 }
 
 struct Lowering<'a> {
     f: &'a Function,
-    bindings: &'a Bindings,
-    shapes: Vec<Vec<u64>>,
+    /// The sizes size-dependent choices are taken at.
+    hints: &'a Bindings,
+    shapes: Vec<Vec<Size>>,
     buffers: Vec<BufferDecl>,
     node_buffer: Vec<BufferId>,
     kernels: Vec<Kernel>,
@@ -190,21 +221,21 @@ enum At {
     Axes(Vec<Affine>),
 }
 
-fn strides(shape: &[u64]) -> Vec<i64> {
-    let mut s = vec![1i64; shape.len()];
+fn strides(shape: &[Size]) -> Vec<Size> {
+    let mut s = vec![Size::constant(1); shape.len()];
     for i in (0..shape.len().saturating_sub(1)).rev() {
-        s[i] = s[i + 1] * shape[i + 1] as i64;
+        s[i] = s[i + 1].clone() * shape[i + 1].clone();
     }
     s
 }
 
-fn numel(shape: &[u64]) -> u64 {
-    shape.iter().product()
+fn numel(shape: &[Size]) -> Size {
+    shape.iter().cloned().product()
 }
 
 /// `sum(vars[k] * strides[k])`.
-fn row_major(vars: &[VarId], strides: &[i64]) -> Affine {
-    vars.iter().zip(strides).fold(Affine::default(), |a, (&v, &s)| a.plus_term(v, s))
+fn row_major(vars: &[VarId], strides: &[Size]) -> Affine {
+    vars.iter().zip(strides).fold(Affine::default(), |a, (&v, s)| a.plus_term(v, s.clone()))
 }
 
 fn load(buffer: BufferId, index: Affine) -> KExpr {
@@ -221,7 +252,13 @@ fn zero_of(dtype: DType) -> KExpr {
 }
 
 impl Lowering<'_> {
-    fn new_buffer(&mut self, role: BufferRole, dtype: DType, len: u64) -> BufferId {
+    /// The value of `size` at the hints, for a choice that depends on it
+    /// (0 if it has none, which no choice takes as large).
+    fn at_hint(&self, size: &Size) -> u64 {
+        size.eval(self.hints).and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
+    }
+
+    fn new_buffer(&mut self, role: BufferRole, dtype: DType, len: Size) -> BufferId {
         self.buffers.push(BufferDecl { role, dtype, len });
         BufferId(self.buffers.len() as u32 - 1)
     }
@@ -277,11 +314,11 @@ impl Lowering<'_> {
                 continue;
             }
             let decl = self.buffers[b.0 as usize].clone();
-            let out = self.new_buffer(BufferRole::Output(position as u32), decl.dtype, decl.len);
+            let out = self.new_buffer(BufferRole::Output(position as u32), decl.dtype, decl.len.clone());
             let v = VarId(0);
             let store = KStmt::Store { buffer: out, index: Affine::var(v), value: load(b, Affine::var(v)) };
             let body = vec![KStmt::For { var: v, extent: decl.len, parallel: true, vector: 1, body: vec![store] }];
-            let body = Self::ask_for_lanes(body, decl.dtype);
+            let body = self.ask_for_lanes(body, decl.dtype);
             self.kernels.push(Kernel { name: format!("copy_output_{position}"), body });
             self.origins.push(KernelOrigin::OutputCopy(position as u32));
         }

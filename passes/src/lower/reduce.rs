@@ -1,7 +1,7 @@
 //! Reductions (with their sibling reductions and epilogues, `fuse::merges`)
 //! and pooling windows.
 
-use kiln_ir::kernel::{Affine, BufferId, KExpr, KStmt, VarId};
+use kiln_ir::kernel::{Affine, BufferId, KExpr, KStmt, Size, VarId};
 use kiln_ir::{DType, Literal, NodeId, Op, ReduceKind};
 
 use super::{At, LowerError, Lowering, load, row_major, strides, zero_of};
@@ -40,8 +40,8 @@ impl Lowering<'_> {
             all[axis] = inner[k];
         }
         let at = At::Axes(all.iter().map(|&v| Affine::var(v)).collect());
-        let kept_shape: Vec<u64> = kept.iter().map(|&k| from[k]).collect();
-        let reduced_shape: Vec<u64> = axes.iter().map(|&k| from[k]).collect();
+        let kept_shape: Vec<Size> = kept.iter().map(|&k| from[k].clone()).collect();
+        let reduced_shape: Vec<Size> = axes.iter().map(|&k| from[k].clone()).collect();
         let index = row_major(&outer, &strides(&kept_shape));
         let (mut body, mut updates, mut stores) = (Vec::new(), Vec::new(), Vec::new());
         for &m in members {
@@ -80,9 +80,9 @@ impl Lowering<'_> {
             };
             stores.push(KStmt::Store { buffer, index: index.clone(), value });
         }
-        body.extend(Self::nest_serial(&inner, &reduced_shape, updates));
+        body.extend(self.nest_serial(&inner, &reduced_shape, updates));
         body.extend(stores);
-        Ok(Self::ask_for_column_lanes(Self::nest(&outer, &kept_shape, body)))
+        Ok(self.ask_for_column_lanes(Self::nest(&outer, &kept_shape, body)))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -93,9 +93,9 @@ impl Lowering<'_> {
         stride: &[u64],
         padding: &[(u64, u64)],
         x: BufferId,
-        xs: &[u64],
+        xs: &[Size],
         out: BufferId,
-        os: &[u64],
+        os: &[Size],
         dtype: DType,
     ) -> Vec<KStmt> {
         let identity = match (kind, dtype) {
@@ -109,13 +109,14 @@ impl Lowering<'_> {
         let ks = self.vars(window.len());
         let x_strides = strides(&ps);
         let index = (0..os.len()).fold(Affine::default(), |a, d| {
-            a.plus_term(outs[d], stride[d] as i64 * x_strides[d]).plus_term(ks[d], x_strides[d])
+            a.plus_term(outs[d], x_strides[d].clone() * Size::from(stride[d])).plus_term(ks[d], x_strides[d].clone())
         });
         let acc = self.acc();
         let mut inner = vec![KStmt::AccInit { acc, dtype, kind }];
-        inner.extend(Self::nest_serial(&ks, window, vec![KStmt::AccUpdate { acc, value: load(xp, index) }]));
+        let window: Vec<Size> = window.iter().map(|&w| Size::from(w)).collect();
+        inner.extend(self.nest_serial(&ks, &window, vec![KStmt::AccUpdate { acc, value: load(xp, index) }]));
         inner.push(KStmt::Store { buffer: out, index: row_major(&outs, &strides(os)), value: KExpr::Acc(acc) });
-        body.extend(Self::ask_for_column_lanes(Self::nest(&outs, os, inner)));
+        body.extend(self.ask_for_column_lanes(Self::nest(&outs, os, inner)));
         body
     }
 }
