@@ -1,13 +1,12 @@
 //! `kiln build`: functions of a module compiled ahead of time into a static
 //! library and a C header (`kiln_codegen::aot` does the code generation).
 //!
-//! Each function is lowered for the sizes given with `--bind` (GEMM as loop
-//! nests, so the library needs only libc and libm). A size stays a run-time
-//! argument: the caller may pass any value up to the compiled one when the
-//! function computes the rows of that axis independently, and exactly the
-//! compiled one otherwise (`kiln_passes::rows_independent` decides: the
-//! size leads every input and output that has it, every output has it,
-//! and no operation drops it from the type of what it computes).
+//! Each function is lowered once with its sizes symbolic (GEMM as loop
+//! nests, so the library needs only libc and libm); the sizes given with
+//! `--bind` are the hint and the maximum. A size stays a run-time argument:
+//! the caller may pass any value from 1 to the maximum, and the entry point
+//! lays out the arena for it, whether or not the function computes rows
+//! independently (a loss averages over the batch it is given).
 //! Parameters are baked in from a checkpoint (`--params`) or passed by the
 //! caller in a struct.
 
@@ -145,14 +144,11 @@ fn export(
             return Err(missing());
         }
         bindings.insert(Symbol::new(s.clone()), value);
-        let up_to = symbols.len() == 1 && kiln_passes::rows_independent(f, s);
-        size_args.push(Size { name: s.clone(), compiled: value, up_to });
+        size_args.push(Size { name: s.clone(), compiled: value });
     }
     let lower = kiln_passes::LowerOptions { gemm: kiln_passes::GemmLowering::Loops, ..Default::default() };
     let options = kiln_passes::CompileOptions { lower, ..Default::default() };
-    // Libraries take the sizes they were built for (smaller batches padded
-    // to them): the plan specialized to those sizes.
-    let plan = kiln_passes::compile(module, function, &bindings, &options)?.plan.specialize(&bindings);
+    let plan = kiln_passes::compile(module, function, &bindings, &options)?.plan;
     let dims = |ty: &kiln_ir::TensorType| -> Vec<ArgDim> {
         ty.shape
             .0

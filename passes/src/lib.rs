@@ -15,7 +15,6 @@ pub mod fuse;
 pub mod lower;
 mod merge_gemm_epilogues;
 mod pipeline;
-mod rows;
 pub mod simplify;
 
 pub use autodiff::{AutodiffError, Source, differentiate, differentiate_outputs};
@@ -25,5 +24,4 @@ pub use eliminate_dead_code::eliminate_dead_code;
 pub use lower::{ConvLowering, GemmLowering, KernelOrigin, LowerError, LowerOptions};
 pub use merge_gemm_epilogues::merge_gemm_epilogues;
 pub use pipeline::{PassError, Pipeline, StageReport};
-pub use rows::rows_independent;
 pub use simplify::{Limits, SimplifyReport, simplify, simplify_function};

@@ -4,10 +4,13 @@
 //! The entry point takes, in order: the parameter struct (when the library
 //! does not bake its parameters), one pointer per input, one `int64_t` per
 //! size, one pointer per output; it returns a status (`super::status`).
-//! It checks every pointer and size before touching memory, allocates the
-//! plan's arena with `aligned_alloc(64, ...)`, copies the inputs in (rows
-//! beyond a smaller batch are zeros), runs the kernels, copies the outputs
-//! out (only the rows asked for) and frees the arena.
+//! It checks every pointer and size (from 1 to the built maximum) before
+//! touching memory, lays out the plan's arena for the sizes of the call
+//! (each buffer above every buffer live at the same time placed before
+//! it, biggest first, 64-byte aligned), allocates it with
+//! `aligned_alloc(64, ...)`, copies the inputs in, runs the kernels (the
+//! plan is symbolic: they read the sizes from an array), copies the outputs
+//! out and frees the arena.
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
@@ -16,10 +19,10 @@ use cranelift_codegen::ir::{
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{DataId, FuncId, Linkage, Module};
 use cranelift_object::ObjectModule;
-use kiln_ir::Bindings;
-use kiln_ir::kernel::{BufferRole, arena_layout};
+use kiln_ir::kernel::{BufferRole, Size, hints, live_spans};
+use kiln_ir::{Bindings, Symbol};
 
-use super::{Arg, ArgDim, Export, Library, status};
+use super::{Export, Library, status};
 use crate::CodegenError;
 use crate::cranelift::kernel;
 
@@ -45,7 +48,6 @@ pub fn define(
     };
     let mut import = |name: &str, s: Signature| module.declare_function(name, Linkage::Import, &s).map_err(fail);
     let memcpy = import("memcpy", signature(&[pointer, pointer, pointer], &[pointer]))?;
-    let memset = import("memset", signature(&[pointer, types::I32, pointer], &[pointer]))?;
     let alloc = import("aligned_alloc", signature(&[pointer, pointer], &[pointer]))?;
     let free = import("free", signature(&[pointer], &[]))?;
 
@@ -66,7 +68,6 @@ pub fn define(
     let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
     let refs = Imports {
         memcpy: module.declare_func_in_func(memcpy, b.func),
-        memset: module.declare_func_in_func(memset, b.func),
         alloc: module.declare_func_in_func(alloc, b.func),
         free: module.declare_func_in_func(free, b.func),
     };
@@ -114,26 +115,79 @@ pub fn define(
     for &p in &checked {
         check(&mut b, returns, p, status::NULL_ARGUMENT);
     }
+    // Each size from 1 to the maximum: `v - 1` as unsigned is at most `max - 1`.
     for (s, &v) in e.sizes.iter().zip(&sizes) {
-        let cc = if s.up_to { IntCC::UnsignedGreaterThan } else { IntCC::NotEqual };
-        let bad = b.ins().icmp_imm_s(cc, v, s.compiled as i64);
+        let below = b.ins().iadd_imm_s(v, -1);
+        let bad = b.ins().icmp_imm_u(IntCC::UnsignedGreaterThan, below, s.compiled.saturating_sub(1) as i64);
         branch_to(&mut b, bad, returns, status::BAD_SIZE);
     }
+    // The plan's sizes, in its order, for the kernels.
+    let mut symbols: Vec<(Symbol, Value)> = Vec::new();
+    for sym in &e.plan.symbols {
+        let k =
+            e.sizes.iter().position(|s| s.name == sym.symbol.as_str()).ok_or_else(|| {
+                fail(format!("size {} of the plan is not an argument of `{}`", sym.symbol, e.function))
+            })?;
+        symbols.push((sym.symbol.clone(), sizes[k]));
+    }
+    let size_slot = b.create_sized_stack_slot(StackSlotData::new(
+        StackSlotKind::ExplicitSlot,
+        (symbols.len().max(1) * 8) as u32,
+        3,
+    ));
+    for (k, (_, v)) in symbols.iter().enumerate() {
+        b.ins().stack_store(types::I64, *v, size_slot, (k * 8) as i32);
+    }
 
-    // The plan's sizes are constants (the export's, `Export::plan`).
-    let layout = arena_layout(&e.plan, &Bindings::new()).map_err(fail)?;
-    let bytes = layout.bytes.div_ceil(64).max(1) * 64;
+    // The arena at these sizes: each buffer but the parameters, biggest
+    // (at the maximum sizes) first, above every buffer placed before it
+    // whose lifetime overlaps its own.
+    let maximum: Bindings = e.sizes.iter().map(|s| (Symbol::new(s.name.clone()), s.compiled)).collect();
+    let maximum = if maximum.is_empty() { hints(&e.plan.symbols) } else { maximum };
+    let spans = live_spans(&e.plan);
+    let bytes_of = |b: &mut FunctionBuilder, index: usize| {
+        let decl = &e.plan.buffers[index];
+        let len = size_value(b, &decl.len, &symbols);
+        b.ins().imul_imm_s(len, decl.dtype.size_bytes() as i64)
+    };
+    let mut order: Vec<usize> =
+        (0..e.plan.buffers.len()).filter(|&i| !matches!(e.plan.buffers[i].role, BufferRole::Param(_))).collect();
+    let at_maximum = |i: usize| {
+        let d = &e.plan.buffers[i];
+        d.len.eval(&maximum).unwrap_or(0).saturating_mul(d.dtype.size_bytes() as i64)
+    };
+    order.sort_by_key(|&i| (std::cmp::Reverse(at_maximum(i)), i));
+    let mut placed: Vec<(usize, Value)> = Vec::new();
+    let mut offsets: Vec<Option<Value>> = vec![None; e.plan.buffers.len()];
+    let mut total = b.ins().iconst(types::I64, 64);
+    for &i in &order {
+        let bytes = bytes_of(&mut b, i);
+        let rounded = b.ins().iadd_imm_s(bytes, 63);
+        let rounded = b.ins().band_imm_s(rounded, !63);
+        let sixty_four = b.ins().iconst(types::I64, 64);
+        let slot_bytes = b.ins().umax(rounded, sixty_four);
+        let mut offset = b.ins().iconst(types::I64, 0);
+        for &(q, end) in &placed {
+            if spans[q].0 <= spans[i].1 && spans[i].0 <= spans[q].1 {
+                offset = b.ins().umax(offset, end);
+            }
+        }
+        let end = b.ins().iadd(offset, slot_bytes);
+        total = b.ins().umax(total, end);
+        placed.push((i, end));
+        offsets[i] = Some(offset);
+    }
     let align = b.ins().iconst(pointer, 64);
-    let size = b.ins().iconst(pointer, bytes as i64);
-    let call = b.ins().call(refs.alloc, &[align, size]);
+    let call = b.ins().call(refs.alloc, &[align, total]);
     let arena = b.inst_results(call)[0];
     check(&mut b, returns, arena, status::OUT_OF_MEMORY);
 
     let count = e.plan.buffers.len() as u32;
     let slot = b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, count.max(1) * 8, 3));
+    let mut addresses = Vec::with_capacity(e.plan.buffers.len());
     for (index, decl) in e.plan.buffers.iter().enumerate() {
-        let address = match &decl.role {
-            BufferRole::Param(name) => {
+        let address = match (&decl.role, offsets[index]) {
+            (BufferRole::Param(name), _) => {
                 let k = lib
                     .params
                     .iter()
@@ -148,28 +202,27 @@ pub fn define(
                     (None, None) => return Err(fail(format!("parameter `{name}` has no value"))),
                 }
             }
-            _ => b.ins().iadd_imm_s(arena, layout.offsets[index] as i64),
+            (_, Some(offset)) => b.ins().iadd(arena, offset),
+            (_, None) => return Err(fail(format!("buffer b{index} has no place in the arena"))),
         };
         b.ins().stack_store(pointer, address, slot, (index * 8) as i32);
+        addresses.push(address);
     }
     for (arg, &src) in e.inputs.iter().zip(&inputs) {
-        let dst = b.ins().iadd_imm_s(arena, layout.offsets[arg.buffer as usize] as i64);
-        let (given, total) = extent(&mut b, e, arg, &sizes);
+        let Some(&dst) = addresses.get(arg.buffer as usize) else { continue };
+        let given = bytes_of(&mut b, arg.buffer as usize);
         b.ins().call(refs.memcpy, &[dst, src, given]);
-        if let Some(total) = total {
-            let tail = b.ins().iadd(dst, given);
-            let rest = b.ins().isub(total, given);
-            let zero = b.ins().iconst(types::I32, 0);
-            b.ins().call(refs.memset, &[tail, zero, rest]);
-        }
     }
     let table = b.ins().stack_addr(pointer, slot, 0);
-    for kernel in &kernels {
-        let callee = module.declare_func_in_func(kernel.0, b.func);
+    let size_table = b.ins().stack_addr(pointer, size_slot, 0);
+    for (id, split) in &kernels {
+        let callee = module.declare_func_in_func(*id, b.func);
         let lo = b.ins().iconst(types::I64, 0);
-        let hi = b.ins().iconst(types::I64, kernel.1 as i64);
-        let no_sizes = b.ins().iconst(pointer, 0);
-        let call = b.ins().call(callee, &[table, no_sizes, lo, hi]);
+        let hi = match split {
+            Some(extent) => size_value(&mut b, extent, &symbols),
+            None => b.ins().iconst(types::I64, 0),
+        };
+        let call = b.ins().call(callee, &[table, size_table, lo, hi]);
         let s = b.inst_results(call)[0];
         let next = b.create_block();
         let code = b.ins().iadd_imm_s(s, status::INDEX_OUT_OF_RANGE - 1);
@@ -178,8 +231,10 @@ pub fn define(
         b.switch_to_block(next);
     }
     for (arg, &dst) in e.outputs.iter().zip(&outputs) {
-        let src = b.ins().iadd_imm_s(arena, layout.offsets[arg.buffer as usize] as i64);
-        let (given, _) = extent(&mut b, e, arg, &sizes);
+        let Some(&src) = addresses.get(arg.buffer as usize) else {
+            return Err(fail(format!("output `{}` has no buffer", arg.name)));
+        };
+        let given = bytes_of(&mut b, arg.buffer as usize);
         b.ins().call(refs.memcpy, &[dst, src, given]);
     }
     let ok = b.ins().iconst(types::I32, status::OK);
@@ -203,14 +258,18 @@ pub fn define(
 
 struct Imports {
     memcpy: FuncRef,
-    memset: FuncRef,
     alloc: FuncRef,
     free: FuncRef,
 }
 
 /// Compiles the plan's kernels as local functions; returns each one's id
-/// and the `hi` it is called with (`kernel::split_extent`, else 0).
-fn define_kernels(module: &mut ObjectModule, lib: &Library, e: &Export) -> Result<Vec<(FuncId, u64)>, CodegenError> {
+/// and the size of the `hi` it is called with (`kernel::split_extent`,
+/// else 0).
+fn define_kernels(
+    module: &mut ObjectModule,
+    lib: &Library,
+    e: &Export,
+) -> Result<Vec<(FuncId, Option<Size>)>, CodegenError> {
     let pointer = module.target_config().pointer_type();
     let mut ids = Vec::new();
     for (k, kern) in e.plan.kernels.iter().enumerate() {
@@ -228,36 +287,25 @@ fn define_kernels(module: &mut ObjectModule, lib: &Library, e: &Export) -> Resul
             .map_err(|message| CodegenError::Kernel { kernel: kern.name.clone(), message })?;
         module.define_function(id, &mut ctx).map_err(|e| fail(format!("{e:?}")))?;
         module.clear_context(&mut ctx);
-        let hi = kernel::split_extent(kern).and_then(|s| s.as_const()).unwrap_or(0).max(0) as u64;
-        ids.push((id, hi));
+        ids.push((id, kernel::split_extent(kern)));
     }
     Ok(ids)
 }
 
-/// Bytes of `arg` the caller gives (rows up to the size asked for when its
-/// leading axis is an `up_to` size), and the whole buffer's bytes when that
-/// can be more.
-fn extent(b: &mut FunctionBuilder, e: &Export, arg: &Arg, sizes: &[Value]) -> (Value, Option<Value>) {
-    let element = arg.dtype.size_bytes() as i64;
-    let compiled: i64 = arg
-        .dims
-        .iter()
-        .map(|d| match d {
-            ArgDim::Const(c) => *c as i64,
-            ArgDim::Size(s) => e.sizes.iter().find(|z| &z.name == s).map_or(0, |z| z.compiled as i64),
-        })
-        .product();
-    let total = compiled * element;
-    if let Some(ArgDim::Size(name)) = arg.dims.first()
-        && let Some(k) = e.sizes.iter().position(|s| &s.name == name && s.up_to)
-        && let Some(&rows) = sizes.get(k)
-    {
-        let row_bytes = total / (e.sizes[k].compiled.max(1) as i64);
-        let given = b.ins().imul_imm_s(rows, row_bytes);
-        let whole = b.ins().iconst(types::I64, total);
-        return (given, Some(whole));
+/// The value of `size` from the values of the plan's size symbols.
+fn size_value(b: &mut FunctionBuilder, size: &Size, symbols: &[(Symbol, Value)]) -> Value {
+    let mut sum = b.ins().iconst(types::I64, size.constant_term());
+    for (monomial, coefficient) in size.terms() {
+        let mut product = b.ins().iconst(types::I64, *coefficient);
+        for s in monomial {
+            // Every symbol of the plan is an argument (checked above).
+            let value = symbols.iter().find(|(name, _)| name == s).map(|(_, v)| *v);
+            let value = value.unwrap_or_else(|| b.ins().iconst(types::I64, 0));
+            product = b.ins().imul(product, value);
+        }
+        sum = b.ins().iadd(sum, product);
     }
-    (b.ins().iconst(types::I64, total), None)
+    sum
 }
 
 /// Returns `code` through `to` when `value` is zero.

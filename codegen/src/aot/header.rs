@@ -86,14 +86,7 @@ fn prototype(lib: &Library, e: &Export) -> String {
             c_name(&e.function).to_uppercase(),
             c_name(&s.name).to_uppercase()
         );
-        doc += &if s.up_to {
-            format!(" * {}: any size from 0 to {} ({upper}); rows are computed independently.\n", s.name, s.compiled)
-        } else {
-            format!(
-                " * {}: must be {} ({upper}; the result mixes rows, so no other size is allowed).\n",
-                s.name, s.compiled
-            )
-        };
+        doc += &format!(" * {}: any size from 1 to {} ({upper}).\n", s.name, s.compiled);
     }
     let arg_line = |a: &Arg, what: &str| {
         format!(" * {} {}: {}{what}\n", if what.is_empty() { "in " } else { "out" }, a.name, shape(a.dtype, &a.dims))

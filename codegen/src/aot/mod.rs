@@ -61,15 +61,13 @@ pub struct Arg {
     pub buffer: u32,
 }
 
-/// A size argument: its name, the value the plan was compiled for, and
-/// whether smaller values are accepted (the leading axis of every argument
-/// that has it is then a batch whose rows are computed independently: the
-/// entry point pads it with zeros and copies back only the rows asked for).
+/// A size argument: its name and the greatest value a call may pass (the
+/// plan is symbolic, so every value from 1 to it runs the same code on an
+/// arena laid out for it).
 #[derive(Clone, Debug)]
 pub struct Size {
     pub name: String,
     pub compiled: u64,
-    pub up_to: bool,
 }
 
 /// One exported function.
@@ -79,7 +77,8 @@ pub struct Export {
     pub function: String,
     /// The C symbol.
     pub symbol: String,
-    /// Lowered with `GemmLowering::Loops` for the compiled sizes.
+    /// Lowered with `GemmLowering::Loops`, its sizes symbolic (the
+    /// maximum sizes are the hint).
     pub plan: Plan,
     pub inputs: Vec<Arg>,
     pub sizes: Vec<Size>,

@@ -63,14 +63,11 @@ fn padded(bytes: u64) -> u64 {
     bytes.div_ceil(ALIGN).max(1) * ALIGN
 }
 
-/// Lays out the plan's buffers at `bindings`: biggest first, each at the
-/// lowest aligned offset that no buffer with an overlapping lifetime already
-/// occupies. An error when a buffer's length has no value there (an unbound
-/// symbol, or more than a tensor may hold).
-pub fn arena_layout(plan: &Plan, bindings: &Bindings) -> Result<ArenaLayout, String> {
+/// When each buffer is live, by the rules of the module doc: the first and
+/// last kernel, inclusive (the kernel count past the last one for an output).
+pub fn live_spans(plan: &Plan) -> Vec<(usize, usize)> {
     let end = plan.kernels.len();
-    let spans: Vec<(usize, usize)> = plan
-        .lifetimes()
+    plan.lifetimes()
         .into_iter()
         .zip(&plan.buffers)
         .map(|(span, decl)| {
@@ -81,7 +78,15 @@ pub fn arena_layout(plan: &Plan, bindings: &Bindings) -> Result<ArenaLayout, Str
                 BufferRole::Temp => (first, last),
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Lays out the plan's buffers at `bindings`: biggest first, each at the
+/// lowest aligned offset that no buffer with an overlapping lifetime already
+/// occupies. An error when a buffer's length has no value there (an unbound
+/// symbol, or more than a tensor may hold).
+pub fn arena_layout(plan: &Plan, bindings: &Bindings) -> Result<ArenaLayout, String> {
+    let spans = live_spans(plan);
     let sizes = padded_sizes(plan, bindings)?;
     let mut order: Vec<usize> = (0..plan.buffers.len()).collect();
     order.sort_by_key(|&b| (std::cmp::Reverse(sizes[b]), b));

@@ -26,7 +26,7 @@ mod verify;
 mod visit;
 
 pub use epilogue::{GemmEpilogue, gemm_epilogue};
-pub use memory::{ALIGN, ArenaLayout, arena_layout};
+pub use memory::{ALIGN, ArenaLayout, arena_layout, live_spans};
 pub use parse::parse_plan;
 pub use run::{Storage, execute, execute_with, run_plan};
 pub use size::{Monomial, Size, SizeSymbol, hints, lower_bounds};
