@@ -169,7 +169,8 @@ enum Stage {
     /// The training step: loss, gradients and optimizer update in one graph.
     Step,
     /// The kernel IR plan of `--fn` (default `forward`), elementwise chains
-    /// fused, specialized to `--bind` values (symbols not given are 1).
+    /// fused, its sizes symbolic; `--bind` values are the hint its choices
+    /// are taken at (symbols not given are 1).
     Kernels,
     /// The Cranelift IR the JIT generates for that plan, kernel by kernel.
     Clif,
@@ -322,17 +323,13 @@ fn execute(command: Command) -> Result<(), Error> {
                         match (e.ptx, &dir) {
                             (Some(ptx), _) => text.push_str(&ptx),
                             (None, Some(dir)) => text.push_str(&format!(
-                                "wrote {0}/{1}.ptx and {0}/{1}.json: {2} kernel{3}, {4} launch{5} for {sm}, {6}\n",
+                                "wrote {0}/{1}.ptx and {0}/{1}.json: {2} kernel{3}, {4} launch{5} for {sm}, for every size\n",
                                 dir.display(),
                                 e.function,
                                 e.kernels,
                                 if e.kernels == 1 { "" } else { "s" },
                                 e.entries,
                                 if e.entries == 1 { "" } else { "es" },
-                                match &e.specialized {
-                                    None => "generic in its sizes".to_string(),
-                                    Some(why) => format!("specialized to the sizes bound: {why}"),
-                                },
                             )),
                             (None, None) => {}
                         }

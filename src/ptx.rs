@@ -1,10 +1,9 @@
 //! `kiln emit ptx`: a file's functions compiled to PTX for an NVIDIA GPU,
 //! one `.ptx` and one launch manifest (`.json`, see `docs/gpu.md`) per
-//! function. The PTX is generic in the function's symbolic dimensions
-//! (valid for every size congruent to the one bound, modulo 4), its
-//! manifest giving every size as a formula; a function with more than
-//! three symbols, or whose numbers vary with a size in a way no formula
-//! computes, gets PTX for the sizes bound, and its manifest says why.
+//! function. Each function is lowered once with its sizes symbolic (the
+//! sizes bound are the hint), so its PTX serves every size from 1 up: the
+//! entries take the sizes as arguments, and the manifest states every size
+//! as the kernel IR's expression of them.
 
 use std::path::Path;
 
@@ -22,40 +21,6 @@ pub struct Emitted {
     pub entries: usize,
     /// The PTX, when no directory was given.
     pub ptx: Option<String>,
-    /// Why the PTX is specialized to the sizes bound rather than generic.
-    pub specialized: Option<String>,
-}
-
-/// The plan of `function` generic in its symbols, from lowerings at the
-/// grid of probe sizes for the values `bindings` gives them, every
-/// size-dependent choice taken at those values; `Err` with the reason when
-/// it has no generic form.
-#[cfg(feature = "ptx")]
-pub fn generic_plan(
-    module: &Module,
-    function: &str,
-    bindings: &Bindings,
-) -> Result<kiln_codegen::nvptx::GenericPlan, String> {
-    use kiln_codegen::nvptx::{GenericPlan, MAX_SYMBOLS, probe_grid};
-    let lower = |at: &Bindings| {
-        let options = kiln_passes::CompileOptions { decide_at: Some(bindings.clone()), ..Default::default() };
-        kiln_passes::compile(module, function, at, &options).map(|c| c.plan.specialize(at)).map_err(|e| e.to_string())
-    };
-    let symbols: Vec<(String, u64)> = bindings.iter().map(|(s, v)| (s.to_string(), *v)).collect();
-    if symbols.len() > MAX_SYMBOLS {
-        return Err(format!(
-            "it has {} symbolic dimensions ({}); generic PTX handles at most {MAX_SYMBOLS}",
-            symbols.len(),
-            symbols.iter().map(|s| s.0.as_str()).collect::<Vec<_>>().join(", ")
-        ));
-    }
-    let asked: Vec<u64> = symbols.iter().map(|s| s.1).collect();
-    let mut probes = Vec::new();
-    for point in probe_grid(&asked) {
-        let at: Bindings = symbols.iter().zip(point).map(|((s, _), p)| (kiln_ir::Symbol::new(s), p)).collect();
-        probes.push(lower(&at)?);
-    }
-    GenericPlan::new(symbols, probes).map_err(|e| e.to_string())
 }
 
 /// Compiles `functions` of `module` to PTX for `sm`, each with the bindings
@@ -69,7 +34,7 @@ pub fn emit(
     sm: &str,
     out: Option<&Path>,
 ) -> Result<Vec<Emitted>, Error> {
-    use kiln_codegen::nvptx::{Sm, emit_generic_ptx, emit_ptx};
+    use kiln_codegen::nvptx::{Sm, emit_ptx};
     let sm = Sm::parse(sm).map_err(|e| Error::Usage(e.to_string()))?;
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.to_path_buf(), message: e.to_string() })?;
@@ -78,21 +43,9 @@ pub fn emit(
     for name in functions {
         let f = module.function(name).ok_or_else(|| crate::no_function(module, name))?;
         let bindings = bind(f)?;
-        let names: Vec<(String, u64)> = bindings.iter().map(|(s, v)| (s.to_string(), *v)).collect();
-        let generic = generic_plan(module, name, &bindings)
-            .and_then(|g| emit_generic_ptx(&g, sm).map_err(|e| e.to_string()).map(|c| (g, c)));
-        let (kernels, compiled, specialized) = match generic {
-            Ok((plan, compiled)) => (plan.kernels(), compiled, None),
-            Err(why) => {
-                let plan = kiln_passes::compile_plan(module, name, &bindings)?.specialize(&bindings);
-                let mut compiled = emit_ptx(&plan, sm)?;
-                compiled.manifest = compiled
-                    .manifest
-                    .with_bindings(names.iter().map(|(s, v)| (s.as_str(), *v)))
-                    .specialized_because(&why);
-                (plan.kernels.len(), compiled, Some(why))
-            }
-        };
+        let plan = kiln_passes::compile_plan(module, name, &bindings)?;
+        let compiled = emit_ptx(&plan, sm)?;
+        let kernels = plan.kernels.len();
         let manifest = &compiled.manifest;
         let entries = manifest.entries().len();
         let ptx = match out {
@@ -107,7 +60,7 @@ pub fn emit(
             }
             None => Some(compiled.ptx),
         };
-        emitted.push(Emitted { function: name.clone(), kernels, entries, ptx, specialized });
+        emitted.push(Emitted { function: name.clone(), kernels, entries, ptx });
     }
     Ok(emitted)
 }

@@ -1,9 +1,10 @@
 //! The PTX backend (feature `ptx`): every function of every example and
-//! `ok` program lowered to kernel IR, compiled to PTX for sm_80 and sm_90
-//! and assembled by `ptxas`; the same launches emulated on the host (the
-//! LLVM IR built for this CPU, each GPU thread called with its indices,
-//! blocks that synchronize run as OS threads) against the interpreter,
-//! tolerance 1e-4 relative to max(1, |expected|) as for the CPU JIT.
+//! `ok` program lowered once to kernel IR with its sizes symbolic, compiled
+//! to PTX for sm_80 and sm_90 and assembled by `ptxas`; the same module
+//! emulated on the host (the LLVM IR built for this CPU, each GPU thread
+//! called with its indices, blocks that synchronize run as OS threads) at
+//! three batch sizes against the interpreter, tolerance 1e-4 relative to
+//! max(1, |expected|) as for the CPU JIT.
 //!
 //! `ptxas` comes from the `nvidia-cuda-nvcc-cu12` wheel, which `.ci/run`
 //! installs into a virtual environment and names in `KILN_PTXAS`; without
@@ -15,12 +16,11 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 
-use kiln_codegen::nvptx::{PtxError, Sm, emit_generic_ptx, emit_ptx, emulate_generic, emulate_plan};
-use kiln_ir::Module;
+use kiln_codegen::nvptx::{PtxError, Sm, emit_ptx, emulate_plan, with_emulator};
 use kiln_ir::interp::{EvalOptions, Tensor, evaluate};
-use kiln_ir::kernel::{execute_with, parse_plan};
-use kiln_passes::CompileOptions;
-use support::{BATCH, bindings_for, compare, inputs_at, inputs_for, with_step};
+use kiln_ir::kernel::{Plan, execute_with, parse_plan};
+use kiln_ir::{Bindings, Module};
+use support::{BATCH, bindings_at, bindings_for, compare, inputs_at, inputs_for, with_step};
 
 const TOLERANCE: f64 = 1e-4;
 
@@ -49,13 +49,20 @@ fn ptxas() -> PathBuf {
     PathBuf::from("ptxas")
 }
 
-/// The plan of `function` at the test size, specialized to it (the PTX
-/// backend compiles plans at one binding).
-fn plan_of(module: &Module, function: &str) -> kiln_ir::kernel::Plan {
-    let bindings = bindings_for(module, function);
-    kiln_passes::compile_plan(module, function, &bindings)
+/// The plan of `function`, its sizes symbolic, the test size its hint.
+fn plan_of(module: &Module, function: &str) -> Plan {
+    kiln_passes::compile_plan(module, function, &bindings_for(module, function))
         .unwrap_or_else(|e| panic!("{function}: {e}"))
-        .specialize(&bindings)
+}
+
+/// Runs the symbolic `plan`'s module, emulated, at `bindings` on `inputs`.
+fn emulate(
+    plan: &Plan,
+    bindings: &Bindings,
+    inputs: &[Tensor],
+    params: &kiln_ir::interp::Params,
+) -> Result<Vec<kiln_ir::kernel::Storage>, String> {
+    execute_with(plan, bindings, inputs, params, |_, buffers| emulate_plan(plan, bindings, buffers))
 }
 
 /// Assembles `ptx` for `sm` with ptxas; panics with its message if it fails.
@@ -91,101 +98,66 @@ fn every_function_assembles_for_sm80_and_sm90() {
                     assert!(out.ptx.contains(&format!(".entry {entry}(")), "{entry} is in the PTX");
                 }
                 assemble(&ptxas, &out.ptx, sm, &format!("{path} {}", f.name));
-                // The PTX generic in the batch size `kiln emit ptx` writes.
-                let generic = kiln::ptx::generic_plan(&module, &f.name, &bindings_for(&module, &f.name))
-                    .unwrap_or_else(|e| panic!("{path} {}: no generic plan: {e}", f.name));
-                let generic = emit_generic_ptx(&generic, sm).unwrap_or_else(|e| panic!("{path} {}: {e}", f.name));
-                assert_eq!(generic.ptx.matches(".entry").count(), generic.manifest.entries().len());
-                assemble(&ptxas, &generic.ptx, sm, &format!("{path} {} generic", f.name));
                 println!(
-                    "{path} {}: {} kernels, {} entries assembled for {sm}; generic: {} entries assembled",
+                    "{path} {}: {} kernels, {} entries assembled for {sm}",
                     f.name,
                     plan.kernels.len(),
-                    entries.len(),
-                    generic.manifest.entries().len()
+                    entries.len()
                 );
             }
         }
     }
 }
 
+/// Each function's one module, emulated at the hint (3) and at 1 and 8
+/// (neither congruent to the hint modulo 4), against the interpreter.
 #[test]
-fn emulated_launches_agree_with_the_interpreter() {
+fn emulated_launches_agree_with_the_interpreter_at_three_sizes() {
+    let mut symbolic = 0;
     for path in PROGRAMS {
         let module = with_step(path);
         for f in &module.functions {
             let plan = plan_of(&module, &f.name);
-            let inputs = inputs_for(&module, &f.name);
             let params = kiln_ir::initialize_params(&module, 1);
-            let expected = evaluate(&module, &f.name, &inputs, &params, EvalOptions::default()).unwrap();
-            let emulated = execute_with(&plan, &kiln_ir::Bindings::new(), &inputs, &params, emulate_plan)
-                .unwrap_or_else(|e| panic!("{path} {}: {e}", f.name));
-            compare(&f.name, "PTX emulation", &emulated, &expected, TOLERANCE, &plan.to_string());
+            let sizes: &[u64] = if plan.symbols.is_empty() { &[BATCH] } else { &[BATCH, 1, 8] };
+            // One module, built once, run at every size.
+            with_emulator(&plan, |run| {
+                for &n in sizes {
+                    let inputs = inputs_at(&module, &f.name, n);
+                    let expected = evaluate(&module, &f.name, &inputs, &params, EvalOptions::default()).unwrap();
+                    let bindings = bindings_at(&module, &f.name, n);
+                    let emulated = execute_with(&plan, &bindings, &inputs, &params, |_, b| run(&bindings, b))
+                        .unwrap_or_else(|e| panic!("{path} {} at N = {n}: {e}", f.name));
+                    compare(&f.name, &format!("PTX emulation at N = {n}"), &emulated, &expected, TOLERANCE, "");
+                }
+            })
+            .unwrap_or_else(|e| panic!("{path} {}: {e}", f.name));
+            symbolic += usize::from(!plan.symbols.is_empty());
         }
     }
+    assert!(symbolic >= 20, "only {symbolic} functions have a symbol");
 }
 
-/// The module generic in the batch size, built from probe sizes for
-/// N = 3, run at N = 3 and at N = 7 (the same residue modulo 4) against the
-/// interpreter at each: what `kiln emit ptx` writes serves every such size.
+/// A module refuses sizes below its symbols' least values and buffers of
+/// the wrong length: an error, not a wrong answer.
 #[test]
-fn generic_modules_agree_with_the_interpreter_at_two_sizes() {
-    let mut generic_functions = 0;
-    for path in PROGRAMS {
-        let module = with_step(path);
-        for f in &module.functions {
-            let decide = bindings_for(&module, &f.name);
-            let generic = kiln::ptx::generic_plan(&module, &f.name, &decide)
-                .unwrap_or_else(|e| panic!("{path} {}: no generic plan: {e}", f.name));
-            let sizes = if decide.is_empty() { vec![BATCH] } else { vec![BATCH, BATCH + 4] };
-            for n in sizes {
-                let at: kiln_ir::Bindings = decide.keys().map(|s| (s.clone(), n)).collect();
-                let options = CompileOptions { decide_at: Some(decide.clone()), ..CompileOptions::default() };
-                let plan = kiln_passes::compile(&module, &f.name, &at, &options).unwrap().plan.specialize(&at);
-                let inputs = inputs_at(&module, &f.name, n);
-                let params = kiln_ir::initialize_params(&module, 1);
-                let expected = evaluate(&module, &f.name, &inputs, &params, EvalOptions::default()).unwrap();
-                let ns = vec![n; decide.len()];
-                let emulated = execute_with(&plan, &kiln_ir::Bindings::new(), &inputs, &params, |_, buffers| {
-                    emulate_generic(&generic, &ns, buffers)
-                })
-                .unwrap_or_else(|e| panic!("{path} {} at N = {n}: {e}", f.name));
-                compare(&f.name, &format!("generic PTX emulation at N = {n}"), &emulated, &expected, TOLERANCE, "");
-            }
-            generic_functions += usize::from(!decide.is_empty());
-        }
-    }
-    assert!(generic_functions >= 20, "only {generic_functions} functions have a symbol");
-}
-
-/// A generic module run at a size outside its residue class, or with
-/// buffers of the wrong length, is an error, not a wrong answer.
-#[test]
-fn a_generic_module_refuses_sizes_it_is_not_valid_for() {
+fn a_module_refuses_sizes_it_is_not_valid_for() {
     let module = with_step("examples/mlp.kiln");
-    let decide = bindings_for(&module, "forward");
-    let generic = kiln::ptx::generic_plan(&module, "forward", &decide).unwrap();
-    assert!(generic.valid_at(&[BATCH + 8]) && !generic.valid_at(&[BATCH + 1]) && !generic.valid_at(&[0]));
     let plan = plan_of(&module, "forward");
-    let inputs = inputs_for(&module, "forward");
-    let params = kiln_ir::initialize_params(&module, 1);
-    let e = execute_with(&plan, &kiln_ir::Bindings::new(), &inputs, &params, |_, b| {
-        emulate_generic(&generic, &[BATCH + 1], b)
-    })
-    .unwrap_err();
-    assert!(e.contains("not valid at sizes [4]"), "{e}");
-    let e = execute_with(&plan, &kiln_ir::Bindings::new(), &inputs, &params, |_, b| {
-        emulate_generic(&generic, &[BATCH + 4], b)
-    })
-    .unwrap_err();
-    assert!(e.contains("elements"), "{e}");
+    let mut buffers: Vec<kiln_ir::kernel::Storage> =
+        plan.buffers.iter().map(|b| kiln_ir::kernel::Storage::zeros(b.dtype, 0)).collect();
+    let zero = bindings_at(&module, "forward", 0);
+    let e = emulate_plan(&plan, &zero, &mut buffers).unwrap_err();
+    assert!(e.contains("size N = 0 is below its least value 1"), "{e}");
+    let e = emulate_plan(&plan, &bindings_at(&module, "forward", 4), &mut buffers).unwrap_err();
+    assert!(e.contains("buffer b0 has 0 elements, the plan 784*N"), "{e}");
 }
 
-/// Two symbolic dimensions: the probes are a grid, the formulas are in
-/// both, and the module agrees with the interpreter at sizes of the same
-/// residues; four symbols are more than the grid takes, and say so.
+/// Two symbolic dimensions: the sizes are polynomials in both, and the
+/// module agrees with the interpreter at sizes of every residue; four
+/// symbols are as fine.
 #[test]
-fn a_function_of_two_symbols_is_generic_in_both() {
+fn a_function_of_several_symbols_serves_every_size_of_each() {
     let module = kiln_ir::parse_module(
         "func f(a: f32[N, T, 6], w: f32[6, 5]) -> (f32[N, T, 6], f32[N, 5]) {
   %0: f32[N, T, 6] = input 0
@@ -198,36 +170,22 @@ fn a_function_of_two_symbols_is_generic_in_both() {
 ",
     )
     .unwrap();
-    let bind = |n: u64, t: u64| -> kiln_ir::Bindings {
+    let bind = |n: u64, t: u64| -> Bindings {
         [("N", n), ("T", t)].into_iter().map(|(s, v)| (kiln_ir::Symbol::new(s), v)).collect()
     };
-    let generic = kiln::ptx::generic_plan(&module, "f", &bind(3, 5)).unwrap();
-    let out = emit_generic_ptx(&generic, Sm::parse("sm_80").unwrap()).unwrap();
+    let plan = kiln_passes::compile_plan(&module, "f", &bind(3, 5)).unwrap();
+    let out = emit_ptx(&plan, Sm::parse("sm_80").unwrap()).unwrap();
     let m = &out.manifest.0;
-    assert_eq!(m["buffers"][0]["elements_formula"], "6*N*T", "{}", out.manifest.to_json());
-    assert_eq!(m["valid_for"]["T"]["residue"], 1);
-    for (n, t) in [(3, 5), (7, 9), (3, 13)] {
+    assert_eq!(m["buffers"][0]["elements"], "6*N*T", "{}", out.manifest.to_json());
+    assert_eq!(m["symbols"][1]["name"], "T");
+    for (n, t) in [(3, 5), (7, 9), (1, 2), (4, 12)] {
         let inputs = float_inputs(&[vec![n, t, 6], vec![6, 5]]);
         let params = kiln_ir::interp::Params::new();
         let expected = evaluate(&module, "f", &inputs, &params, EvalOptions::default()).unwrap();
-        let options = CompileOptions { decide_at: Some(bind(3, 5)), ..CompileOptions::default() };
-        let plan = kiln_passes::compile(&module, "f", &bind(n, t), &options).unwrap().plan.specialize(&bind(n, t));
-        let emulated = execute_with(&plan, &kiln_ir::Bindings::new(), &inputs, &params, |_, b| {
-            emulate_generic(&generic, &[n, t], b)
-        })
-        .unwrap();
-        compare("f", &format!("generic PTX emulation at N = {n}, T = {t}"), &emulated, &expected, TOLERANCE, "");
+        let emulated = emulate(&plan, &bind(n, t), &inputs, &params).unwrap();
+        compare("f", &format!("PTX emulation at N = {n}, T = {t}"), &emulated, &expected, TOLERANCE, "");
     }
-    let four: kiln_ir::Bindings = ["A", "B", "C", "D"].iter().map(|s| (kiln_ir::Symbol::new(*s), 4)).collect();
-    let e = kiln::ptx::generic_plan(&module, "f", &four).unwrap_err();
-    assert!(e.contains("4 symbolic dimensions (A, B, C, D); generic PTX handles at most 3"), "{e}");
-}
-
-/// `kiln emit ptx` on a function of four symbols: PTX for the sizes bound,
-/// with the reason it is not generic.
-#[test]
-fn four_symbols_fall_back_to_ptx_for_the_sizes_bound() {
-    let module = kiln_ir::parse_module(
+    let four = kiln_ir::parse_module(
         "func f(a: f32[A, B, C, D]) -> (f32[A, B, C, D]) {
   %0: f32[A, B, C, D] = input 0
   %1: f32[A, B, C, D] = exp %0
@@ -236,12 +194,16 @@ fn four_symbols_fall_back_to_ptx_for_the_sizes_bound() {
 ",
     )
     .unwrap();
-    let bind = |_: &kiln_ir::Function| -> Result<kiln_ir::Bindings, kiln::Error> {
-        Ok(["A", "B", "C", "D"].iter().map(|s| (kiln_ir::Symbol::new(*s), 2)).collect())
-    };
-    let emitted = kiln::ptx::emit(&module, &["f".to_string()], &bind, "sm_80", None).unwrap();
-    let why = emitted[0].specialized.as_deref().expect("not generic");
-    assert!(why.contains("generic PTX handles at most 3"), "{why}");
+    let at = |v: u64| -> Bindings { ["A", "B", "C", "D"].iter().map(|s| (kiln_ir::Symbol::new(*s), v)).collect() };
+    let plan = kiln_passes::compile_plan(&four, "f", &at(2)).unwrap();
+    for v in [1, 3] {
+        let inputs = float_inputs(&[vec![v, v, v, v]]);
+        let params = kiln_ir::interp::Params::new();
+        let expected = evaluate(&four, "f", &inputs, &params, EvalOptions::default()).unwrap();
+        compare("f", "four symbols", &emulate(&plan, &at(v), &inputs, &params).unwrap(), &expected, TOLERANCE, "");
+    }
+    let bind = |_: &kiln_ir::Function| -> Result<Bindings, kiln::Error> { Ok(at(2)) };
+    let emitted = kiln::ptx::emit(&four, &["f".to_string()], &bind, "sm_80", None).unwrap();
     assert!(emitted[0].ptx.as_deref().is_some_and(|p| p.contains(".entry k1_exp")));
 }
 
@@ -259,9 +221,10 @@ fn float_inputs(shapes: &[Vec<u64>]) -> Vec<Tensor> {
         .collect()
 }
 
-/// The manifest of a generic module: sizes as formulas of N.
+/// The manifest states sizes as the kernel IR's expressions of N, with
+/// their values at the hint.
 #[test]
-fn a_generic_manifest_gives_sizes_as_formulas() {
+fn the_manifest_gives_sizes_as_expressions_of_the_symbols() {
     let module = kiln_ir::parse_module(
         "func f(a: f32[N, 10], b: f32[10, 3]) -> (f32[N, 3], f32[]) {
   %0: f32[N, 10] = input 0
@@ -273,20 +236,21 @@ fn a_generic_manifest_gives_sizes_as_formulas() {
 ",
     )
     .unwrap();
-    let bindings: kiln_ir::Bindings = [(kiln_ir::Symbol::new("N"), 64)].into_iter().collect();
-    let generic = kiln::ptx::generic_plan(&module, "f", &bindings).unwrap();
-    let out = emit_generic_ptx(&generic, Sm::parse("sm_80").unwrap()).unwrap();
+    let bindings: Bindings = [(kiln_ir::Symbol::new("N"), 64)].into_iter().collect();
+    let plan = kiln_passes::compile_plan(&module, "f", &bindings).unwrap();
+    let out = emit_ptx(&plan, Sm::parse("sm_80").unwrap()).unwrap();
     let m = &out.manifest.0;
-    assert_eq!(m["valid_for"]["N"]["modulus"], 4);
-    assert_eq!(m["buffers"][0]["elements_formula"], "10*N");
-    assert_eq!(m["buffers"][0]["elements"], 640);
-    assert_eq!(m["buffers"][0]["bytes_formula"], "40*N");
+    assert_eq!(m["symbols"][0]["at_least"], 1);
+    assert_eq!(m["symbols"][0]["hint"], 64);
+    assert_eq!(m["buffers"][0]["elements"], "10*N");
+    assert_eq!(m["buffers"][0]["elements_at_hint"], 640);
+    assert_eq!(m["buffers"][0]["bytes"], "40*N");
     let gemm = &m["launches"][0];
-    assert_eq!(gemm["threads_formula"][1], "N");
-    assert_eq!(gemm["grid_formula"][1], "ceil(N/16)");
-    assert_eq!(gemm["grid"][1], 4);
+    assert_eq!(gemm["threads"][1], "N");
+    assert_eq!(gemm["grid"][1], "max(ceil((N)/16), 1)");
+    assert_eq!(gemm["grid_at_hint"][1], 4);
     assert_eq!(gemm["args"].as_array().unwrap().last().unwrap(), "N");
-    insta::assert_snapshot!("generic_manifest", out.manifest.to_json());
+    insta::assert_snapshot!("symbolic_manifest", out.manifest.to_json());
 }
 
 #[test]
@@ -315,7 +279,7 @@ fn an_unsupported_op_is_an_error_naming_it() {
     assert_eq!(e, PtxError::Unsupported { kernel: "k1_exp".into(), what: "exp on f64".into() });
     assert!(e.to_string().contains("kernel `k1_exp`: exp on f64 is not supported"), "{e}");
     let mut buffers = vec![kiln_ir::kernel::Storage::Float(vec![0.0; 8]); 2];
-    assert!(emulate_plan(&plan, &mut buffers).unwrap_err().contains("exp on f64"));
+    assert!(emulate_plan(&plan, &Bindings::new(), &mut buffers).unwrap_err().contains("exp on f64"));
 }
 
 #[test]
@@ -356,8 +320,7 @@ fn an_index_out_of_range_is_reported_by_the_emulation() {
         Tensor::from_f32(&[4], &[1.0, 2.0, 3.0, 4.0]),
         Tensor::int(kiln_ir::DType::I32, ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[3]), vec![0, 7, 1]).unwrap()),
     ];
-    let e = execute_with(&plan, &kiln_ir::Bindings::new(), &inputs, &kiln_ir::interp::Params::new(), emulate_plan)
-        .unwrap_err();
+    let e = emulate(&plan, &Bindings::new(), &inputs, &kiln_ir::interp::Params::new()).unwrap_err();
     assert!(e.contains("out of range"), "{e}");
 }
 
@@ -367,7 +330,7 @@ fn emulate_against_the_interpreter(module: &Module) -> kiln_ir::kernel::Plan {
     let inputs = inputs_for(module, "f");
     let params = kiln_ir::interp::Params::new();
     let expected = evaluate(module, "f", &inputs, &params, EvalOptions::default()).unwrap();
-    let emulated = execute_with(&plan, &kiln_ir::Bindings::new(), &inputs, &params, emulate_plan).unwrap();
+    let emulated = emulate(&plan, &Bindings::new(), &inputs, &params).unwrap();
     compare("f", "PTX emulation", &emulated, &expected, TOLERANCE, &plan.to_string());
     plan
 }

@@ -9,7 +9,6 @@
 //! Guarantee: without a driver or a device, [`CudaPlan::new`] and
 //! [`driver_status`] return an error that says so; nothing panics.
 
-use super::k;
 use std::sync::Arc;
 
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
@@ -63,6 +62,13 @@ pub struct CudaPlan {
 
 impl CudaPlan {
     pub fn new(plan: &Plan) -> Result<CudaPlan, String> {
+        if !plan.symbols.is_empty() {
+            return Err(format!(
+                "the CUDA runner takes a plan specialized to its sizes (`Plan::specialize`); {} has sizes {}",
+                plan.name,
+                plan.symbols.iter().map(|s| s.symbol.to_string()).collect::<Vec<_>>().join(", ")
+            ));
+        }
         driver_status()?;
         let ctx = CudaContext::new(0).map_err(|e| e.to_string())?;
         let (major, minor) = ctx.compute_capability().map_err(|e| e.to_string())?;
@@ -76,7 +82,9 @@ impl CudaPlan {
         for kernel in &plan.kernels {
             for l in launches(plan, kernel) {
                 let f = module.load_function(&l.name).map_err(|e| format!("{}: {e}", l.name))?;
-                let grid = l.grid_u32().map_err(|what| format!("kernel {}: {what}", kernel.name))?;
+                // The plan's sizes are constants (`CudaPlan::new`).
+                let grid =
+                    l.grid_u32(&kiln_ir::Bindings::new()).map_err(|what| format!("kernel {}: {what}", kernel.name))?;
                 let config = LaunchConfig {
                     grid_dim: (grid[0], grid[1], grid[2]),
                     block_dim: (l.block[0], l.block[1], l.block[2]),
@@ -88,7 +96,7 @@ impl CudaPlan {
         }
         let mut buffers = Vec::new();
         for b in &plan.buffers {
-            let bytes = ((k(&b.len) as usize) * b.dtype.size_bytes()).max(1);
+            let bytes = ((b.len.constant_term() as usize) * b.dtype.size_bytes()).max(1);
             buffers.push(stream.alloc_zeros::<u8>(bytes).map_err(|e| format!("allocating {bytes} bytes: {e}"))?);
         }
         let status = stream.alloc_zeros::<i32>(1).map_err(|e| e.to_string())?;
@@ -102,7 +110,7 @@ impl CudaPlan {
         for (i, decl) in self.plan.buffers.iter().enumerate() {
             if matches!(decl.role, BufferRole::Input(_) | BufferRole::Param(_)) {
                 let mut memory = Memory::of(&buffers[i], decl.dtype);
-                let bytes = memory.bytes(k(&decl.len) as usize, decl.dtype);
+                let bytes = memory.bytes(decl.len.constant_term() as usize, decl.dtype);
                 if !bytes.is_empty() {
                     self.stream.memcpy_htod(bytes, &mut self.buffers[i]).map_err(fail)?;
                 }
@@ -131,8 +139,8 @@ impl CudaPlan {
             if matches!(decl.role, BufferRole::Output(_)) {
                 let bytes = self.stream.clone_dtoh(&self.buffers[i]).map_err(fail)?;
                 let mut memory = Memory::of(&buffers[i], decl.dtype);
-                let n = (k(&decl.len) as usize) * decl.dtype.size_bytes();
-                memory.bytes(k(&decl.len) as usize, decl.dtype).copy_from_slice(&bytes[..n]);
+                let n = (decl.len.constant_term() as usize) * decl.dtype.size_bytes();
+                memory.bytes(decl.len.constant_term() as usize, decl.dtype).copy_from_slice(&bytes[..n]);
                 memory.read(&mut buffers[i], decl.dtype);
             }
         }

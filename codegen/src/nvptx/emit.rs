@@ -11,11 +11,11 @@
 //! Every function takes one pointer per buffer it touches (ascending buffer
 //! ids), then a pointer to the plan's status word (an i32), where a
 //! computed index out of range stores 1 and an integer division by zero 2,
-//! then one i64 per symbol that a generic module computes its sizes from
-//! (none for a module built for one size).
+//! then one i64 per size symbol of the plan, in the plan's order, from
+//! which it computes every size (none for a plan of constant sizes): one
+//! module serves every binding.
 //! Loop counters and accumulators live in allocas that `mem2reg` promotes.
 
-use super::k;
 use std::collections::BTreeMap;
 
 use inkwell::attributes::{Attribute, AttributeLoc};
@@ -28,8 +28,8 @@ use inkwell::targets::TargetMachine;
 use inkwell::types::{BasicMetadataTypeEnum, BasicType, BasicTypeEnum};
 use inkwell::values::{BasicMetadataValueEnum, BasicValueEnum, FunctionValue, IntValue, PointerValue};
 use inkwell::{AddressSpace, AtomicOrdering, AtomicRMWBinOp, FloatPredicate, IntPredicate};
-use kiln_ir::kernel::{AccId, Affine, BufferId, KStmt, Plan, VarId};
-use kiln_ir::{DType, ReduceKind};
+use kiln_ir::kernel::{AccId, Affine, BufferId, KStmt, Plan, Size, VarId};
+use kiln_ir::{Bindings, DType, ReduceKind, Symbol};
 
 use super::PtxError;
 use super::launch::{self, Launch, Mapping};
@@ -63,11 +63,11 @@ pub enum Shuffle {
 }
 
 /// The loops of the perfect nest `s` (a `For`) starts, and its innermost body.
-fn perfect_nest_of(s: &KStmt) -> (Vec<(VarId, u64)>, &[KStmt]) {
+fn perfect_nest_of(s: &KStmt) -> (Vec<(VarId, Size)>, &[KStmt]) {
     let mut loops = Vec::new();
     let mut body = std::slice::from_ref(s);
     while let [KStmt::For { var, extent, body: inner, .. }] = body {
-        loops.push((*var, k(extent) as u64));
+        loops.push((*var, extent.clone()));
         body = inner;
     }
     (loops, body)
@@ -79,15 +79,16 @@ const PTX_KERNEL: u32 = 71;
 pub const SHARED: u16 = 3;
 
 /// Builds every launch of every kernel of the plan into one module. Each
-/// entry takes `symbols` i64 arguments after the status word: the values of
-/// the plan's symbolic dimensions, which only a generic module reads
-/// (`generic.rs` rewrites the numbers that vary with them into arithmetic
-/// on these arguments).
-pub fn build_module<'c>(context: &'c Context, plan: &Plan, flavor: Flavor, symbols: usize) -> E<Module<'c>> {
+/// entry takes an i64 argument per size symbol of the plan after the status
+/// word, and computes every size from them. A grid too big for a GPU at the
+/// plan's hints is an error here (at other sizes, when launched).
+pub fn build_module<'c>(context: &'c Context, plan: &Plan, flavor: Flavor) -> E<Module<'c>> {
     let module = context.create_module(&plan.name);
+    let symbols = plan.symbols.len();
+    let hint: Bindings = kiln_ir::kernel::hints(&plan.symbols);
     for kernel in &plan.kernels {
         for l in launch::launches(plan, kernel) {
-            if let Err(what) = l.grid_u32() {
+            if let Err(what) = l.grid_u32(&hint) {
                 return Err(PtxError::Unsupported { kernel: kernel.name.clone(), what });
             }
             let mut e = Emitter::new(context, &module, plan, flavor, &l, &kernel.name, symbols)?;
@@ -119,6 +120,8 @@ pub struct Emitter<'c, 'm> {
     pub status: PointerValue<'c>,
     pub vars: BTreeMap<VarId, IntValue<'c>>,
     pub accs: BTreeMap<AccId, (PointerValue<'c>, DType, ReduceKind)>,
+    /// The value of each size symbol of the plan: the entry's last arguments.
+    sizes: Vec<(Symbol, IntValue<'c>)>,
 }
 
 impl<'c, 'm> Emitter<'c, 'm> {
@@ -158,6 +161,14 @@ impl<'c, 'm> Emitter<'c, 'm> {
             .map(|(i, id)| (*id, function.get_nth_param(i as u32).unwrap().into_pointer_value()))
             .collect();
         let status = function.get_nth_param(used.len() as u32).unwrap().into_pointer_value();
+        let sizes = plan
+            .symbols
+            .iter()
+            .enumerate()
+            .map(|(k, s)| {
+                (s.symbol.clone(), function.get_nth_param((used.len() + 1 + k) as u32).unwrap().into_int_value())
+            })
+            .collect();
         Ok(Emitter {
             cx,
             module,
@@ -171,6 +182,7 @@ impl<'c, 'm> Emitter<'c, 'm> {
             status,
             vars: BTreeMap::new(),
             accs: BTreeMap::new(),
+            sizes,
         })
     }
 
@@ -217,7 +229,8 @@ impl<'c, 'm> Emitter<'c, 'm> {
                 let mut loops = loops.clone();
                 let (var, extent) = loops.last_mut().expect("a grid launch has a loop");
                 let (var, lanes) = (*var, i64::from(*lanes));
-                *extent /= lanes as u64;
+                // `launches` gives lanes only to an extent they divide at every size.
+                *extent = extent.div_exact(lanes).unwrap_or_else(|| extent.clone());
                 self.strided(&loops, first, step, |e| {
                     if lanes == 1 {
                         return e.block(body);
@@ -257,17 +270,21 @@ impl<'c, 'm> Emitter<'c, 'm> {
         self.cx.i64_type().const_int(v as u64, true)
     }
 
-    /// A size as an i64 that the builder does not fold arithmetic into
-    /// (stored to a stack slot and loaded back, which `mem2reg` undoes):
-    /// where the emitter would otherwise
-    /// fold a size through an operation no polynomial follows (a ceiling
-    /// division), the kernel computes it, so a generic module can compute
-    /// it from the size argument. LLVM's optimizer folds it back in a
-    /// module for one size.
-    pub fn size(&self, v: i64) -> E<IntValue<'c>> {
-        let slot = self.alloca(self.cx.i64_type().into())?;
-        self.b.build_store(slot, self.i64(v))?;
-        Ok(self.b.build_load(self.cx.i64_type(), slot, "size")?.into_int_value())
+    /// The value of a size: a constant, or computed from the entry's size
+    /// arguments (LLVM shares and hoists the arithmetic).
+    pub fn size(&self, s: &Size) -> E<IntValue<'c>> {
+        let mut sum = self.i64(s.constant_term());
+        for (monomial, coefficient) in s.terms() {
+            let mut product = self.i64(*coefficient);
+            for symbol in monomial {
+                let Some(&(_, value)) = self.sizes.iter().find(|(name, _)| name == symbol) else {
+                    return self.unsupported(format!("size {s}, whose symbol {symbol} the plan does not declare"));
+                };
+                product = self.b.build_int_mul(product, value, "")?;
+            }
+            sum = self.b.build_int_add(sum, product, "")?;
+        }
+        Ok(sum)
     }
 
     pub fn i32(&self, v: i32) -> IntValue<'c> {
@@ -350,13 +367,13 @@ impl<'c, 'm> Emitter<'c, 'm> {
     }
 
     pub fn affine(&self, a: &Affine) -> E<IntValue<'c>> {
-        let mut sum = self.i64(k(&a.constant));
+        let mut sum = self.size(&a.constant)?;
         for (var, coefficient) in &a.terms {
             let v = match self.vars.get(var) {
                 Some(v) => *v,
                 None => return self.unsupported(format!("loop variable {var} outside its loop")),
             };
-            let term = if coefficient.is(1) { v } else { self.b.build_int_mul(v, self.i64(k(coefficient)), "")? };
+            let term = if coefficient.is(1) { v } else { self.b.build_int_mul(v, self.size(coefficient)?, "")? };
             sum = self.b.build_int_add(sum, term, "")?;
         }
         Ok(sum)
@@ -420,20 +437,21 @@ impl<'c, 'm> Emitter<'c, 'm> {
     /// decomposed into the nest's variables (row-major) before `body`.
     fn strided(
         &mut self,
-        loops: &[(VarId, u64)],
+        loops: &[(VarId, Size)],
         first: IntValue<'c>,
         step: IntValue<'c>,
         body: impl FnOnce(&mut Self) -> E<()>,
     ) -> E<()> {
-        let total: u64 = loops.iter().map(|l| l.1).product();
+        let total: Size = loops.iter().map(|l| l.1.clone()).product();
+        let total = self.size(&total)?;
         let loops = loops.to_vec();
-        self.range(first, self.i64(total as i64), step, |e, flat| {
+        self.range(first, total, step, |e, flat| {
             let mut rest = flat;
             for (k, (var, extent)) in loops.iter().enumerate().rev() {
                 if k == 0 {
                     e.vars.insert(*var, rest);
                 } else {
-                    let extent = e.i64(*extent as i64);
+                    let extent = e.size(extent)?;
                     e.vars.insert(*var, e.b.build_int_unsigned_rem(rest, extent, "")?);
                     rest = e.b.build_int_unsigned_div(rest, extent, "")?;
                 }
@@ -450,7 +468,7 @@ impl<'c, 'm> Emitter<'c, 'm> {
         match s {
             KStmt::For { var, extent, body, .. } => {
                 let var = *var;
-                self.counted(self.i64(k(extent)), |e, i| {
+                self.counted(self.size(extent)?, |e, i| {
                     e.vars.insert(var, i);
                     e.block(body)
                 })
@@ -461,7 +479,7 @@ impl<'c, 'm> Emitter<'c, 'm> {
                 self.store_element(*buffer, at, v)
             }
             KStmt::ScatterAdd { buffer, base, index, stride, bound, value } => {
-                let at = self.checked_index(base, index, k(stride), k(bound) as u64)?;
+                let at = self.checked_index(base, index, stride, bound)?;
                 let v = self.expr(value)?;
                 let address = self.element(*buffer, at)?;
                 self.atomic_add(address, v, self.dtype(*buffer)?)
@@ -684,7 +702,7 @@ impl<'c, 'm> Emitter<'c, 'm> {
     fn block_reduce(
         &mut self,
         accs: &[(AccId, DType, ReduceKind)],
-        loops: &[(VarId, u64)],
+        loops: &[(VarId, Size)],
         body: &[KStmt],
         tail: &[KStmt],
     ) -> E<()> {
@@ -746,7 +764,7 @@ impl<'c, 'm> Emitter<'c, 'm> {
                     let reduced = launch::reduced_accs(s, &declared);
                     if reduced.is_empty() {
                         let var = *var;
-                        self.range(lane, self.i64(k(extent)), self.i64(32), |e, i| {
+                        self.range(lane, self.size(extent)?, self.i64(32), |e, i| {
                             e.vars.insert(var, i);
                             e.block(inner)
                         })?;

@@ -19,12 +19,12 @@ use std::sync::{Arc, Barrier};
 use inkwell::OptimizationLevel;
 use inkwell::context::Context;
 use inkwell::targets::{CodeModel, InitializationConfig, RelocMode, Target, TargetMachine};
-use kiln_ir::DType;
 use kiln_ir::kernel::{Plan, Storage};
+use kiln_ir::{Bindings, DType};
 
 use super::emit::{self, Flavor, Sreg};
 use super::expr::{STATUS_DIVISION_BY_ZERO, STATUS_INDEX_OUT_OF_RANGE};
-use super::generic::GenericPlan;
+use super::launch::launches;
 
 /// What one emulated GPU thread sees.
 #[derive(Clone, Copy, Default)]
@@ -199,32 +199,22 @@ fn host_machine() -> Result<TargetMachine, String> {
         .ok_or_else(|| "no target machine for this host".to_string())
 }
 
-/// Runs every launch of `plan` on `buffers` (one per declared buffer,
-/// inputs and parameters filled in), as the GPU would.
-pub fn emulate_plan(plan: &Plan, buffers: &mut [Storage]) -> Result<(), String> {
-    let fixed = GenericPlan::fixed(plan).map_err(|e| e.to_string())?;
-    emulate_generic(&fixed, &[], buffers)
+/// Runs every launch of `plan` at `bindings` (a value for each of its size
+/// symbols) on `buffers` (one per declared buffer, as long as the plan says
+/// at `bindings`, inputs and parameters filled in), as the GPU would.
+pub fn emulate_plan(plan: &Plan, bindings: &Bindings, buffers: &mut [Storage]) -> Result<(), String> {
+    with_emulator(plan, |run| run(bindings, buffers))?
 }
 
-/// Runs the generic module of `plan` at sizes `ns` (one per symbol) on
-/// `buffers` (one per buffer, each as long as the plan's formula says at
-/// `ns`): the module built once for a residue class, run at one of its
-/// sizes.
-pub fn emulate_generic(plan: &GenericPlan, ns: &[u64], buffers: &mut [Storage]) -> Result<(), String> {
-    if !plan.valid_at(ns) {
-        return Err(format!("the generic plan {} is not valid at sizes {ns:?}", plan.name));
-    }
-    if buffers.len() != plan.buffers.len() {
-        return Err(format!("{} buffers for a plan of {}", buffers.len(), plan.buffers.len()));
-    }
-    let mut xs: Vec<i64> = ns.iter().map(|n| *n as i64).collect();
-    for (i, (s, b)) in buffers.iter().zip(&plan.buffers).enumerate() {
-        if b.len.eval(&xs) != Some(s.len() as i64) {
-            return Err(format!("buffer b{i} has {} elements, the plan {:?} at {ns:?}", s.len(), b.len.eval(&xs)));
-        }
-    }
+/// A runner of one plan's emulated module: runs it at the bindings given on
+/// the buffers given (see [`emulate_plan`]).
+pub type Emulator<'a> = &'a dyn Fn(&Bindings, &mut [Storage]) -> Result<(), String>;
+
+/// Builds `plan`'s module for the host once and hands `f` a runner of it:
+/// one build serves every binding `f` runs it at.
+pub fn with_emulator<T>(plan: &Plan, f: impl FnOnce(Emulator<'_>) -> T) -> Result<T, String> {
     let context = Context::create();
-    let module = plan.build_module(&context, Flavor::Host).map_err(|e| e.to_string())?;
+    let module = emit::build_module(&context, plan, Flavor::Host).map_err(|e| e.to_string())?;
     let machine = host_machine()?;
     module.set_triple(&machine.get_triple());
     module.set_data_layout(&machine.get_target_data().get_data_layout());
@@ -245,34 +235,48 @@ pub fn emulate_generic(plan: &GenericPlan, ns: &[u64], buffers: &mut [Storage]) 
             engine.add_global_mapping(&f, address);
         }
     }
-    let dtypes: Vec<DType> = plan.buffers.iter().map(|b| b.dtype).collect();
-    let mut memory: Vec<Memory> = buffers.iter().zip(&dtypes).map(|(s, d)| Memory::of(s, *d)).collect();
-    let mut status = [0i32; 2];
-    for l in &plan.launches {
-        let blocks = l.grid(ns)?;
-        let grid = blocks.map(|g| u32::try_from(g).unwrap_or(u32::MAX));
-        if grid.contains(&u32::MAX) {
-            return Err(format!("kernel {}: a grid of {blocks:?} blocks", l.kernel));
+    let run = |bindings: &Bindings, buffers: &mut [Storage]| -> Result<(), String> {
+        plan.check_bindings(bindings)?;
+        if buffers.len() != plan.buffers.len() {
+            return Err(format!("{} buffers for a plan of {}", buffers.len(), plan.buffers.len()));
         }
-        let address = engine.get_function_address(&format!("{}.call", l.entry)).map_err(|e| e.to_string())?;
-        // SAFETY: `NAME.call` was built as `void (ptr argv)`.
-        let entry: extern "C" fn(*const *mut u8) = unsafe { std::mem::transmute(address) };
-        let mut argv: Vec<*mut u8> =
-            l.buffers.iter().map(|b| memory[b.0 as usize].words.as_mut_ptr().cast::<u8>()).collect();
-        argv.push(status.as_mut_ptr().cast::<u8>());
-        argv.extend(xs.iter_mut().map(|x| (x as *mut i64).cast::<u8>()));
-        run_launch(entry, &argv, grid, l.block, l.cooperates);
-        match status[0] {
-            0 => {}
-            STATUS_INDEX_OUT_OF_RANGE => return Err(format!("kernel {}: an index is out of range", l.kernel)),
-            STATUS_DIVISION_BY_ZERO => return Err(format!("kernel {}: integer division by zero", l.kernel)),
-            code => return Err(format!("kernel {}: status {code}", l.kernel)),
+        for (i, (s, b)) in buffers.iter().zip(&plan.buffers).enumerate() {
+            if b.len.eval(bindings) != Some(s.len() as i64) {
+                return Err(format!("buffer b{i} has {} elements, the plan {} at these sizes", s.len(), b.len));
+            }
         }
-    }
-    for ((m, s), d) in memory.iter_mut().zip(buffers.iter_mut()).zip(&dtypes) {
-        m.read(s, *d);
-    }
-    Ok(())
+        let mut sizes: Vec<i64> =
+            plan.symbols.iter().map(|s| bindings.get(&s.symbol).map_or(0, |&v| v as i64)).collect();
+        let dtypes: Vec<DType> = plan.buffers.iter().map(|b| b.dtype).collect();
+        let mut memory: Vec<Memory> = buffers.iter().zip(&dtypes).map(|(s, d)| Memory::of(s, *d)).collect();
+        let mut status = [0i32; 2];
+        for kernel in &plan.kernels {
+            for l in launches(plan, kernel) {
+                let grid = l.grid_u32(bindings).map_err(|what| format!("kernel {}: {what}", kernel.name))?;
+                let address = engine.get_function_address(&format!("{}.call", l.name)).map_err(|e| e.to_string())?;
+                // SAFETY: `NAME.call` was built as `void (ptr argv)`.
+                let entry: extern "C" fn(*const *mut u8) = unsafe { std::mem::transmute(address) };
+                let mut argv: Vec<*mut u8> =
+                    l.buffers().iter().map(|b| memory[b.0 as usize].words.as_mut_ptr().cast::<u8>()).collect();
+                argv.push(status.as_mut_ptr().cast::<u8>());
+                argv.extend(sizes.iter_mut().map(|x| (x as *mut i64).cast::<u8>()));
+                run_launch(entry, &argv, grid, l.block, l.cooperates());
+                match status[0] {
+                    0 => {}
+                    STATUS_INDEX_OUT_OF_RANGE => {
+                        return Err(format!("kernel {}: an index is out of range", kernel.name));
+                    }
+                    STATUS_DIVISION_BY_ZERO => return Err(format!("kernel {}: integer division by zero", kernel.name)),
+                    code => return Err(format!("kernel {}: status {code}", kernel.name)),
+                }
+            }
+        }
+        for ((m, s), d) in memory.iter_mut().zip(buffers.iter_mut()).zip(&dtypes) {
+            m.read(s, *d);
+        }
+        Ok(())
+    };
+    Ok(f(&run))
 }
 
 /// The pointers of a launch's arguments, sendable to the block's threads

@@ -9,10 +9,9 @@
 //! the argument's scaling; `tanh` from `exp` or, near 0, its series); the
 //! f64 ones are not supported yet and are reported as such.
 
-use super::k;
 use inkwell::values::{BasicValueEnum, IntValue};
 use inkwell::{FloatPredicate, IntPredicate};
-use kiln_ir::kernel::{Affine, KExpr};
+use kiln_ir::kernel::{Affine, KExpr, Size};
 use kiln_ir::{BinaryOp, CompareOp, DType, Literal, UnaryOp};
 
 use super::emit::{E, Emitter};
@@ -52,7 +51,7 @@ impl<'c> Emitter<'c, '_> {
                 self.load_element(*buffer, at)
             }
             KExpr::Gather { buffer, base, index, stride, bound } => {
-                let at = self.checked_index(base, index, k(stride), k(bound) as u64)?;
+                let at = self.checked_index(base, index, stride, bound)?;
                 self.load_element(*buffer, at)
             }
             KExpr::Acc(acc) => {
@@ -102,15 +101,15 @@ impl<'c> Emitter<'c, '_> {
 
     /// `base + stride * index`, with `index` checked in `0..bound`: outside
     /// it, the status says so and the element at `base` is used instead.
-    pub fn checked_index(&mut self, base: &Affine, index: &KExpr, stride: i64, bound: u64) -> E<IntValue<'c>> {
+    pub fn checked_index(&mut self, base: &Affine, index: &KExpr, stride: &Size, bound: &Size) -> E<IntValue<'c>> {
         let from = self.type_of(index)?;
         let i = self.expr(index)?;
         let i = self.convert(i, from, DType::I64)?.into_int_value();
-        let outside = self.b.build_int_compare(IntPredicate::UGE, i, self.i64(bound as i64), "")?;
+        let outside = self.b.build_int_compare(IntPredicate::UGE, i, self.size(bound)?, "")?;
         self.flag_if(outside, STATUS_INDEX_OUT_OF_RANGE)?;
         let i = self.b.build_select(outside, self.i64(0), i, "")?.into_int_value();
         let base = self.affine(base)?;
-        let offset = self.b.build_int_mul(i, self.i64(stride), "")?;
+        let offset = self.b.build_int_mul(i, self.size(stride)?, "")?;
         Ok(self.b.build_int_add(base, offset, "")?)
     }
 

@@ -6,7 +6,6 @@
 //! from the two tiles. Strides come from the call's matrix references, so
 //! transposed operands are read in place.
 
-use super::k;
 use inkwell::IntPredicate;
 use inkwell::values::{BasicValueEnum, IntValue, PointerValue};
 use kiln_ir::kernel::{MatrixRef, RuntimeCall};
@@ -32,12 +31,12 @@ impl<'c> Emitter<'c, '_> {
         let zero = self.identity(dtype, kiln_ir::ReduceKind::Sum)?;
         let sum = self.alloca(ty)?;
         self.b.build_store(sum, zero)?;
-        let row_in = self.b.build_int_compare(IntPredicate::SLT, row, self.i64(k(m)), "")?;
-        let col_in = self.b.build_int_compare(IntPredicate::SLT, col, self.i64(k(n)), "")?;
+        let row_in = self.b.build_int_compare(IntPredicate::SLT, row, self.size(m)?, "")?;
+        let col_in = self.b.build_int_compare(IntPredicate::SLT, col, self.size(n)?, "")?;
         let mine = self.b.build_int_add(self.b.build_int_mul(ty_, self.i64(tile), "")?, tx, "")?;
         // ceil(k / TILE) computed in the kernel, not folded here: a generic
         // module computes it from the size (`generic.rs`).
-        let k_size = self.size(k(depth))?;
+        let k_size = self.size(depth)?;
         let slices = self.b.build_int_unsigned_div(
             self.b.build_int_add(k_size, self.i64(tile - 1), "")?,
             self.i64(tile),
@@ -47,12 +46,12 @@ impl<'c> Emitter<'c, '_> {
             let start = e.b.build_int_mul(s, e.i64(tile), "")?;
             // a[row, start + tx] and b[start + ty, col] into the tiles.
             let ak = e.b.build_int_add(start, tx, "")?;
-            let ak_in = e.b.build_int_compare(IntPredicate::SLT, ak, e.i64(k(depth)), "")?;
+            let ak_in = e.b.build_int_compare(IntPredicate::SLT, ak, e.size(depth)?, "")?;
             let a_in = e.b.build_and(row_in, ak_in, "")?;
             let av = e.guarded_load(a.clone(), bz, row, ak, a_in, zero)?;
             e.b.build_store(e.shared_at(ty, a_tile, mine)?, av)?;
             let bk = e.b.build_int_add(start, ty_, "")?;
-            let bk_in = e.b.build_int_compare(IntPredicate::SLT, bk, e.i64(k(depth)), "")?;
+            let bk_in = e.b.build_int_compare(IntPredicate::SLT, bk, e.size(depth)?, "")?;
             let b_in = e.b.build_and(bk_in, col_in, "")?;
             let bv = e.guarded_load(b.clone(), bz, bk, col, b_in, zero)?;
             e.b.build_store(e.shared_at(ty, b_tile, mine)?, bv)?;
@@ -105,10 +104,10 @@ impl<'c> Emitter<'c, '_> {
     /// The flat index of element `(r, c)` of matrix `batch` of `m`.
     fn matrix_index(&self, m: MatrixRef, batch: IntValue<'c>, r: IntValue<'c>, c: IntValue<'c>) -> E<IntValue<'c>> {
         let b = &self.b;
-        let mut at = self.i64(k(&m.offset));
-        at = b.build_int_add(at, b.build_int_mul(batch, self.i64(k(&m.batch_stride)), "")?, "")?;
-        at = b.build_int_add(at, b.build_int_mul(r, self.i64(k(&m.row_stride)), "")?, "")?;
-        Ok(b.build_int_add(at, b.build_int_mul(c, self.i64(k(&m.col_stride)), "")?, "")?)
+        let mut at = self.size(&m.offset)?;
+        at = b.build_int_add(at, b.build_int_mul(batch, self.size(&m.batch_stride)?, "")?, "")?;
+        at = b.build_int_add(at, b.build_int_mul(r, self.size(&m.row_stride)?, "")?, "")?;
+        Ok(b.build_int_add(at, b.build_int_mul(c, self.size(&m.col_stride)?, "")?, "")?)
     }
 
     /// Element `(r, c)` of a matrix where `inside`, else `zero`; nothing is

@@ -18,9 +18,8 @@
 //! - [`Mapping::Gemm`]: a runtime GEMM call, as a shared-memory tiled kernel.
 //! - [`Mapping::Single`]: anything else, run by one thread in order.
 
-use super::k;
-use kiln_ir::DType;
-use kiln_ir::kernel::{AccId, BufferId, KExpr, KStmt, Kernel, Plan, RuntimeCall, VarId, buffers_of};
+use kiln_ir::kernel::{AccId, BufferId, KExpr, KStmt, Kernel, Plan, RuntimeCall, Size, VarId, buffers_of, hints};
+use kiln_ir::{Bindings, DType};
 
 /// Threads per block of grid and reduction launches.
 pub const BLOCK: u32 = 256;
@@ -37,10 +36,11 @@ pub const LANES: u32 = 4;
 #[derive(Clone, Debug)]
 pub enum Mapping<'a> {
     /// `lanes` > 1: each thread runs `lanes` consecutive iterations of the
-    /// innermost loop (a `vector` loop whose extent they divide), so that
-    /// LLVM can merge their loads and stores into vector accesses.
+    /// innermost loop (a `vector` loop whose extent they divide at every
+    /// binding: every coefficient of it is a multiple), so that LLVM can
+    /// merge their loads and stores into vector accesses.
     Grid {
-        loops: Vec<(VarId, u64)>,
+        loops: Vec<(VarId, Size)>,
         body: &'a [KStmt],
         lanes: u32,
     },
@@ -50,12 +50,12 @@ pub enum Mapping<'a> {
     /// lane gets the result), share the other loops' iterations, and lane 0
     /// runs the body's stores.
     WarpRows {
-        loops: Vec<(VarId, u64)>,
+        loops: Vec<(VarId, Size)>,
         body: &'a [KStmt],
     },
     BlockReduce {
         accs: Vec<(AccId, DType, kiln_ir::ReduceKind)>,
-        loops: Vec<(VarId, u64)>,
+        loops: Vec<(VarId, Size)>,
         body: &'a [KStmt],
         tail: &'a [KStmt],
     },
@@ -69,11 +69,9 @@ pub struct Launch<'a> {
     /// The entry's name: the kernel's, with a suffix when it has several.
     pub name: String,
     pub mapping: Mapping<'a>,
-    /// Blocks in x, y, z (see [`grid_of`]; a GEMM's y and z may exceed
-    /// what a GPU launches, which emission reports).
-    pub grid: [u64; 3],
-    /// Threads wanted in x, y, z: what the grid is sized for.
-    pub threads: [u64; 3],
+    /// Threads wanted in x, y, z, as sizes of the plan's symbols: what the
+    /// grid is sized for at a binding ([`Launch::grid_at`]).
+    pub threads: [Size; 3],
     /// Threads per block in x, y, z.
     pub block: [u32; 3],
     /// Static shared memory, in bytes.
@@ -92,16 +90,27 @@ impl Launch<'_> {
         matches!(self.mapping, Mapping::Grid { .. } | Mapping::WarpRows { .. })
     }
 
-    /// The grid as a GPU launches it; an error past the hardware's limits
-    /// (2^31 - 1 blocks along x, 65 535 along y and z).
-    pub fn grid_u32(&self) -> Result<[u32; 3], String> {
+    /// Blocks in x, y, z at `bindings` (see [`grid_for`]).
+    pub fn grid_at(&self, bindings: &Bindings) -> Result<[u64; 3], String> {
+        let mut threads = [0u64; 3];
+        for (k, t) in self.threads.iter().enumerate() {
+            let value = t.eval(bindings).and_then(|v| u64::try_from(v).ok());
+            threads[k] = value.ok_or_else(|| format!("{}: no thread count {t} at these sizes", self.name))?;
+        }
+        Ok(grid_for(self.grid_stride(), threads, self.block))
+    }
+
+    /// The grid at `bindings` as a GPU launches it; an error past the
+    /// hardware's limits (2^31 - 1 blocks along x, 65 535 along y and z).
+    pub fn grid_u32(&self, bindings: &Bindings) -> Result<[u32; 3], String> {
+        let blocks = self.grid_at(bindings)?;
         let limits = [(1u64 << 31) - 1, MAX_BLOCKS_YZ, MAX_BLOCKS_YZ];
         let mut grid = [0u32; 3];
         for k in 0..3 {
-            if self.grid[k] > limits[k] {
-                return Err(format!("a grid of {:?} blocks (at most {limits:?})", self.grid));
+            if blocks[k] > limits[k] {
+                return Err(format!("a grid of {blocks:?} blocks (at most {limits:?})"));
             }
-            grid[k] = self.grid[k] as u32;
+            grid[k] = blocks[k] as u32;
         }
         Ok(grid)
     }
@@ -127,9 +136,10 @@ impl Launch<'_> {
 pub fn launches<'a>(plan: &Plan, kernel: &'a Kernel) -> Vec<Launch<'a>> {
     let mut groups: Vec<Mapping<'_>> = Vec::new();
     let body = kernel.body.as_slice();
+    let hint = hints(&plan.symbols);
     let mut at = 0;
     while at < body.len() {
-        let (mapping, used) = next_group(&body[at..]);
+        let (mapping, used) = next_group(&body[at..], &hint);
         groups.push(mapping);
         at += used;
     }
@@ -140,22 +150,24 @@ pub fn launches<'a>(plan: &Plan, kernel: &'a Kernel) -> Vec<Launch<'a>> {
         .map(|(i, mapping)| {
             let name = if several { format!("{}_{i}", kernel.name) } else { kernel.name.clone() };
             let (threads, block, shared_bytes) = shape_of(plan, &mapping);
-            let grid = grid_of(&mapping, threads, block);
-            Launch { name, mapping, grid, threads, block, shared_bytes }
+            Launch { name, mapping, threads, block, shared_bytes }
         })
         .collect()
 }
 
-/// The mapping of the statements that start `body`, and how many it takes.
-fn next_group(body: &[KStmt]) -> (Mapping<'_>, usize) {
+/// The mapping of the statements that start `body`, and how many it takes;
+/// the one choice made by size (a warp per row for rows of at least
+/// [`WARP_ROW`] elements) is taken at `hint`, and either mapping is right
+/// at any size.
+fn next_group<'a>(body: &'a [KStmt], hint: &Bindings) -> (Mapping<'a>, usize) {
     match &body[0] {
         KStmt::For { parallel: true, .. } => {
             let (loops, inner) = perfect_nest(&body[..1]);
             let lanes = match innermost_vector(&body[0]) {
-                v if v >= LANES && loops.last().is_some_and(|l| l.1 % u64::from(LANES) == 0) => LANES,
+                v if v >= LANES && loops.last().is_some_and(|l| l.1.div_exact(i64::from(LANES)).is_some()) => LANES,
                 _ => 1,
             };
-            if warp_rows(inner) {
+            if warp_rows(inner, hint) {
                 return (Mapping::WarpRows { loops, body: inner }, 1);
             }
             (Mapping::Grid { loops, body: inner, lanes }, 1)
@@ -212,7 +224,7 @@ pub const WARP_ROW: u64 = 32;
 /// statements are accumulator declarations, loops that only update
 /// accumulators declared before them (reduction loops; at least one over
 /// `WARP_ROW` iterations or more), loops that update none, and stores.
-fn warp_rows(body: &[KStmt]) -> bool {
+fn warp_rows(body: &[KStmt], hint: &Bindings) -> bool {
     let mut declared: Vec<(AccId, DType, kiln_ir::ReduceKind)> = Vec::new();
     let mut long = false;
     for s in body {
@@ -226,7 +238,8 @@ fn warp_rows(body: &[KStmt]) -> bool {
                     }
                 } else if only_updates(s, &updated) {
                     let (loops, _) = perfect_nest(std::slice::from_ref(s));
-                    long |= loops.iter().map(|l| l.1).product::<u64>() >= WARP_ROW;
+                    let row: Size = loops.iter().map(|l| l.1.clone()).product();
+                    long |= row.eval(hint).is_some_and(|n| n >= WARP_ROW as i64);
                 } else {
                     return false;
                 }
@@ -277,10 +290,10 @@ fn innermost_vector(s: &KStmt) -> u32 {
 
 /// The loops of the perfect nest that `body` (one `For`) starts, and the
 /// innermost body.
-fn perfect_nest(mut body: &[KStmt]) -> (Vec<(VarId, u64)>, &[KStmt]) {
+fn perfect_nest(mut body: &[KStmt]) -> (Vec<(VarId, Size)>, &[KStmt]) {
     let mut loops = Vec::new();
     while let [KStmt::For { var, extent, body: inner, .. }] = body {
-        loops.push((*var, k(extent) as u64));
+        loops.push((*var, extent.clone()));
         body = inner;
     }
     (loops, body)
@@ -305,34 +318,30 @@ pub const MAX_BLOCKS_YZ: u64 = 65_535;
 /// Threads wanted along x, y, z (the grid is enough blocks to hold them,
 /// up to a cap per axis: past it a grid-stride loop covers the rest), the
 /// block, and shared memory of a mapping.
-fn shape_of(plan: &Plan, mapping: &Mapping<'_>) -> ([u64; 3], [u32; 3], u32) {
+fn shape_of(plan: &Plan, mapping: &Mapping<'_>) -> ([Size; 3], [u32; 3], u32) {
+    let one = || Size::constant(1);
     match mapping {
         Mapping::Grid { loops, lanes, .. } => {
-            let total: u64 = loops.iter().map(|l| l.1).product::<u64>() / u64::from(*lanes);
-            ([total, 1, 1], [BLOCK, 1, 1], 0)
+            let total: Size = loops.iter().map(|l| l.1.clone()).product();
+            // `lanes` divides the innermost extent, so the total too.
+            let total = total.div_exact(i64::from(*lanes)).unwrap_or_default();
+            ([total, one(), one()], [BLOCK, 1, 1], 0)
         }
         Mapping::WarpRows { loops, .. } => {
-            let rows: u64 = loops.iter().map(|l| l.1).product();
-            ([rows * 32, 1, 1], [BLOCK, 1, 1], 0)
+            let rows: Size = loops.iter().map(|l| l.1.clone()).product();
+            ([rows * 32, one(), one()], [BLOCK, 1, 1], 0)
         }
         Mapping::BlockReduce { accs, .. } => {
             // One slot per warp and accumulator, 8 bytes each.
             let warps = BLOCK / 32;
-            ([u64::from(BLOCK), 1, 1], [BLOCK, 1, 1], warps * 8 * accs.len() as u32)
+            ([Size::from(BLOCK), one(), one()], [BLOCK, 1, 1], warps * 8 * accs.len() as u32)
         }
         Mapping::Gemm(RuntimeCall::Gemm { batch, m, n, c, .. }) => {
             let size = plan.buffer(c.buffer).map_or(8, |b| b.dtype.size_bytes() as u32);
-            ([k(n) as u64, k(m) as u64, k(batch) as u64], [TILE, TILE, 1], 2 * TILE * TILE * size)
+            ([n.clone(), m.clone(), batch.clone()], [TILE, TILE, 1], 2 * TILE * TILE * size)
         }
-        Mapping::Single(_) => ([1, 1, 1], [1, 1, 1], 0),
+        Mapping::Single(_) => ([one(), one(), one()], [1, 1, 1], 0),
     }
-}
-
-/// The blocks along each axis for `threads` in blocks of `block`: at least
-/// one, at most the axis's cap where a grid-stride loop covers the rest
-/// (grid and warp-row launches along x), else exactly enough.
-fn grid_of(mapping: &Mapping<'_>, threads: [u64; 3], block: [u32; 3]) -> [u64; 3] {
-    grid_for(matches!(mapping, Mapping::Grid { .. } | Mapping::WarpRows { .. }), threads, block)
 }
 
 /// [`grid_of`] for a launch whose x axis is grid-strided or not.
@@ -392,7 +401,7 @@ mod tests {
             matches!(&ls[1].mapping, Mapping::BlockReduce { loops, tail, .. } if loops.len() == 2 && tail.len() == 1)
         );
         assert!(matches!(&ls[2].mapping, Mapping::Grid { loops, body, .. } if loops.len() == 1 && body.len() == 3));
-        assert_eq!(ls[0].grid, [1, 1, 1]);
+        assert_eq!(ls[0].grid_at(&Bindings::new()), Ok([1, 1, 1]));
         assert_eq!(ls[1].shared_bytes, 8 * 8);
     }
 
@@ -423,7 +432,11 @@ mod tests {
         );
         let ls = launches(&p, &p.kernels[0]);
         assert!(matches!(&ls[0].mapping, Mapping::WarpRows { loops, .. } if loops.len() == 1));
-        assert_eq!((ls[0].grid, ls[0].block), ([2, 1, 1], [256, 1, 1]), "10 rows, 8 warps a block");
+        assert_eq!(
+            (ls[0].grid_at(&Bindings::new()), ls[0].block),
+            (Ok([2, 1, 1]), [256, 1, 1]),
+            "10 rows, 8 warps a block"
+        );
         assert!(matches!(&ls[1].mapping, Mapping::Grid { .. }));
     }
 

@@ -9,6 +9,12 @@
 //! small runtime that runs a block's threads as OS threads: what the GPU
 //! would compute, checkable on a machine without one.
 //!
+//! A plan's sizes stay symbolic: every entry takes the values of the
+//! plan's size symbols after its buffers and status word and computes
+//! every extent, stride and length from them, so one module serves every
+//! binding from the symbols' least values up; the manifest gives sizes as
+//! the kernel IR's expressions (`784*N`).
+//!
 //! Guarantee: [`emit_ptx`] either returns PTX whose every `.entry` is one
 //! launch of the manifest, in plan order, or an error naming the kernel and
 //! what it could not map ([`PtxError::Unsupported`]); it never panics on a
@@ -19,17 +25,9 @@ pub mod cuda;
 mod emit;
 pub mod emulate;
 mod expr;
-pub mod formula;
 mod gemm;
-pub mod generic;
 pub mod launch;
 pub mod manifest;
-
-/// The value of a size of a plan specialized to constants: the NVPTX
-/// backend compiles plans at one binding (`Plan::specialize`).
-pub(crate) fn k(s: &kiln_ir::kernel::Size) -> i64 {
-    s.constant_term()
-}
 
 use std::fmt;
 
@@ -38,8 +36,7 @@ use inkwell::context::Context;
 use inkwell::targets::{CodeModel, FileType, InitializationConfig, RelocMode, Target, TargetMachine, TargetTriple};
 use kiln_ir::kernel::Plan;
 
-pub use emulate::{emulate_generic, emulate_plan};
-pub use generic::{GenericPlan, MAX_SYMBOLS, probe_grid, probe_sizes};
+pub use emulate::{Emulator, emulate_plan, with_emulator};
 pub use manifest::Manifest;
 
 /// What can go wrong emitting PTX.
@@ -54,10 +51,6 @@ pub enum PtxError {
     Unsupported { kernel: String, what: String },
     #[error("LLVM: {0}")]
     Llvm(String),
-    /// The plan's numbers vary with its symbol in a way a generic module
-    /// cannot compute (see `generic.rs`); PTX for one size still works.
-    #[error("no PTX generic in the size: {0}")]
-    NotGeneric(String),
 }
 
 impl From<inkwell::builder::BuilderError> for PtxError {
@@ -117,22 +110,13 @@ fn nvptx_machine(sm: Sm) -> Result<TargetMachine, PtxError> {
         .ok_or_else(|| PtxError::Llvm(format!("no NVPTX target machine for {sm}")))
 }
 
-/// Compiles a plan to PTX for `sm`, with its launch manifest.
+/// Compiles a plan to PTX for `sm`, with its launch manifest: one module
+/// for every binding of the plan's size symbols.
 pub fn emit_ptx(plan: &Plan, sm: Sm) -> Result<PtxModule, PtxError> {
     let context = Context::create();
     let machine = nvptx_machine(sm)?;
-    let module = emit::build_module(&context, plan, emit::Flavor::Device, 0)?;
-    Ok(PtxModule { ptx: ptx_of(&module, &machine)?, manifest: Manifest::of(plan, sm)? })
-}
-
-/// Compiles a generic plan to PTX for `sm`: one module for every size of
-/// its residue class, each entry taking the size after the status word;
-/// the manifest gives sizes as formulas of the symbol.
-pub fn emit_generic_ptx(plan: &GenericPlan, sm: Sm) -> Result<PtxModule, PtxError> {
-    let context = Context::create();
-    let machine = nvptx_machine(sm)?;
-    let module = plan.build_module(&context, emit::Flavor::Device)?;
-    Ok(PtxModule { ptx: ptx_of(&module, &machine)?, manifest: Manifest::generic(plan, sm) })
+    let module = emit::build_module(&context, plan, emit::Flavor::Device)?;
+    Ok(PtxModule { ptx: ptx_of(&module, &machine)?, manifest: Manifest::of(plan, sm) })
 }
 
 /// The PTX of a built module, after LLVM's O3 pipeline.

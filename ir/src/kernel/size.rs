@@ -133,6 +133,16 @@ impl Size {
         (other.clone() - self.clone()).is_nonnegative(lower)
     }
 
+    /// `self / k` when `k` divides every coefficient (so it divides the
+    /// value at every binding), else `None`.
+    pub fn div_exact(&self, k: i64) -> Option<Size> {
+        if k == 0 || self.constant % k != 0 || self.terms.iter().any(|(_, c)| c % k != 0) {
+            return None;
+        }
+        let terms = self.terms.iter().map(|(m, c)| (m.clone(), c / k)).collect();
+        Some(Size { constant: self.constant / k, terms })
+    }
+
     /// The size times the constant `k`.
     pub fn scale(&self, k: i64) -> Size {
         self.clone() * Size::constant(k)
@@ -366,6 +376,14 @@ mod tests {
         assert_eq!(format!("{}", -n()), "-N");
         assert_eq!(format!("{}", Size::constant(0)), "0");
         assert_eq!(format!("{}", n() * n() * 2 + t()), "2*N*N + T");
+    }
+
+    #[test]
+    fn exact_division_needs_every_coefficient_divisible() {
+        assert_eq!((n() * 784 + 8).div_exact(4), Some(n() * 196 + 2));
+        assert_eq!(n().div_exact(4), None, "N is not a multiple of 4 at every binding");
+        assert_eq!((n() * 4 + 2).div_exact(4), None);
+        assert_eq!(Size::constant(12).div_exact(0), None);
     }
 
     #[test]
