@@ -484,7 +484,12 @@ fn train(file: &std::path::Path, options: &kiln::train::TrainOptions) -> Result<
         Some(done) => format!(" after the {done} of the checkpoint resumed from"),
         None => String::new(),
     };
-    out(&format!("trained {n} epoch{}{resumed} in {total:.1} s\n", if n == 1 { "" } else { "s" }));
+    let compiled = match report.compilations {
+        0 => String::new(),
+        1 => ", 1 function compiled once".to_string(),
+        k => format!(", {k} functions compiled once each"),
+    };
+    out(&format!("trained {n} epoch{}{resumed} in {total:.1} s{compiled}\n", if n == 1 { "" } else { "s" }));
     for name in &report.model_params {
         let values = report.params[name].to_f64_vec();
         if values.len() <= 4 {

@@ -113,6 +113,10 @@ pub struct TrainReport {
     pub model_params: Vec<String>,
     /// The epochs a resumed run had done before this one.
     pub resumed_after: Option<u64>,
+    /// How many functions the JIT compiled (each once, whatever the batch
+    /// sizes: the last, partial batch runs the same code); 0 on another
+    /// backend.
+    pub compilations: usize,
 }
 
 enum Task {
@@ -318,7 +322,14 @@ pub fn train(
         };
         plot(plot_path, &format!("{} ({backend})", spec.model), &epochs)?;
     }
-    Ok(TrainReport { model: spec.model.clone(), epochs, params, model_params, resumed_after: resumed.map(|s| s.epoch) })
+    Ok(TrainReport {
+        model: spec.model.clone(),
+        epochs,
+        params,
+        model_params,
+        resumed_after: resumed.map(|s| s.epoch),
+        compilations: jit.compilations(),
+    })
 }
 
 /// The checkpoint and plot paths are usable before any training is done:

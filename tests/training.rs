@@ -52,12 +52,16 @@ fn softmax_regression_learns_fashion_mnist() {
 }
 
 /// The MLP on 4000 images for 2 epochs: loss falls, test accuracy > 0.65.
+/// Each epoch ends with a partial batch (4000 = 15 x 256 + 160), and so
+/// does the test set (2000 = 7 x 256 + 208): the JIT still compiles the
+/// training step and the forward pass once each.
 #[test]
 fn mlp_learns_fashion_mnist() {
     let report = run("mlp.kiln", &options(Some(fashion_mnist()), 2, 256, Some(4000))).unwrap();
     assert!(report.epochs[1].train_loss < report.epochs[0].train_loss, "{:?}", report.epochs);
     let accuracy = report.epochs[1].test_accuracy.unwrap();
     assert!(accuracy > 0.65, "test accuracy {accuracy}");
+    assert_eq!(report.compilations, 2, "train_step and forward, each compiled once");
 }
 
 #[test]

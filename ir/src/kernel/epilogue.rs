@@ -62,7 +62,8 @@ pub fn gemm_epilogue(kernel: &Kernel) -> Option<GemmEpilogue<'_>> {
         return None;
     }
     let mut extents = BTreeMap::new();
-    let rows_local = body.iter().all(|s| reads_own_row(s, c, n, *var, &per_row, &mut extents));
+    let row = Row { c, n, var: *var, per_row: &per_row };
+    let rows_local = body.iter().all(|s| row.reads_own_row(s, &mut extents));
     rows_local.then_some(GemmEpilogue { call, m, var: *var, vector: *vector, body, per_row })
 }
 
@@ -76,84 +77,76 @@ fn writes(s: &KStmt, buffers: &[BufferId]) -> bool {
     any
 }
 
-/// Whether every read of the product `c` in `s` stays in the row of the
-/// outer loop's iteration; `extents` holds the enclosing inner loops'.
-fn reads_own_row(
-    s: &KStmt,
-    c: &MatrixRef,
-    n: &Size,
+/// The product `c` (rows of `n` elements) an epilogue loop over `var`
+/// reads, `per_row` of its iterations per row of `c`.
+struct Row<'a> {
+    c: &'a MatrixRef,
+    n: &'a Size,
     var: VarId,
-    per_row: &Size,
-    extents: &mut BTreeMap<VarId, Size>,
-) -> bool {
-    let check = |e: &KExpr, extents: &BTreeMap<VarId, Size>| expr_own_row(e, c, n, var, per_row, extents);
-    match s {
-        KStmt::For { var: inner, extent, body, .. } => {
-            extents.insert(*inner, extent.clone());
-            let ok = body.iter().all(|s| reads_own_row(s, c, n, var, per_row, extents));
-            extents.remove(inner);
-            ok
-        }
-        KStmt::Store { value, .. } | KStmt::AccUpdate { value, .. } => check(value, extents),
-        KStmt::ScatterAdd { index, value, .. } => check(index, extents) && check(value, extents),
-        KStmt::AccInit { .. } => true,
-        KStmt::Call(_) => false,
-    }
+    per_row: &'a Size,
 }
 
-fn expr_own_row(
-    e: &KExpr,
-    c: &MatrixRef,
-    n: &Size,
-    var: VarId,
-    per_row: &Size,
-    extents: &BTreeMap<VarId, Size>,
-) -> bool {
-    !e.any(&|e| match e {
-        KExpr::Load { buffer, index } if *buffer == c.buffer => !index_in_row(index, c, n, var, per_row, extents),
-        KExpr::Gather { buffer, .. } => *buffer == c.buffer,
-        _ => false,
-    })
-}
+impl Row<'_> {
+    /// Whether every read of the product in `s` stays in the row of the
+    /// outer loop's iteration; `extents` holds the enclosing inner loops'.
+    fn reads_own_row(&self, s: &KStmt, extents: &mut BTreeMap<VarId, Size>) -> bool {
+        match s {
+            KStmt::For { var: inner, extent, body, .. } => {
+                extents.insert(*inner, extent.clone());
+                let ok = body.iter().all(|s| self.reads_own_row(s, extents));
+                extents.remove(inner);
+                ok
+            }
+            KStmt::Store { value, .. } | KStmt::AccUpdate { value, .. } => self.expr_own_row(value, extents),
+            KStmt::ScatterAdd { index, value, .. } => {
+                self.expr_own_row(index, extents) && self.expr_own_row(value, extents)
+            }
+            KStmt::AccInit { .. } => true,
+            KStmt::Call(_) => false,
+        }
+    }
 
-/// Whether `index` lies in row `var / per_row` of `c` for every value of
-/// the inner loops' variables.
-fn index_in_row(
-    index: &Affine,
-    c: &MatrixRef,
-    n: &Size,
-    var: VarId,
-    per_row: &Size,
-    extents: &BTreeMap<VarId, Size>,
-) -> bool {
-    if !per_row.is(1) {
-        // A flat loop: exactly element `var` of the product.
-        return index.constant == c.offset
-            && index.terms.len() == 1
-            && index.terms[0].0 == var
-            && index.terms[0].1.is(1);
+    fn expr_own_row(&self, e: &KExpr, extents: &BTreeMap<VarId, Size>) -> bool {
+        !e.any(&|e| match e {
+            KExpr::Load { buffer, index } if *buffer == self.c.buffer => !self.index_in_row(index, extents),
+            KExpr::Gather { buffer, .. } => *buffer == self.c.buffer,
+            _ => false,
+        })
     }
-    let (mut low, mut high) = (index.constant.clone(), index.constant.clone());
-    let mut row_coefficient = Size::constant(0);
-    for (v, coefficient) in &index.terms {
-        if *v == var {
-            row_coefficient = coefficient.clone();
-            continue;
+
+    /// Whether `index` lies in row `var / per_row` of the product for every
+    /// value of the inner loops' variables and of the sizes.
+    fn index_in_row(&self, index: &Affine, extents: &BTreeMap<VarId, Size>) -> bool {
+        let (c, var) = (self.c, self.var);
+        if !self.per_row.is(1) {
+            // A flat loop: exactly element `var` of the product.
+            return index.constant == c.offset
+                && index.terms.len() == 1
+                && index.terms[0].0 == var
+                && index.terms[0].1.is(1);
         }
-        let Some(extent) = extents.get(v) else { return false };
-        let reach = coefficient.clone() * (extent.clone() - Size::constant(1));
-        if coefficient.is_nonnegative(&at_least_one) {
-            high = high + reach;
-        } else if (-coefficient.clone()).is_nonnegative(&at_least_one) {
-            low = low + reach;
-        } else {
-            return false;
+        let (mut low, mut high) = (index.constant.clone(), index.constant.clone());
+        let mut row_coefficient = Size::constant(0);
+        for (v, coefficient) in &index.terms {
+            if *v == var {
+                row_coefficient = coefficient.clone();
+                continue;
+            }
+            let Some(extent) = extents.get(v) else { return false };
+            let reach = coefficient.clone() * (extent.clone() - Size::constant(1));
+            if coefficient.is_nonnegative(&at_least_one) {
+                high = high + reach;
+            } else if (-coefficient.clone()).is_nonnegative(&at_least_one) {
+                low = low + reach;
+            } else {
+                return false;
+            }
         }
+        // offset <= low and high <= offset + n - 1
+        row_coefficient == c.row_stride
+            && c.offset.provably_le(&low, &at_least_one)
+            && high.provably_le(&(c.offset.clone() + self.n.clone() - Size::constant(1)), &at_least_one)
     }
-    // offset <= low and high <= offset + n - 1
-    row_coefficient == c.row_stride
-        && c.offset.provably_le(&low, &at_least_one)
-        && high.provably_le(&(c.offset.clone() + n.clone() - Size::constant(1)), &at_least_one)
 }
 
 #[cfg(test)]

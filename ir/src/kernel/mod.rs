@@ -139,21 +139,9 @@ impl Affine {
         other.terms.iter().fold(self.clone().plus(other.constant.clone()), |a, (v, c)| a.plus_term(*v, c.clone()))
     }
 
-    /// The coefficient of `v` (0 when `v` does not occur).
-    pub fn coefficient(&self, v: VarId) -> Size {
-        self.terms.iter().find(|t| t.0 == v).map_or(Size::constant(0), |t| t.1.clone())
-    }
-
     /// Whether the coefficient of `v` is the constant `c`.
     pub fn coefficient_is(&self, v: VarId, c: i64) -> bool {
         self.terms.iter().find(|t| t.0 == v).map_or(c == 0, |t| t.1.is(c))
-    }
-
-    /// The affine with every size symbol bound in `bindings` replaced by
-    /// its value.
-    pub fn substitute(&self, bindings: &crate::Bindings) -> Affine {
-        let terms = self.terms.iter().map(|(v, c)| (*v, c.substitute(bindings))).filter(|t| !t.1.is(0)).collect();
-        Affine { constant: self.constant.substitute(bindings), terms }
     }
 }
 

@@ -223,22 +223,18 @@ impl Scope<'_> {
         Ok(Some(bounds))
     }
 
-    /// Whether `low..=high` lies in `0..len` for every value of the symbols.
-    fn inside(&self, (low, high): &(Size, Size), len: &Size) -> bool {
-        self.nonnegative(low) && self.le(high, &(len.clone() - Size::constant(1)))
+    /// Ok when `low..=high` lies in `0..len` for every value of the
+    /// symbols, else an error saying that `access` reaches it.
+    fn inside(&self, access: impl FnOnce() -> String, (low, high): &(Size, Size), len: &Size) -> Check<()> {
+        if self.nonnegative(low) && self.le(high, &(len.clone() - Size::constant(1))) {
+            return Ok(());
+        }
+        Err(format!("{} reaches {low}..={high}, not provably inside the buffer's {len} elements", access()))
     }
 
     fn in_bounds(&self, buffer: BufferId, index: &Affine, len: &Size) -> Check<()> {
         let Some(range) = self.range(index)? else { return Ok(()) };
-        if !self.inside(&range, len) {
-            return Err(format!(
-                "{buffer}[{}] reaches {}..={}, not provably inside the buffer's {len} elements",
-                super::print::AffineText(index),
-                range.0,
-                range.1
-            ));
-        }
-        Ok(())
+        self.inside(|| format!("{buffer}[{}]", super::print::AffineText(index)), &range, len)
     }
 
     fn strided_in_bounds(&self, buffer: BufferId, base: &Affine, stride: &Size, bound: &Size, len: &Size) -> Check<()> {
@@ -247,15 +243,8 @@ impl Scope<'_> {
         }
         let Some(range) = self.range(base)? else { return Ok(()) };
         let range = self.reach(range, stride, bound)?;
-        if !self.inside(&range, len) {
-            return Err(format!(
-                "{buffer}[{} + {stride} * (0..{bound})] reaches {}..={}, not provably inside the buffer's {len} elements",
-                super::print::AffineText(base),
-                range.0,
-                range.1
-            ));
-        }
-        Ok(())
+        let access = || format!("{buffer}[{} + {stride} * (0..{bound})]", super::print::AffineText(base));
+        self.inside(access, &range, len)
     }
 
     /// Checks that a `batch x rows x cols` operand lies inside its buffer;
@@ -273,7 +262,7 @@ impl Scope<'_> {
             range = self.reach(range, stride, count)?;
         }
         let overlapping = writes && !rows.is(1) && !self.le(cols, &m.row_stride);
-        if !self.inside(&range, &len) || overlapping {
+        if self.inside(String::new, &range, &len).is_err() || overlapping {
             return Err(format!(
                 "gemm operand {what} ({batch} x {rows} x {cols} at {}[{}], rows {} apart, columns {} apart) does not provably fit the buffer's {len} elements",
                 m.buffer, m.offset, m.row_stride, m.col_stride
