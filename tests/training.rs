@@ -216,7 +216,18 @@ fn train_saves_a_checkpoint_that_run_loads_and_checks() {
         &|p| drop(p.insert("fc9.w".into(), kiln_ir::interp::Tensor::from_f32(&[1], &[0.0]))),
         &[w.clone(), b.clone(), "fc9.w".to_string()],
     );
-    assert!(err.contains("tensor `fc9.w` is not a parameter of this model"), "{err}");
+    assert!(err.contains("tensor `fc9.w` is not a parameter of this model (its parameters: `b`, `w`)"), "{err}");
+    // Several unknown tensors: all of them, sorted, the same on every run.
+    let err = run_with(
+        "extras.safetensors",
+        &|p| {
+            for name in ["zz.w", "fc9.w", "aa.b"] {
+                p.insert(name.into(), kiln_ir::interp::Tensor::from_f32(&[1], &[0.0]));
+            }
+        },
+        &[w.clone(), b.clone(), "aa.b".to_string(), "fc9.w".to_string(), "zz.w".to_string()],
+    );
+    assert!(err.contains("tensors `aa.b`, `fc9.w`, `zz.w` are not parameters"), "{err}");
 
     let garbage = scratch("garbage.safetensors");
     std::fs::write(&garbage, b"not safetensors").unwrap();

@@ -181,10 +181,19 @@ pub fn load(path: &Path, module: &Module, wanted: impl Fn(&str) -> bool) -> Resu
     let bytes = crate::files::read_checked(path, crate::files::MAX_FILE_BYTES).map_err(|e| error(path, e))?;
     let file = SafeTensors::deserialize(&bytes).map_err(|e| error(path, format!("not a safetensors file: {e}")))?;
     let mut params = Params::new();
-    for name in file.names() {
-        if !module.params.iter().any(|p| p.name == name) {
-            return Err(error(path, format!("tensor `{name}` is not a parameter of this model")));
-        }
+    let mut unknown: Vec<&str> =
+        file.names().into_iter().filter(|n| !module.params.iter().any(|p| p.name == *n)).collect();
+    if !unknown.is_empty() {
+        unknown.sort_unstable();
+        let mut expected: Vec<&str> = module.params.iter().map(|p| p.name.as_str()).collect();
+        expected.sort_unstable();
+        let quoted = |names: &[&str]| names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+        let (tensors, are) =
+            if unknown.len() == 1 { ("tensor", "is not a parameter") } else { ("tensors", "are not parameters") };
+        return Err(error(
+            path,
+            format!("{tensors} {} {are} of this model (its parameters: {})", quoted(&unknown), quoted(&expected)),
+        ));
     }
     for decl in module.params.iter().filter(|p| wanted(&p.name)) {
         let view = file

@@ -105,8 +105,13 @@ fn read_all_ways(name: &str, bytes: &[u8]) {
     let _ = idx::read_labels(&path);
 }
 
+/// Cases per property: `KILN_FUZZ_CASES`, else 400 (CI's).
+fn cases() -> u32 {
+    std::env::var("KILN_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn mutated_npy_files_never_panic(changes in proptest::collection::vec(mutation(), 1..4)) {
