@@ -379,7 +379,8 @@ fn a_failed_save_leaves_the_previous_checkpoint() {
 }
 
 /// `kill -9` at random moments of `kiln train --save P --checkpoint-every 1`
-/// leaves at `P` nothing yet or a complete checkpoint, never a partial one.
+/// leaves at `P` nothing yet or a complete checkpoint, never a partial one;
+/// the temporary file a killed save leaves is removed by the next save.
 #[test]
 fn a_killed_run_leaves_a_complete_checkpoint() {
     let data = tiny_dataset("killed", &[0, 1, 2, 3, 4, 5, 6, 7]);
@@ -406,6 +407,21 @@ fn a_killed_run_leaves_a_complete_checkpoint() {
         }
     }
     assert!(complete > 0, "some run got to save before it was killed");
+    // A temporary left by a process that no longer runs goes with the next save.
+    let dir = path.parent().unwrap();
+    let stale = dir.join(".killed.safetensors.4194303999.tmp");
+    std::fs::write(&stale, b"partial").unwrap();
+    let params = kiln_ir::initialize_params(&module, 0);
+    let names: Vec<String> = module.params.iter().map(|p| p.name.clone()).collect();
+    kiln_runtime::checkpoint::save(&path, &params, &names).unwrap();
+    assert!(!stale.exists(), "the stale temporary is removed");
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with(".killed.safetensors.") && n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary is left: {leftovers:?}");
 }
 
 /// Two runs saving to one path at the same time leave one run's whole

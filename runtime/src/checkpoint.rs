@@ -103,14 +103,40 @@ fn temporary(path: &Path) -> PathBuf {
     directory_of(path).join(format!(".{name}.{}.tmp", std::process::id()))
 }
 
+/// Removes the temporary files of earlier saves to `path` by processes that
+/// no longer run (a run killed while writing leaves its `.NAME.PID.tmp`
+/// behind). Where whether a process runs cannot be told (no `/proc`),
+/// nothing is removed.
+fn remove_stale_temporaries(path: &Path) {
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().to_string()) else { return };
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let prefix = format!(".{name}.");
+    let Ok(entries) = std::fs::read_dir(directory_of(path)) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().to_string();
+        let pid =
+            file.strip_prefix(&prefix).and_then(|rest| rest.strip_suffix(".tmp")).and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && pid != std::process::id()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Held while a save writes its temporary file and renames it.
 static SAVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Writes `bytes` to `path` so that `path` holds either what it held before
-/// or all of `bytes`: a temporary file, flushed, renamed over it.
+/// or all of `bytes`: a temporary file, flushed, renamed over it. The
+/// temporaries that killed runs left beside `path` are removed first.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     // Threads of one process share its temporary file name: one at a time.
     let _turn = SAVING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    remove_stale_temporaries(path);
     let tmp = temporary(path);
     let written = (|| -> std::io::Result<()> {
         let mut file = std::fs::File::create(&tmp)?;
