@@ -64,6 +64,9 @@ pub fn build(o: &BuildOptions) -> Result<BuildReport, Error> {
     if o.functions.is_empty() {
         return Err(Error::Usage("name at least one function to export".into()));
     }
+    if let Some(twice) = o.functions.iter().enumerate().find(|(k, f)| o.functions[..*k].contains(f)).map(|x| x.1) {
+        return Err(Error::Usage(format!("function `{twice}` is named twice: each function is exported once")));
+    }
     let params = library_params(&module, o.params)?;
     let mut exports = Vec::new();
     for function in o.functions {

@@ -97,8 +97,8 @@ enum Command {
         epochs: usize,
         #[arg(long, default_value_t = 256)]
         batch: usize,
-        /// Replace the train block's learning rate.
-        #[arg(long)]
+        /// Replace the train block's learning rate (a positive number).
+        #[arg(long, allow_negative_numbers = true)]
         lr: Option<f64>,
         /// Seed for initialization, shuffling and dropout.
         #[arg(long, default_value_t = 0)]

@@ -133,6 +133,11 @@ pub fn train(
     mut on_epoch: impl FnMut(&EpochReport),
 ) -> Result<TrainReport, Error> {
     check_outputs(path, options)?;
+    if let Some(lr) = options.lr
+        && !(lr.is_finite() && lr > 0.0)
+    {
+        return Err(Error::Usage(format!("the learning rate must be a positive number, not {lr}")));
+    }
     let compiled = compile_file(path, &Options { model: options.model.clone(), lr: options.lr })?;
     let spec =
         compiled.train.clone().ok_or_else(|| Error::Usage(format!("{} has no `train` block", path.display())))?;

@@ -571,3 +571,47 @@ fn labels_out_of_range_are_errors() {
         }
     }
 }
+
+/// Sharp edges a user met, each with a message that says what it is: a
+/// negative learning rate reaches kiln (not the argument parser) and is
+/// refused; invisible characters are named; a file that is not NPY says
+/// so; a function exported twice is named.
+#[test]
+fn sharp_edges_have_clear_messages() {
+    let o = kiln(&["train", "examples/linear_regression.kiln", "--lr", "-0.1", "--epochs", "1"]);
+    assert!(stderr(&o).contains("the learning rate must be a positive number, not -0.1"), "{}", stderr(&o));
+    let dir = scratch("sharp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = "model Ew() { fn forward(x: f32[N, 4]) -> f32[N, 4] { relu(x) * 2.0 } }\n";
+    let bom = dir.join("bom.kiln");
+    std::fs::write(&bom, [&[0xef, 0xbb, 0xbf][..], source.as_bytes()].concat()).unwrap();
+    let o = kiln(&["check", bom.to_str().unwrap()]);
+    assert!(stderr(&o).contains("unexpected character U+FEFF (a byte-order mark)"), "{}", stderr(&o));
+    let nul = dir.join("nul.kiln");
+    std::fs::write(&nul, source.replace("relu", "re\0lu")).unwrap();
+    let o = kiln(&["check", nul.to_str().unwrap()]);
+    assert!(stderr(&o).contains("unexpected character U+0000 (a NUL byte)"), "{}", stderr(&o));
+    for (name, bytes, says) in
+        [("empty.npy", &b""[..], "(the file is empty)"), ("text.npy", &b"hello, not npy"[..], "(14 bytes)")]
+    {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let o = kiln(&["run", "examples/mlp.kiln", "--fn", "forward", "--input", &format!("x={}", path.display())]);
+        let e = stderr(&o);
+        assert!(e.contains("not an NPY file: it does not start with the NPY magic") && e.contains(says), "{e}");
+    }
+    let out = dir.join("dup");
+    let o = kiln(&[
+        "build",
+        "examples/mlp.kiln",
+        "--fn",
+        "forward",
+        "--fn",
+        "forward",
+        "--bind",
+        "N=4",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(stderr(&o).contains("function `forward` is named twice"), "{}", stderr(&o));
+}

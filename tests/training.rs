@@ -143,6 +143,22 @@ fn bad_data_is_a_clear_error() {
     std::fs::remove_file(missing_file.join("t10k-labels-idx1-ubyte")).unwrap();
     let e = error_of("mlp.kiln", &options(Some(missing_file), 1, 8, None));
     assert!(e.contains("missing: expected `t10k-labels-idx1-ubyte.gz` or `t10k-labels-idx1-ubyte`"), "{e}");
+
+    // Test images of another size than the training images: refused before
+    // any training, naming both files.
+    let other_size = tiny_dataset("other_size", &[1, 2, 3]);
+    let pixels = vec![7u8; 3 * 56 * 14];
+    std::fs::write(other_size.join("t10k-images-idx3-ubyte"), idx(0x803, &[3, 56, 14], &pixels)).unwrap();
+    let e = error_of("mlp.kiln", &options(Some(other_size), 1, 8, None));
+    assert!(e.contains("t10k-images-idx3-ubyte: images of 56x14, but the training images in"), "{e}");
+    assert!(e.contains("train-images-idx3-ubyte are 28x28"), "{e}");
+
+    // A learning rate that is not a positive number.
+    for lr in [-0.1, 0.0, f64::NAN] {
+        let o = TrainOptions { lr: Some(lr), ..options(None, 1, 8, None) };
+        let e = error_of("linear_regression.kiln", &o);
+        assert!(e.contains("the learning rate must be a positive number"), "{e}");
+    }
 }
 
 fn kiln(args: &[&str]) -> (bool, String, String) {

@@ -232,12 +232,8 @@ pub fn lex(file: FileId, text: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec<T
                     let ch = text[i..].chars().next().unwrap_or('?');
                     i += ch.len_utf8();
                     diagnostics.push(
-                        Diagnostic::new(
-                            Code("E0001"),
-                            Span::new(file, start, i),
-                            format!("unexpected character `{ch}`"),
-                        )
-                        .label("kiln does not use this character"),
+                        Diagnostic::new(Code("E0001"), Span::new(file, start, i), unexpected(ch))
+                            .label("kiln does not use this character"),
                     );
                     continue;
                 }
@@ -290,5 +286,24 @@ fn number(text: &str, i: &mut usize) -> Result<TokenKind, String> {
         literal.parse().map(TokenKind::Float).map_err(|_| format!("`{literal}` is not a valid float"))
     } else {
         literal.parse().map(TokenKind::Int).map_err(|_| format!("integer `{literal}` is too large"))
+    }
+}
+
+/// What an unexpected character is called: itself when it is visible, its
+/// code point and name when it is not (a byte-order mark, a NUL byte, a
+/// control character or invisible space).
+fn unexpected(ch: char) -> String {
+    let name = match ch {
+        '\u{feff}' => Some("a byte-order mark"),
+        '\0' => Some("a NUL byte"),
+        '\u{a0}' => Some("a no-break space"),
+        '\u{200b}' => Some("a zero-width space"),
+        c if c.is_control() => Some("a control character"),
+        c if c.is_whitespace() => Some("an invisible space"),
+        _ => None,
+    };
+    match name {
+        Some(name) => format!("unexpected character U+{:04X} ({name})", ch as u32),
+        None => format!("unexpected character `{ch}`"),
     }
 }

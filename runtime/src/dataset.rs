@@ -78,7 +78,8 @@ pub fn load_image_classification(dir: &Path) -> Result<Split, DataError> {
             format!("missing: expected `{stem}.gz` or `{stem}` in this directory"),
         ))
     };
-    let load = |images: &str, labels: &str| -> Result<Dataset, DataError> {
+    // Each set, and its images' height and width with the file they came from.
+    let load = |images: &str, labels: &str| -> Result<(Dataset, [usize; 2], PathBuf), DataError> {
         let (image_path, label_path) = (find(images)?, find(labels)?);
         let images = read_images(&image_path)?;
         let labels = read_labels(&label_path)?;
@@ -88,17 +89,30 @@ pub fn load_image_classification(dir: &Path) -> Result<Split, DataError> {
                 format!("{} labels for {} images in {}", labels.dims[0], images.dims[0], image_path.display()),
             ));
         }
-        Ok(Dataset {
+        let set = Dataset {
             features: images.dims[1] * images.dims[2],
             inputs: images.data.iter().map(|&p| f32::from(p) / 255.0).collect(),
             labels: labels.data.iter().map(|&l| i32::from(l)).collect(),
             targets: Vec::new(),
-        })
+        };
+        Ok((set, [images.dims[1], images.dims[2]], image_path))
     };
-    Ok(Split {
-        train: load("train-images-idx3-ubyte", "train-labels-idx1-ubyte")?,
-        test: load("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")?,
-    })
+    let (train, train_size, train_path) = load("train-images-idx3-ubyte", "train-labels-idx1-ubyte")?;
+    let (test, test_size, test_path) = load("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")?;
+    if test_size != train_size {
+        return Err(DataError::new(
+            &test_path,
+            format!(
+                "images of {}x{}, but the training images in {} are {}x{}",
+                test_size[0],
+                test_size[1],
+                train_path.display(),
+                train_size[0],
+                train_size[1]
+            ),
+        ));
+    }
+    Ok(Split { train, test })
 }
 
 /// The book's synthetic data: `y = X w + b + noise` with `X` standard

@@ -22,6 +22,13 @@ pub enum NpyError {
 pub fn read(path: &Path) -> Result<Tensor, NpyError> {
     let fail = |message: String| NpyError::Read { path: path.to_path_buf(), message };
     let bytes = crate::files::read_checked(path, crate::files::MAX_FILE_BYTES).map_err(fail)?;
+    if !bytes.starts_with(b"\x93NUMPY") {
+        let what = if bytes.is_empty() { "the file is empty".to_string() } else { format!("{} bytes", bytes.len()) };
+        return Err(fail(format!("not an NPY file: it does not start with the NPY magic `\\x93NUMPY` ({what})")));
+    }
+    if bytes.len() < 10 {
+        return Err(fail(format!("not an NPY file: {} bytes, too short for an NPY header", bytes.len())));
+    }
     check_declared_size(&bytes).map_err(fail)?;
     let mut last = None;
     for dtype in DType::ALL {
