@@ -51,6 +51,29 @@ pub fn compile_path(path: &Path, options: &Options) -> (SourceMap, Result<Progra
 
 /// Checks and lowers `root`, which is already in `sources`.
 pub fn compile(sources: &mut SourceMap, root: FileId, options: &Options) -> Result<Program, Vec<Diagnostic>> {
+    // Parsing and checking recurse as deep as the program nests (up to the
+    // parser's limit): on a thread of its own with a stack sized for that,
+    // whatever the caller's thread has.
+    std::thread::scope(|scope| {
+        let compiling = std::thread::Builder::new()
+            .stack_size(COMPILE_STACK)
+            .spawn_scoped(scope, || compile_here(sources, root, options));
+        match compiling {
+            Ok(thread) => thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(e) => Err(vec![Diagnostic::new(
+                Code("E0208"),
+                Span::new(root, 0, 0),
+                format!("cannot start a thread to compile on: {e}"),
+            )]),
+        }
+    })
+}
+
+/// The stack of the thread [`compile`] runs on: room for the deepest
+/// program the parser accepts (`parser::MAX_DEPTH` levels).
+const COMPILE_STACK: usize = 256 << 20;
+
+fn compile_here(sources: &mut SourceMap, root: FileId, options: &Options) -> Result<Program, Vec<Diagnostic>> {
     let mut diagnostics = Vec::new();
     let mut files = Vec::new();
     load(sources, root, &mut files, &mut diagnostics);

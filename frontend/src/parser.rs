@@ -38,7 +38,7 @@ struct Reported;
 type PResult<T> = Result<T, Reported>;
 
 /// Nesting deeper than this is reported instead of overflowing the stack.
-const MAX_DEPTH: usize = 200;
+const MAX_DEPTH: usize = 2000;
 
 struct Parser<'d> {
     tokens: Vec<Token>,
@@ -125,7 +125,7 @@ impl Parser<'_> {
             let span = self.span();
             self.diagnostics.push(
                 Diagnostic::new(Code("E0102"), span, "the program nests too deeply")
-                    .label("nesting exceeds 200 levels here"),
+                    .label(format!("nesting exceeds {MAX_DEPTH} levels here")),
             );
             return Err(Reported);
         }

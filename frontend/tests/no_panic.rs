@@ -186,3 +186,33 @@ fn deep_nesting_and_long_chains_are_errors_not_stack_overflows() {
         );
     }
 }
+
+/// Deep but within the limit: a flat sum of 1500 terms (a chain counts a
+/// level per operator), 900 parentheses, 1900 negations and 600 blocks
+/// compile, on whatever stack the caller's thread has (the compiler runs on
+/// a thread of its own with room for the deepest program it accepts).
+#[test]
+fn deep_programs_within_the_limit_compile() {
+    let texts = [
+        format!("fn f(x: f32[3]) -> f32[3] {{ x{} }}", " + x".repeat(1499)),
+        format!("fn f(x: f32[3]) -> f32[3] {{ {}x{} }}", "(".repeat(900), ")".repeat(900)),
+        format!("fn f(x: f32[3]) -> f32[3] {{ {}x }}", "-".repeat(1900)),
+        format!("fn f(x: f32[3]) -> f32[3] {{ {}x{} }}", "{ ".repeat(600), " }".repeat(600)),
+    ];
+    // A small stack for the caller, as a library user's thread may have.
+    std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || {
+            for text in texts {
+                let mut sources = SourceMap::new();
+                let root = sources.add("deep.kiln", None, text.clone());
+                if let Err(errors) = compile(&mut sources, root, &Options::default()) {
+                    let messages: Vec<&String> = errors.iter().map(|d| &d.message).collect();
+                    panic!("{messages:?} for {}...", &text[..80]);
+                }
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
