@@ -78,7 +78,15 @@ impl<'m> Jit<'m> {
         let Some(c) = cache.get(function) else {
             return Err(ExecError::NoFunction(function.into()));
         };
-        let below = c.plan.plan().symbols.iter().any(|s| bindings.get(&s.symbol).is_some_and(|&v| v < s.min));
+        // The sizes the plan has: a symbol only an unused input has is gone
+        // from it, and its value with it.
+        let symbols = &c.plan.plan().symbols;
+        let bindings: &Bindings = &bindings
+            .iter()
+            .filter(|(s, _)| symbols.iter().any(|d| &d.symbol == *s))
+            .map(|(s, v)| (s.clone(), *v))
+            .collect();
+        let below = symbols.iter().any(|s| bindings.get(&s.symbol).is_some_and(|&v| v < s.min));
         if below {
             return self.degenerate(c, function, bindings);
         }

@@ -186,3 +186,30 @@ fn session_errors_name_the_function_and_the_parameter() {
     let e = e.to_string();
     assert!(e.contains(&format!("parameter `{}` must be", updates[0])), "{e}");
 }
+
+/// An input no output depends on may have a size of its own: the plan has
+/// no such size, and the JIT runs the function all the same.
+#[test]
+fn an_unused_input_with_its_own_size_runs() {
+    let module = kiln_ir::parse_module(
+        "func f(x: f32[N, 4], y: f32[M]) -> (f32[N, 4]) {
+  %0: f32[N, 4] = input 0
+  %1: f32[M] = input 1
+  %2: f32[N, 4] = exp %0
+  return %2
+}
+",
+    )
+    .unwrap();
+    let jit = Jit::new(&module);
+    let x = Tensor::from_f32(&[2, 4], &[0.5; 8]);
+    let y = Tensor::from_f32(&[3], &[1.0; 3]);
+    let out = jit.run("f", &[x.clone(), y], &Params::new()).unwrap();
+    let expected = evaluate_f(&module, &[x, Tensor::from_f32(&[3], &[1.0; 3])]);
+    assert_eq!(out[0].to_f64_vec(), expected);
+}
+
+fn evaluate_f(module: &Module, inputs: &[Tensor]) -> Vec<f64> {
+    let options = kiln_ir::interp::EvalOptions::default();
+    kiln_ir::interp::evaluate(module, "f", inputs, &Params::new(), options).unwrap()[0].to_f64_vec()
+}

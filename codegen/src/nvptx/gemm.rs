@@ -34,8 +34,7 @@ impl<'c> Emitter<'c, '_> {
         let row_in = self.b.build_int_compare(IntPredicate::SLT, row, self.size(m)?, "")?;
         let col_in = self.b.build_int_compare(IntPredicate::SLT, col, self.size(n)?, "")?;
         let mine = self.b.build_int_add(self.b.build_int_mul(ty_, self.i64(tile), "")?, tx, "")?;
-        // ceil(k / TILE) computed in the kernel, not folded here: a generic
-        // module computes it from the size (`generic.rs`).
+        // ceil(k / TILE), computed in the kernel from the size arguments.
         let k_size = self.size(depth)?;
         let slices = self.b.build_int_unsigned_div(
             self.b.build_int_add(k_size, self.i64(tile - 1), "")?,

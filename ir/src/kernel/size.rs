@@ -112,20 +112,49 @@ impl Size {
 
     /// Whether the size is provably at least 0 for every value of each
     /// symbol `s` at or above `lower(s)` (see the module doc).
+    ///
+    /// A coefficient at either end of `i64` may be a saturated one, and any
+    /// overflow while expanding is a failure to prove: arithmetic that
+    /// saturated never passes for a proof.
     pub fn is_nonnegative(&self, lower: &dyn Fn(&Symbol) -> i64) -> bool {
+        let saturated = |c: i64| c == i64::MAX || c == i64::MIN;
+        if saturated(self.constant) || self.terms.iter().any(|(_, c)| saturated(*c)) {
+            return false;
+        }
         if self.terms.is_empty() {
             return self.constant >= 0;
         }
-        // Each symbol s becomes lo + s (s now standing for s - lo >= 0).
-        let mut shifted = Size::constant(self.constant);
+        // Each symbol s becomes lo + t with t >= 0: the coefficient of each
+        // monomial in the t's, in i128 with every operation checked.
+        let mut shifted: BTreeMap<Monomial, i128> = BTreeMap::new();
+        shifted.insert(Vec::new(), i128::from(self.constant));
         for (m, c) in &self.terms {
-            let mut term = Size::constant(*c);
+            // The product of (lo_s + t_s) over the monomial's symbols.
+            let mut expansion: BTreeMap<Monomial, i128> = BTreeMap::from([(Vec::new(), i128::from(*c))]);
             for s in m {
-                term = term * (Size::symbol(s.clone()) + Size::constant(lower(s)));
+                let lo = i128::from(lower(s));
+                let mut next: BTreeMap<Monomial, i128> = BTreeMap::new();
+                for (mono, coefficient) in expansion {
+                    let Some(times_lo) = coefficient.checked_mul(lo) else { return false };
+                    let slot = next.entry(mono.clone()).or_insert(0);
+                    let Some(sum) = slot.checked_add(times_lo) else { return false };
+                    *slot = sum;
+                    let mut with_t = mono;
+                    with_t.push(s.clone());
+                    with_t.sort();
+                    let slot = next.entry(with_t).or_insert(0);
+                    let Some(sum) = slot.checked_add(coefficient) else { return false };
+                    *slot = sum;
+                }
+                expansion = next;
             }
-            shifted = shifted + term;
+            for (mono, coefficient) in expansion {
+                let slot = shifted.entry(mono).or_insert(0);
+                let Some(sum) = slot.checked_add(coefficient) else { return false };
+                *slot = sum;
+            }
         }
-        shifted.constant >= 0 && shifted.terms.iter().all(|(_, c)| *c >= 0)
+        shifted.values().all(|c| *c >= 0)
     }
 
     /// Whether `self <= other` provably (see [`Size::is_nonnegative`]).
@@ -412,6 +441,11 @@ mod tests {
         assert!(!(n() - t()).is_nonnegative(&at_least_one));
         assert!(!(-n()).is_nonnegative(&at_least_one));
         assert!((n() - Size::constant(4)).is_nonnegative(&|_: &Symbol| 4));
+        // A saturated coefficient or an overflowing expansion proves nothing.
+        let huge = n() * n() * n() * 8 + n() * n() * 8_388_608 - n() * 18_691_697_672_192;
+        assert!(!huge.is_nonnegative(&|_: &Symbol| 1 << 20), "negative at N = 2^20");
+        assert!(!(n() * i64::MAX).is_nonnegative(&|_: &Symbol| 1));
+        assert!(!(n() * n() * n() * (1 << 40)).is_nonnegative(&|_: &Symbol| 1 << 30), "overflow is no proof");
         // Checked against evaluation on a grid.
         let cases = [n() * n() - n() * 3 + 2, n() * t() * 2 - t() - n(), n() * 5 - t() * 4, n() * n() - n()];
         for s in cases {

@@ -12,11 +12,13 @@
 //!    binding: its least and greatest value over the loop ranges (sizes of
 //!    the symbols) lie in `0..len` of its buffer, which
 //!    [`Size::is_nonnegative`] proves. For gathers and scatters the whole
-//!    range `base + stride * (0..bound)` must lie in the buffer; the backend
-//!    checks the computed index against `bound`. A coefficient whose sign
-//!    cannot be proved is an error.
-//! 4. GEMM calls read and write inside their buffers, on float buffers of
-//!    one dtype. Vector widths are powers of two up to 16.
+//!    range `base + stride * (0..bound)` must lie in the buffer, and `base`
+//!    itself (where a backend accesses when the computed index is outside
+//!    `0..bound`, as it checks at run time), with a bound never negative. A
+//!    coefficient whose sign cannot be proved is an error.
+//! 4. GEMM calls, of sizes never negative, read and write inside their
+//!    buffers, on float buffers of one dtype. Vector widths are powers of two
+//!    up to 16.
 //! 5. Every size names only declared symbols, each declared once with a
 //!    least value of at least 1 and a hint at or above it; lengths and
 //!    extents are never negative.
@@ -163,6 +165,11 @@ impl Scope<'_> {
                 Ok(())
             }
             KStmt::Call(RuntimeCall::Gemm { batch, m, n, k, a, b, c }) => {
+                for (name, size) in [("batch", batch), ("m", m), ("n", n), ("k", k)] {
+                    if !self.nonnegative(size) {
+                        return Err(format!("gemm {name} = {size} may be negative"));
+                    }
+                }
                 let mut dtypes = Vec::new();
                 for (what, mat, rows, cols) in [("a", a, m, k), ("b", b, k, n), ("c", c, m, n)] {
                     dtypes.push(self.matrix(what, mat, batch, rows, cols, what == "c")?);
@@ -237,11 +244,18 @@ impl Scope<'_> {
         self.inside(|| format!("{buffer}[{}]", super::print::AffineText(index)), &range, len)
     }
 
+    /// `base + stride * (0..bound)` inside the buffer; `base` itself too,
+    /// since a backend reads or writes there when the computed index is
+    /// outside `0..bound` (even when `bound` is 0).
     fn strided_in_bounds(&self, buffer: BufferId, base: &Affine, stride: &Size, bound: &Size, len: &Size) -> Check<()> {
+        if !self.nonnegative(bound) {
+            return Err(format!("the bound {bound} of an access to {buffer} may be negative"));
+        }
+        let Some(range) = self.range(base)? else { return Ok(()) };
+        self.inside(|| format!("{buffer}[{}]", super::print::AffineText(base)), &range, len)?;
         if bound.is(0) {
             return Ok(());
         }
-        let Some(range) = self.range(base)? else { return Ok(()) };
         let range = self.reach(range, stride, bound)?;
         let access = || format!("{buffer}[{} + {stride} * (0..{bound})]", super::print::AffineText(base));
         self.inside(access, &range, len)
