@@ -293,7 +293,9 @@ pub struct RunOptions {
     pub seed: u64,
     /// What runs the function.
     pub backend: Backend,
-    /// The interpreter's float precision (f32 computed as f32, or all in f64).
+    /// The interpreter's float precision (f32 computed as f32, or all in
+    /// f64: an f32 input may then be an f64 tensor, and f32 outputs come
+    /// back as f64 tensors of the values computed).
     pub precision: Precision,
 }
 
@@ -345,6 +347,11 @@ pub fn run(
     let mut inputs = Vec::new();
     for decl in &f.inputs {
         match named_inputs.iter().find(|(n, _)| n == &decl.name) {
+            // In f64 precision an f32 input may be given in f64, and keeps its
+            // f64 values: the interpreter computes with them as they are.
+            Some((_, t)) if precision == Precision::F64 && t.dtype == DType::F64 && decl.ty.dtype == DType::F32 => {
+                inputs.push(Tensor { dtype: DType::F32, ..t.clone() });
+            }
             Some((_, t)) => inputs.push(t.clone()),
             None if decl.name == "key" && decl.ty.dtype == DType::I64 && decl.ty.rank() == 0 => {
                 inputs.push(Tensor::int(DType::I64, ndarray::arr0(seed as i64).into_dyn()));
@@ -359,7 +366,17 @@ pub fn run(
         }
     }
     match backend {
-        Backend::Interp => Ok(kiln_ir::interp::evaluate(module, function, &inputs, params, EvalOptions { precision })?),
+        Backend::Interp => {
+            let outputs = kiln_ir::interp::evaluate(module, function, &inputs, params, EvalOptions { precision })?;
+            // In f64 precision the f32 outputs hold f64 values: said as f64.
+            Ok(match precision {
+                Precision::F64 => outputs
+                    .into_iter()
+                    .map(|t| if t.dtype == DType::F32 { Tensor { dtype: DType::F64, ..t } } else { t })
+                    .collect(),
+                Precision::Native => outputs,
+            })
+        }
         Backend::Jit => {
             // Check the inputs with the interpreter's messages before compiling.
             kiln_ir::interp::bind_inputs(f, &inputs)?;

@@ -72,7 +72,9 @@ enum Command {
         /// Seed for parameter initialization and the random key.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Compute f32 tensors in f32 (native) or every float in f64.
+        /// Compute f32 tensors in f32 (native) or every float in f64 (the
+        /// interpreter only: f64 inputs are then accepted for f32 ones and
+        /// outputs written as f64).
         #[arg(long, value_enum, default_value_t = PrecisionArg::Native)]
         precision: PrecisionArg,
         /// Parameters saved by `kiln train --save` (instead of fresh ones).

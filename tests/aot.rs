@@ -213,6 +213,8 @@ fn bad_arguments_return_their_status() {
     let header = std::fs::read_to_string(dir.join("mlp.h")).unwrap();
     assert!(header.contains("N: any size from 1 to 4 (MLP_TRAIN_STEP_MAX_N)."), "{header}");
     assert!(header.contains("N: any size from 1 to 4 (MLP_FORWARD_MAX_N)."), "{header}");
+    // Sizes as the kernel IR states them.
+    assert!(header.contains(" * in  x: f32[N, 784], 784*N elements\n"), "{header}");
     let program = r#"#include <stdio.h>
 #include <stdlib.h>
 #include "mlp.h"

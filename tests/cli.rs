@@ -536,6 +536,32 @@ fn every_output_is_written_and_precision_is_plain() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("f64 precision is the reference interpreter's"), "{}", stderr(&o));
     assert!(stderr(&o).contains("hint: add --backend interp"), "{}", stderr(&o));
+    // On the interpreter, f64 precision reads an f64 input for an f32 one
+    // and writes the f64 values it computed.
+    let x64 = write_npy(
+        "x64.npy",
+        &Tensor::float(kiln_ir::DType::F64, ndarray::ArrayD::from_elem(ndarray::IxDyn(&[2, 784]), 0.1)),
+    );
+    let out = scratch("out64.npy");
+    let o = kiln(&[
+        "run",
+        "examples/softmax_regression.kiln",
+        "--fn",
+        "forward",
+        "--input",
+        &format!("x={x64}"),
+        "--backend",
+        "interp",
+        "--precision",
+        "f64",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let written = kiln_runtime::npy::read(&out).unwrap();
+    assert_eq!((written.dtype, written.shape()), (kiln_ir::DType::F64, &[2usize, 10][..]));
+    let o = kiln(&["run", "examples/softmax_regression.kiln", "--fn", "forward", "--input", &format!("x={x64}")]);
+    assert!(stderr(&o).contains("input `x` must be f32[N, 784], got f64[2, 784]"), "{}", stderr(&o));
 }
 
 /// A label out of range is an error on the interpreter and the JIT (the

@@ -88,8 +88,19 @@ fn prototype(lib: &Library, e: &Export) -> String {
         );
         doc += &format!(" * {}: any size from 1 to {} ({upper}).\n", s.name, s.compiled);
     }
+    // Each argument's element count as the plan's size expression (`784*N`).
+    let elements = |a: &Arg| match e.plan.buffers.get(a.buffer as usize) {
+        Some(b) => format!(", {} elements", b.len),
+        None => String::new(),
+    };
     let arg_line = |a: &Arg, what: &str| {
-        format!(" * {} {}: {}{what}\n", if what.is_empty() { "in " } else { "out" }, a.name, shape(a.dtype, &a.dims))
+        format!(
+            " * {} {}: {}{}{what}\n",
+            if what.is_empty() { "in " } else { "out" },
+            a.name,
+            shape(a.dtype, &a.dims),
+            elements(a)
+        )
     };
     for a in &e.inputs {
         doc += &arg_line(a, "");
