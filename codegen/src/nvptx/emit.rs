@@ -230,7 +230,10 @@ impl<'c, 'm> Emitter<'c, 'm> {
                 let (var, extent) = loops.last_mut().expect("a grid launch has a loop");
                 let (var, lanes) = (*var, i64::from(*lanes));
                 // `launches` gives lanes only to an extent they divide at every size.
-                *extent = extent.div_exact(lanes).unwrap_or_else(|| extent.clone());
+                let Some(divided) = extent.div_exact(lanes) else {
+                    return self.unsupported(format!("{lanes} lanes on a loop of {extent} iterations"));
+                };
+                *extent = divided;
                 self.strided(&loops, first, step, |e| {
                     if lanes == 1 {
                         return e.block(body);

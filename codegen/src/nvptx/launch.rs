@@ -323,8 +323,9 @@ fn shape_of(plan: &Plan, mapping: &Mapping<'_>) -> ([Size; 3], [u32; 3], u32) {
     match mapping {
         Mapping::Grid { loops, lanes, .. } => {
             let total: Size = loops.iter().map(|l| l.1.clone()).product();
-            // `lanes` divides the innermost extent, so the total too.
-            let total = total.div_exact(i64::from(*lanes)).unwrap_or_default();
+            // `lanes` divides the innermost extent, so the total too (were it
+            // not to, more threads than needed would find no work: still right).
+            let total = total.div_exact(i64::from(*lanes)).unwrap_or_else(|| total.clone());
             ([total, one(), one()], [BLOCK, 1, 1], 0)
         }
         Mapping::WarpRows { loops, .. } => {
