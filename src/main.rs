@@ -88,6 +88,11 @@ enum Command {
         device: DeviceArg,
         #[arg(long)]
         model: Option<String>,
+        /// The model's functions in evaluation mode (batch norm on its running
+        /// statistics, no dropout) or in training mode (batch statistics,
+        /// dropout drawn from the key; state updates are not kept).
+        #[arg(long, value_enum, default_value_t = ModeArg::Eval)]
+        mode: ModeArg,
     },
     /// Train the model of a file's `train` block.
     Train {
@@ -225,6 +230,14 @@ fn backend_of(backend: BackendArg, device: DeviceArg) -> Result<kiln::Backend, E
             Err(Error::Usage("--backend interp runs on the CPU: leave out --device cuda".into()))
         }
     }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    /// Evaluation: running statistics, no dropout.
+    Eval,
+    /// Training: batch statistics and dropout.
+    Train,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -397,9 +410,22 @@ fn execute(command: Command) -> Result<(), Error> {
             };
             train(&file, &options)
         }
-        Command::Run { file, function, inputs, outputs: files, seed, precision, params, backend, device, model } => {
+        Command::Run {
+            file,
+            function,
+            inputs,
+            outputs: files,
+            seed,
+            precision,
+            params,
+            backend,
+            device,
+            model,
+            mode,
+        } => {
             let backend = backend_of(backend, device)?;
-            let compiled = compile_file(&file, &Options { model, ..Options::default() })?;
+            let training = matches!(mode, ModeArg::Train);
+            let compiled = compile_file(&file, &Options { model, training, ..Options::default() })?;
             let mut named = Vec::new();
             for spec in &inputs {
                 let Some((name, path)) = spec.split_once('=') else {

@@ -138,7 +138,7 @@ pub fn train(
     {
         return Err(Error::Usage(format!("the learning rate must be a positive number, not {lr}")));
     }
-    let compiled = compile_file(path, &Options { model: options.model.clone(), lr: options.lr })?;
+    let compiled = compile_file(path, &Options { model: options.model.clone(), lr: options.lr, ..Options::default() })?;
     let spec =
         compiled.train.clone().ok_or_else(|| Error::Usage(format!("{} has no `train` block", path.display())))?;
     let module = with_train_step(&compiled)?;

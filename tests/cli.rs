@@ -641,3 +641,37 @@ fn sharp_edges_have_clear_messages() {
     ]);
     assert!(stderr(&o).contains("function `forward` is named twice"), "{}", stderr(&o));
 }
+
+/// `kiln run` runs a model in evaluation mode (batch norm on its running
+/// statistics: mean 0 and variance 1 when fresh) unless `--mode train` asks
+/// for batch statistics (every feature then has mean 0 over the batch).
+#[test]
+fn run_chooses_evaluation_or_training_mode() {
+    let file = scratch("bn.kiln");
+    std::fs::write(&file, "model M {\n    bn = BatchNorm(2)\n    fn forward(x: f32[N, 2]) -> f32[N, 2] { bn(x) }\n}\n")
+        .unwrap();
+    let x = write_npy("bn_x.npy", &Tensor::from_f32(&[3, 2], &[1.0, 10.0, 2.0, 20.0, 6.0, 60.0]));
+    let run = |mode: Option<&str>| {
+        let out = scratch(&format!("bn_{}.npy", mode.unwrap_or("default")));
+        let (file, input, out_path) = (file.to_str().unwrap(), format!("x={x}"), out.to_str().unwrap().to_string());
+        let mut args = vec!["run", file, "--fn", "forward", "--input", &input, "--output", &out_path];
+        if let Some(m) = mode {
+            args.extend(["--mode", m]);
+        }
+        let o = kiln(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        kiln_runtime::npy::read(&out).unwrap().to_f64_vec()
+    };
+    let eval = run(None);
+    assert_eq!(eval, run(Some("eval")));
+    for (got, x) in eval.iter().zip([1.0, 10.0, 2.0, 20.0, 6.0, 60.0]) {
+        assert!((got - x / (1.0f64 + 1e-5).sqrt()).abs() < 1e-4, "{eval:?}");
+    }
+    let train = run(Some("train"));
+    for feature in 0..2 {
+        let column: Vec<f64> = (0..3).map(|r| train[r * 2 + feature]).collect();
+        let mean = column.iter().sum::<f64>() / 3.0;
+        let var = column.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / 3.0;
+        assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-3, "feature {feature}: {column:?}");
+    }
+}

@@ -163,6 +163,19 @@ fn lenet_convolutions_and_pooling() {
     check_file("tests/filetests/ok/lenet.kiln", &["forward"]);
 }
 
+/// Batch norm in evaluation mode (`forward`) and in training mode (`loss`,
+/// whose batch statistics and running-statistic updates are differentiated
+/// too), residual blocks with strided 1x1 shortcuts, padded max pooling.
+#[test]
+fn residual_blocks_with_batch_norm() {
+    check_file("tests/filetests/ok/blocks_and_state.kiln", &["forward", "loss"]);
+}
+
+#[test]
+fn batch_norm_lenet() {
+    check_file("examples/batchnorm_lenet.kiln", &["loss"]);
+}
+
 #[test]
 fn gru_unrolled_over_steps() {
     check_file("tests/filetests/ok/gru_unrolled.kiln", &["forward"]);

@@ -91,6 +91,7 @@ fn examples_forward_loss_and_training_step() {
         "examples/softmax_regression.kiln",
         "examples/mlp.kiln",
         "examples/lenet.kiln",
+        "examples/batchnorm_lenet.kiln",
     ] {
         check_all(path);
     }
@@ -104,6 +105,7 @@ fn the_ok_corpus() {
         "tests/filetests/ok/gru_unrolled.kiln",
         "tests/filetests/ok/adam_training.kiln",
         "tests/filetests/ok/uses_file.kiln",
+        "tests/filetests/ok/blocks_and_state.kiln",
     ] {
         check_all(path);
     }

@@ -342,6 +342,39 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
     assert!(e.to_string().contains("not a checkpoint saved during training"), "{e}");
 }
 
+/// Batch norm's running statistics are model state: the training step
+/// updates them, the session keeps them between steps, checkpoints save
+/// them under their names, a resumed run continues from them bit for bit,
+/// and evaluation (test accuracy) reads them. They are never trained: the
+/// optimizer keeps no state for them.
+#[test]
+fn batch_norm_state_is_kept_saved_and_resumed() {
+    let data = tiny_dataset("bn", &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]);
+    let base = TrainOptions { data: Some(data), epochs: 2, batch: 4, test_limit: Some(12), ..TrainOptions::default() };
+    let whole = run("batchnorm_lenet.kiln", &base).unwrap();
+    for (name, fresh) in [("bn1.moving_mean", 0.0), ("bn1.moving_var", 1.0), ("bn4.moving_var", 1.0)] {
+        let values = whole.params[name].to_f64_vec();
+        assert!(values.iter().all(|v| v.is_finite()) && values.iter().any(|v| *v != fresh), "{name}: {values:?}");
+        assert!(whole.model_params.iter().any(|p| p == name), "{name} is saved with the model");
+    }
+    assert!(!whole.params.contains_key("opt.bn1.moving_mean.velocity"));
+    let half = scratch("bn_half.safetensors");
+    run("batchnorm_lenet.kiln", &TrainOptions { epochs: 1, save: Some(half.clone()), ..base.clone() }).unwrap();
+    let rest = run("batchnorm_lenet.kiln", &TrainOptions { resume: Some(half), ..base.clone() }).unwrap();
+    assert_eq!(rest.params, whole.params, "2 epochs, and 1 + 1 resumed, bit for bit");
+    assert_eq!(rest.epochs[0].test_accuracy, whole.epochs[1].test_accuracy);
+}
+
+/// BatchNorm-LeNet on 6,400 Fashion-MNIST images, one epoch at the book's
+/// batch size and learning rate: test accuracy (evaluation mode, on the
+/// running statistics) passes 0.65.
+#[test]
+fn batch_norm_lenet_learns_fashion_mnist() {
+    let report = run("batchnorm_lenet.kiln", &options(Some(fashion_mnist()), 1, 128, Some(6400))).unwrap();
+    let accuracy = report.epochs[0].test_accuracy.unwrap();
+    assert!(accuracy > 0.65, "test accuracy {accuracy}");
+}
+
 /// Checkpoint and plot paths are checked before any training: a missing
 /// directory, a directory, the model's own source, and one file for both
 /// are errors that come at once; checkpoints every K epochs need `--save`;

@@ -101,8 +101,10 @@ pub struct ModelDecl {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Member {
-    /// `param w: f32[2, 1] = normal(0.0, 0.01)`
+    /// `param w: f32[2, 1] = normal(0.0, 0.01)`, or `state mean: f32[c] =
+    /// zeros`: state is updated by assignment while training, not trained.
     Param {
+        state: bool,
         name: Ident,
         ty: TypeExpr,
         init: Expr,
@@ -145,12 +147,31 @@ pub struct Block {
 pub enum Stmt {
     /// `let x: type = value`
     Let { name: Ident, ty: Option<TypeExpr>, value: Expr, span: Span },
-    /// `x = value`: gives an existing `let` a new value of the same type.
+    /// `x = value`: gives an existing `let` (or a model's `state`) a new value.
     Assign { name: Ident, value: Expr, span: Span },
-    /// `for i in start..end { body }`, unrolled at compile time.
-    For { var: Ident, start: Expr, end: Expr, body: Block, span: Span },
+    /// `for i in start..end { body }` or `for b in list { body }`, unrolled
+    /// at compile time.
+    For { var: Ident, iter: ForIter, body: Block, span: Span },
     /// An expression evaluated for its errors only.
     Expr(Expr),
+}
+
+/// What a `for` runs over.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ForIter {
+    /// `start..end`: compile-time integers.
+    Range(Expr, Expr),
+    /// A compile-time list: its items in order.
+    Each(Expr),
+}
+
+impl ForIter {
+    pub fn span(&self) -> Span {
+        match self {
+            ForIter::Range(a, b) => a.span.to(b.span),
+            ForIter::Each(e) => e.span,
+        }
+    }
 }
 
 /// A call argument, positional or `name = value`.
@@ -173,6 +194,8 @@ pub enum ExprKind {
     Bool(bool),
     Name(String),
     List(Vec<Expr>),
+    /// `[item for var in iter]`, evaluated at compile time.
+    Comprehension(Box<Expr>, Ident, Box<ForIter>),
     Unary(UnaryOp, Box<Expr>),
     Binary(BinaryOp, Box<Expr>, Box<Expr>),
     Call(Box<Expr>, Vec<Arg>),

@@ -298,8 +298,11 @@ impl Parser<'_> {
                 TokenKind::LBrace => depth += 1,
                 TokenKind::RBrace => depth -= 1,
                 TokenKind::Fn | TokenKind::Param if depth == 0 => return,
-                TokenKind::Ident(_)
-                    if depth == 0 && self.newline_before[self.pos] && self.peek_at(1) == &TokenKind::Assign =>
+                TokenKind::Ident(word)
+                    if depth == 0
+                        && self.newline_before[self.pos]
+                        && (self.peek_at(1) == &TokenKind::Assign
+                            || (word == "state" && matches!(self.peek_at(1), TokenKind::Ident(_)))) =>
                 {
                     return;
                 }
@@ -312,23 +315,10 @@ impl Parser<'_> {
     fn member(&mut self) -> PResult<Member> {
         match self.peek() {
             TokenKind::Fn => Ok(Member::Fn(self.fn_decl()?)),
-            TokenKind::Param => {
-                let start = self.bump().span;
-                let name = self.ident("a parameter name")?;
-                self.expect(TokenKind::Colon)?;
-                let ty = self.type_expr()?;
-                if !self.at(&TokenKind::Assign) {
-                    let span = self.span();
-                    self.diagnostics.push(
-                        Diagnostic::new(Code("E0501"), span, format!("parameter `{}` has no initializer", name.name))
-                            .label("expected `= initializer` here")
-                            .hint("write for example `= zeros` or `= normal(0.0, 0.01)`"),
-                    );
-                    return Err(Reported);
-                }
-                self.bump();
-                let init = self.expr()?;
-                Ok(Member::Param { span: start.to(init.span), name, ty, init })
+            TokenKind::Param => self.param_member(false),
+            // `state` is a keyword only here, before a member's name.
+            TokenKind::Ident(word) if word == "state" && matches!(self.peek_at(1), TokenKind::Ident(_)) => {
+                self.param_member(true)
             }
             TokenKind::Ident(_) => {
                 let name = self.ident("a member name")?;
@@ -336,8 +326,28 @@ impl Parser<'_> {
                 let value = self.expr()?;
                 Ok(Member::Sub { span: name.span.to(value.span), name, value })
             }
-            _ => Err(self.expected("`param`, `fn` or a sub-model like `fc = Linear(784, 10)`")),
+            _ => Err(self.expected("`param`, `state`, `fn` or a sub-model like `fc = Linear(784, 10)`")),
         }
+    }
+
+    /// `param NAME: type = init` or `state NAME: type = init`.
+    fn param_member(&mut self, state: bool) -> PResult<Member> {
+        let start = self.bump().span;
+        let name = self.ident("a parameter name")?;
+        self.expect(TokenKind::Colon)?;
+        let ty = self.type_expr()?;
+        if !self.at(&TokenKind::Assign) {
+            let span = self.span();
+            self.diagnostics.push(
+                Diagnostic::new(Code("E0501"), span, format!("parameter `{}` has no initializer", name.name))
+                    .label("expected `= initializer` here")
+                    .hint("write for example `= zeros` or `= normal(0.0, 0.01)`"),
+            );
+            return Err(Reported);
+        }
+        self.bump();
+        let init = self.expr()?;
+        Ok(Member::Param { state, span: start.to(init.span), name, ty, init })
     }
 
     fn train(&mut self) -> PResult<TrainDecl> {
@@ -420,6 +430,18 @@ impl Parser<'_> {
         }
     }
 
+    /// `NAME in start..end` or `NAME in list`, after `for`.
+    fn for_head(&mut self) -> PResult<(Ident, ForIter)> {
+        let var = self.ident("a loop variable")?;
+        self.expect(TokenKind::In)?;
+        let from = self.expr()?;
+        if self.eat(&TokenKind::DotDot) {
+            let to = self.expr()?;
+            return Ok((var, ForIter::Range(from, to)));
+        }
+        Ok((var, ForIter::Each(from)))
+    }
+
     fn stmt(&mut self) -> PResult<Stmt> {
         match self.peek() {
             TokenKind::Let => {
@@ -432,13 +454,9 @@ impl Parser<'_> {
             }
             TokenKind::For => {
                 let start = self.bump().span;
-                let var = self.ident("a loop variable")?;
-                self.expect(TokenKind::In)?;
-                let from = self.expr()?;
-                self.expect(TokenKind::DotDot)?;
-                let to = self.expr()?;
+                let (var, iter) = self.for_head()?;
                 let body = self.block()?;
-                Ok(Stmt::For { span: start.to(body.span), var, start: from, end: to, body })
+                Ok(Stmt::For { span: start.to(body.span), var, iter, body })
             }
             TokenKind::Ident(_) if self.peek_at(1) == &TokenKind::Assign => {
                 let name = self.ident("a variable name")?;
@@ -678,18 +696,23 @@ impl Parser<'_> {
             }
             TokenKind::LBracket => {
                 self.bump();
-                let items = self.nested(true, |p| {
+                let kind = self.nested(true, |p| {
                     let mut items = Vec::new();
                     while !p.at(&TokenKind::RBracket) {
                         items.push(p.expr()?);
+                        if items.len() == 1 && p.eat(&TokenKind::For) {
+                            let (var, iter) = p.for_head()?;
+                            let item = items.pop().map(Box::new).ok_or_else(|| p.expected("an expression"))?;
+                            return Ok(ExprKind::Comprehension(item, var, Box::new(iter)));
+                        }
                         if !p.eat(&TokenKind::Comma) {
                             break;
                         }
                     }
-                    Ok(items)
+                    Ok(ExprKind::List(items))
                 })?;
                 let end = self.expect(TokenKind::RBracket)?;
-                return Ok(Expr { kind: ExprKind::List(items), span: span.to(end) });
+                return Ok(Expr { kind, span: span.to(end) });
             }
             TokenKind::LBrace => {
                 let block = self.block()?;

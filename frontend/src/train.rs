@@ -22,7 +22,12 @@ pub struct TrainSpec {
     /// The module function that takes one gradient per trained parameter and
     /// returns the new values of the parameters named in `updates`.
     pub apply: String,
+    /// The parameter each of the training step's last outputs replaces: the
+    /// model state the loss updated (`state`, which the loss function
+    /// returns after the loss, in this order), then `apply`'s outputs.
     pub updates: Vec<String>,
+    /// The `state` members the loss assigns, in the order it returns them.
+    pub state: Vec<String>,
 }
 
 /// An optimizer and its hyperparameters, with the defaults of the book's

@@ -46,6 +46,8 @@ pub const NAMES: &[&str] = &[
     "stop_gradient",
     "uniform_like",
     "size",
+    "rank",
+    "shape",
 ];
 
 pub fn find(name: &str) -> Option<&'static str> {
@@ -537,6 +539,15 @@ impl Checker<'_> {
                 let ty = self.ty(x);
                 let axis = self.axis_arg(name, &a[1], &ty, span)?;
                 Some(super::signature::dim_value(&ty.shape.0[axis]))
+            }
+            "rank" | "shape" => {
+                let a = self.builtin_args(name, &["x"], 1, args, span)?;
+                let x = self.tensor_arg(name, &a[0])?;
+                let ty = self.ty(x);
+                Some(match name {
+                    "rank" => Value::Int(ty.rank() as i64),
+                    _ => Value::List(ty.shape.0.iter().map(super::signature::dim_value).collect()),
+                })
             }
             _ => {
                 self.error(

@@ -10,7 +10,7 @@ use kiln_ir::{BinaryOp as IrBinary, CompareOp, Op, UnaryOp as IrUnary};
 use super::Checker;
 use super::env::{Callable, Env, MemberValue, Value};
 use super::tensor::normalize_axis;
-use crate::ast::{Arg, BinaryOp, Block, Expr, ExprKind, FnDecl, FnParam, IndexItem, ParamType, Stmt, UnaryOp};
+use crate::ast::{Arg, BinaryOp, Block, Expr, ExprKind, FnDecl, FnParam, ForIter, IndexItem, ParamType, Stmt, UnaryOp};
 use crate::diag::{Code, Diagnostic};
 use crate::source::Span;
 
@@ -35,6 +35,17 @@ impl Checker<'_> {
             ExprKind::Error => Value::Poison,
             ExprKind::Name(n) => self.lookup(n, e.span, env),
             ExprKind::List(items) => Value::List(items.iter().map(|i| self.eval(i, env)).collect()),
+            ExprKind::Comprehension(item, var, iter) => {
+                let Some(values) = self.for_values(iter, env) else { return Value::Poison };
+                let mut items = Vec::with_capacity(values.len());
+                for v in values {
+                    env.push();
+                    env.bind(&var.name, v, var.span);
+                    items.push(self.eval(item, env));
+                    env.pop();
+                }
+                Value::List(items)
+            }
             ExprKind::Unary(op, x) => {
                 let v = self.eval(x, env);
                 match op {
@@ -137,20 +148,12 @@ impl Checker<'_> {
             Stmt::Assign { name, value, .. } => {
                 let v = self.eval(value, env);
                 let Some(old) = env.get(&name.name).cloned() else {
-                    self.error(
-                        Diagnostic::new(
-                            Code("E0201"),
-                            name.span,
-                            format!("cannot assign to `{}`: no such variable", name.name),
-                        )
-                        .label("not declared")
-                        .hint(format!("declare it first with `let {} = ...`", name.name)),
-                    );
+                    self.assign_state(name, v, value.span, env);
                     return;
                 };
                 if let (Value::Tensor(a), Value::Tensor(b)) = (&old.value, &v) {
                     let (ta, tb) = (self.ty(*a), self.ty(*b));
-                    if ta != tb {
+                    if ta.dtype != tb.dtype {
                         self.error(
                             Diagnostic::new(
                                 Code("E0417"),
@@ -159,7 +162,7 @@ impl Checker<'_> {
                             )
                             .label(format!("this is {tb}"))
                             .also(old.span, "declared here")
-                            .hint("a variable keeps its type; use `let` to declare a new one"),
+                            .hint("a variable keeps its dtype (its shape may change); use `let` to declare a new one"),
                         );
                         env.assign(&name.name, Value::Poison);
                         return;
@@ -167,40 +170,11 @@ impl Checker<'_> {
                 }
                 env.assign(&name.name, v);
             }
-            Stmt::For { var, start, end, body, .. } => {
-                let (from, to) = (self.eval(start, env), self.eval(end, env));
-                let (from, to) = match (from, to) {
-                    (Value::Int(a), Value::Int(b)) => (a, b),
-                    (Value::Poison, _) | (_, Value::Poison) => return,
-                    (a, b) => {
-                        let what = if matches!(a, Value::Int(_)) { b } else { a };
-                        let what = what.describe(|id| self.ty(id));
-                        self.error(
-                            Diagnostic::new(
-                                Code("E0411"),
-                                start.span.to(end.span),
-                                format!("a `for` range needs compile-time integers, not {what}"),
-                            )
-                            .label("not a constant range")
-                            .hint("loops are unrolled when the model is compiled"),
-                        );
-                        return;
-                    }
-                };
-                if to - from > MAX_UNROLL {
-                    self.error(
-                        Diagnostic::new(
-                            Code("E0416"),
-                            start.span.to(end.span),
-                            format!("this loop runs {} times; kiln unrolls at most {MAX_UNROLL}", to - from),
-                        )
-                        .label("too many iterations"),
-                    );
-                    return;
-                }
-                for i in from..to {
+            Stmt::For { var, iter, body, .. } => {
+                let Some(values) = self.for_values(iter, env) else { return };
+                for v in values {
                     env.push();
-                    env.bind(&var.name, Value::Int(i), var.span);
+                    env.bind(&var.name, v, var.span);
                     let v = self.eval_block(body, env);
                     env.pop();
                     if matches!(v, Value::Poison) && self.diags.len() > 100 {
@@ -211,6 +185,127 @@ impl Checker<'_> {
             Stmt::Expr(e) => {
                 self.eval(e, env);
             }
+        }
+    }
+
+    /// The values a `for` (or a comprehension) runs over: the integers of a
+    /// compile-time range, or the items of a compile-time list.
+    pub fn for_values(&mut self, iter: &ForIter, env: &mut Env) -> Option<Vec<Value>> {
+        let (start, end) = match iter {
+            ForIter::Range(start, end) => (start, end),
+            ForIter::Each(list) => {
+                return match self.eval(list, env) {
+                    Value::List(items) => Some(items),
+                    Value::Poison => None,
+                    other => {
+                        let what = other.describe(|id| self.ty(id));
+                        self.error(
+                            Diagnostic::new(
+                                Code("E0411"),
+                                list.span,
+                                format!("a `for` runs over a range `a..b` or a compile-time list, not {what}"),
+                            )
+                            .label("not a range or a list")
+                            .hint("loops are unrolled when the model is compiled"),
+                        );
+                        None
+                    }
+                };
+            }
+        };
+        let (from, to) = match (self.eval(start, env), self.eval(end, env)) {
+            (Value::Int(a), Value::Int(b)) => (a, b),
+            (Value::Poison, _) | (_, Value::Poison) => return None,
+            (a, b) => {
+                let what = if matches!(a, Value::Int(_)) { b } else { a };
+                let what = what.describe(|id| self.ty(id));
+                self.error(
+                    Diagnostic::new(
+                        Code("E0411"),
+                        iter.span(),
+                        format!("a `for` range needs compile-time integers, not {what}"),
+                    )
+                    .label("not a constant range")
+                    .hint("loops are unrolled when the model is compiled"),
+                );
+                return None;
+            }
+        };
+        if to.saturating_sub(from) > MAX_UNROLL {
+            self.error(
+                Diagnostic::new(
+                    Code("E0416"),
+                    iter.span(),
+                    format!("this loop runs {} times; kiln unrolls at most {MAX_UNROLL}", to.saturating_sub(from)),
+                )
+                .label("too many iterations"),
+            );
+            return None;
+        }
+        Some((from..to).map(Value::Int).collect())
+    }
+
+    /// `name = value` where `name` is no variable: a `state` member of the
+    /// current model gets a new value of its declared type, which the rest
+    /// of the function reads and the training step returns.
+    fn assign_state(&mut self, name: &crate::ast::Ident, v: Value, span: Span, env: &Env) {
+        let member = env.instance.and_then(|inst| self.instances[inst].members.get(&name.name).cloned());
+        let qualified = match member {
+            Some(MemberValue::Param(q)) if self.states.contains(&q) => q,
+            Some(MemberValue::Param(_)) => {
+                self.error(
+                    Diagnostic::new(
+                        Code("E0417"),
+                        name.span,
+                        format!("`{}` is a trained parameter; only `state` members can be assigned", name.name),
+                    )
+                    .label("assigned here")
+                    .hint("declare it `state` if the model updates it itself, as batch norm's running mean"),
+                );
+                return;
+            }
+            _ => {
+                self.error(
+                    Diagnostic::new(
+                        Code("E0201"),
+                        name.span,
+                        format!("cannot assign to `{}`: no such variable", name.name),
+                    )
+                    .label("not declared")
+                    .hint(format!("declare it first with `let {} = ...`", name.name)),
+                );
+                return;
+            }
+        };
+        let Value::Tensor(id) = v else {
+            if !matches!(v, Value::Poison) {
+                let what = v.describe(|id| self.ty(id));
+                self.error(
+                    Diagnostic::new(Code("E0417"), span, format!("state `{}` takes a tensor, not {what}", name.name))
+                        .label("not a tensor"),
+                );
+            }
+            return;
+        };
+        let declared = self.module.param(&qualified).map(|p| p.ty.clone());
+        let got = self.ty(id);
+        if declared.as_ref() != Some(&got) {
+            let want = declared.map_or_else(|| "?".to_string(), |t| t.to_string());
+            self.error(
+                Diagnostic::new(
+                    Code("E0417"),
+                    span,
+                    format!("state `{}` is {want}, but the new value is {got}", name.name),
+                )
+                .label(format!("this is {got}"))
+                .hint("state keeps its declared type; reduce or reshape the value to it"),
+            );
+            return;
+        }
+        self.param_nodes.insert(qualified.clone(), id);
+        match self.state_updates.iter_mut().find(|(q, _)| *q == qualified) {
+            Some(entry) => entry.1 = id,
+            None => self.state_updates.push((qualified, id)),
         }
     }
 

@@ -50,6 +50,10 @@ pub struct Options {
     pub model: Option<String>,
     /// A learning rate that replaces the `train` block's.
     pub lr: Option<f64>,
+    /// Lower the model's own functions in training mode (`training` true:
+    /// dropout active, batch norm on batch statistics). By default they are
+    /// in evaluation mode; the `train` block's functions always train.
+    pub training: bool,
 }
 
 /// The items of every file, user definitions shadowing the prelude's.
@@ -87,6 +91,16 @@ pub(crate) struct Checker<'a> {
     /// body), which the training step returns beside the loss.
     pub forward_of: Option<usize>,
     pub forward_result: Option<NodeId>,
+    /// The qualified names of the parameters declared `state`: updated by
+    /// assignment, never trained.
+    pub states: std::collections::HashSet<String>,
+    /// The state assigned in the function being built, in first-assignment
+    /// order, with its latest value.
+    pub state_updates: Vec<(String, NodeId)>,
+    /// Whether the function being built returns its state updates (the
+    /// loss does), and the state it returned them for.
+    pub keep_state: bool,
+    pub loss_states: Vec<String>,
 }
 
 /// Checks `file`'s items (already collected with the prelude's) and lowers them.
@@ -113,13 +127,17 @@ pub(crate) fn check_program(
         lr_override: options.lr,
         forward_of: None,
         forward_result: None,
+        states: Default::default(),
+        state_updates: Vec::new(),
+        keep_state: false,
+        loss_states: Vec::new(),
     };
     let root = c.choose_root(user_models, options);
     let mut train = None;
     match &root {
         Some(model) => {
             if let Some(instance) = c.instantiate_root(model) {
-                c.lower_model_functions(instance);
+                c.lower_model_functions(instance, options.training);
                 train = c.lower_train(model, instance);
             }
         }
@@ -241,6 +259,7 @@ impl Checker<'_> {
         self.key = None;
         self.next_stream = 0;
         self.training = training;
+        self.state_updates.clear();
     }
 
     fn finish_function(&mut self, outputs: Vec<NodeId>) {
@@ -282,7 +301,13 @@ impl Checker<'_> {
         }
         match result {
             Value::Tensor(id) => {
-                self.finish_function(vec![id]);
+                let mut outputs = vec![id];
+                if self.keep_state {
+                    let updates = std::mem::take(&mut self.state_updates);
+                    self.loss_states = updates.iter().map(|(name, _)| name.clone()).collect();
+                    outputs.extend(updates.into_iter().map(|(_, value)| value));
+                }
+                self.finish_function(outputs);
                 Some(id)
             }
             _ => None,
@@ -298,13 +323,13 @@ impl Checker<'_> {
         })
     }
 
-    fn lower_model_functions(&mut self, instance: usize) {
+    fn lower_model_functions(&mut self, instance: usize, training: bool) {
         let decl = self.instances[instance].decl.clone();
         for member in &decl.members {
             if let ast::Member::Fn(f) = member
                 && Self::is_entry(f)
             {
-                self.lower_entry(f, Some(instance), false);
+                self.lower_entry(f, Some(instance), training);
             }
         }
     }
@@ -325,7 +350,7 @@ impl Checker<'_> {
 
     fn lower_train(&mut self, model: &str, instance: usize) -> Option<TrainSpec> {
         let train = self.items.trains.iter().find(|t| t.model.name == model)?.clone();
-        if self.module.params.is_empty() {
+        if self.module.params.iter().all(|p| self.states.contains(&p.name)) {
             self.error(
                 Diagnostic::new(Code("E0605"), train.model.span, format!("model `{model}` has no parameters to train"))
                     .label("this model declares no `param`, directly or in its sub-models"),
@@ -346,9 +371,11 @@ impl Checker<'_> {
             if f.name.name == "loss" {
                 self.forward_of = Some(instance);
                 self.forward_result = None;
+                self.keep_state = true;
             }
             self.lower_entry(f, Some(instance), true);
             self.forward_of = None;
+            self.keep_state = false;
         }
         let Some(loss) = train.fns.iter().find(|f| f.name.name == "loss") else {
             self.error(
@@ -382,6 +409,7 @@ impl Checker<'_> {
         };
         let update = self.lower_apply_gradients(&optimizer, train.optimizer.as_ref().map_or(train.span, |o| o.span))?;
         let loss_and_logits = self.loss_and_logits();
+        let state = std::mem::take(&mut self.loss_states);
         Some(TrainSpec {
             model: model.to_string(),
             loss: "loss".into(),
@@ -389,7 +417,8 @@ impl Checker<'_> {
             optimizer,
             params: update.params,
             apply: "apply_gradients".into(),
-            updates: update.updates,
+            updates: state.iter().cloned().chain(update.updates).collect(),
+            state,
         })
     }
 
@@ -411,7 +440,8 @@ impl Checker<'_> {
         }
         let mut f = loss.clone();
         f.name = NAME.into();
-        f.outputs.push(logits);
+        // After the loss, before the state updates (which come last).
+        f.outputs.insert(1, logits);
         self.module.functions.push(f);
         Some(NAME.into())
     }

@@ -99,7 +99,7 @@ impl Checker<'_> {
         let mut env = Env::new(Some(id));
         for m in &decl.members {
             match m {
-                Member::Param { name, ty, init, .. } => {
+                Member::Param { name, ty, init, state, .. } => {
                     if self.instances[id].members.contains_key(&name.name) {
                         continue;
                     }
@@ -125,6 +125,9 @@ impl Checker<'_> {
                         continue;
                     };
                     let qualified = self.instances[id].qualify(&name.name);
+                    if *state {
+                        self.states.insert(qualified.clone());
+                    }
                     self.module.params.push(ParamDecl { name: qualified.clone(), ty, init });
                     self.instances[id].members.insert(name.name.clone(), MemberValue::Param(qualified));
                 }
@@ -133,8 +136,9 @@ impl Checker<'_> {
                         continue;
                     }
                     let path = self.instances[id].qualify(&name.name);
-                    let member = match self.sub_model(value, path, &mut env) {
-                        Some(child) => MemberValue::Sub(child),
+                    let member = match self.sub_models(value, path, &mut env) {
+                        Some(Value::Model(child)) => MemberValue::Sub(child),
+                        Some(list) => MemberValue::Arg(list),
                         None => MemberValue::Arg(Value::Poison),
                     };
                     self.instances[id].members.insert(name.name.clone(), member);
@@ -144,6 +148,68 @@ impl Checker<'_> {
         }
         self.model_stack.pop();
         Some(id)
+    }
+
+    /// A sub-model member's value: a model call; a list of them, written out
+    /// (`[Block(64), Block(128)]`) or as a comprehension (`[Block(c) for c
+    /// in channels]`), whose items are named by position (`blocks.0.w`);
+    /// or an `if` that picks one of these at compile time.
+    fn sub_models(&mut self, value: &Expr, path: String, env: &mut Env) -> Option<Value> {
+        match &value.kind {
+            ExprKind::List(items) => {
+                let mut models = Vec::with_capacity(items.len());
+                for (k, item) in items.iter().enumerate() {
+                    models.push(self.sub_models(item, format!("{path}.{k}"), env)?);
+                }
+                Some(Value::List(models))
+            }
+            ExprKind::Comprehension(item, var, iter) => {
+                let values = self.for_values(iter, env)?;
+                let mut models = Vec::with_capacity(values.len());
+                for (k, v) in values.into_iter().enumerate() {
+                    env.push();
+                    env.bind(&var.name, v, var.span);
+                    let model = self.sub_models(item, format!("{path}.{k}"), env);
+                    env.pop();
+                    models.push(model?);
+                }
+                Some(Value::List(models))
+            }
+            ExprKind::If(cond, then, otherwise) => {
+                let chosen = match self.eval(cond, env) {
+                    Value::Bool(true) => then,
+                    Value::Bool(false) => otherwise,
+                    Value::Poison => return None,
+                    other => {
+                        let what = other.describe(|id| self.ty(id));
+                        self.error(
+                            Diagnostic::new(
+                                Code("E0411"),
+                                cond.span,
+                                format!("`if` needs a compile-time boolean, not {what}"),
+                            )
+                            .label("not known at compile time"),
+                        );
+                        return None;
+                    }
+                };
+                match (&chosen.stmts[..], &chosen.value) {
+                    ([], Some(inner)) => self.sub_models(inner, path, env),
+                    _ => {
+                        self.error(
+                            Diagnostic::new(
+                                Code("E0203"),
+                                chosen.span,
+                                "a branch of a sub-model `if` must be a model, or a list of them, alone",
+                            )
+                            .label("expected `{ Linear(784, 10) }` or `{ [] }`"),
+                        );
+                        None
+                    }
+                }
+            }
+            _ => self.sub_model(value, path, env).map(Value::Model),
+        }
     }
 
     /// `Linear(784, 256)` as a member: evaluates the arguments and instantiates.

@@ -24,7 +24,13 @@ pub struct Update {
 
 impl Checker<'_> {
     pub fn lower_apply_gradients(&mut self, optimizer: &Optimizer, span: Span) -> Option<Update> {
-        let trained: Vec<ParamDecl> = self.module.params.iter().filter(|p| p.ty.dtype.is_float()).cloned().collect();
+        let trained: Vec<ParamDecl> = self
+            .module
+            .params
+            .iter()
+            .filter(|p| p.ty.dtype.is_float() && !self.states.contains(&p.name))
+            .cloned()
+            .collect();
         let state = |p: &ParamDecl, what: &str| ParamDecl {
             name: format!("opt.{}.{what}", p.name),
             ty: p.ty.clone(),
