@@ -2,7 +2,7 @@
 //! Every figure is the median of repeated runs on fixed inputs, printed as
 //! a Markdown table for `docs/performance.md`. Pass a filter (`matmul`,
 //! `chain`, `bandwidth`, `step`, `conv`, `optimize`, `compile`, and
-//! `profile`, which only runs when named) to run only some, and
+//! `profile` and `cnn`, which only run when named) to run only some, and
 //! `--threads N` to use N threads.
 
 use std::path::Path;
@@ -143,8 +143,19 @@ fn bandwidth(n: usize) -> (f64, f64) {
 /// updates, initial parameters and a batch of 256 (with a key when the
 /// step takes one).
 fn training_step(example: &str) -> (kiln_ir::Module, Vec<String>, kiln_ir::interp::Params, Vec<Tensor>) {
+    training_step_at(example, &[], 256)
+}
+
+/// [`training_step`] at batch `batch`, with values for the root model's
+/// arguments (`--set size=28`).
+fn training_step_at(
+    example: &str,
+    args: &[(&str, &str)],
+    batch: usize,
+) -> (kiln_ir::Module, Vec<String>, kiln_ir::interp::Params, Vec<Tensor>) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(example);
-    let compiled = kiln::compile_file(&path, &Options::default()).expect("compiles");
+    let args = args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let compiled = kiln::compile_file(&path, &Options { args, ..Options::default() }).expect("compiles");
     let m = kiln::with_train_step(&compiled).expect("a training step");
     let updates = compiled.train.as_ref().expect("a train block").updates.clone();
     let params = kiln_ir::initialize_params(&m, 0);
@@ -154,10 +165,11 @@ fn training_step(example: &str) -> (kiln_ir::Module, Vec<String>, kiln_ir::inter
         .iter()
         .enumerate()
         .map(|(k, i)| match i.ty.dtype {
-            DType::I32 => Tensor::int(DType::I32, ArrayD::from_shape_fn(IxDyn(&[256]), |j| (j[0] % 10) as i64)),
+            DType::I32 => Tensor::int(DType::I32, ArrayD::from_shape_fn(IxDyn(&[batch]), |j| (j[0] % 10) as i64)),
             DType::I64 => Tensor::int(DType::I64, ArrayD::from_elem(IxDyn(&[]), 7)),
             _ => {
-                let shape: Vec<usize> = i.ty.shape.0.iter().map(|d| d.as_const().unwrap_or(256) as usize).collect();
+                let shape: Vec<usize> =
+                    i.ty.shape.0.iter().map(|d| d.as_const().unwrap_or(batch as u64) as usize).collect();
                 filled(&shape, k as u64)
             }
         })
@@ -221,6 +233,29 @@ fn step_jit(example: &str) -> [f64; 3] {
         t.sort();
         t[t.len() / 2].as_secs_f64() * 1e3
     })
+}
+
+/// The convolutional networks' training steps at batch 128 in a JIT
+/// session, as `kiln train` runs them (median of `runs` after a warm-up),
+/// and the time to compile each step (lowering, e-graph, Cranelift).
+fn cnn_steps() {
+    println!("| training step, batch 128, JIT session | ms | compile ms |\n| --- | --- | --- |");
+    for (example, args, runs) in
+        [("lenet.kiln", &[][..], 21), ("batchnorm_lenet.kiln", &[][..], 21), ("resnet.kiln", &[("size", "28")][..], 7)]
+    {
+        let (m, updates, params, inputs) = training_step_at(example, args, 128);
+        let start = Instant::now();
+        let jit = kiln::jit::Jit::new(&m);
+        let mut bindings = Bindings::new();
+        bindings.insert(Symbol::new("N"), 128);
+        drop(jit.compiled("train_step", &bindings).expect("compiles"));
+        let compile_ms = start.elapsed().as_secs_f64() * 1e3;
+        let mut session = jit.session(params);
+        let t = median(runs, || drop(session.run_updating("train_step", &inputs, &updates).expect("runs")));
+        let sizes = args.iter().map(|(k, v)| format!(" {k}={v}")).collect::<String>();
+        println!("| {example}{sizes} | {:.2} | {compile_ms:.0} |", t.as_secs_f64() * 1e3);
+    }
+    println!();
 }
 
 /// The same training step on the reference interpreter, in milliseconds.
@@ -430,6 +465,9 @@ fn main() {
     }
     if wanted("conv") {
         conv(256);
+    }
+    if filter.iter().any(|f| f == "cnn") {
+        cnn_steps();
     }
     if wanted("optimize") {
         optimize();

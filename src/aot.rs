@@ -36,6 +36,8 @@ pub struct BuildOptions<'a> {
     pub name: Option<&'a str>,
     /// The model to compile, when the file has several.
     pub model: Option<String>,
+    /// Values for the root model's arguments (`--set size=96`).
+    pub args: Vec<(String, String)>,
 }
 
 /// What `kiln build` wrote.
@@ -50,7 +52,7 @@ pub struct BuildReport {
 
 /// Compiles the functions and writes `lib<name>.a` and `<name>.h`.
 pub fn build(o: &BuildOptions) -> Result<BuildReport, Error> {
-    let options = Options { model: o.model.clone(), ..Options::default() };
+    let options = Options { model: o.model.clone(), args: o.args.clone(), ..Options::default() };
     let compiled = crate::compile_file(o.file, &options)?;
     let module = match compiled.train {
         Some(_) => crate::with_train_step(&compiled)?,

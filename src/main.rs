@@ -25,6 +25,10 @@ enum Command {
         /// The model to compile, when the file has several.
         #[arg(long)]
         model: Option<String>,
+        /// Give the root model's argument ARG this value instead of its
+        /// default (an integer, a number, true or false); repeatable.
+        #[arg(long = "set", value_name = "ARG=VALUE")]
+        set: Vec<String>,
     },
     /// Print an intermediate stage of a file.
     Emit {
@@ -55,6 +59,10 @@ enum Command {
         out: Option<PathBuf>,
         #[arg(long)]
         model: Option<String>,
+        /// Give the root model's argument ARG this value instead of its
+        /// default (an integer, a number, true or false); repeatable.
+        #[arg(long = "set", value_name = "ARG=VALUE")]
+        set: Vec<String>,
     },
     /// Run a function on the reference interpreter.
     Run {
@@ -88,6 +96,10 @@ enum Command {
         device: DeviceArg,
         #[arg(long)]
         model: Option<String>,
+        /// Give the root model's argument ARG this value instead of its
+        /// default (an integer, a number, true or false); repeatable.
+        #[arg(long = "set", value_name = "ARG=VALUE")]
+        set: Vec<String>,
         /// The model's functions in evaluation mode (batch norm on its running
         /// statistics, no dropout) or in training mode (batch statistics,
         /// dropout drawn from the key; state updates are not kept).
@@ -132,6 +144,10 @@ enum Command {
         /// Measure test accuracy on the first N test examples only.
         #[arg(long)]
         test_limit: Option<usize>,
+        /// Resize the images to H (square) or HxW before the model sees them,
+        /// bilinearly as the book's `Resize` does (for example 96 for ResNet).
+        #[arg(long, value_name = "H[xW]", value_parser = parse_size)]
+        resize: Option<[usize; 2]>,
         /// What runs the training step: native code or the reference interpreter.
         #[arg(long, value_enum, default_value_t = BackendArg::Jit)]
         backend: BackendArg,
@@ -140,6 +156,10 @@ enum Command {
         device: DeviceArg,
         #[arg(long)]
         model: Option<String>,
+        /// Give the root model's argument ARG this value instead of its
+        /// default (an integer, a number, true or false); repeatable.
+        #[arg(long = "set", value_name = "ARG=VALUE")]
+        set: Vec<String>,
     },
     /// Compile functions ahead of time into a static library and a C header.
     Build {
@@ -163,6 +183,10 @@ enum Command {
         name: Option<String>,
         #[arg(long)]
         model: Option<String>,
+        /// Give the root model's argument ARG this value instead of its
+        /// default (an integer, a number, true or false); repeatable.
+        #[arg(long = "set", value_name = "ARG=VALUE")]
+        set: Vec<String>,
     },
 }
 
@@ -232,6 +256,25 @@ fn backend_of(backend: BackendArg, device: DeviceArg) -> Result<kiln::Backend, E
     }
 }
 
+/// `--set ARG=VALUE` pairs, split.
+fn model_args(set: &[String]) -> Result<Vec<(String, String)>, Error> {
+    set.iter()
+        .map(|item| match item.split_once('=') {
+            Some((name, value)) if !name.trim().is_empty() => Ok((name.trim().to_string(), value.to_string())),
+            _ => Err(Error::Usage(format!("--set `{item}` must be ARG=VALUE, for example --set size=96"))),
+        })
+        .collect()
+}
+
+/// `96` or `96x128`: an image height and width.
+fn parse_size(text: &str) -> Result<[usize; 2], String> {
+    let number = |s: &str| s.trim().parse::<usize>().map_err(|_| format!("`{s}` is not a size: write 96 or 96x96"));
+    match text.split_once(['x', 'X']) {
+        Some((h, w)) => Ok([number(h)?, number(w)?]),
+        None => number(text).map(|n| [n, n]),
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum ModeArg {
     /// Evaluation: running statistics, no dropout.
@@ -292,8 +335,8 @@ fn hint(e: &Error) -> Option<String> {
 
 fn execute(command: Command) -> Result<(), Error> {
     match command {
-        Command::Check { file, model } => {
-            let compiled = compile_file(&file, &Options { model, ..Options::default() })?;
+        Command::Check { file, model, set } => {
+            let compiled = compile_file(&file, &Options { model, args: model_args(&set)?, ..Options::default() })?;
             let m = &compiled.module;
             out(&format!(
                 "{}: ok ({} function{}, {} parameter{})\n",
@@ -305,14 +348,14 @@ fn execute(command: Command) -> Result<(), Error> {
             ));
             Ok(())
         }
-        Command::Emit { stage, file, function, binds, explain, stats, sm, out: dir, model } => {
+        Command::Emit { stage, file, function, binds, explain, stats, sm, out: dir, model, set } => {
             if (explain || stats) && !matches!(stage, Stage::Opt) {
                 return Err(Error::Usage("--explain and --stats go with `kiln emit opt`".into()));
             }
             if dir.is_some() && !matches!(stage, Stage::Ptx) {
                 return Err(Error::Usage("-o goes with `kiln emit ptx`".into()));
             }
-            let compiled = compile_file(&file, &Options { model, ..Options::default() })?;
+            let compiled = compile_file(&file, &Options { model, args: model_args(&set)?, ..Options::default() })?;
             let sizes = parse_binds(&binds)?;
             let source = file.display().to_string();
             let what = match stage {
@@ -357,7 +400,7 @@ fn execute(command: Command) -> Result<(), Error> {
             out(&text);
             Ok(())
         }
-        Command::Build { file, functions, params, binds, out: dir, name, model } => {
+        Command::Build { file, functions, params, binds, out: dir, name, model, set } => {
             let sizes = parse_binds(&binds)?;
             let report = kiln::aot::build(&kiln::aot::BuildOptions {
                 file: &file,
@@ -367,6 +410,7 @@ fn execute(command: Command) -> Result<(), Error> {
                 out_dir: &dir,
                 name: name.as_deref(),
                 model,
+                args: model_args(&set)?,
             })?;
             out(&format!(
                 "wrote {} ({} bytes) and {}\n",
@@ -389,9 +433,11 @@ fn execute(command: Command) -> Result<(), Error> {
             plot,
             limit,
             test_limit,
+            resize,
             backend,
             device,
             model,
+            set,
         } => {
             let options = kiln::train::TrainOptions {
                 data,
@@ -407,6 +453,8 @@ fn execute(command: Command) -> Result<(), Error> {
                 checkpoint_every,
                 resume,
                 plot,
+                resize,
+                args: model_args(&set)?,
             };
             train(&file, &options)
         }
@@ -422,10 +470,12 @@ fn execute(command: Command) -> Result<(), Error> {
             device,
             model,
             mode,
+            set,
         } => {
             let backend = backend_of(backend, device)?;
             let training = matches!(mode, ModeArg::Train);
-            let compiled = compile_file(&file, &Options { model, training, ..Options::default() })?;
+            let compiled =
+                compile_file(&file, &Options { model, training, args: model_args(&set)?, ..Options::default() })?;
             let mut named = Vec::new();
             for spec in &inputs {
                 let Some((name, path)) = spec.split_once('=') else {
@@ -517,7 +567,11 @@ fn train(file: &std::path::Path, options: &kiln::train::TrainOptions) -> Result<
         1 => ", 1 function compiled once".to_string(),
         k => format!(", {k} functions compiled once each"),
     };
-    out(&format!("trained {n} epoch{}{resumed} in {total:.1} s{compiled}\n", if n == 1 { "" } else { "s" }));
+    let resized = match report.resized_to {
+        Some([h, w]) => format!(", images resized to {h}x{w}"),
+        None => String::new(),
+    };
+    out(&format!("trained {n} epoch{}{resumed} in {total:.1} s{compiled}{resized}\n", if n == 1 { "" } else { "s" }));
     for name in &report.model_params {
         let values = report.params[name].to_f64_vec();
         if values.len() <= 4 {

@@ -57,6 +57,11 @@ pub struct TrainOptions {
     pub resume: Option<PathBuf>,
     /// Where the curves are drawn (SVG) after training.
     pub plot: Option<PathBuf>,
+    /// Resize the images to this height and width before the model sees
+    /// them, bilinearly as the book's `Resize` (`kiln train --resize 96`).
+    pub resize: Option<[usize; 2]>,
+    /// Values for the root model's arguments (`--set size=96`).
+    pub args: Vec<(String, String)>,
 }
 
 impl Default for TrainOptions {
@@ -77,6 +82,8 @@ impl Default for TrainOptions {
             checkpoint_every: None,
             resume: None,
             plot: None,
+            resize: None,
+            args: Vec::new(),
         }
     }
 }
@@ -113,6 +120,9 @@ pub struct TrainReport {
     pub model_params: Vec<String>,
     /// The epochs a resumed run had done before this one.
     pub resumed_after: Option<u64>,
+    /// The height and width the images were resized to, when they were
+    /// (asked for with `resize`, or the model's input size).
+    pub resized_to: Option<[usize; 2]>,
     /// How many functions the JIT compiled (each once, whatever the batch
     /// sizes: the last, partial batch runs the same code); 0 on another
     /// backend.
@@ -138,7 +148,10 @@ pub fn train(
     {
         return Err(Error::Usage(format!("the learning rate must be a positive number, not {lr}")));
     }
-    let compiled = compile_file(path, &Options { model: options.model.clone(), lr: options.lr, ..Options::default() })?;
+    let compiled = compile_file(
+        path,
+        &Options { model: options.model.clone(), lr: options.lr, args: options.args.clone(), ..Options::default() },
+    )?;
     let spec =
         compiled.train.clone().ok_or_else(|| Error::Usage(format!("{} has no `train` block", path.display())))?;
     let module = with_train_step(&compiled)?;
@@ -180,7 +193,29 @@ pub fn train(
         check_labels(&train_set, classes, "training")?;
         check_labels(&test_set, classes, "test")?;
     }
-    input_shape(x_type, 1, train_set.features)?;
+    let resize = match options.resize {
+        Some([h, w]) if h == 0 || w == 0 => {
+            return Err(Error::Usage(format!("cannot resize images to {h}x{w}: both sizes must be at least 1")));
+        }
+        Some(to) if train_set.image.is_none() => {
+            return Err(Error::Usage(format!("--resize {}x{}: the training data are not images", to[0], to[1])));
+        }
+        Some(to) => Some(to),
+        // The model says its image size: a one-channel input [N, 1, H, W]
+        // of another size than the data's images gets them resized to it.
+        None => match (train_set.image, &x_type.shape.0[..]) {
+            (Some(from), [_, Dim::Const(1), Dim::Const(h), Dim::Const(w)]) if [*h as usize, *w as usize] != from => {
+                Some([*h as usize, *w as usize])
+            }
+            _ => None,
+        },
+    };
+    let features = resize.map_or(train_set.features, |[h, w]| h * w);
+    input_shape(x_type, 1, features).map_err(|e| match (e, train_set.image, resize) {
+        (Error::Usage(m), Some([h, w]), None) => Error::Usage(format!("{m} ({h}x{w} images)")),
+        (e, ..) => e,
+    })?;
+    let x_input = InputFeed { ty: x_type, resize };
     if options.batch == 0 {
         return Err(Error::Usage("the batch size must be at least 1".into()));
     }
@@ -258,7 +293,7 @@ pub fn train(
             let (data, order) = (&train_set, &batches);
             let producer = scope.spawn(move || {
                 for indices in order {
-                    let batch = batch_inputs(data, indices, x_type)
+                    let batch = batch_inputs(data, indices, &x_input)
                         .and_then(|x| Ok((x, batch_targets(data, indices, y_type)?)));
                     if send.send(batch).is_err() {
                         break; // the loop below stopped early
@@ -293,7 +328,8 @@ pub fn train(
         })?;
         let (train_accuracy, test_accuracy) = match task {
             Task::Classification { .. } => {
-                (Some(correct as f64 / seen.max(1) as f64), Some(accuracy(&trainer, &test_set, x_type)?))
+                let test = accuracy(&trainer, &test_set, &x_input, options.batch)?;
+                (Some(correct as f64 / seen.max(1) as f64), Some(test))
             }
             Task::Regression => (None, None),
         };
@@ -333,6 +369,7 @@ pub fn train(
         params,
         model_params,
         resumed_after: resumed.map(|s| s.epoch),
+        resized_to: resize,
         compilations: jit.compilations(),
     })
 }
@@ -416,10 +453,27 @@ fn input_shape(ty: &TensorType, rows: usize, features: usize) -> Result<Vec<usiz
     Ok(shape)
 }
 
-/// The rows `indices` of the data's inputs, in f32 as the arena holds them.
-fn batch_inputs(data: &Dataset, indices: &[usize], ty: &TensorType) -> Result<HostTensor, Error> {
-    let shape = input_shape(ty, indices.len(), data.features)?;
-    Ok(HostTensor::f32(shape, data.gather_inputs(indices)))
+/// How examples become the model's input: its type, and the size images
+/// are resized to first, if any.
+#[derive(Clone, Copy)]
+struct InputFeed<'a> {
+    ty: &'a TensorType,
+    resize: Option<[usize; 2]>,
+}
+
+/// The rows `indices` of the data's inputs, in f32 as the arena holds them
+/// (resized first when asked).
+fn batch_inputs(data: &Dataset, indices: &[usize], feed: &InputFeed<'_>) -> Result<HostTensor, Error> {
+    match feed.resize {
+        Some(to) => {
+            let shape = input_shape(feed.ty, indices.len(), to[0] * to[1])?;
+            Ok(HostTensor::f32(shape, data.gather_resized(indices, to)))
+        }
+        None => {
+            let shape = input_shape(feed.ty, indices.len(), data.features)?;
+            Ok(HostTensor::f32(shape, data.gather_inputs(indices)))
+        }
+    }
 }
 
 /// The labels (i32 or i64) or targets (f32) of the rows `indices`, as the
@@ -456,14 +510,16 @@ fn count_correct(logits: &Tensor, labels: &[i32], indices: &[usize]) -> usize {
 }
 
 /// Accuracy of `forward` on a data set, in batches of 1000.
-fn accuracy(trainer: &Trainer<'_>, data: &Dataset, x_type: &TensorType) -> Result<f64, Error> {
+fn accuracy(trainer: &Trainer<'_>, data: &Dataset, feed: &InputFeed<'_>, batch: usize) -> Result<f64, Error> {
     if data.is_empty() {
         return Ok(0.0);
     }
     let mut correct = 0;
     let all: Vec<usize> = (0..data.len()).collect();
-    for chunk in all.chunks(1000) {
-        let x = batch_inputs(data, chunk, x_type)?;
+    // In batches of the training step's size: what fits in memory for it
+    // fits for the forward pass.
+    for chunk in all.chunks(batch.max(1)) {
+        let x = batch_inputs(data, chunk, feed)?;
         let logits = trainer.run_host("forward", &[x]).map_err(Error::from)?;
         correct += count_correct(&logits[0], &data.labels, chunk);
     }

@@ -183,9 +183,10 @@ fn libraries_agree_with_the_jit_on_every_example() {
             compare_with_jit(path, &f.name, 6, 6);
         }
     }
-    let lenet = module_of("examples/lenet.kiln");
-    for f in &lenet.functions {
-        compare_with_jit("examples/lenet.kiln", &f.name, 2, 2);
+    for path in ["examples/lenet.kiln", "examples/batchnorm_lenet.kiln"] {
+        for f in &module_of(path).functions {
+            compare_with_jit(path, &f.name, 2, 2);
+        }
     }
 }
 

@@ -97,6 +97,51 @@ fn examples_forward_loss_and_training_step() {
     }
 }
 
+/// Deep networks against the f64 interpreter: the executor and the JIT
+/// compute in f32 through tens of layers (batch norm divides by the batch's
+/// spread, which amplifies rounding), so each is held to 1e-3 of the exact
+/// value, relative to max(1, |value|), at a batch of 3 and of 1.
+fn check_deep(module: &Module, function: &str) {
+    const DEEP_TOLERANCE: f64 = 1e-3;
+    let plan = kiln_passes::compile(module, function, &bindings_for(module, function), &CompileOptions::default())
+        .unwrap_or_else(|e| panic!("{function}: {e}"))
+        .plan;
+    let params = kiln_ir::initialize_params(module, 1);
+    let options = EvalOptions { precision: kiln_ir::interp::Precision::F64 };
+    for size in [support::BATCH, 1] {
+        let inputs = support::inputs_at(module, function, size);
+        let bindings = support::bindings_at(module, function, size);
+        let expected = evaluate(module, function, &inputs, &params, options).unwrap();
+        let what = |backend: &str| format!("{backend} at size {size}");
+        let executed = execute(&plan, &bindings, &inputs, &params).unwrap_or_else(|e| panic!("{function}: {e}"));
+        compare(function, &what("executor"), &executed, &expected, DEEP_TOLERANCE, "");
+        let jitted = run_jit(&plan, &bindings, &inputs, &params).unwrap_or_else(|e| panic!("{function}: {e}"));
+        compare(function, &what("JIT"), &jitted, &expected, DEEP_TOLERANCE, "");
+    }
+}
+
+/// The book's modern convolutional networks, at the smallest input size
+/// each takes (`--set size=...`): the training step and the forward pass
+/// compiled agree with the interpreter at several batch sizes.
+#[test]
+fn modern_cnns_agree_with_the_interpreter() {
+    for (path, size) in [
+        ("examples/resnet.kiln", "28"),
+        ("examples/densenet.kiln", "64"),
+        ("examples/googlenet.kiln", "32"),
+        ("examples/vgg.kiln", "32"),
+        ("examples/nin.kiln", "67"),
+        ("examples/alexnet.kiln", "67"),
+    ] {
+        let start = std::time::Instant::now();
+        let module = support::with_step_set(path, &[("size", size)]);
+        for function in ["forward", "train_step"] {
+            check_deep(&module, function);
+        }
+        eprintln!("{path} at {size}: {:.1} s", start.elapsed().as_secs_f64());
+    }
+}
+
 #[test]
 fn the_ok_corpus() {
     for path in [

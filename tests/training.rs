@@ -516,3 +516,27 @@ fn two_runs_saving_to_one_path_leave_one_whole_checkpoint() {
         assert_eq!(value, &again.params[name], "{name} is the seed {} run's", state.seed);
     }
 }
+
+/// The images are resized to the model's input size (`--set size=...` on
+/// a model whose input is `[N, 1, size, size]`) or to `--resize`; a size
+/// that does not fit the model, a zero size and an unknown model argument
+/// are clear errors before any training.
+#[test]
+fn images_are_resized_to_the_models_input() {
+    let data = tiny_dataset("resize", &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]);
+    let base = TrainOptions { data: Some(data), epochs: 1, batch: 4, test_limit: Some(12), ..TrainOptions::default() };
+    let small = TrainOptions { args: vec![("size".into(), "67".into())], ..base.clone() };
+    let report = run("alexnet.kiln", &small).unwrap();
+    assert_eq!(report.resized_to, Some([67, 67]));
+    let asked = run("alexnet.kiln", &TrainOptions { resize: Some([67, 67]), ..small.clone() }).unwrap();
+    assert_eq!(asked.params, report.params, "asking for the model's size is the same run");
+
+    let e = error_of("alexnet.kiln", &TrainOptions { resize: Some([40, 40]), ..small.clone() });
+    assert!(e.contains("f32[N, 1, 67, 67] does not fit the data: examples have 1600 f32 features"), "{e}");
+    let e = error_of("alexnet.kiln", &TrainOptions { resize: Some([0, 67]), ..small.clone() });
+    assert!(e.contains("cannot resize images to 0x67"), "{e}");
+    let e = error_of("alexnet.kiln", &TrainOptions { args: vec![("width".into(), "3".into())], ..base.clone() });
+    assert!(e.contains("model `AlexNet` has no argument `width`") && e.contains("its arguments are size"), "{e}");
+    let e = error_of("alexnet.kiln", &TrainOptions { args: vec![("size".into(), "big".into())], ..base });
+    assert!(e.contains("--set size=big: not an integer"), "{e}");
+}

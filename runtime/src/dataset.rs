@@ -16,6 +16,8 @@ pub struct Dataset {
     pub inputs: Vec<f32>,
     pub labels: Vec<i32>,
     pub targets: Vec<f32>,
+    /// The images' height and width, when the examples are images.
+    pub image: Option<[usize; 2]>,
 }
 
 impl Dataset {
@@ -35,6 +37,7 @@ impl Dataset {
             inputs: self.inputs[..n * self.features].to_vec(),
             labels: self.labels.get(..n).map_or_else(Vec::new, <[i32]>::to_vec),
             targets: self.targets.get(..n).map_or_else(Vec::new, <[f32]>::to_vec),
+            image: self.image,
         }
     }
 
@@ -52,6 +55,21 @@ impl Dataset {
     /// The inputs of the examples at `indices`, row after row.
     pub fn gather_inputs(&self, indices: &[usize]) -> Vec<f32> {
         indices.iter().flat_map(|&i| self.inputs[i * self.features..(i + 1) * self.features].iter().copied()).collect()
+    }
+
+    /// The images at `indices` resized to `to` (height, width), bilinearly
+    /// as the book's `Resize` does, one after another; the inputs as they
+    /// are when the examples are not images or already that size.
+    pub fn gather_resized(&self, indices: &[usize], to: [usize; 2]) -> Vec<f32> {
+        match self.image {
+            Some(from) if from != to => indices
+                .iter()
+                .flat_map(|&i| {
+                    crate::resize::resize_bilinear(&self.inputs[i * self.features..(i + 1) * self.features], from, to)
+                })
+                .collect(),
+            _ => self.gather_inputs(indices),
+        }
     }
 }
 
@@ -94,6 +112,7 @@ pub fn load_image_classification(dir: &Path) -> Result<Split, DataError> {
             inputs: images.data.iter().map(|&p| f32::from(p) / 255.0).collect(),
             labels: labels.data.iter().map(|&l| i32::from(l)).collect(),
             targets: Vec::new(),
+            image: Some([images.dims[1], images.dims[2]]),
         };
         Ok((set, [images.dims[1], images.dims[2]], image_path))
     };
@@ -127,7 +146,7 @@ pub fn synthetic_linear(examples: usize, seed: u64) -> Dataset {
         inputs.extend(x.iter().map(|&v| v as f32));
         targets.push(y as f32);
     }
-    Dataset { features: 2, inputs, labels: Vec::new(), targets }
+    Dataset { features: 2, inputs, labels: Vec::new(), targets, image: None }
 }
 
 #[cfg(test)]

@@ -13,4 +13,5 @@ pub mod execute;
 pub mod files;
 pub mod idx;
 pub mod npy;
+pub mod resize;
 pub mod trainer;

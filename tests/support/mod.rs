@@ -88,7 +88,14 @@ pub fn compare(function: &str, what: &str, actual: &[Storage], expected: &[Tenso
 }
 
 pub fn with_step(path: &str) -> Module {
+    with_step_set(path, &[])
+}
+
+/// [`with_step`] with values for the root model's arguments (`--set`).
+#[allow(dead_code)]
+pub fn with_step_set(path: &str, args: &[(&str, &str)]) -> Module {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
-    let compiled = compile_file(&path, &Options::default()).unwrap();
+    let args = args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let compiled = compile_file(&path, &Options { args, ..Options::default() }).unwrap();
     if compiled.train.is_some() { kiln::with_train_step(&compiled).unwrap() } else { compiled.module }
 }

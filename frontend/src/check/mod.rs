@@ -54,6 +54,9 @@ pub struct Options {
     /// dropout active, batch norm on batch statistics). By default they are
     /// in evaluation mode; the `train` block's functions always train.
     pub training: bool,
+    /// Values for the root model's compile-time arguments, replacing their
+    /// defaults: `("size", "96")` (an integer, a number, `true` or `false`).
+    pub args: Vec<(String, String)>,
 }
 
 /// The items of every file, user definitions shadowing the prelude's.
@@ -136,7 +139,7 @@ pub(crate) fn check_program(
     let mut train = None;
     match &root {
         Some(model) => {
-            if let Some(instance) = c.instantiate_root(model) {
+            if let Some(instance) = c.instantiate_root(model, &options.args) {
                 c.lower_model_functions(instance, options.training);
                 train = c.lower_train(model, instance);
             }
@@ -310,7 +313,12 @@ impl Checker<'_> {
                 self.finish_function(outputs);
                 Some(id)
             }
-            _ => None,
+            Value::Poison => None,
+            other => {
+                let span = decl.body.value.as_ref().map_or(decl.body.span, |v| v.span);
+                self.result_not_tensor(decl, &other, span);
+                None
+            }
         }
     }
 

@@ -17,12 +17,56 @@ const INITIALIZERS: &str =
     "kiln has zeros, ones, normal(mean, std), uniform(low, high), xavier_uniform and kaiming_normal";
 
 impl Checker<'_> {
-    /// Instantiates the root model with its default arguments.
-    pub fn instantiate_root(&mut self, name: &str) -> Option<usize> {
+    /// Instantiates the root model with its default arguments, or the
+    /// values `given` for some of them.
+    pub fn instantiate_root(&mut self, name: &str, given: &[(String, String)]) -> Option<usize> {
         let decl = self.items.models.get(name)?.clone();
+        for (arg, _) in given {
+            if !decl.params.iter().any(|p| p.name.name == *arg) {
+                let names: Vec<&str> = decl.params.iter().map(|p| p.name.name.as_str()).collect();
+                self.error(
+                    Diagnostic::new(Code("E0302"), decl.name.span, format!("model `{name}` has no argument `{arg}`"))
+                        .label("given a value for it with --set")
+                        .hint(if names.is_empty() {
+                            "this model takes no arguments".to_string()
+                        } else {
+                            format!("its arguments are {}", names.join(", "))
+                        }),
+                );
+                return None;
+            }
+        }
         let mut env = Env::new(None);
         let mut args = Vec::new();
         for p in &decl.params {
+            if let Some((_, text)) = given.iter().rev().find(|(arg, _)| *arg == p.name.name) {
+                let value = match text.trim() {
+                    "true" => Value::Bool(true),
+                    "false" => Value::Bool(false),
+                    t => match (t.parse::<i64>(), t.parse::<f64>()) {
+                        (Ok(i), _) => Value::Int(i),
+                        (_, Ok(x)) if x.is_finite() => Value::Float(x),
+                        _ => {
+                            self.error(
+                                Diagnostic::new(
+                                    Code("E0304"),
+                                    p.name.span,
+                                    format!(
+                                        "--set {}={text}: not an integer, a number, `true` or `false`",
+                                        p.name.name
+                                    ),
+                                )
+                                .label("this argument"),
+                            );
+                            return None;
+                        }
+                    },
+                };
+                let value = self.check_scalar_param(p, value, p.name.span)?;
+                env.bind(&p.name.name, value.clone(), p.name.span);
+                args.push((p.name.name.clone(), value));
+                continue;
+            }
             let Some(default) = &p.default else {
                 self.error(
                     Diagnostic::new(

@@ -286,11 +286,18 @@ impl Checker<'_> {
                 self.emit(Op::Constant { value: literal, dtype, shape: Shape::scalar() }, &[], span)
             }
             (None, v @ Value::Tensor(_)) => v,
+            // A function with no annotation may compute a compile-time value
+            // (a size, a list) for its caller; an entry function may not.
+            (None, v @ (Value::Int(_) | Value::Float(_) | Value::Bool(_) | Value::List(_)))
+                if decl.body.value.is_some() =>
+            {
+                v
+            }
             (_, v) => self.result_not_tensor(decl, &v, span),
         }
     }
 
-    fn result_not_tensor(&mut self, decl: &FnDecl, v: &Value, span: Span) -> Value {
+    pub fn result_not_tensor(&mut self, decl: &FnDecl, v: &Value, span: Span) -> Value {
         let what = v.describe(|id| self.ty(id));
         let message = if decl.body.value.is_none() {
             format!("`{}` does not return a value", decl.name.name)
