@@ -91,24 +91,29 @@ impl Checker<'_> {
                     )
                 }
             },
-            ExprKind::If(cond, then, otherwise) => match self.eval(cond, env) {
-                Value::Bool(true) => self.eval_block(then, env),
-                Value::Bool(false) => self.eval_block(otherwise, env),
-                Value::Poison => Value::Poison,
-                other => {
-                    let what = other.describe(|id| self.ty(id));
-                    self.error(
-                        Diagnostic::new(
-                            Code("E0411"),
-                            cond.span,
-                            format!("`if` needs a compile-time boolean, not {what}"),
-                        )
-                        .label("not known at compile time")
-                        .hint("to choose between tensors elementwise, use `where(condition, a, b)`"),
-                    )
-                }
+            ExprKind::If(cond, then, otherwise) => match self.condition(cond, env) {
+                Some(true) => self.eval_block(then, env),
+                Some(false) => self.eval_block(otherwise, env),
+                None => Value::Poison,
             },
             ExprKind::Block(b) => self.eval_block(b, env),
+        }
+    }
+
+    /// An `if`'s condition: a compile-time boolean, or `None` after an error.
+    pub fn condition(&mut self, cond: &Expr, env: &mut Env) -> Option<bool> {
+        match self.eval(cond, env) {
+            Value::Bool(b) => Some(b),
+            Value::Poison => None,
+            other => {
+                let what = other.describe(|id| self.ty(id));
+                self.error(
+                    Diagnostic::new(Code("E0411"), cond.span, format!("`if` needs a compile-time boolean, not {what}"))
+                        .label("not known at compile time")
+                        .hint("to choose between tensors elementwise, use `where(condition, a, b)`"),
+                );
+                None
+            }
         }
     }
 

@@ -220,23 +220,7 @@ impl Checker<'_> {
                 Some(Value::List(models))
             }
             ExprKind::If(cond, then, otherwise) => {
-                let chosen = match self.eval(cond, env) {
-                    Value::Bool(true) => then,
-                    Value::Bool(false) => otherwise,
-                    Value::Poison => return None,
-                    other => {
-                        let what = other.describe(|id| self.ty(id));
-                        self.error(
-                            Diagnostic::new(
-                                Code("E0411"),
-                                cond.span,
-                                format!("`if` needs a compile-time boolean, not {what}"),
-                            )
-                            .label("not known at compile time"),
-                        );
-                        return None;
-                    }
-                };
+                let chosen = if self.condition(cond, env)? { then } else { otherwise };
                 match (&chosen.stmts[..], &chosen.value) {
                     ([], Some(inner)) => self.sub_models(inner, path, env),
                     _ => {
