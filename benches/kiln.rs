@@ -181,13 +181,18 @@ fn training_step_at(
 /// zeros first: the arena reuses an input's memory once it is dead, and a
 /// label out of range is an error. Float inputs keep whatever they hold.
 fn run_with_labels(compiled: &kiln_codegen::CompiledPlan, arena: &mut kiln_codegen::Arena) {
+    zero_labels(compiled, arena);
+    compiled.run_arena(arena).expect("runs");
+}
+
+/// Writes zeros into the plan's integer inputs (labels).
+fn zero_labels(compiled: &kiln_codegen::CompiledPlan, arena: &mut kiln_codegen::Arena) {
     for (b, decl) in compiled.plan().buffers.iter().enumerate() {
         if let (kiln_ir::kernel::BufferRole::Input(_), DType::I32) = (&decl.role, decl.dtype) {
             let len = decl.len.eval(arena.bindings()).expect("a length at the arena's sizes");
             arena.write_elements(b, &vec![0i32; len as usize]).expect("labels fit their buffer");
         }
     }
-    compiled.run_arena(arena).expect("runs");
 }
 
 /// An example's training step at batch 256 on the JIT, three ways in turn
@@ -265,13 +270,19 @@ fn step_interpreted(example: &str) -> f64 {
     median(11, || drop(interpreter.run("train_step", &inputs, &params).expect("runs"))).as_secs_f64() * 1e3
 }
 
-/// An example's training step at batch 256: its plan, compiled.
-fn compiled_step(example: &str) -> (kiln_ir::kernel::Plan, kiln_codegen::CompiledPlan, Bindings) {
+/// An example's training step at batch `batch` with values for the
+/// model's arguments: its plan, compiled.
+fn compiled_step_at(
+    example: &str,
+    args: &[(&str, &str)],
+    batch: u64,
+) -> (kiln_ir::kernel::Plan, kiln_codegen::CompiledPlan, Bindings) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(example);
-    let compiled = kiln::compile_file(&path, &Options::default()).expect("compiles");
+    let args = args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let compiled = kiln::compile_file(&path, &Options { args, ..Options::default() }).expect("compiles");
     let m = kiln::with_train_step(&compiled).expect("a training step");
     let mut bindings = Bindings::new();
-    bindings.insert(Symbol::new("N"), 256);
+    bindings.insert(Symbol::new("N"), batch);
     let plan = kiln_passes::compile_plan(&m, "train_step", &bindings).expect("lowers");
     let compiled = kiln_codegen::compile_plan(&plan).expect("compiles");
     (plan, compiled, bindings)
@@ -280,10 +291,16 @@ fn compiled_step(example: &str) -> (kiln_ir::kernel::Plan, kiln_codegen::Compile
 /// Where the compiled MLP training step spends its time: each kernel's
 /// total over 50 runs, largest first.
 fn profile(example: &str) {
-    let (_, compiled, bindings) = compiled_step(example);
+    profile_at(example, &[], 256, 50);
+}
+
+/// [`profile`] at batch `batch` with the model's arguments, over `runs` runs.
+fn profile_at(example: &str, args: &[(&str, &str)], batch: u64, runs: u32) {
+    let (_, compiled, bindings) = compiled_step_at(example, args, batch);
     let mut arena = compiled.arena(&bindings).expect("an arena");
     let mut totals: Vec<(String, Duration)> = Vec::new();
-    for run in 0..51 {
+    for run in 0..=runs {
+        zero_labels(&compiled, &mut arena);
         let times = compiled.profile_arena(&mut arena).expect("runs");
         if run == 0 {
             totals = times.into_iter().map(|(name, _)| (name, Duration::ZERO)).collect();
@@ -294,11 +311,33 @@ fn profile(example: &str) {
     let all: Duration = totals.iter().map(|t| t.1).sum();
     totals.sort_by_key(|t| std::cmp::Reverse(t.1));
     println!("| {example}: kernel | ms per step | share |\n| --- | --- | --- |");
-    for (name, total) in totals.iter().take(15) {
-        let ms = total.as_secs_f64() * 1e3 / 50.0;
-        println!("| {name} | {ms:.3} | {:.0}% |", 100.0 * total.as_secs_f64() / all.as_secs_f64());
+    let per_run = |d: &Duration| d.as_secs_f64() * 1e3 / f64::from(runs);
+    for (name, total) in totals.iter().take(25) {
+        println!("| {name} | {:.3} | {:.0}% |", per_run(total), 100.0 * total.as_secs_f64() / all.as_secs_f64());
     }
-    println!("| all {} kernels | {:.3} | 100% |\n", totals.len(), all.as_secs_f64() * 1e3 / 50.0);
+    println!("| all {} kernels | {:.3} | 100% |\n", totals.len(), per_run(&all));
+    // By what the kernels compute: the name after `k<number>_`.
+    let mut kinds: Vec<(String, Duration, usize)> = Vec::new();
+    for (name, total) in &totals {
+        let kind = name.split_once('_').map_or(name.as_str(), |(_, k)| k).to_string();
+        match kinds.iter_mut().find(|(k, ..)| *k == kind) {
+            Some(entry) => {
+                entry.1 += *total;
+                entry.2 += 1;
+            }
+            None => kinds.push((kind, *total, 1)),
+        }
+    }
+    kinds.sort_by_key(|k| std::cmp::Reverse(k.1));
+    println!("| {example}: kernels computing | count | ms per step | share |\n| --- | --- | --- | --- |");
+    for (kind, total, count) in kinds.iter().take(12) {
+        println!(
+            "| {kind} | {count} | {:.3} | {:.0}% |",
+            per_run(total),
+            100.0 * total.as_secs_f64() / all.as_secs_f64()
+        );
+    }
+    println!();
 }
 
 /// Every example's forward pass and training step at batch 256, lowered
@@ -342,24 +381,41 @@ fn optimize() {
 /// LeNet's forward pass and training step at batch `n` with each way of
 /// lowering convolutions: milliseconds per call of the compiled plan.
 fn conv(n: u64) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/lenet.kiln");
-    let compiled = kiln::compile_file(&path, &Options::default()).expect("compiles");
-    let m = kiln::with_train_step(&compiled).expect("a training step");
-    let mut bindings = Bindings::new();
-    bindings.insert(Symbol::new("N"), n);
-    println!("| LeNet, batch {n} | direct ms | im2col + GEMM ms |\n| --- | --- | --- |");
-    for function in ["forward", "train_step"] {
-        let time = |conv| {
-            let lower = kiln_passes::LowerOptions { conv, ..Default::default() };
-            let options = kiln_passes::CompileOptions { lower, ..Default::default() };
-            let plan = kiln_passes::compile(&m, function, &bindings, &options).expect("lowers").plan;
-            let compiled = kiln_codegen::compile_plan(&plan).expect("compiles");
-            let mut arena = compiled.arena(&bindings).expect("an arena");
-            median(11, || run_with_labels(&compiled, &mut arena)).as_secs_f64() * 1e3
-        };
-        let direct = time(kiln_passes::ConvLowering::Direct);
-        let im2col = time(kiln_passes::ConvLowering::Im2col);
-        println!("| {function} | {direct:.2} | {im2col:.2} |");
+    println!(
+        "| batch, compiled plan alone | function | direct ms | im2col + GEMM per example ms | im2row + one GEMM ms | auto (the default) ms |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (example, args, batch, runs) in [
+        ("lenet.kiln", &[][..], n, 11),
+        ("batchnorm_lenet.kiln", &[][..], 128, 11),
+        ("resnet.kiln", &[("size", "28")][..], 128, 3),
+    ] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(example);
+        let args = args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let compiled = kiln::compile_file(&path, &Options { args, ..Options::default() }).expect("compiles");
+        let m = kiln::with_train_step(&compiled).expect("a training step");
+        let mut bindings = Bindings::new();
+        bindings.insert(Symbol::new("N"), batch);
+        for function in ["forward", "train_step"] {
+            let time = |conv| {
+                let lower = kiln_passes::LowerOptions { conv, ..Default::default() };
+                let options = kiln_passes::CompileOptions { lower, ..Default::default() };
+                let plan = kiln_passes::compile(&m, function, &bindings, &options).expect("lowers").plan;
+                let compiled = kiln_codegen::compile_plan(&plan).expect("compiles");
+                let mut arena = compiled.arena(&bindings).expect("an arena");
+                median(runs, || run_with_labels(&compiled, &mut arena)).as_secs_f64() * 1e3
+            };
+            // The direct loops take minutes on ResNet-18's step.
+            let direct = if example == "resnet.kiln" {
+                "-".to_string()
+            } else {
+                format!("{:.2}", time(kiln_passes::ConvLowering::Direct))
+            };
+            let im2col = time(kiln_passes::ConvLowering::Im2col);
+            let im2row = time(kiln_passes::ConvLowering::Im2row);
+            let auto = time(kiln_passes::ConvLowering::Auto);
+            println!("| {example}, {batch} | {function} | {direct} | {im2col:.2} | {im2row:.2} | {auto:.2} |");
+        }
     }
     println!();
 }
@@ -468,6 +524,10 @@ fn main() {
     }
     if filter.iter().any(|f| f == "cnn") {
         cnn_steps();
+    }
+    if filter.iter().any(|f| f == "profile-cnn") {
+        profile_at("batchnorm_lenet.kiln", &[], 128, 20);
+        profile_at("resnet.kiln", &[("size", "28")], 128, 3);
     }
     if wanted("optimize") {
         optimize();

@@ -256,7 +256,7 @@ fn both_convolution_lowerings_agree() {
             "func f(x: {x}, w: {w}) -> ({o}) {{\n  %0: {x} = input 0\n  %1: {w} = input 1\n  %2: {o} = conv %0, %1 {attrs} groups=1\n  return %2\n}}\n"
         );
         let module = kiln_ir::parse_module(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-        for conv in [ConvLowering::Direct, ConvLowering::Im2col] {
+        for conv in [ConvLowering::Direct, ConvLowering::Im2col, ConvLowering::Im2row, ConvLowering::Auto] {
             check_with(&module, "f", lowering(LowerOptions { conv, ..LowerOptions::default() }));
         }
     }

@@ -1,6 +1,10 @@
-//! Convolutions: a padded copy of the input, then im2col and a batched
-//! GEMM for one-group float convolutions (`ConvLowering::Im2col`), or one
-//! loop nest summing each output's window.
+//! Convolutions: a padded copy of the input, then for one-group float
+//! convolutions either im2col and a GEMM per batch element
+//! (`ConvLowering::Im2col`) or im2row and one GEMM for the whole batch
+//! (`ConvLowering::Im2row`: the weights are read once, not once per
+//! example, and the GEMM is as tall as the batch's positions), chosen per
+//! convolution by `ConvLowering::Auto`; otherwise one loop nest summing
+//! each output's window.
 
 use kiln_ir::kernel::{Affine, BufferId, BufferRole, KExpr, KStmt, MatrixRef, Size};
 use kiln_ir::{ConvAttrs, DType, NodeId, ReduceKind};
@@ -61,6 +65,78 @@ impl Lowering<'_> {
         body
     }
 
+    /// A one-group float convolution of the padded input as im2row and one
+    /// GEMM: `rows[n, y..., ci, k...] = xp[n, ci, y * stride + k * dilation]`,
+    /// then `[n * positions, c_in * window]` times the weights transposed
+    /// (`[c_in * window, c_out]`) gives `[n, positions, c_out]`, which is
+    /// the output once its last two axes are swapped (no copy when there is
+    /// one position).
+    fn im2row_conv(&mut self, attrs: &ConvAttrs, o: &Operands) -> Vec<KStmt> {
+        let (xp, ps, w, ws, out, os, dtype) = (o.x, &o.xs[..], o.w, &o.ws[..], o.out, &o.os[..], o.dtype);
+        let spatial = ps.len() - 2;
+        let (batch, c_out, c_in) = (os[0].clone(), ws[0].clone(), ws[1].clone());
+        let window: Size = ws[2..].iter().cloned().product();
+        let positions: Size = os[2..].iter().cloned().product();
+        let rows = c_in.clone() * window;
+        let tall = batch.clone() * positions.clone();
+        let col = self.new_buffer(BufferRole::Temp, dtype, tall.clone() * rows.clone());
+        let n = self.vars(1)[0];
+        let ys = self.vars(spatial);
+        let ci = self.vars(1)[0];
+        let ks = self.vars(spatial);
+        let x_strides = strides(ps);
+        let mut x_index = Affine::default().plus_term(n, x_strides[0].clone()).plus_term(ci, x_strides[1].clone());
+        for d in 0..spatial {
+            let s = x_strides[d + 2].clone();
+            x_index = x_index
+                .plus_term(ys[d], s.clone() * Size::from(attrs.stride[d]))
+                .plus_term(ks[d], s * Size::from(attrs.dilation[d]));
+        }
+        let mut vars = vec![n];
+        vars.extend(&ys);
+        vars.push(ci);
+        vars.extend(&ks);
+        let mut extents = vec![batch.clone()];
+        extents.extend(os[2..].iter().cloned());
+        extents.push(c_in);
+        extents.extend(ws[2..].iter().cloned());
+        let store = KStmt::Store { buffer: col, index: row_major(&vars, &strides(&extents)), value: load(xp, x_index) };
+        let mut body = self.ask_for_lanes(Self::nest(&vars, &extents, vec![store]), dtype);
+        let one_position = positions.is(1);
+        let product =
+            if one_position { out } else { self.new_buffer(BufferRole::Temp, dtype, tall.clone() * c_out.clone()) };
+        let weights_transposed = MatrixRef {
+            buffer: w,
+            offset: Size::from(0u64),
+            row_stride: Size::from(1u64),
+            batch_stride: Size::from(0u64),
+            col_stride: rows.clone(),
+        };
+        body.extend(self.gemm(
+            [Size::from(1u64), tall, c_out.clone(), rows.clone()],
+            MatrixRef::row_major(col, 0, rows, 0),
+            weights_transposed,
+            MatrixRef::row_major(product, 0, c_out.clone(), 0),
+            dtype,
+        ));
+        if !one_position {
+            // out[n, co, p] = product[n, p, co]
+            let [n, co, p] = [self.vars(1)[0], self.vars(1)[0], self.vars(1)[0]];
+            let from = Affine::default()
+                .plus_term(n, positions.clone() * c_out.clone())
+                .plus_term(p, c_out.clone())
+                .plus_term(co, Size::from(1u64));
+            let extents = [batch, c_out, positions];
+            let store = KStmt::Store {
+                buffer: out,
+                index: row_major(&[n, co, p], &strides(&extents)),
+                value: load(product, from),
+            };
+            body.extend(self.ask_for_lanes(Self::nest(&[n, co, p], &extents, vec![store]), dtype));
+        }
+        body
+    }
+
     /// The kernel of convolution node `id`: a padded copy of its input,
     /// then im2col and a GEMM, or the direct loop nest.
     pub(super) fn conv(&mut self, id: NodeId, attrs: &ConvAttrs) -> Vec<KStmt> {
@@ -81,9 +157,26 @@ impl Lowering<'_> {
         let (xp, ps, mut body) = self.padded_copy(o.x, &o.xs, &padding, zero_of(o.dtype), o.dtype);
         (o.x, o.xs) = (xp, ps);
         let groups = attrs.groups;
-        if groups == 1 && o.dtype.is_float() && self.options.conv == ConvLowering::Im2col {
-            body.extend(self.im2col_conv(attrs, &o));
-            return body;
+        if groups == 1 && o.dtype.is_float() {
+            let positions: Size = o.os[2..].iter().cloned().product();
+            let choice = match self.options.conv {
+                ConvLowering::Auto if self.at_hint(&positions) < 64 || self.at_hint(&o.ws[0]) >= 64 => {
+                    ConvLowering::Im2row
+                }
+                ConvLowering::Auto => ConvLowering::Im2col,
+                other => other,
+            };
+            match choice {
+                ConvLowering::Im2col => {
+                    body.extend(self.im2col_conv(attrs, &o));
+                    return body;
+                }
+                ConvLowering::Im2row => {
+                    body.extend(self.im2row_conv(attrs, &o));
+                    return body;
+                }
+                ConvLowering::Direct | ConvLowering::Auto => {}
+            }
         }
         let (ps, w, ws, out, os, dtype) = (&o.xs[..], o.w, &o.ws[..], o.out, &o.os[..], o.dtype);
         // With several groups the channel counts are constants (typing

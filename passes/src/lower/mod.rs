@@ -66,10 +66,21 @@ pub enum ConvLowering {
     Direct,
     /// Copy each window into a column matrix (im2col), then one GEMM per
     /// batch element: weights `[c_out, c_in * window]` times columns
-    /// `[c_in * window, output positions]`. The default: faster in
-    /// `cargo bench --bench kiln -- conv` (see docs/performance.md).
-    #[default]
+    /// `[c_in * window, output positions]`.
     Im2col,
+    /// Copy each window into a row (im2row), then one GEMM for the whole
+    /// batch: rows `[n * positions, c_in * window]` times the weights
+    /// transposed, and the result's last two axes swapped: the weights are
+    /// read once, and the GEMM is tall even where a layer has few positions.
+    Im2row,
+    /// The default: im2row where a convolution has fewer than 64 output
+    /// positions or at least 64 output channels (at the sizes' hints),
+    /// im2col otherwise (many positions and few channels: a GEMM only a
+    /// few columns wide wastes the vector kernel, and im2col's per-example
+    /// packing of the weights is then cheap). Chosen by
+    /// `cargo bench --bench kiln -- conv` (docs/performance.md).
+    #[default]
+    Auto,
 }
 
 /// How a float matrix product becomes kernels.
