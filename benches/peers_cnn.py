@@ -7,6 +7,12 @@ machine's load between rounds does not land on one side only.
 
     python3 -m venv /tmp/peers && /tmp/peers/bin/pip install numpy torch
     /tmp/peers/bin/python benches/peers_cnn.py [--rounds 3]
+    /tmp/peers/bin/python benches/peers_cnn.py --train resnet --epochs 5   # PyTorch's accuracy
+
+`--train` trains the PyTorch model (`lenet`, `bn_lenet` or `resnet`) on
+the shipped Fashion-MNIST at 28x28 as `kiln train` does (batch 128, the
+book's learning rate, plain SGD, shuffled each epoch), printing each
+epoch's test accuracy in evaluation mode and its time.
 
 The PyTorch models are the book's (D2L 7.6, 8.5 and 8.6), as the examples
 write them; SGD without momentum, as the book trains them.
@@ -97,7 +103,49 @@ def kiln_steps():
     return figures
 
 
+def fashion_mnist(split):
+    import gzip
+    import os
+
+    import numpy as np
+
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "fashion-mnist")
+    prefix = "train" if split == "train" else "t10k"
+
+    def read(name, offset):
+        path = os.path.join(root, name)
+        raw = open(path, "rb").read() if os.path.exists(path) else gzip.open(path + ".gz").read()
+        return np.frombuffer(raw, dtype=np.uint8, offset=offset)
+
+    images = read(f"{prefix}-images-idx3-ubyte", 16).reshape(-1, 1, 28, 28).astype(np.float32) / 255.0
+    labels = read(f"{prefix}-labels-idx1-ubyte", 8).astype(np.int64)
+    return torch.from_numpy(images), torch.from_numpy(labels)
+
+
+def train(name, epochs):
+    make, lr = {"lenet": (lenet, 0.9), "bn_lenet": (bn_lenet, 0.1), "resnet": (resnet18, 0.01)}[name]
+    torch.manual_seed(0)
+    model = make()
+    step = step_fn(model, lr)
+    (x, y), (tx, ty) = fashion_mnist("train"), fashion_mnist("test")
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(x))
+        for i in range(0, len(x), BATCH):
+            idx = order[i:i + BATCH]
+            step(x[idx], y[idx])
+        model.eval()
+        with torch.no_grad():
+            correct = sum((model(tx[i:i + 1000]).argmax(1) == ty[i:i + 1000]).sum().item()
+                          for i in range(0, len(tx), 1000))
+        print(f"epoch {epoch + 1}: test acc {correct / len(tx):.4f} ({time.perf_counter() - start:.1f} s)", flush=True)
+
+
 def main():
+    if "--train" in sys.argv:
+        epochs = int(sys.argv[sys.argv.index("--epochs") + 1]) if "--epochs" in sys.argv else 5
+        return train(sys.argv[sys.argv.index("--train") + 1], epochs)
     rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 3
     x = torch.rand(BATCH, 1, 28, 28)
     y = torch.randint(0, 10, (BATCH,))

@@ -105,6 +105,8 @@ pub struct EpochReport {
     /// Of which in training steps (the compiled step's calls, from batch in
     /// to loss out).
     pub step_seconds: f64,
+    /// Each batch's mean loss, in order: the curve within the epoch.
+    pub batch_losses: Vec<f64>,
 }
 
 /// The outcome of a run: the epochs and the trained parameters.
@@ -287,6 +289,7 @@ pub fn train(
         let batches = train_set.batches(options.batch, options.seed, epoch as u64);
         let (mut loss_sum, mut seen, mut correct) = (0.0, 0usize, 0usize);
         let mut step_seconds = 0.0;
+        let mut batch_losses = Vec::with_capacity(batches.len());
         // The next batches are gathered on another thread while a step runs.
         std::thread::scope(|scope| -> Result<(), Error> {
             let (send, receive) = std::sync::mpsc::sync_channel(2);
@@ -320,6 +323,7 @@ pub fn train(
                     )));
                 }
                 loss_sum += loss * indices.len() as f64;
+                batch_losses.push(loss);
                 seen += indices.len();
                 on_batch(b + 1, batches.len());
             }
@@ -340,6 +344,7 @@ pub fn train(
             test_accuracy,
             seconds: start.elapsed().as_secs_f64(),
             step_seconds,
+            batch_losses,
         };
         on_epoch(&report);
         epochs.push(report);
@@ -536,16 +541,37 @@ pub fn plot(path: &Path, title: &str, epochs: &[EpochReport]) -> Result<(), Erro
     let fail = |e: String| Error::Io { path: path.to_path_buf(), message: e };
     let root = SVGBackend::new(path, (640, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| fail(e.to_string()))?;
-    let last = epochs.len().max(1) as f64;
-    let top = epochs.iter().map(|e| e.train_loss).fold(1.0f64, f64::max) * 1.05;
+    let last = epochs.last().map_or(1, |e| e.epoch) as f64;
+    let first = epochs.first().map_or(1, |e| e.epoch) as f64 - 1.0;
+    // The loss within each epoch, as the book's boards draw it: batch
+    // losses averaged in up to 50 groups an epoch, at fractional epochs.
+    let curve: Vec<(f64, f64)> = epochs
+        .iter()
+        .flat_map(|e| {
+            let n = e.batch_losses.len();
+            let group = n.div_ceil(50).max(1);
+            e.batch_losses.chunks(group).enumerate().map(move |(k, c)| {
+                let x = e.epoch as f64 - 1.0 + ((k * group + c.len()) as f64 / n as f64);
+                (x, c.iter().sum::<f64>() / c.len() as f64)
+            })
+        })
+        .filter(|(_, y)| y.is_finite())
+        .collect();
+    let top = epochs.iter().map(|e| e.train_loss).chain(curve.iter().map(|p| p.1)).fold(1.0f64, f64::max) * 1.05;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(44)
-        .build_cartesian_2d(1.0..last.max(2.0), 0.0..top)
+        .build_cartesian_2d(first..last.max(first + 1.0), 0.0..top)
         .map_err(|e| fail(e.to_string()))?;
     chart.configure_mesh().x_desc("epoch").draw().map_err(|e| fail(e.to_string()))?;
+    let light = RGBColor(120, 160, 230);
+    chart
+        .draw_series(LineSeries::new(curve, light.stroke_width(1)))
+        .map_err(|e| fail(e.to_string()))?
+        .label("train loss, within epochs")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], light.stroke_width(1)));
     let series: [(&str, RGBColor, Metric); 3] = [
         ("train loss", BLUE, |e| Some(e.train_loss)),
         ("train acc", MAGENTA, |e| e.train_accuracy),

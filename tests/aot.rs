@@ -190,6 +190,16 @@ fn libraries_agree_with_the_jit_on_every_example() {
     }
 }
 
+/// The modern networks' forward passes (batch norm in evaluation mode,
+/// residual and dense blocks, Inception's concatenated branches) at their
+/// book input size of 96, as libraries, agree with the JIT.
+#[test]
+fn libraries_agree_with_the_jit_on_the_modern_cnns() {
+    for path in ["examples/resnet.kiln", "examples/densenet.kiln", "examples/googlenet.kiln"] {
+        compare_with_jit(path, "forward", 2, 2);
+    }
+}
+
 /// One library, built with `--bind N=1000`, classifies at N = 1, 7 and
 /// 1000 as the JIT does; a training step (whose loss averages over the
 /// batch) runs at a smaller batch too.

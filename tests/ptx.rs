@@ -113,6 +113,29 @@ fn every_function_assembles_for_sm80_and_sm90() {
     }
 }
 
+/// The modern networks (every function, training steps included) lower
+/// to PTX that ptxas assembles for sm_80.
+#[test]
+fn the_modern_cnns_assemble() {
+    let ptxas = ptxas();
+    let sm = Sm::parse("sm_80").unwrap();
+    for path in [
+        "examples/resnet.kiln",
+        "examples/densenet.kiln",
+        "examples/googlenet.kiln",
+        "examples/vgg.kiln",
+        "examples/nin.kiln",
+        "examples/alexnet.kiln",
+    ] {
+        let module = with_step(path);
+        for f in &module.functions {
+            let plan = plan_of(&module, &f.name);
+            let out = emit_ptx(&plan, sm).unwrap_or_else(|e| panic!("{path} {}: {e}", f.name));
+            assemble(&ptxas, &out.ptx, sm, &format!("{path} {}", f.name));
+        }
+    }
+}
+
 /// Each function's one module, emulated at the hint (3) and at 1 and 8
 /// (neither congruent to the hint modulo 4), against the interpreter.
 #[test]
