@@ -6,7 +6,7 @@
 //! convolution by `ConvLowering::Auto`; otherwise one loop nest summing
 //! each output's window.
 
-use kiln_ir::kernel::{Affine, BufferId, BufferRole, KExpr, KStmt, MatrixRef, Size};
+use kiln_ir::kernel::{Affine, BufferId, BufferRole, KExpr, KStmt, MatrixRef, Size, VarId};
 use kiln_ir::{ConvAttrs, DType, NodeId, ReduceKind};
 
 use super::{ConvLowering, Lowering, load, row_major, strides, zero_of};
@@ -39,14 +39,7 @@ impl Lowering<'_> {
         let ci = self.vars(1)[0];
         let ks = self.vars(spatial);
         let ys = self.vars(spatial);
-        let x_strides = strides(ps);
-        let mut x_index = Affine::default().plus_term(n, x_strides[0].clone()).plus_term(ci, x_strides[1].clone());
-        for d in 0..spatial {
-            let s = x_strides[d + 2].clone();
-            x_index = x_index
-                .plus_term(ys[d], s.clone() * Size::from(attrs.stride[d]))
-                .plus_term(ks[d], s * Size::from(attrs.dilation[d]));
-        }
+        let x_index = window_read(ps, attrs, n, ci, &ys, &ks);
         let mut vars = vec![n, ci];
         vars.extend(&ks);
         vars.extend(&ys);
@@ -84,14 +77,7 @@ impl Lowering<'_> {
         let ys = self.vars(spatial);
         let ci = self.vars(1)[0];
         let ks = self.vars(spatial);
-        let x_strides = strides(ps);
-        let mut x_index = Affine::default().plus_term(n, x_strides[0].clone()).plus_term(ci, x_strides[1].clone());
-        for d in 0..spatial {
-            let s = x_strides[d + 2].clone();
-            x_index = x_index
-                .plus_term(ys[d], s.clone() * Size::from(attrs.stride[d]))
-                .plus_term(ks[d], s * Size::from(attrs.dilation[d]));
-        }
+        let x_index = window_read(ps, attrs, n, ci, &ys, &ks);
         let mut vars = vec![n];
         vars.extend(&ys);
         vars.push(ci);
@@ -229,4 +215,19 @@ impl Lowering<'_> {
         body.extend(Self::nest(&outer_vars, &outer_extents, inner));
         body
     }
+}
+
+/// Where output position `ys` of image `n` reads channel `ci` at window
+/// offset `ks` in the padded input of shape `ps`:
+/// `xp[n, ci, y * stride + k * dilation]`, as a flat index.
+fn window_read(ps: &[Size], attrs: &ConvAttrs, n: VarId, ci: VarId, ys: &[VarId], ks: &[VarId]) -> Affine {
+    let x_strides = strides(ps);
+    let mut index = Affine::default().plus_term(n, x_strides[0].clone()).plus_term(ci, x_strides[1].clone());
+    for d in 0..ys.len() {
+        let s = x_strides[d + 2].clone();
+        index = index
+            .plus_term(ys[d], s.clone() * Size::from(attrs.stride[d]))
+            .plus_term(ks[d], s * Size::from(attrs.dilation[d]));
+    }
+    index
 }
