@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod aot;
+pub mod differential;
 pub mod emit;
 pub mod gpu;
 pub mod jit;

@@ -12,9 +12,7 @@
 
 mod support;
 
-use kiln_ir::interp::{EvalOptions, Tensor, evaluate};
-use kiln_ir::{Bindings, Module};
-use kiln_runtime::execute::Execute;
+use kiln::differential::{Outcome, run_text};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
@@ -109,121 +107,6 @@ fn mutate(text: &str, edits: &[Edit]) -> String {
     lines.join("\n") + "\n"
 }
 
-/// Whether every value of `f` at `bindings` is small enough to compute in
-/// a test (at most a million elements).
-fn small(module: &Module, function: &str, bindings: &Bindings) -> bool {
-    let Some(f) = module.function(function) else { return false };
-    let sized = |ty: &kiln_ir::TensorType| ty.checked_len(bindings).is_ok_and(|n| n <= 1 << 20);
-    f.graph.nodes().all(|(_, n)| sized(&n.ty)) && module.params.iter().all(|p| sized(&p.ty))
-}
-
-/// Whether two values are alike: both NaN, equal (infinities included),
-/// or within `tolerance`.
-fn close(x: f64, y: f64, tolerance: f64) -> bool {
-    (x.is_nan() && y.is_nan()) || x == y || (x - y).abs() <= tolerance
-}
-
-/// Both results, compared: the same values where both succeed, within
-/// 1e-3 relative to max(1, |interpreted|). A mutated program can be badly
-/// conditioned (a sum that cancels, values grown to 1e5), where two f32
-/// computations in different orders differ by more: then the f64
-/// interpreter's results (`exact`) decide, and the JIT passes when its
-/// distance to them is within 16 times the interpreter's own f32 error on
-/// that output (its largest over the tensor) plus 1e-3 relative.
-fn agree(
-    function: &str,
-    interpreted: &[Tensor],
-    jitted: &[Tensor],
-    exact: impl FnOnce() -> Option<Vec<Tensor>>,
-) -> Result<(), String> {
-    if interpreted.len() != jitted.len() {
-        return Err(format!("{function}: {} outputs interpreted, {} compiled", interpreted.len(), jitted.len()));
-    }
-    let mut first_difference = None;
-    for (k, (a, b)) in interpreted.iter().zip(jitted).enumerate() {
-        if a.shape() != b.shape() {
-            return Err(format!("{function} output {k}: shapes {:?} and {:?}", a.shape(), b.shape()));
-        }
-        let found = a.to_f64_vec().iter().zip(b.to_f64_vec()).position(|(x, y)| !close(*x, y, 1e-3 * x.abs().max(1.0)));
-        if let Some(i) = found {
-            first_difference.get_or_insert((k, i));
-        }
-    }
-    let Some((k, i)) = first_difference else { return Ok(()) };
-    let message = |k: usize, i: usize| {
-        let (x, y) = (interpreted[k].to_f64_vec()[i], jitted[k].to_f64_vec()[i]);
-        format!("{function} output {k}[{i}]: interpreter {x}, JIT {y}")
-    };
-    let Some(exact) = exact() else { return Err(message(k, i)) };
-    for (k, ((a, b), r)) in interpreted.iter().zip(jitted).zip(&exact).enumerate() {
-        let (a, b, r) = (a.to_f64_vec(), b.to_f64_vec(), r.to_f64_vec());
-        let f32_error = a
-            .iter()
-            .zip(&r)
-            .filter(|(x, e)| x.is_finite() && e.is_finite())
-            .map(|(x, e)| (x - e).abs())
-            .fold(0.0, f64::max);
-        for (i, (y, e)) in b.iter().zip(&r).enumerate() {
-            if !close(*y, *e, 16.0 * f32_error + 1e-3 * e.abs().max(1.0))
-                && !close(a[i], *y, 1e-3 * a[i].abs().max(1.0))
-            {
-                return Err(format!("{} (f64: {e}, the interpreter's f32 error up to {f32_error})", message(k, i)));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// What one mutated text came to.
-#[derive(Default)]
-struct Outcome {
-    parsed: bool,
-    /// Runs of a function on both backends (each function at two sizes).
-    runs: usize,
-    /// Of which both succeeded and were compared.
-    compared: usize,
-}
-
-/// Parses `text`; runs each function that verifies and is small on both.
-fn run_both(text: &str) -> Result<Outcome, TestCaseError> {
-    let mut outcome = Outcome::default();
-    let Ok(module) = kiln_ir::parse_module(text) else { return Ok(outcome) };
-    outcome.parsed = true;
-    let Ok(params) = kiln_ir::try_initialize_params(&module, 1) else { return Ok(outcome) };
-    let jit = kiln::jit::Jit::new(&module);
-    for f in &module.functions {
-        // The JIT compiles at the first call's sizes; run at 2, then 5.
-        for batch in [2, 5] {
-            let bindings = support::bindings_at(&module, &f.name, batch);
-            if !small(&module, &f.name, &bindings) {
-                break;
-            }
-            let inputs = support::inputs_at(&module, &f.name, batch);
-            let interpreted = evaluate(&module, &f.name, &inputs, &params, EvalOptions::default());
-            let jitted = jit.run(&f.name, &inputs, &params);
-            outcome.runs += 1;
-            match (&interpreted, &jitted) {
-                (Ok(a), Ok(b)) => {
-                    let exact = || {
-                        let options = EvalOptions { precision: kiln_ir::interp::Precision::F64 };
-                        evaluate(&module, &f.name, &inputs, &params, options).ok()
-                    };
-                    agree(&f.name, a, b, exact).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
-                    outcome.compared += 1;
-                }
-                // Compiled code reports an integer division by zero, which
-                // the interpreter computes as 0; any other failure of the
-                // JIT alone is a bug.
-                (Ok(_), Err(e)) if !e.to_string().contains("divided an integer by zero") => {
-                    return Err(TestCaseError::fail(format!("{}: the JIT fails alone: {e}\n{text}", f.name)));
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(outcome)
-}
-
 proptest! {
     #![proptest_config(Config { cases: cases(), ..Config::default() })]
 
@@ -232,7 +115,8 @@ proptest! {
         seed in 0usize..4,
         edits in prop::collection::vec((any::<u8>(), any::<usize>(), any::<usize>(), any::<usize>()), 1..4),
     ) {
-        run_both(&mutate(&seeds()[seed], &edits))?;
+        let text = mutate(&seeds()[seed], &edits);
+        run_text(&text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
     }
 }
 
@@ -242,7 +126,7 @@ proptest! {
 #[test]
 fn the_seeds_and_a_fixed_campaign_run_alike() {
     for text in seeds() {
-        assert!(run_both(text).unwrap().compared > 0);
+        assert!(run_text(text).unwrap().compared > 0);
     }
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut next = || {
@@ -256,7 +140,8 @@ fn the_seeds_and_a_fixed_campaign_run_alike() {
     for _ in 0..total {
         let seed = next() % 4;
         let edits: Vec<Edit> = (0..1 + next() % 3).map(|_| (next() as u8, next(), next(), next())).collect();
-        let outcome = run_both(&mutate(&seeds()[seed], &edits)).unwrap_or_else(|e| panic!("{e}"));
+        let text = mutate(&seeds()[seed], &edits);
+        let outcome: Outcome = run_text(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         parsed += usize::from(outcome.parsed);
         runs += outcome.runs;
         compared += outcome.compared;

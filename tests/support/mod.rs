@@ -10,8 +10,7 @@ use kiln::compile_file;
 use kiln_frontend::Options;
 use kiln_ir::interp::Tensor;
 use kiln_ir::kernel::Storage;
-use kiln_ir::{Bindings, DType, Module};
-use ndarray::{ArrayD, Dimension, IxDyn};
+use kiln_ir::{Bindings, Module};
 
 /// The size every symbolic dimension is bound to.
 pub const BATCH: u64 = 3;
@@ -20,30 +19,10 @@ pub fn inputs_for(module: &Module, function: &str) -> Vec<Tensor> {
     inputs_at(module, function, BATCH)
 }
 
-/// Inputs of `function` with every symbolic dimension `batch`.
+/// Inputs of `function` with every symbolic dimension `batch`
+/// ([`kiln::differential::sample_inputs`]).
 pub fn inputs_at(module: &Module, function: &str, batch: u64) -> Vec<Tensor> {
-    let f = module.function(function).unwrap();
-    f.inputs
-        .iter()
-        .enumerate()
-        .map(|(k, decl)| {
-            let shape: Vec<usize> = decl.ty.shape.0.iter().map(|d| d.as_const().unwrap_or(batch) as usize).collect();
-            let n: usize = shape.iter().product();
-            match decl.ty.dtype {
-                d if d.is_float() => {
-                    let v = (0..n).map(|i| 2.0 * kiln_ir::random::uniform(k as u64, 1, i as u64) - 1.0).collect();
-                    Tensor::float(d, ArrayD::from_shape_vec(IxDyn(&shape), v).unwrap())
-                }
-                DType::Bool => {
-                    Tensor::bool(ArrayD::from_shape_fn(IxDyn(&shape), |i| i.slice().iter().sum::<usize>() % 2 == 0))
-                }
-                d => {
-                    let v = (0..n).map(|i| (kiln_ir::random::bits(k as u64, 2, i as u64) % 3) as i64).collect();
-                    Tensor::int(d, ArrayD::from_shape_vec(IxDyn(&shape), v).unwrap())
-                }
-            }
-        })
-        .collect()
+    kiln::differential::sample_inputs(module, function, batch).expect("a known function with inputs of a testable size")
 }
 
 pub fn bindings_for(module: &Module, function: &str) -> Bindings {
@@ -52,16 +31,7 @@ pub fn bindings_for(module: &Module, function: &str) -> Bindings {
 
 /// Every symbolic dimension of `function`'s inputs bound to `batch`.
 pub fn bindings_at(module: &Module, function: &str, batch: u64) -> Bindings {
-    let f = module.function(function).unwrap();
-    let mut b = Bindings::new();
-    for i in &f.inputs {
-        for d in &i.ty.shape.0 {
-            if let kiln_ir::Dim::Sym(s) = d {
-                b.insert(s.clone(), batch);
-            }
-        }
-    }
-    b
+    kiln::differential::bindings_at(module, function, batch)
 }
 
 pub fn values(s: &Storage) -> Vec<f64> {
