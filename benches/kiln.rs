@@ -288,6 +288,66 @@ fn compiled_step_at(
     (plan, compiled, bindings)
 }
 
+/// Where `function` of the file at `path` spends its time at batch
+/// `batch`, part by part (a kernel's statements run as parts), over `runs`
+/// runs: the 30 largest parts other than GEMM calls, each with its loop nest's extents and its
+/// store or GEMM.
+fn profile_parts(path: &str, function: &str, batch: u64, runs: u32) {
+    let compiled = kiln::compile_file(Path::new(path), &Options::default()).expect("compiles");
+    let m = if function == "train_step" {
+        kiln::with_train_step(&compiled).expect("a training step")
+    } else {
+        compiled.module
+    };
+    let mut bindings = Bindings::new();
+    bindings.insert(Symbol::new("N"), batch);
+    let plan = kiln_passes::compile_plan(&m, function, &bindings).expect("lowers");
+    let compiled = kiln_codegen::compile_plan(&plan).expect("compiles");
+    let mut arena = compiled.arena(&bindings).expect("an arena");
+    let mut totals: Vec<(String, String, Duration)> = Vec::new();
+    for run in 0..=runs {
+        zero_labels(&compiled, &mut arena);
+        let parts = compiled.profile_parts(&mut arena).expect("runs");
+        if run == 0 {
+            totals = parts.into_iter().map(|(k, text, _)| (k, text, Duration::ZERO)).collect();
+        } else {
+            totals.iter_mut().zip(parts).for_each(|(t, (.., d))| t.2 += d);
+        }
+    }
+    let all: Duration = totals.iter().map(|t| t.2).sum();
+    let per_run = |d: &Duration| d.as_secs_f64() * 1e3 / f64::from(runs);
+    totals.sort_by_key(|t| std::cmp::Reverse(t.2));
+    println!("{path} {function}, N = {batch}: {:.3} ms a run over {} parts", per_run(&all), totals.len());
+    for (kernel, text, time) in totals.iter().filter(|t| !t.1.contains("gemm(")).take(30) {
+        let extents: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("for "))
+            .filter_map(|l| l.split(" in 0..").nth(1))
+            .collect();
+        let body = text.lines().map(str::trim).find(|l| l.contains(" = ") || l.starts_with("gemm")).unwrap_or("");
+        println!(
+            "{:8.3} ms {:3.0}% {kernel} [{}] {body}",
+            per_run(time),
+            100.0 * time.as_secs_f64() / all.as_secs_f64(),
+            extents.join(", ")
+        );
+    }
+    // By kernel kind (the name after `k<number>_`), GEMM calls apart.
+    let mut kinds: Vec<(String, Duration)> = Vec::new();
+    for (kernel, text, time) in &totals {
+        let kind = kernel.split_once('_').map_or(kernel.as_str(), |(_, k)| k);
+        let kind = if text.contains("gemm(") { format!("{kind}: gemm") } else { format!("{kind}: loops") };
+        match kinds.iter_mut().find(|(k, _)| *k == kind) {
+            Some(entry) => entry.1 += *time,
+            None => kinds.push((kind, *time)),
+        }
+    }
+    kinds.sort_by_key(|k| std::cmp::Reverse(k.1));
+    for (kind, time) in kinds.iter().take(15) {
+        println!("{:8.3} ms {:3.0}% {kind}", per_run(time), 100.0 * time.as_secs_f64() / all.as_secs_f64());
+    }
+}
+
 /// Where the compiled MLP training step spends its time: each kernel's
 /// total over 50 runs, largest first.
 fn profile(example: &str) {
@@ -524,6 +584,15 @@ fn main() {
     }
     if filter.iter().any(|f| f == "cnn") {
         cnn_steps();
+    }
+    if let Some(at) = args.iter().position(|a| a == "profile-parts") {
+        let arg = |k: usize| args.get(at + k).cloned();
+        let path = arg(1).expect("profile-parts FILE [FUNCTION [BATCH [RUNS]]]");
+        let function = arg(2).unwrap_or_else(|| "train_step".into());
+        let batch = arg(3).map_or(128, |b| b.parse().expect("a batch size"));
+        let runs = arg(4).map_or(10, |r| r.parse().expect("a number of runs"));
+        profile_parts(&path, &function, batch, runs);
+        return;
     }
     if filter.iter().any(|f| f == "profile-cnn") {
         profile_at("batchnorm_lenet.kiln", &[], 128, 20);

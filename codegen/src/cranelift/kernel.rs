@@ -352,7 +352,27 @@ impl KernelBuilder<'_, '_> {
     }
 
     fn counted_loop(&mut self, var: VarId, bound: Bound, body: &[KStmt]) -> Gen<()> {
+        if let Bound::Extent(extent) = bound
+            && let Some(trips) = extent.as_const().filter(|&t| unrollable(t, body))
+        {
+            return self.unrolled_loop(var, trips, body);
+        }
         self.counted_loop_with(var, bound, body, |k| k.block(body))
+    }
+
+    /// A loop of `trips` iterations written out: the body once per value of
+    /// `var`, a constant each time, so the index arithmetic folds and no
+    /// counter, compare or branch is left (an im2row's 3x3 window).
+    fn unrolled_loop(&mut self, var: VarId, trips: i64, body: &[KStmt]) -> Gen<()> {
+        let counter = self.b.declare_var(types::I64);
+        self.vars.insert(var, counter);
+        for trip in 0..trips {
+            let value = self.b.ins().iconst(types::I64, trip);
+            self.b.def_var(counter, value);
+            self.block(body)?;
+        }
+        self.vars.remove(&var);
+        Ok(())
     }
 
     /// A scalar loop over `var` whose body `emit` generates; `body` is what
@@ -547,4 +567,29 @@ impl KernelBuilder<'_, '_> {
         self.call(name, &params, &[], &args)?;
         Ok(())
     }
+}
+
+/// The most iterations a scalar loop of constant extent is written out for.
+const UNROLL_TRIPS: i64 = 4;
+/// The most statements (counted through nested loops, each loop's body
+/// once per iteration) a written-out loop may become.
+const UNROLL_STATEMENTS: i64 = 32;
+
+/// Whether a scalar loop of `trips` iterations over `body` is written out:
+/// few iterations, a body of stores and nested loops of constant extent
+/// only (no accumulators, whose order the loop keeps anyway, nor calls),
+/// and not too much code in all.
+fn unrollable(trips: i64, body: &[KStmt]) -> bool {
+    fn statements(body: &[KStmt]) -> Option<i64> {
+        body.iter().try_fold(0i64, |total, s| {
+            let count = match s {
+                KStmt::Store { .. } => 1,
+                KStmt::For { extent, body, .. } => extent.as_const()?.checked_mul(statements(body)?)?,
+                _ => return None,
+            };
+            total.checked_add(count)
+        })
+    }
+    (1..=UNROLL_TRIPS).contains(&trips)
+        && statements(body).and_then(|n| n.checked_mul(trips)).is_some_and(|n| n <= UNROLL_STATEMENTS)
 }

@@ -336,6 +336,21 @@ impl CompiledPlan {
         Ok(totals)
     }
 
+    /// Like [`CompiledPlan::profile_arena`], part by part: each part's
+    /// kernel name, its kernel IR text and its wall time, in launch order
+    /// (the bench's `profile-parts` prints them).
+    pub fn profile_parts(&self, arena: &mut Arena) -> Result<Vec<(String, String, std::time::Duration)>, CodegenError> {
+        let prepared = self.prepared_for(arena)?;
+        let mut times = Vec::with_capacity(self.kernels.len());
+        self.launch(&prepared, &Pointers(arena.pointers()), Some(&mut times))?;
+        Ok(self
+            .kernels
+            .iter()
+            .zip(times)
+            .map(|(part, time)| (self.plan.kernels[part.kernel].name.clone(), part.part.to_string(), time))
+            .collect())
+    }
+
     /// Runs every kernel in order on buffers at `pointers`, checked to be
     /// the plan's, pushing each kernel's wall time to `times` if given.
     ///

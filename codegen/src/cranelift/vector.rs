@@ -26,6 +26,10 @@ use super::kernel::{Bound, Gen, KernelBuilder};
 
 /// Lanes of an f32 vector.
 const LANES: i64 = 4;
+
+/// The most elements a widened store loop of constant extent is written
+/// out for (four vectors and three scalars at most).
+const WRITTEN_OUT: i64 = 19;
 /// Independent vector accumulators of a widened reduction: enough to hide
 /// the latency of a vector add (4 cycles) behind the loads.
 const ACCUMULATORS: usize = 4;
@@ -91,11 +95,34 @@ impl KernelBuilder<'_, '_> {
     }
 
     /// Emits the loop over `var` four elements at a time, then a scalar loop
-    /// for the rest; the body is one widenable store.
+    /// for the rest; the body is one widenable store. A loop of constant
+    /// extent up to `WRITTEN_OUT` is written out instead, vectors then
+    /// scalars, with no counter or branch.
     pub fn widened_loop(&mut self, var: VarId, bound: Bound, body: &[KStmt]) -> Gen<()> {
         let [KStmt::Store { buffer, index, value }] = body else {
             return Err("only a single store can be widened".into());
         };
+        if let Bound::Extent(extent) = bound
+            && let Some(trips) = extent.as_const().filter(|&t| (1..=WRITTEN_OUT).contains(&t))
+        {
+            // Written out: four lanes at a time while four fit, then one.
+            let counter = self.b.declare_var(types::I64);
+            self.bind_var(var, counter);
+            let mut at = 0;
+            while at < trips {
+                let start = self.b.ins().iconst(types::I64, at);
+                self.b.def_var(counter, start);
+                if at + LANES <= trips {
+                    self.store_lanes(var, *buffer, index, value)?;
+                    at += LANES;
+                } else {
+                    self.stmt_list(body)?;
+                    at += 1;
+                }
+            }
+            self.unbind_var(var);
+            return Ok(());
+        }
         self.four_at_a_time(var, bound, body, |k| k.store_lanes(var, *buffer, index, value))
     }
 

@@ -59,6 +59,12 @@ impl fmt::Display for Plan {
     }
 }
 
+impl fmt::Display for Kernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_kernel(f, self)
+    }
+}
+
 fn write_kernel(f: &mut fmt::Formatter<'_>, k: &Kernel) -> fmt::Result {
     writeln!(f, "  kernel {} {{", k.name)?;
     for s in &k.body {
