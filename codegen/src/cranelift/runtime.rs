@@ -1,7 +1,7 @@
 //! Functions compiled kernels call: transcendental functions (computed in
 //! f64 and rounded, exactly as the reference interpreter does; `exp` of f32
 //! vectors is computed inline instead, see `vector.rs`) and GEMM
-//! (single-threaded matrixmultiply calls; big products split by rows or by
+//! (single-threaded calls of the `gemm` crate; big products split by rows or by
 //! matrix across rayon's threads, small products with a long `k` as
 //! partial products over fixed chunks of `k` added in order). Each is
 //! registered as a JIT symbol under the name the code generator calls it
@@ -47,9 +47,71 @@ extern "C" fn kiln_pow_f64(x: f64, y: f64) -> f64 {
     x.powf(y)
 }
 
-/// The signature of matrixmultiply's `sgemm` and `dgemm`.
-type Gemm<T> =
-    unsafe fn(usize, usize, usize, T, *const T, isize, isize, *const T, isize, isize, T, *mut T, isize, isize);
+/// One single-threaded product `c = a @ b`: `(m, k, n, a, rsa, csa, b,
+/// rsb, csb, c, rsc, csc)`, strides in elements.
+type Gemm<T> = unsafe fn(usize, usize, usize, *const T, isize, isize, *const T, isize, isize, *mut T, isize, isize);
+
+/// [`Gemm`] through the `gemm` crate, which beat `matrixmultiply` on the
+/// products the book's models make, narrow ones most
+/// (`docs/performance.md`). An empty sum (`k` = 0) writes zeros.
+macro_rules! product {
+    ($name:ident, $t:ty) => {
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $name(
+            m: usize,
+            k: usize,
+            n: usize,
+            a: *const $t,
+            rsa: isize,
+            csa: isize,
+            b: *const $t,
+            rsb: isize,
+            csb: isize,
+            c: *mut $t,
+            rsc: isize,
+            csc: isize,
+        ) {
+            if k == 0 {
+                for i in 0..m as isize {
+                    for j in 0..n as isize {
+                        // SAFETY: element (i, j) of `c`, inside it by the caller's contract.
+                        unsafe { *c.offset(i * rsc + j * csc) = 0.0 };
+                    }
+                }
+                return;
+            }
+            // SAFETY: the caller's contract: every matrix inside its buffer,
+            // `c` apart from `a` and `b`. `c` is not read (`read_dst`
+            // false) and the product is scaled by one.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    n,
+                    k,
+                    c,
+                    csc,
+                    rsc,
+                    false,
+                    a,
+                    csa,
+                    rsa,
+                    b,
+                    csb,
+                    rsb,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                )
+            }
+        }
+    };
+}
+
+product!(product_f32, f32);
+product!(product_f64, f64);
 
 /// Products with fewer multiply-adds than this run on the calling thread:
 /// below it, waking a second thread costs more than it saves.
@@ -67,7 +129,7 @@ unsafe impl<T> Sync for Operands<T> {}
 /// (`c`'s are 1), matrices `bs*` apart (sizes and strides as the kernel
 /// passes them, in elements). Big products are split across rayon's
 /// threads, by matrix when there are several and by blocks of rows of `c`
-/// otherwise; each piece is one single-threaded `matrixmultiply` call.
+/// otherwise; each piece is one single-threaded [`Gemm`] call.
 ///
 /// # Safety
 /// The kernel IR verifier proved every matrix inside its buffer and `c`
@@ -75,7 +137,6 @@ unsafe impl<T> Sync for Operands<T> {}
 #[allow(clippy::too_many_arguments)]
 unsafe fn batched<T: Copy + Send + Sync + std::ops::AddAssign>(
     gemm: Gemm<T>,
-    one: T,
     zero: T,
     a: *const T,
     b: *const T,
@@ -93,14 +154,12 @@ unsafe fn batched<T: Copy + Send + Sync + std::ops::AddAssign>(
                 (rows.end - rows.start) as usize,
                 k as usize,
                 n as usize,
-                one,
                 a.offset((j * bsa + rows.start * rsa) as isize),
                 rsa as isize,
                 csa as isize,
                 b.offset((j * bsb) as isize),
                 rsb as isize,
                 csb as isize,
-                zero,
                 c.offset((j * bsc + rows.start * rsc) as isize),
                 rsc as isize,
                 1,
@@ -109,7 +168,7 @@ unsafe fn batched<T: Copy + Send + Sync + std::ops::AddAssign>(
     };
     if batch == 1 && m * n <= SMALL_PRODUCT && k >= 2 * K_CHUNK {
         // SAFETY: as `batched`'s; `c` holds m x n elements with row stride `rsc`.
-        return unsafe { k_split(gemm, one, zero, a, b, c, [m, n, k, rsa, csa, rsb, csb, rsc]) };
+        return unsafe { k_split(gemm, zero, a, b, c, [m, n, k, rsa, csa, rsb, csb, rsc]) };
     }
     let threads = rayon::current_num_threads() as i64;
     if threads < 2 || batch * m * n * k < PARALLEL_GEMM {
@@ -142,7 +201,6 @@ const K_CHUNK: i64 = 16384;
 #[allow(clippy::too_many_arguments)]
 unsafe fn k_split<T: Copy + Send + Sync + std::ops::AddAssign>(
     gemm: Gemm<T>,
-    one: T,
     zero: T,
     a: *const T,
     b: *const T,
@@ -167,14 +225,12 @@ unsafe fn k_split<T: Copy + Send + Sync + std::ops::AddAssign>(
                     m as usize,
                     depth as usize,
                     n as usize,
-                    one,
                     a.offset((start * csa) as isize),
                     rsa as isize,
                     csa as isize,
                     b.offset((start * rsb) as isize),
                     rsb as isize,
                     csb as isize,
-                    zero,
                     partial.as_mut_ptr(),
                     n as isize,
                     1,
@@ -220,13 +276,13 @@ macro_rules! gemm_entry {
             let dims = [batch, m, n, k, rsa, bsa, csa, rsb, bsb, csb, rsc, bsc];
             // SAFETY: the kernel IR verifier proved every matrix inside its
             // buffer and the result apart from the operands.
-            unsafe { batched($gemm, 1.0, 0.0, a, b, c, dims) }
+            unsafe { batched($gemm, 0.0, a, b, c, dims) }
         }
     };
 }
 
-gemm_entry!(kiln_gemm_f32, f32, matrixmultiply::sgemm);
-gemm_entry!(kiln_gemm_f64, f64, matrixmultiply::dgemm);
+gemm_entry!(kiln_gemm_f32, f32, product_f32);
+gemm_entry!(kiln_gemm_f64, f64, product_f64);
 
 /// Makes every helper visible to the JIT.
 pub fn register(builder: &mut JITBuilder) {

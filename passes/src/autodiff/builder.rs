@@ -150,6 +150,24 @@ impl Builder<'_> {
         self.reshape(y, Shape(merged))
     }
 
+    /// Repeats every element of `axis` `times` times in place: length `L`
+    /// becomes `L * times` (a broadcast between two reshapes).
+    pub fn repeat(&mut self, x: NodeId, axis: usize, times: u64) -> Result<NodeId> {
+        if times == 1 {
+            return Ok(x);
+        }
+        let ty = self.ty(x);
+        let length = self.const_dim(x, axis)?;
+        let mut split = ty.shape.0.clone();
+        split.insert(axis + 1, Dim::Const(1));
+        let y = self.reshape(x, Shape(split.clone()))?;
+        split[axis + 1] = Dim::Const(times);
+        let y = self.broadcast(y, Shape(split))?;
+        let mut merged = ty.shape.0.clone();
+        merged[axis] = Dim::Const(length * times);
+        self.reshape(y, Shape(merged))
+    }
+
     /// Reverses `axis` (a gather with descending indices).
     pub fn reverse(&mut self, x: NodeId, axis: usize) -> Result<NodeId> {
         let n = self.const_dim(x, axis)?;

@@ -156,6 +156,21 @@ pub fn reduce_window(
     g: NodeId,
 ) -> Result<NodeId> {
     match kind {
+        ReduceKind::Sum if disjoint(window, stride, padding) => {
+            // Each input element lies in one window at most: it receives
+            // that window's g (each g repeated over its window), and the
+            // elements after the last window receive 0.
+            let mut repeated = g;
+            for axis in 0..window.len() {
+                if untouched(window, stride, padding, axis) {
+                    continue;
+                }
+                repeated = b.repeat(repeated, axis, stride[axis])?;
+                let (size, length) = (b.const_dim(x, axis)? as i64, b.const_dim(repeated, axis)? as i64);
+                repeated = b.pad_or_crop(repeated, axis, 0, size - length)?;
+            }
+            Ok(repeated)
+        }
         ReduceKind::Sum => {
             // Each input element receives the sum of g over the windows that cover it.
             let mut spread_g = g;
@@ -254,6 +269,12 @@ fn max_pool(
         });
     }
     total.ok_or_else(|| super::AutodiffError::Internal("a window has at least one element".into()))
+}
+
+/// Whether no two windows share an element: on every axis the window is
+/// as long as the stride, with no padding (LeNet's 2x2 pooling).
+fn disjoint(window: &[u64], stride: &[u64], padding: &[(u64, u64)]) -> bool {
+    (0..window.len()).all(|axis| window[axis] == stride[axis] && padding[axis] == (0, 0))
 }
 
 /// Whether a pooling window leaves `axis` alone (window 1, stride 1, no
