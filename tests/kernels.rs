@@ -225,9 +225,10 @@ fn widened_reductions_agree() {
     compare("f", "JIT", &jitted, &expected, JIT_TOLERANCE, &plan.to_string());
 }
 
-/// Both ways of lowering a convolution, on strides, padding, dilation,
-/// one and two spatial axes, several channels, and the convolutions the
-/// gradients of a convolution are made of (LeNet's training step).
+/// Every way of lowering a convolution, and both of its transpose, on
+/// strides, padding, dilation, one and two spatial axes, several channels,
+/// and the convolutions the gradients of a convolution are made of
+/// (LeNet's training step).
 #[test]
 fn both_convolution_lowerings_agree() {
     let convs = [
@@ -258,6 +259,17 @@ fn both_convolution_lowerings_agree() {
         let module = kiln_ir::parse_module(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         for conv in [ConvLowering::Direct, ConvLowering::Im2col, ConvLowering::Im2row, ConvLowering::Auto] {
             check_with(&module, "f", lowering(LowerOptions { conv, ..LowerOptions::default() }));
+        }
+        // Its transpose (the input gradient): GEMM and col2im, or the
+        // products added in place.
+        let dims: Vec<&str> = x.trim_start_matches("f32[").trim_end_matches(']').split(", ").collect();
+        let size = dims[2..].join(", ");
+        let text = format!(
+            "func t(g: {o}, w: {w}) -> ({x}) {{\n  %0: {o} = input 0\n  %1: {w} = input 1\n  %2: {x} = conv_transpose %0, %1 {attrs} groups=1 size=[{size}]\n  return %2\n}}\n"
+        );
+        let module = kiln_ir::parse_module(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        for conv in [ConvLowering::Direct, ConvLowering::Auto] {
+            check_with(&module, "t", lowering(LowerOptions { conv, ..LowerOptions::default() }));
         }
     }
     let lenet = with_step("examples/lenet.kiln");

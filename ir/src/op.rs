@@ -68,6 +68,15 @@ pub enum Op {
     /// output `T[n, c_out, y..]` with
     /// `y = (x + lo + hi - dilation * (k - 1) - 1) / stride + 1`.
     Conv(ConvAttrs),
+    /// The transpose of [`Op::Conv`] with respect to its input (what
+    /// frameworks call a transposed convolution, and the gradient of a
+    /// convolution's input): `g: T[n, c_out, y..]` and the convolution's
+    /// weight `w: T[c_out, c_in, k..]` (one group) give `T[n, c_in, size..]`,
+    /// `out[n, ci, o * stride + k * dilation - lo] += g[n, co, o] * w[co, ci, k]`
+    /// over every `co`, `o` and `k` whose position lies inside. `size` is
+    /// the spatial shape of the convolution's input, which a convolution of
+    /// it with `conv` turns into `y`.
+    ConvTranspose { conv: ConvAttrs, size: Vec<u64> },
     /// A sliding-window reduction over every axis (pooling): window, stride and
     /// padding have one entry per axis; padding holds the reduction's identity
     /// (0 for sum, -inf for max).
@@ -264,7 +273,12 @@ impl Op {
             | Op::Slice { .. }
             | Op::Pad { .. }
             | Op::ReduceWindow { .. } => 1,
-            Op::Binary(_) | Op::Compare(_) | Op::MatMul | Op::Conv(_) | Op::Gather { .. } => 2,
+            Op::Binary(_)
+            | Op::Compare(_)
+            | Op::MatMul
+            | Op::Conv(_)
+            | Op::ConvTranspose { .. }
+            | Op::Gather { .. } => 2,
             Op::Select | Op::ScatterAdd { .. } => 3,
             Op::Concat { .. } => return None,
         })

@@ -479,6 +479,15 @@ impl Parser {
             "gather" => Op::Gather { axis: self.attr("axis", |p| p.uint("an axis"))? as usize },
             "scatter_add" => Op::ScatterAdd { axis: self.attr("axis", |p| p.uint("an axis"))? as usize },
             "matmul" => Op::MatMul,
+            "conv_transpose" => Op::ConvTranspose {
+                conv: ConvAttrs {
+                    stride: self.attr("stride", Parser::uint_list)?,
+                    padding: self.attr("padding", Parser::pairs)?,
+                    dilation: self.attr("dilation", Parser::uint_list)?,
+                    groups: self.attr("groups", |p| p.uint("a group count"))?,
+                },
+                size: self.attr("size", Parser::uint_list)?,
+            },
             "conv" => Op::Conv(ConvAttrs {
                 stride: self.attr("stride", Parser::uint_list)?,
                 padding: self.attr("padding", Parser::pairs)?,

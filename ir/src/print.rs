@@ -130,6 +130,15 @@ impl fmt::Display for NodeText<'_> {
                 List(&c.dilation),
                 c.groups
             ),
+            Op::ConvTranspose { conv: c, size } => write!(
+                f,
+                " stride={} padding={} dilation={} groups={} size={}",
+                List(&c.stride),
+                Pairs(&c.padding),
+                List(&c.dilation),
+                c.groups,
+                List(size)
+            ),
             Op::ReduceWindow { window, stride, padding, .. } => {
                 write!(f, " window={} stride={} padding={}", List(window), List(stride), Pairs(padding))
             }
@@ -178,6 +187,7 @@ pub fn mnemonic(op: &Op) -> String {
         Op::Concat { .. } => "concat".into(),
         Op::MatMul => "matmul".into(),
         Op::Conv(_) => "conv".into(),
+        Op::ConvTranspose { .. } => "conv_transpose".into(),
         Op::ReduceWindow { kind, .. } => format!("reduce_window_{}", reduce_name(*kind)),
         Op::Gather { .. } => "gather".into(),
         Op::ScatterAdd { .. } => "scatter_add".into(),

@@ -167,6 +167,7 @@ pub fn infer(op: &Op, args: &[&TensorType], ctx: &TypeContext<'_>) -> Result<Ten
         }
         Op::MatMul => matmul(args[0], args[1]),
         Op::Conv(attrs) => conv(args[0], args[1], attrs),
+        Op::ConvTranspose { conv: attrs, size } => conv_transpose(args[0], args[1], attrs, size),
         Op::ReduceWindow { kind, window, stride, padding } => {
             numeric(args[0])?;
             if *kind == ReduceKind::Max && args[0].dtype == DType::Bool {
@@ -295,6 +296,29 @@ fn conv(x: &TensorType, w: &TensorType, attrs: &ConvAttrs) -> Result<TensorType,
         dims.push(Dim::Const(window_output(size, k, stride[i], padding[i], dilation[i], i + 2)?));
     }
     Ok(TensorType::new(x.dtype, Shape(dims)))
+}
+
+/// `g: [n, c_out, y..]` and `w: [c_out, c_in, k..]` give `[n, c_in, size..]`
+/// when a one-group convolution of that shape with `w` gives `g`'s shape.
+fn conv_transpose(g: &TensorType, w: &TensorType, attrs: &ConvAttrs, size: &[u64]) -> Result<TensorType, String> {
+    if attrs.groups != 1 {
+        return Err(format!("a transposed convolution has one group, not {}", attrs.groups));
+    }
+    if g.rank() < 3 || w.rank() != g.rank() || size.len() != g.rank() - 2 {
+        return Err(format!(
+            "a transposed convolution needs [n, c, spatial..], a weight of the same rank and {} sizes, got {g}, {w} and {} sizes",
+            g.rank().saturating_sub(2),
+            size.len()
+        ));
+    }
+    let mut dims = vec![g.shape.0[0].clone(), w.shape.0[1].clone()];
+    dims.extend(size.iter().map(|&s| Dim::Const(s)));
+    let input = TensorType::new(g.dtype, Shape(dims));
+    let forward = conv(&input, w, attrs)?;
+    if forward.shape != g.shape {
+        return Err(format!("a convolution of {input} with {w} gives {forward}, not the {g} transposed here"));
+    }
+    Ok(input)
 }
 
 /// Checks that `from` broadcasts to `to` under NumPy's rules.

@@ -105,6 +105,10 @@ pub fn flops(machine: &Machine, op: &Op, args: &[&TensorType], out: &TensorType)
         }
         // Each output element is a dot product over one group's input channels and the window.
         Op::Conv(_) => 2.0 * out_elems * machine.elements(&Shape(args[1].shape.0[1..].to_vec())),
+        // Each element of `g` is multiplied by a weight per input channel and window position.
+        Op::ConvTranspose { .. } => {
+            2.0 * machine.elements(&args[0].shape) * machine.elements(&Shape(args[1].shape.0[1..].to_vec()))
+        }
         Op::Reduce { .. } => machine.elements(&args[0].shape),
         Op::ReduceWindow { window, .. } => out_elems * window.iter().product::<u64>() as f64,
         _ => out_elems * flops_per_element(op),

@@ -280,6 +280,28 @@ fn conv_case(x: &[u64], w: &[u64], attrs: ConvAttrs) {
     assert_gradient(&m, &[values(x, 1, -1.0, 1.0), values(w, 2, -1.0, 1.0)]);
 }
 
+/// The rule of the transposed convolution (the input gradient of a
+/// one-group convolution), on `g` and `w` shaped as a convolution of an
+/// input of spatial `size` would give and take.
+fn conv_transpose_case(g: &[u64], w: &[u64], attrs: ConvAttrs, size: &[u64]) {
+    let mut c = Case::new(&[g, w]);
+    let (i, k) = (c.input(0), c.input(1));
+    let p = c.add(Op::ConvTranspose { conv: attrs, size: size.to_vec() }, &[i, k]);
+    let y = c.add(Op::Unary(UnaryOp::Sin), &[p]);
+    let m = c.finish(y);
+    assert_gradient(&m, &[values(g, 1, -1.0, 1.0), values(w, 2, -1.0, 1.0)]);
+}
+
+#[test]
+fn transposed_convolution_rules() {
+    let plain = |n| ConvAttrs { stride: vec![1; n], padding: vec![(0, 0); n], dilation: vec![1; n], groups: 1 };
+    conv_transpose_case(&[2, 4, 3, 3], &[4, 3, 3, 3], plain(2), &[5, 5]);
+    let strided = ConvAttrs { stride: vec![2], padding: vec![(1, 2)], dilation: vec![1], groups: 1 };
+    conv_transpose_case(&[1, 3, 4], &[3, 2, 3], strided, &[7]);
+    let mixed = ConvAttrs { stride: vec![3, 2], padding: vec![(0, 1), (2, 0)], dilation: vec![1, 2], groups: 1 };
+    conv_transpose_case(&[1, 2, 2, 3], &[2, 1, 2, 3], mixed, &[6, 7]);
+}
+
 #[test]
 fn convolution_rules() {
     let plain = |n| ConvAttrs { stride: vec![1; n], padding: vec![(0, 0); n], dilation: vec![1; n], groups: 1 };

@@ -82,6 +82,10 @@ pub(super) fn apply(op: &Op, args: &[&Tensor], shape: &[usize], bindings: &Bindi
         Op::MatMul => matmul(args[0], args[1], shape),
         Op::Conv(attrs) => conv(float_array(args[0])?, float_array(args[1])?, attrs, shape)
             .map(|a| Tensor { dtype: args[0].dtype, data: Data::Float(a) }),
+        Op::ConvTranspose { conv: attrs, .. } => {
+            conv_transpose(float_array(args[0])?, float_array(args[1])?, attrs, shape)
+                .map(|a| Tensor { dtype: args[0].dtype, data: Data::Float(a) })
+        }
         Op::ReduceWindow { kind, window, stride, padding } => {
             reduce_window(args[0], *kind, window, stride, padding, shape)
         }
@@ -350,6 +354,44 @@ fn conv(x: &ArrayD<f64>, w: &ArrayD<f64>, attrs: &ConvAttrs, shape: &[usize]) ->
         }
         acc
     }))
+}
+
+/// `out[n, ci, o * stride + k * dilation - lo] += g[n, co, o] * w[co, ci, k]`,
+/// positions in padding dropped, in the order of `n, co, o, ci, k`.
+fn conv_transpose(g: &ArrayD<f64>, w: &ArrayD<f64>, attrs: &ConvAttrs, shape: &[usize]) -> Result<ArrayD<f64>> {
+    let spatial = g.ndim() - 2;
+    let mut out = ArrayD::<f64>::zeros(IxDyn(shape));
+    let mut xi = vec![0usize; g.ndim()];
+    let mut wi = vec![0usize; w.ndim()];
+    let kernel = &w.shape()[2..];
+    for (gi, &value) in g.indexed_iter() {
+        let gi = gi.slice();
+        for ci in 0..w.shape()[1] {
+            'kernel: for k in ndarray::indices(kernel) {
+                let k = k.slice();
+                xi[0] = gi[0];
+                xi[1] = ci;
+                for d in 0..spatial {
+                    let Some(pos) = window_source(
+                        gi[d + 2],
+                        k[d],
+                        attrs.stride[d],
+                        attrs.dilation[d],
+                        attrs.padding[d].0,
+                        shape[d + 2],
+                    ) else {
+                        continue 'kernel;
+                    };
+                    xi[d + 2] = pos;
+                }
+                wi[0] = gi[1];
+                wi[1] = ci;
+                wi[2..].copy_from_slice(k);
+                out[IxDyn(&xi)] += value * w[IxDyn(&wi)];
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn reduce_window(

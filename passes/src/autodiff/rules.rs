@@ -148,6 +148,7 @@ pub fn vjp(b: &mut Builder<'_>, node: &Node, y: NodeId, g: NodeId, needs: &[bool
             Ok(vec![ga, gb])
         }
         Op::Conv(attrs) => super::window::conv(b, attrs, args[0], args[1], g, needs),
+        Op::ConvTranspose { conv, .. } => super::window::conv_transpose(b, conv, args[0], args[1], g, needs),
         Op::ReduceWindow { kind, window, stride, padding } => {
             super::window::reduce_window(b, *kind, window, stride, padding, args[0], y, g).map(|v| vec![Some(v)])
         }

@@ -1,13 +1,15 @@
-//! Vector-Jacobian rules of the windowed ops, convolution and pooling, built
-//! from primitives (conv, reduce_window, pad, slice, reshape, gather).
+//! Vector-Jacobian rules of the windowed ops, convolution, transposed
+//! convolution and pooling, built from primitives (conv, conv_transpose,
+//! reduce_window, pad, slice, reshape, broadcast, gather).
 //!
 //! Along one spatial axis with input size `X`, window `K`, stride `s`,
 //! dilation `d` and padding `(lo, hi)`, output position `o` reads input
-//! `o*s + k*d - lo`. The gradient with respect to the input is therefore a
-//! correlation of `g` dilated by `s` (zeros between its elements), padded by
-//! `(K-1)*d - lo` before and cropped or padded to give `X` outputs, with the
-//! window reversed; the gradient with respect to a convolution's weight is a
-//! correlation of the input with `g`, batch and channels swapped.
+//! `o*s + k*d - lo`. The gradient with respect to the input is therefore
+//! the transposed convolution of `g` (one group), or (several groups) a
+//! correlation of `g` dilated by `s` (zeros between its elements), padded
+//! by `(K-1)*d - lo` before and cropped or padded to give `X` outputs, with
+//! the window reversed; the gradient with respect to a convolution's weight
+//! is a correlation of the input with `g`, batch and channels swapped.
 
 use kiln_ir::{CompareOp, ConvAttrs, DType, Dim, NodeId, Op, ReduceKind, Shape};
 
@@ -50,9 +52,17 @@ pub fn conv(
     Ok(vec![gx, gw])
 }
 
+/// With one group, the transposed convolution of `g` (which lowers to a
+/// GEMM and col2im, with neither `g` padded nor the weights flipped);
+/// with several, a stride-1 convolution of `g` spread out by the stride
+/// and padded, with the weights flipped and each group's transposed.
 fn conv_input(b: &mut Builder<'_>, attrs: &ConvAttrs, x: NodeId, w: NodeId, g: NodeId) -> Result<NodeId> {
     let (xt, wt) = (b.ty(x), b.ty(w));
     let spatial = xt.rank() - 2;
+    if attrs.groups == 1 {
+        let size = (0..spatial).map(|i| b.const_dim(x, i + 2)).collect::<Result<Vec<u64>>>()?;
+        return b.add(Op::ConvTranspose { conv: attrs.clone(), size }, &[g, w]);
+    }
     let mut spread_g = g;
     let mut flipped = w;
     for i in 0..spatial {
@@ -96,6 +106,23 @@ fn conv_input(b: &mut Builder<'_>, attrs: &ConvAttrs, x: NodeId, w: NodeId, g: N
         groups,
     };
     b.add(Op::Conv(unit), &[spread_g, transposed])
+}
+
+/// Gradients of `y = conv_transpose(g, w)`, the derivative of
+/// `<conv(x, w), g>` with respect to `x`, which is linear in `g` and in
+/// `w`: with respect to `g`, the convolution of `h` (`y`'s gradient) with
+/// `w`; with respect to `w`, the weight gradient of that convolution.
+pub fn conv_transpose(
+    b: &mut Builder<'_>,
+    attrs: &ConvAttrs,
+    g: NodeId,
+    w: NodeId,
+    h: NodeId,
+    needs: &[bool],
+) -> Result<Vec<Option<NodeId>>> {
+    let gg = if needs[0] { Some(b.add(Op::Conv(attrs.clone()), &[h, w])?) } else { None };
+    let gw = if needs[1] { Some(conv_weight_one_group(b, attrs, h, w, g)?) } else { None };
+    Ok(vec![gg, gw])
 }
 
 fn conv_weight(b: &mut Builder<'_>, attrs: &ConvAttrs, x: NodeId, w: NodeId, g: NodeId) -> Result<NodeId> {

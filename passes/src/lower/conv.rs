@@ -220,7 +220,7 @@ impl Lowering<'_> {
 /// Where output position `ys` of image `n` reads channel `ci` at window
 /// offset `ks` in the padded input of shape `ps`:
 /// `xp[n, ci, y * stride + k * dilation]`, as a flat index.
-fn window_read(ps: &[Size], attrs: &ConvAttrs, n: VarId, ci: VarId, ys: &[VarId], ks: &[VarId]) -> Affine {
+pub(super) fn window_read(ps: &[Size], attrs: &ConvAttrs, n: VarId, ci: VarId, ys: &[VarId], ks: &[VarId]) -> Affine {
     let x_strides = strides(ps);
     let mut index = Affine::default().plus_term(n, x_strides[0].clone()).plus_term(ci, x_strides[1].clone());
     for d in 0..ys.len() {

@@ -30,6 +30,7 @@
 //! (reductions and pooling), `matmul`, `conv`; `loops` builds the nests.
 
 mod conv;
+mod conv_transpose;
 mod copy;
 mod elementwise;
 mod loops;
@@ -394,6 +395,7 @@ impl Lowering<'_> {
                 self.matmul(a, b, transposed, &self.shapes[arg(0).index()].clone(), &shape, out, dtype)
             }
             Op::Conv(attrs) => self.conv(id, attrs),
+            Op::ConvTranspose { conv, .. } => self.conv_transpose(id, conv),
             Op::ReduceWindow { kind, window, stride, padding } => {
                 let (x, xs) = (self.node_buffer[arg(0).index()], self.shapes[arg(0).index()].clone());
                 self.pool(*kind, window, stride, padding, x, &xs, out, &shape, dtype)
