@@ -371,7 +371,7 @@ pub fn run(
             let outputs = kiln_ir::interp::evaluate(module, function, &inputs, params, EvalOptions { precision })?;
             // In f64 precision the f32 outputs hold f64 values: said as f64.
             Ok(match precision {
-                Precision::F64 => outputs
+                Precision::F64 | Precision::Perturbed { .. } => outputs
                     .into_iter()
                     .map(|t| if t.dtype == DType::F32 { Tensor { dtype: DType::F64, ..t } } else { t })
                     .collect(),

@@ -5,7 +5,9 @@
 //! ndarray arrays. [`Precision::Native`] computes in each node's dtype (f32
 //! results are the f64 result rounded to f32, which for +, -, *, / and sqrt is
 //! exactly f32 arithmetic); [`Precision::F64`] computes every float in f64,
-//! for finite-difference checks. Bad inputs (wrong shapes or dtypes, a missing
+//! for finite-difference checks; [`Precision::Perturbed`] computes in f64
+//! with a small error made on purpose in every float result, to measure
+//! how far rounding can move an output. Bad inputs (wrong shapes or dtypes, a missing
 //! parameter, an index out of range, integer division by zero) are errors,
 //! never panics.
 
@@ -28,6 +30,13 @@ pub enum Precision {
     Native,
     /// Every float is kept in f64.
     F64,
+    /// Every float is kept in f64, and every element of every float
+    /// node's result is multiplied by `1 + 2^-22 * u`, `u` uniform in
+    /// [-1, 1) drawn from `seed`, the node and the element: errors a few
+    /// times f32's rounding, made on purpose (Monte Carlo arithmetic). How
+    /// far that moves an output from the `F64` one measures how far f32
+    /// rounding in another order can: a sum that cancels moves a lot.
+    Perturbed { seed: u64 },
 }
 
 /// Parameter values by name.
@@ -81,7 +90,7 @@ pub fn evaluate(
                 ops::apply(&node.op, &args, &shape, &bindings).map_err(node_error)?
             }
         };
-        values.push(round(value, node.ty.dtype, options.precision));
+        values.push(round(value, node.ty.dtype, options.precision, id.index() as u64));
     }
     Ok(f.outputs.iter().map(|o| values[o.index()].clone()).collect())
 }
@@ -142,11 +151,19 @@ fn param_value(module: &Module, params: &Params, name: &str) -> Result<Tensor, E
     Ok(value.clone())
 }
 
-/// Rounds a value to its dtype: f32 to f32 precision (unless computing in
-/// f64), i32 to 32-bit two's complement.
-fn round(t: Tensor, dtype: DType, precision: Precision) -> Tensor {
+/// Rounds a value of node `node` to its dtype: f32 to f32 precision
+/// (unless computing in f64), i32 to 32-bit two's complement; perturbs
+/// floats when asked to.
+fn round(t: Tensor, dtype: DType, precision: Precision, node: u64) -> Tensor {
     match (t.data, dtype) {
         (Data::Float(a), DType::F32) if precision == Precision::Native => Tensor::float(DType::F32, a),
+        (Data::Float(mut a), _) if let Precision::Perturbed { seed } = precision => {
+            for (i, v) in a.iter_mut().enumerate() {
+                let u = 2.0 * crate::random::uniform(seed, node, i as u64) - 1.0;
+                *v *= 1.0 + u * 2f64.powi(-22);
+            }
+            Tensor { dtype, data: Data::Float(a) }
+        }
         (Data::Int(a), DType::I32) => Tensor::int(DType::I32, a),
         (data, _) => Tensor { dtype, data },
     }
