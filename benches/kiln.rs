@@ -288,6 +288,121 @@ fn compiled_step_at(
     (plan, compiled, bindings)
 }
 
+/// The single-threaded products the book's models make (LeNet's per
+/// example and its weight gradients, ResNet-18's at 28x28 and batch 128,
+/// the MLP's, a square one), through `matrixmultiply` and the `gemm`
+/// crate, alternating in one process: what chose the `gemm` crate for
+/// the JIT's GEMM calls (`docs/performance.md`). `b` transposed reads
+/// the right operand with a column stride, as weight gradients do.
+fn gemm_crates() {
+    let shapes: [(usize, usize, usize, bool, usize, &str); 16] = [
+        (6, 784, 25, false, 128, "LeNet conv1, per example"),
+        (16, 100, 150, false, 128, "LeNet conv2, per example"),
+        (150, 16, 12800, true, 1, "LeNet conv2 weight gradient"),
+        (25, 6, 100352, true, 1, "LeNet conv1 weight gradient"),
+        (128, 120, 400, false, 1, "LeNet dense 1"),
+        (6272, 64, 576, false, 1, "ResNet stage 1 forward"),
+        (576, 64, 6272, true, 1, "ResNet stage 1 weight gradient"),
+        (2048, 128, 1152, false, 1, "ResNet stage 2 forward"),
+        (1152, 128, 2048, true, 1, "ResNet stage 2 weight gradient"),
+        (512, 256, 2304, false, 1, "ResNet stage 3 forward"),
+        (2304, 256, 512, true, 1, "ResNet stage 3 weight gradient"),
+        (128, 512, 4608, false, 1, "ResNet stage 4 forward"),
+        (128, 4608, 512, false, 1, "ResNet stage 4 input gradient"),
+        (4608, 512, 128, true, 1, "ResNet stage 4 weight gradient"),
+        (256, 256, 784, false, 1, "MLP layer 1 at batch 256"),
+        (1024, 1024, 1024, false, 1, "square"),
+    ];
+    println!(
+        "| product (m x n x k, times), one thread | matrixmultiply GFLOP/s | gemm GFLOP/s | gemm / matrixmultiply |"
+    );
+    println!("| --- | --- | --- | --- |");
+    for (m, n, k, b_transposed, times, name) in shapes {
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.25).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.5).collect();
+        let mut c = vec![0.0f32; m * n];
+        let (rsb, csb) = if b_transposed { (1isize, k as isize) } else { (n as isize, 1) };
+        let (rsa, rsc) = (k as isize, n as isize);
+        let mut with_matrixmultiply = || {
+            for _ in 0..times {
+                // SAFETY: a is m x k, b k x n and c m x n, with these strides.
+                unsafe {
+                    matrixmultiply::sgemm(
+                        m,
+                        k,
+                        n,
+                        1.0,
+                        a.as_ptr(),
+                        rsa,
+                        1,
+                        b.as_ptr(),
+                        rsb,
+                        csb,
+                        0.0,
+                        c.as_mut_ptr(),
+                        rsc,
+                        1,
+                    )
+                }
+            }
+        };
+        let first = median_ms(&mut with_matrixmultiply);
+        let mut with_gemm = || {
+            for _ in 0..times {
+                // SAFETY: as above.
+                unsafe {
+                    gemm::gemm(
+                        m,
+                        n,
+                        k,
+                        c.as_mut_ptr(),
+                        1,
+                        rsc,
+                        false,
+                        a.as_ptr(),
+                        1,
+                        rsa,
+                        b.as_ptr(),
+                        csb,
+                        rsb,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    )
+                }
+            }
+        };
+        let second = median_ms(&mut with_gemm);
+        let gflop = 2.0 * (m * n * k * times) as f64 / 1e6;
+        println!(
+            "| {name} ({m} x {n} x {k}{}{}) | {:.1} | {:.1} | {:.2}x |",
+            if b_transposed { ", b transposed" } else { "" },
+            if times > 1 { format!(", {times} times") } else { String::new() },
+            gflop / first,
+            gflop / second,
+            first / second
+        );
+    }
+    println!();
+}
+
+/// The median of 9 timed calls of `f` after one warm-up, in ms.
+fn median_ms(f: &mut dyn FnMut()) -> f64 {
+    f();
+    let mut times: Vec<f64> = (0..9)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[4]
+}
+
 /// Where `function` of the file at `path` spends its time at batch
 /// `batch`, part by part (a kernel's statements run as parts), over `runs`
 /// runs: the 30 largest parts other than GEMM calls, each with its loop nest's extents and its
@@ -593,6 +708,9 @@ fn main() {
         let runs = arg(4).map_or(10, |r| r.parse().expect("a number of runs"));
         profile_parts(&path, &function, batch, runs);
         return;
+    }
+    if filter.iter().any(|f| f == "gemm-crates") {
+        gemm_crates();
     }
     if filter.iter().any(|f| f == "profile-cnn") {
         profile_at("batchnorm_lenet.kiln", &[], 128, 20);

@@ -576,14 +576,15 @@ const UNROLL_TRIPS: i64 = 4;
 const UNROLL_STATEMENTS: i64 = 32;
 
 /// Whether a scalar loop of `trips` iterations over `body` is written out:
-/// few iterations, a body of stores and nested loops of constant extent
-/// only (no accumulators, whose order the loop keeps anyway, nor calls),
-/// and not too much code in all.
+/// few iterations, a body of stores, accumulator updates (a pooling
+/// window's) and nested loops of constant extent only (no declarations,
+/// scatters or calls), and not too much code in all. Written out, the
+/// statements still run in the loop's order.
 fn unrollable(trips: i64, body: &[KStmt]) -> bool {
     fn statements(body: &[KStmt]) -> Option<i64> {
         body.iter().try_fold(0i64, |total, s| {
             let count = match s {
-                KStmt::Store { .. } => 1,
+                KStmt::Store { .. } | KStmt::AccUpdate { .. } => 1,
                 KStmt::For { extent, body, .. } => extent.as_const()?.checked_mul(statements(body)?)?,
                 _ => return None,
             };
