@@ -224,8 +224,53 @@ pub fn reduce_window(
                 &[spread_g],
             )
         }
+        ReduceKind::Max if disjoint(window, stride, padding) => max_pool_disjoint(b, window, stride, x, y, g),
         ReduceKind::Max => max_pool(b, window, stride, padding, x, y, g),
     }
+}
+
+/// [`max_pool`] where no two windows share an element: each window's
+/// maximum and gradient repeated over the window, compared with the input
+/// in one elementwise pass, the hits counted by a pooling sum; elements
+/// after the last window receive 0.
+fn max_pool_disjoint(
+    b: &mut Builder<'_>,
+    window: &[u64],
+    stride: &[u64],
+    x: NodeId,
+    y: NodeId,
+    g: NodeId,
+) -> Result<NodeId> {
+    let rank = window.len();
+    let touched: Vec<usize> = (0..rank).filter(|&a| !untouched(window, stride, &vec![(0, 0); rank], a)).collect();
+    // The part of x the windows cover, and y and g repeated over it.
+    let (mut covered, mut maxima) = (x, y);
+    for &axis in &touched {
+        let length = b.const_dim(y, axis)? * stride[axis];
+        covered = b.slice(covered, axis, 0, length, 1)?;
+        maxima = b.repeat(maxima, axis, stride[axis])?;
+    }
+    let hit = b.compare(CompareOp::Eq, covered, maxima)?;
+    let hit = b.cast(hit, b.ty(x).dtype)?;
+    let count = b.add(
+        Op::ReduceWindow {
+            kind: ReduceKind::Sum,
+            window: window.to_vec(),
+            stride: stride.to_vec(),
+            padding: vec![(0, 0); rank],
+        },
+        &[hit],
+    )?;
+    let mut share = b.div(g, count)?;
+    for &axis in &touched {
+        share = b.repeat(share, axis, stride[axis])?;
+    }
+    let mut gradient = b.mul(share, hit)?;
+    for &axis in &touched {
+        let (size, length) = (b.const_dim(x, axis)? as i64, b.const_dim(gradient, axis)? as i64);
+        gradient = b.pad_or_crop(gradient, axis, 0, size - length)?;
+    }
+    Ok(gradient)
 }
 
 /// For each window offset, the elements that equal their window's maximum
