@@ -221,6 +221,26 @@ fn convolution_with_padding_stride_and_groups() {
     check("x: f32[1, 2, 1, 2], w: f32[2, 1, 1, 1]", body, &[x, w], f32s(&[1, 2, 1, 2], &[3.0, 6.0, -10.0, -20.0]));
 }
 
+/// The transposed convolution adds `g * w` at every position a window
+/// reads: with stride 1 the windows overlap and their products add up; with
+/// stride 2 and padding 1 the first window's first row and column fall in
+/// the padding, and the result pairs with the convolution above as its
+/// adjoint (`<conv(x, w), g> = <x, conv_transpose(g, w)>` = 156 here). The
+/// text prints back as it was written.
+#[test]
+fn transposed_convolution_adds_each_window_back() {
+    let g = f32s(&[1, 1, 2, 2], &[1.0, 2.0, 3.0, 4.0]);
+    let w = f32s(&[1, 1, 2, 2], &[1.0, 1.0, 1.0, 1.0]);
+    let sig = "g: f32[1, 1, 2, 2], w: f32[1, 1, 2, 2]";
+    let body = "  %0: f32[1, 1, 2, 2] = input 0\n  %1: f32[1, 1, 2, 2] = input 1\n  %2: f32[1, 1, 3, 3] = conv_transpose %0, %1 stride=[1, 1] padding=[(0, 0), (0, 0)] dilation=[1, 1] groups=1 size=[3, 3]\n  return %2";
+    let overlapping = f32s(&[1, 1, 3, 3], &[1.0, 3.0, 2.0, 4.0, 10.0, 6.0, 3.0, 7.0, 4.0]);
+    check(sig, body, &[g.clone(), w.clone()], overlapping);
+    let body = "  %0: f32[1, 1, 2, 2] = input 0\n  %1: f32[1, 1, 2, 2] = input 1\n  %2: f32[1, 1, 3, 3] = conv_transpose %0, %1 stride=[2, 2] padding=[(1, 1), (1, 1)] dilation=[1, 1] groups=1 size=[3, 3]\n  return %2";
+    check(sig, body, &[g, w], f32s(&[1, 1, 3, 3], &[1.0, 2.0, 2.0, 3.0, 4.0, 4.0, 3.0, 4.0, 4.0]));
+    let text = format!("func f({sig}) -> (f32[1, 1, 3, 3]) {{\n{body}\n}}\n");
+    assert_eq!(parse_module(&text).unwrap().to_string(), text);
+}
+
 #[test]
 fn pooling_by_reduce_window() {
     let x = f32s(&[1, 1, 2, 4], &[1.0, 5.0, 2.0, 0.0, -1.0, 3.0, 8.0, 4.0]);

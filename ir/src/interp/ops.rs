@@ -315,8 +315,19 @@ fn window_source(out: usize, k: usize, stride: u64, dilation: u64, pad_lo: u64, 
     (pos < size).then_some(pos)
 }
 
+/// The input position each spatial axis of output position `out` reads
+/// at window offset `k`, into `at`; false when one falls in padding.
+fn window_positions(out: &[usize], k: &[usize], attrs: &ConvAttrs, sizes: &[usize], at: &mut [usize]) -> bool {
+    for d in 0..out.len() {
+        match window_source(out[d], k[d], attrs.stride[d], attrs.dilation[d], attrs.padding[d].0, sizes[d]) {
+            Some(pos) => at[d] = pos,
+            None => return false,
+        }
+    }
+    true
+}
+
 fn conv(x: &ArrayD<f64>, w: &ArrayD<f64>, attrs: &ConvAttrs, shape: &[usize]) -> Result<ArrayD<f64>> {
-    let spatial = x.ndim() - 2;
     let c_out = w.shape()[0];
     let c_in_group = w.shape()[1];
     let out_per_group = c_out / attrs.groups as usize;
@@ -333,18 +344,8 @@ fn conv(x: &ArrayD<f64>, w: &ArrayD<f64>, attrs: &ConvAttrs, shape: &[usize]) ->
                 let k = k.slice();
                 xi[0] = n;
                 xi[1] = group * c_in_group + ci;
-                for d in 0..spatial {
-                    let Some(pos) = window_source(
-                        out[d + 2],
-                        k[d],
-                        attrs.stride[d],
-                        attrs.dilation[d],
-                        attrs.padding[d].0,
-                        x.shape()[d + 2],
-                    ) else {
-                        continue 'kernel;
-                    };
-                    xi[d + 2] = pos;
+                if !window_positions(&out[2..], k, attrs, &x.shape()[2..], &mut xi[2..]) {
+                    continue 'kernel;
                 }
                 wi[0] = co;
                 wi[1] = ci;
@@ -359,7 +360,6 @@ fn conv(x: &ArrayD<f64>, w: &ArrayD<f64>, attrs: &ConvAttrs, shape: &[usize]) ->
 /// `out[n, ci, o * stride + k * dilation - lo] += g[n, co, o] * w[co, ci, k]`,
 /// positions in padding dropped, in the order of `n, co, o, ci, k`.
 fn conv_transpose(g: &ArrayD<f64>, w: &ArrayD<f64>, attrs: &ConvAttrs, shape: &[usize]) -> Result<ArrayD<f64>> {
-    let spatial = g.ndim() - 2;
     let mut out = ArrayD::<f64>::zeros(IxDyn(shape));
     let mut xi = vec![0usize; g.ndim()];
     let mut wi = vec![0usize; w.ndim()];
@@ -371,18 +371,8 @@ fn conv_transpose(g: &ArrayD<f64>, w: &ArrayD<f64>, attrs: &ConvAttrs, shape: &[
                 let k = k.slice();
                 xi[0] = gi[0];
                 xi[1] = ci;
-                for d in 0..spatial {
-                    let Some(pos) = window_source(
-                        gi[d + 2],
-                        k[d],
-                        attrs.stride[d],
-                        attrs.dilation[d],
-                        attrs.padding[d].0,
-                        shape[d + 2],
-                    ) else {
-                        continue 'kernel;
-                    };
-                    xi[d + 2] = pos;
+                if !window_positions(&gi[2..], k, attrs, &shape[2..], &mut xi[2..]) {
+                    continue 'kernel;
                 }
                 wi[0] = gi[1];
                 wi[1] = ci;

@@ -101,18 +101,17 @@ impl Lowering<'_> {
             Box::new(load(g, row_major(&g_vars, &strides(gs)))),
             Box::new(load(w, row_major(&w_vars, &strides(ws)))),
         );
-        let sum = KExpr::Binary(BinaryOp::Add, Box::new(load(xp, at.clone())), Box::new(product));
-        let mut vars = vec![co];
-        vars.extend(&ys);
-        vars.push(ci);
-        vars.extend(&ks);
-        let mut extents = vec![ws[0].clone()];
-        extents.extend(gs[2..].iter().cloned());
-        extents.push(ws[1].clone());
-        extents.extend(ws[2..].iter().cloned());
+        let (vars, extents) = window_loops((co, ws[0].clone()), &ys, ci, &ks, gs, ws);
+        self.added_in_place(xp, at, product, &vars, &extents)
+    }
+
+    /// `xp[at] = xp[at] + value` in a serial nest over `vars`.
+    fn added_in_place(&self, xp: BufferId, at: Affine, value: KExpr, vars: &[VarId], extents: &[Size]) -> KStmt {
+        let sum = KExpr::Binary(BinaryOp::Add, Box::new(load(xp, at.clone())), Box::new(value));
         let store = KStmt::Store { buffer: xp, index: at, value: sum };
-        let nest = self.ask_for_lanes(self.nest_serial(&vars, &extents, vec![store]), xp_dtype(self, xp));
-        nest.into_iter().next().expect("a loop over the output channels")
+        let dtype = self.buffers[xp.0 as usize].dtype;
+        let nest = self.ask_for_lanes(self.nest_serial(vars, extents, vec![store]), dtype);
+        nest.into_iter().next().expect("a window has loops")
     }
 
     /// Every window's contribution for the whole batch,
@@ -179,23 +178,24 @@ impl Lowering<'_> {
         let ci = self.vars(1)[0];
         let ks = self.vars(spatial);
         let at = window_read(ps, attrs, n, ci, &ys, &ks);
-        let mut vars = vec![n];
-        vars.extend(&ys);
-        vars.push(ci);
-        vars.extend(&ks);
-        let mut extents = vec![gs[0].clone()];
-        extents.extend(gs[2..].iter().cloned());
-        extents.push(ws[1].clone());
-        extents.extend(ws[2..].iter().cloned());
+        let (vars, extents) = window_loops((n, gs[0].clone()), &ys, ci, &ks, gs, ws);
         let from = row_major(&vars, &strides(&extents));
-        let sum = KExpr::Binary(BinaryOp::Add, Box::new(load(xp, at.clone())), Box::new(load(cols, from)));
-        let store = KStmt::Store { buffer: xp, index: at, value: sum };
-        let nest = self.ask_for_lanes(self.nest_serial(&vars[1..], &extents[1..], vec![store]), xp_dtype(self, xp));
-        nest.into_iter().next().expect("a spatial convolution has positions")
+        self.added_in_place(xp, at, load(cols, from), &vars[1..], &extents[1..])
     }
 }
 
-/// The dtype of a buffer the lowering made.
-fn xp_dtype(lowering: &Lowering<'_>, buffer: BufferId) -> DType {
-    lowering.buffers[buffer.0 as usize].dtype
+/// The loops over `first`, then a window's positions `ys` (as many as
+/// `g`'s spatial axes), input channel `ci` and offsets `ks`, and their
+/// extents.
+fn window_loops(
+    first: (VarId, Size),
+    ys: &[VarId],
+    ci: VarId,
+    ks: &[VarId],
+    gs: &[Size],
+    ws: &[Size],
+) -> (Vec<VarId>, Vec<Size>) {
+    let vars = [&[first.0][..], ys, &[ci], ks].concat();
+    let extents = [&[first.1][..], &gs[2..], &ws[1..2], &ws[2..]].concat();
+    (vars, extents)
 }
