@@ -196,8 +196,10 @@ def kiln_figures(root):
         if m:
             out[f"matmul 1024 GFLOP/s, {threads} threads"] = float(m.group(1))
     text = kiln_bench(root, "conv")
+    # The conv table's rows: example and batch, function, then each
+    # lowering's ms; the last column is the default (`auto`).
     for function, name in [("forward", "LeNet forward ms"), ("train_step", "LeNet step ms")]:
-        m = re.search(rf"^\| {function} \| [0-9.]+ \| ([0-9.]+) \|", text, re.M)
+        m = re.search(rf"^\| lenet\.kiln, 256 \| {function} \|.* ([0-9.]+) \|$", text, re.M)
         if m:
             out[name] = float(m.group(1))
     text = kiln_bench(root, "compile")
