@@ -14,4 +14,4 @@ pub mod cranelift;
 pub mod nvptx;
 
 pub use buffer::{Arena, HostBuffer};
-pub use cranelift::{CodegenError, CompiledPlan, asm_text, clif_text, compile_plan};
+pub use cranelift::{CodegenError, CompiledPlan, asm_text, clif_text, compile_plan, product_f32, product_f64};

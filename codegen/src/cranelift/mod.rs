@@ -26,6 +26,8 @@ mod hoist;
 pub(crate) mod kernel;
 mod parts;
 mod runtime;
+
+pub use runtime::{product_f32, product_f64};
 mod vector;
 
 use cranelift_codegen::settings::{self, Configurable};

@@ -56,8 +56,11 @@ type Gemm<T> = unsafe fn(usize, usize, usize, *const T, isize, isize, *const T, 
 /// (`docs/performance.md`). An empty sum (`k` = 0) writes zeros.
 macro_rules! product {
     ($name:ident, $t:ty) => {
+        /// # Safety
+        /// `a` (m x k), `b` (k x n) and `c` (m x n) lie inside their
+        /// buffers at these strides, and `c` overlaps neither operand.
         #[allow(clippy::too_many_arguments)]
-        unsafe fn $name(
+        pub unsafe fn $name(
             m: usize,
             k: usize,
             n: usize,

@@ -134,7 +134,34 @@ impl Builder<'_> {
     /// Puts `step - 1` zeros after every element of `axis` (the last
     /// element's trailing zeros included): length `L` becomes `L * step`.
     pub fn dilate(&mut self, x: NodeId, axis: usize, step: u64) -> Result<NodeId> {
-        if step == 1 {
+        self.widen_axis(x, axis, step, |b, y, rank| {
+            let mut padding = vec![(0, 0); rank];
+            padding[axis + 1] = (0, step - 1);
+            b.add(Op::Pad { padding }, &[y])
+        })
+    }
+
+    /// Repeats every element of `axis` `times` times in place: length `L`
+    /// becomes `L * times` (a broadcast between two reshapes).
+    pub fn repeat(&mut self, x: NodeId, axis: usize, times: u64) -> Result<NodeId> {
+        self.widen_axis(x, axis, times, |b, y, _| {
+            let mut shape = b.ty(y).shape.0;
+            shape[axis + 1] = Dim::Const(times);
+            b.broadcast(y, Shape(shape))
+        })
+    }
+
+    /// `axis` of length `L` made `L * factor` long: a unit axis inserted
+    /// after it, grown to `factor` by `grow` (given the rank with it), and
+    /// merged back.
+    fn widen_axis(
+        &mut self,
+        x: NodeId,
+        axis: usize,
+        factor: u64,
+        grow: impl FnOnce(&mut Self, NodeId, usize) -> Result<NodeId>,
+    ) -> Result<NodeId> {
+        if factor == 1 {
             return Ok(x);
         }
         let ty = self.ty(x);
@@ -142,29 +169,9 @@ impl Builder<'_> {
         let mut split = ty.shape.0.clone();
         split.insert(axis + 1, Dim::Const(1));
         let y = self.reshape(x, Shape(split))?;
-        let mut padding = vec![(0, 0); ty.rank() + 1];
-        padding[axis + 1] = (0, step - 1);
-        let y = self.add(Op::Pad { padding }, &[y])?;
+        let y = grow(self, y, ty.rank() + 1)?;
         let mut merged = ty.shape.0.clone();
-        merged[axis] = Dim::Const(length * step);
-        self.reshape(y, Shape(merged))
-    }
-
-    /// Repeats every element of `axis` `times` times in place: length `L`
-    /// becomes `L * times` (a broadcast between two reshapes).
-    pub fn repeat(&mut self, x: NodeId, axis: usize, times: u64) -> Result<NodeId> {
-        if times == 1 {
-            return Ok(x);
-        }
-        let ty = self.ty(x);
-        let length = self.const_dim(x, axis)?;
-        let mut split = ty.shape.0.clone();
-        split.insert(axis + 1, Dim::Const(1));
-        let y = self.reshape(x, Shape(split.clone()))?;
-        split[axis + 1] = Dim::Const(times);
-        let y = self.broadcast(y, Shape(split))?;
-        let mut merged = ty.shape.0.clone();
-        merged[axis] = Dim::Const(length * times);
+        merged[axis] = Dim::Const(length * factor);
         self.reshape(y, Shape(merged))
     }
 
