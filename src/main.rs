@@ -109,7 +109,9 @@ enum Command {
     /// Train the model of a file's `train` block.
     Train {
         file: PathBuf,
-        /// An MNIST-style directory (default: /usr/share/datasets/fashion-mnist).
+        /// An MNIST-style directory for a classifier (default:
+        /// /usr/share/datasets/fashion-mnist), or a table (`*train.csv` and
+        /// `*test.csv`) for a regression.
         #[arg(long)]
         data: Option<PathBuf>,
         #[arg(long, default_value_t = 10)]
@@ -160,6 +162,14 @@ enum Command {
         /// default (an integer, a number, true or false); repeatable.
         #[arg(long = "set", value_name = "ARG=VALUE")]
         set: Vec<String>,
+        /// Cross-validate a table's regression on K folds (the book uses 5):
+        /// K fresh models, each measured on the rows it did not train on.
+        #[arg(long, value_name = "K")]
+        folds: Option<usize>,
+        /// Write the predictions for a table's test rows to this CSV
+        /// (`Id,SalePrice`; with --folds, the mean of the K models').
+        #[arg(long, value_name = "CSV")]
+        submission: Option<PathBuf>,
     },
     /// Compile functions ahead of time into a static library and a C header.
     Build {
@@ -438,6 +448,8 @@ fn execute(command: Command) -> Result<(), Error> {
             device,
             model,
             set,
+            folds,
+            submission,
         } => {
             let options = kiln::train::TrainOptions {
                 data,
@@ -455,6 +467,8 @@ fn execute(command: Command) -> Result<(), Error> {
                 plot,
                 resize,
                 args: model_args(&set)?,
+                folds,
+                submission,
             };
             train(&file, &options)
         }
@@ -545,12 +559,19 @@ fn train(file: &std::path::Path, options: &kiln::train::TrainOptions) -> Result<
             bar.finish_and_clear();
             bar.reset();
             bar.set_prefix((e.epoch + 1).to_string());
-            let accuracy = match (e.train_accuracy, e.test_accuracy) {
+            let mut metrics = match (e.train_accuracy, e.test_accuracy) {
                 (Some(train), Some(test)) => format!(", train acc {train:.4}, test acc {test:.4}"),
                 _ => String::new(),
             };
+            if let Some(v) = e.train_log_rmse {
+                metrics.push_str(&format!(", train log rmse {v:.4}"));
+            }
+            if let Some(v) = e.valid_log_rmse {
+                metrics.push_str(&format!(", valid log rmse {v:.4}"));
+            }
+            let fold = e.fold.map_or_else(String::new, |f| format!("fold {f} "));
             out(&format!(
-                "epoch {}: train loss {:.4}{accuracy} ({:.3} s, steps {:.3} s)\n",
+                "{fold}epoch {}: train loss {:.4}{metrics} ({:.3} s, steps {:.3} s)\n",
                 e.epoch, e.train_loss, e.seconds, e.step_seconds
             ));
         },
@@ -571,7 +592,11 @@ fn train(file: &std::path::Path, options: &kiln::train::TrainOptions) -> Result<
         Some([h, w]) => format!(", images resized to {h}x{w}"),
         None => String::new(),
     };
-    out(&format!("trained {n} epoch{}{resumed} in {total:.1} s{compiled}{resized}\n", if n == 1 { "" } else { "s" }));
+    let trained = match options.folds {
+        Some(k) => format!("{k} folds of {} epoch{}", n / k.max(1), if n / k.max(1) == 1 { "" } else { "s" }),
+        None => format!("{n} epoch{}", if n == 1 { "" } else { "s" }),
+    };
+    out(&format!("trained {trained}{resumed} in {total:.1} s{compiled}{resized}\n"));
     for name in &report.model_params {
         let values = report.params[name].to_f64_vec();
         if values.len() <= 4 {
@@ -579,8 +604,14 @@ fn train(file: &std::path::Path, options: &kiln::train::TrainOptions) -> Result<
             out(&format!("{name} = [{}]\n", shown.join(", ")));
         }
     }
+    if let (Some(k), Some(mean)) = (options.folds, report.cross_validation) {
+        out(&format!("{k}-fold validation: mean log rmse {mean:.4}\n"));
+    }
     if let Some(path) = &options.save {
         out(&format!("saved {}\n", path.display()));
+    }
+    if let Some(path) = &options.submission {
+        out(&format!("wrote {}\n", path.display()));
     }
     if let Some(path) = &options.plot {
         out(&format!("plotted {}\n", path.display()));

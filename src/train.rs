@@ -62,6 +62,13 @@ pub struct TrainOptions {
     pub resize: Option<[usize; 2]>,
     /// Values for the root model's arguments (`--set size=96`).
     pub args: Vec<(String, String)>,
+    /// K-fold cross-validation of a table's regression (`--folds 5`): K
+    /// models, each trained on all but one K-th of the training rows and
+    /// measured on that K-th, as the book's `k_fold` does.
+    pub folds: Option<usize>,
+    /// Where a table's regression writes its predictions for the test rows
+    /// (`Id,label` lines; with folds, the mean of the K models').
+    pub submission: Option<PathBuf>,
 }
 
 impl Default for TrainOptions {
@@ -84,6 +91,8 @@ impl Default for TrainOptions {
             plot: None,
             resize: None,
             args: Vec::new(),
+            folds: None,
+            submission: None,
         }
     }
 }
@@ -93,6 +102,8 @@ impl Default for TrainOptions {
 pub struct EpochReport {
     /// Counted from 1.
     pub epoch: usize,
+    /// The cross-validation fold this epoch trained, counted from 1.
+    pub fold: Option<usize>,
     /// The mean of the batches' losses, weighted by their sizes.
     pub train_loss: f64,
     /// Accuracy of the predictions made on each batch before its update
@@ -100,6 +111,12 @@ pub struct EpochReport {
     pub train_accuracy: Option<f64>,
     /// Accuracy of `forward` on the test set after the epoch.
     pub test_accuracy: Option<f64>,
+    /// A table regression's root-mean-square error of the logarithms
+    /// (predictions below 1 count as 1, as in the book) on the rows it
+    /// trained on, after the epoch.
+    pub train_log_rmse: Option<f64>,
+    /// The same on the fold held out, when cross-validating.
+    pub valid_log_rmse: Option<f64>,
     /// The epoch's wall time.
     pub seconds: f64,
     /// Of which in training steps (the compiled step's calls, from batch in
@@ -129,11 +146,20 @@ pub struct TrainReport {
     /// sizes: the last, partial batch runs the same code); 0 on another
     /// backend.
     pub compilations: usize,
+    /// With folds, the mean over the folds of the held-out log-RMSE after
+    /// the last epoch (the book's "average validation log rmse").
+    pub cross_validation: Option<f64>,
 }
 
 enum Task {
-    Classification { classes: usize },
+    Classification {
+        classes: usize,
+    },
+    /// The book's synthetic linear-regression data.
     Regression,
+    /// A table's regression: the training rows of `table`, measured by
+    /// log-RMSE, predicting its test rows.
+    Table(Box<kiln_runtime::table::Table>),
 }
 
 /// Trains the model of `path`; `on_epoch` sees each epoch's report as it
@@ -166,19 +192,31 @@ pub fn train(
             data_inputs.len()
         )));
     };
-    let task =
-        if y_type.dtype.is_int() { Task::Classification { classes: classes(&module)? } } else { Task::Regression };
-    let Split { train: mut train_set, test: mut test_set } = match (&task, &options.data) {
-        (Task::Regression, None) => {
+    let task = if y_type.dtype.is_int() {
+        Task::Classification { classes: classes(&module)? }
+    } else {
+        match &options.data {
+            None => Task::Regression,
+            Some(dir) if kiln_runtime::table::is_table_dir(dir) => {
+                let table = kiln_runtime::table::load_table(dir).map_err(|e| Error::Usage(e.to_string()))?;
+                Task::Table(Box::new(table))
+            }
+            Some(dir) => {
+                return Err(Error::Usage(format!(
+                    "{}: a regression loss trains on a table (a directory with `*train.csv` and `*test.csv`) \
+                     or, without --data, on the book's synthetic data",
+                    dir.display()
+                )));
+            }
+        }
+    };
+    let Split { train: mut train_set, test: mut test_set } = match &task {
+        Task::Regression => {
             Split { train: synthetic_linear(SYNTHETIC_EXAMPLES, options.seed), test: Dataset::default() }
         }
-        (Task::Regression, Some(_)) => {
-            return Err(Error::Usage(
-                "a regression loss trains on the book's synthetic data, not on a data directory".into(),
-            ));
-        }
-        (Task::Classification { .. }, dir) => {
-            let dir = dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
+        Task::Table(table) => Split { train: table.train.clone(), test: table.test.clone() },
+        Task::Classification { .. } => {
+            let dir = options.data.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
             if !dir.exists() {
                 return Err(Error::NoData { dir });
             }
@@ -195,6 +233,16 @@ pub fn train(
         check_labels(&train_set, classes, "training")?;
         check_labels(&test_set, classes, "test")?;
     }
+    if let Task::Table(table) = &task {
+        if let Some((i, y)) = train_set.targets.iter().enumerate().find(|(_, y)| !(**y > 0.0)) {
+            return Err(Error::Usage(format!(
+                "`{}` of training row {} is {y}: log-RMSE needs positive labels",
+                table.label,
+                i + 1
+            )));
+        }
+    }
+    check_folds(options, &task, train_set.len())?;
     let resize = match options.resize {
         Some([h, w]) if h == 0 || w == 0 => {
             return Err(Error::Usage(format!("cannot resize images to {h}x{w}: both sizes must be at least 1")));
@@ -215,6 +263,9 @@ pub fn train(
     let features = resize.map_or(train_set.features, |[h, w]| h * w);
     input_shape(x_type, 1, features).map_err(|e| match (e, train_set.image, resize) {
         (Error::Usage(m), Some([h, w]), None) => Error::Usage(format!("{m} ({h}x{w} images)")),
+        (Error::Usage(m), None, None) if matches!(task, Task::Table(_)) => {
+            Error::Usage(format!("{m} (the table's preprocessing; set the model's feature count to {features})"))
+        }
         (e, ..) => e,
     })?;
     let x_input = InputFeed { ty: x_type, resize };
@@ -231,37 +282,6 @@ pub fn train(
         return Err(Error::Usage("there are no test examples to measure accuracy on (is the test limit 0?)".into()));
     }
 
-    let (params, resumed) = match &options.resume {
-        None => (kiln_ir::try_initialize_params(&module, options.seed).map_err(Error::Allocation)?, None),
-        Some(from) => {
-            let state = kiln_runtime::checkpoint::train_state(from)?;
-            if state.seed != options.seed {
-                return Err(Error::Usage(format!(
-                    "{} was saved by a run with seed {}, not {}: resume with the same seed",
-                    from.display(),
-                    state.seed,
-                    options.seed
-                )));
-            }
-            if state.batch != options.batch as u64 {
-                return Err(Error::Usage(format!(
-                    "{} was saved by a run with batches of {}, not {}: resume with the same batch size",
-                    from.display(),
-                    state.batch,
-                    options.batch
-                )));
-            }
-            if state.epoch >= options.epochs as u64 {
-                return Err(Error::Usage(format!(
-                    "{} has trained {} epochs already: ask for more than {} in all",
-                    from.display(),
-                    state.epoch,
-                    state.epoch
-                )));
-            }
-            (kiln_runtime::checkpoint::load(from, &module, |_| true)?, Some(state))
-        }
-    };
     let all_params: Vec<String> = module.params.iter().map(|p| p.name.clone()).collect();
     let model_params: Vec<String> =
         compiled.module.params.iter().map(|p| p.name.clone()).filter(|n| !n.starts_with("opt.")).collect();
@@ -276,107 +296,258 @@ pub fn train(
         (crate::Backend::Interp, _) => &interpreter,
         _ => &jit,
     };
-    let mut trainer = Trainer::new(&module, executor, spec.updates.clone(), params, options.seed);
-    if let Some(state) = resumed {
-        trainer.resume_at(state.steps);
-    }
-    let first_epoch = resumed.map_or(0, |s| s.epoch as usize);
-    // Whether the step returns the logits its loss was computed from.
-    let step_logits = spec.loss_and_logits.is_some();
+    let fit = Fit {
+        options,
+        all_params: &all_params,
+        task: &task,
+        x_input,
+        y_type,
+        // Whether the step returns the logits its loss was computed from.
+        step_logits: spec.loss_and_logits.is_some(),
+    };
     let mut epochs = Vec::new();
-    for epoch in first_epoch..options.epochs {
-        let start = Instant::now();
-        let batches = train_set.batches(options.batch, options.seed, epoch as u64);
-        let (mut loss_sum, mut seen, mut correct) = (0.0, 0usize, 0usize);
-        let mut step_seconds = 0.0;
-        let mut batch_losses = Vec::with_capacity(batches.len());
-        // The next batches are gathered on another thread while a step runs.
-        std::thread::scope(|scope| -> Result<(), Error> {
-            let (send, receive) = std::sync::mpsc::sync_channel(2);
-            let (data, order) = (&train_set, &batches);
-            let producer = scope.spawn(move || {
-                for indices in order {
-                    let batch = batch_inputs(data, indices, &x_input)
-                        .and_then(|x| Ok((x, batch_targets(data, indices, y_type)?)));
-                    if send.send(batch).is_err() {
-                        break; // the loop below stopped early
-                    }
-                }
-            });
-            for (b, indices) in batches.iter().enumerate() {
-                let (x, y) = receive.recv().map_err(|_| Error::Internal("the batch loader stopped".into()))??;
-                if let (Task::Classification { .. }, false) = (&task, step_logits) {
-                    let logits = trainer.run_host("forward", std::slice::from_ref(&x)).map_err(Error::from)?;
-                    correct += count_correct(&logits[0], &train_set.labels, indices);
-                }
-                let step_start = Instant::now();
-                let (loss, outputs) = trainer.step_host(vec![x, y]).map_err(Error::from)?;
-                step_seconds += step_start.elapsed().as_secs_f64();
-                if let (Task::Classification { .. }, true, Some(logits)) = (&task, step_logits, outputs.first()) {
-                    correct += count_correct(logits, &train_set.labels, indices);
-                }
-                if !loss.is_finite() {
-                    return Err(Error::Usage(format!(
-                        "the loss became {loss} in epoch {} batch {}: lower the learning rate",
-                        epoch + 1,
-                        b + 1
-                    )));
-                }
-                loss_sum += loss * indices.len() as f64;
-                batch_losses.push(loss);
-                seen += indices.len();
-                on_batch(b + 1, batches.len());
+    let (params, resumed_after, cross_validation) = if let Some(k) = options.folds {
+        // The book's `k_fold`: a fresh model per fold; the submission is
+        // the mean of their predictions.
+        let (mut held_out, mut predictions) = (Vec::new(), Vec::new());
+        let mut last = None;
+        for fold in 0..k {
+            let (train_part, valid_part) = train_set.k_fold(k, fold);
+            let params = kiln_ir::try_initialize_params(&module, options.seed).map_err(Error::Allocation)?;
+            let mut trainer = Trainer::new(&module, executor, spec.updates.clone(), params, options.seed);
+            let reports =
+                fit.epochs(&mut trainer, &train_part, &valid_part, 0, Some(fold + 1), &mut on_batch, &mut on_epoch)?;
+            held_out.push(reports.last().and_then(|r| r.valid_log_rmse).unwrap_or(f64::NAN));
+            epochs.extend(reports);
+            if options.submission.is_some() {
+                predictions.push(predict(&trainer, &test_set, &x_input, options.batch)?);
             }
-            drop(receive);
-            producer.join().map_err(|_| Error::Internal("the batch loader panicked".into()))
-        })?;
-        let (train_accuracy, test_accuracy) = match task {
-            Task::Classification { .. } => {
-                let test = accuracy(&trainer, &test_set, &x_input, options.batch)?;
-                (Some(correct as f64 / seen.max(1) as f64), Some(test))
-            }
-            Task::Regression => (None, None),
-        };
-        let report = EpochReport {
-            epoch: epoch + 1,
-            train_loss: loss_sum / seen.max(1) as f64,
-            train_accuracy,
-            test_accuracy,
-            seconds: start.elapsed().as_secs_f64(),
-            step_seconds,
-            batch_losses,
-        };
-        on_epoch(&report);
-        epochs.push(report);
-        let due = options.checkpoint_every.is_some_and(|k| (epoch + 1) % k == 0);
-        if let (Some(save), true) = (&options.save, due || epoch + 1 == options.epochs) {
-            let state = TrainState {
-                epoch: epoch as u64 + 1,
-                steps: trainer.steps(),
-                seed: options.seed,
-                batch: options.batch as u64,
-            };
-            kiln_runtime::checkpoint::save_training(save, &trainer.params()?, &all_params, state)?;
+            last = Some(trainer.params()?);
         }
-    }
-    let params = trainer.params().map_err(Error::from)?;
+        if let (Some(path), Task::Table(table)) = (&options.submission, &task) {
+            let mean: Vec<f64> =
+                (0..test_set.len()).map(|i| predictions.iter().map(|p| p[i]).sum::<f64>() / k as f64).collect();
+            kiln_runtime::table::write_submission(path, table, &mean).map_err(|e| Error::Usage(e.to_string()))?;
+        }
+        let params = last.ok_or_else(|| Error::Internal("no fold was trained".into()))?;
+        (params, None, Some(held_out.iter().sum::<f64>() / k as f64))
+    } else {
+        let (params, resumed) = match &options.resume {
+            None => (kiln_ir::try_initialize_params(&module, options.seed).map_err(Error::Allocation)?, None),
+            Some(from) => {
+                let state = resume_state(from, options)?;
+                (kiln_runtime::checkpoint::load(from, &module, |_| true)?, Some(state))
+            }
+        };
+        let mut trainer = Trainer::new(&module, executor, spec.updates.clone(), params, options.seed);
+        if let Some(state) = resumed {
+            trainer.resume_at(state.steps);
+        }
+        let first_epoch = resumed.map_or(0, |s| s.epoch as usize);
+        let evaluate_on = if matches!(task, Task::Table(_)) { &Dataset::default() } else { &test_set };
+        epochs = fit.epochs(&mut trainer, &train_set, evaluate_on, first_epoch, None, &mut on_batch, &mut on_epoch)?;
+        if let (Some(path), Task::Table(table)) = (&options.submission, &task) {
+            let predictions = predict(&trainer, &test_set, &x_input, options.batch)?;
+            kiln_runtime::table::write_submission(path, table, &predictions)
+                .map_err(|e| Error::Usage(e.to_string()))?;
+        }
+        (trainer.params().map_err(Error::from)?, resumed.map(|s| s.epoch), None)
+    };
     if let Some(plot_path) = &options.plot {
         let backend = match options.backend {
             crate::Backend::Jit => "JIT",
             crate::Backend::Interp => "interpreter",
             crate::Backend::Cuda => "CUDA",
         };
-        plot(plot_path, &format!("{} ({backend})", spec.model), &epochs)?;
+        // With folds, the first fold's curves, as the book draws them.
+        let shown: Vec<EpochReport> = epochs.iter().filter(|e| e.fold.unwrap_or(1) == 1).cloned().collect();
+        let title = match options.folds {
+            Some(k) => format!("{} ({backend}, fold 1 of {k})", spec.model),
+            None => format!("{} ({backend})", spec.model),
+        };
+        plot(plot_path, &title, &shown)?;
     }
     Ok(TrainReport {
         model: spec.model.clone(),
         epochs,
         params,
         model_params,
-        resumed_after: resumed.map(|s| s.epoch),
+        resumed_after,
         resized_to: resize,
         compilations: jit.compilations(),
+        cross_validation,
     })
+}
+
+/// The checkpoint a run resumes from, checked against this run's options.
+fn resume_state(from: &Path, options: &TrainOptions) -> Result<TrainState, Error> {
+    let state = kiln_runtime::checkpoint::train_state(from)?;
+    if state.seed != options.seed {
+        return Err(Error::Usage(format!(
+            "{} was saved by a run with seed {}, not {}: resume with the same seed",
+            from.display(),
+            state.seed,
+            options.seed
+        )));
+    }
+    if state.batch != options.batch as u64 {
+        return Err(Error::Usage(format!(
+            "{} was saved by a run with batches of {}, not {}: resume with the same batch size",
+            from.display(),
+            state.batch,
+            options.batch
+        )));
+    }
+    if state.epoch >= options.epochs as u64 {
+        return Err(Error::Usage(format!(
+            "{} has trained {} epochs already: ask for more than {} in all",
+            from.display(),
+            state.epoch,
+            state.epoch
+        )));
+    }
+    Ok(state)
+}
+
+/// Folds and submissions go with a table's regression, and folds train K
+/// models, so they do not mix with saving or resuming one.
+fn check_folds(options: &TrainOptions, task: &Task, rows: usize) -> Result<(), Error> {
+    let table = matches!(task, Task::Table(_));
+    if options.submission.is_some() && !table {
+        return Err(Error::Usage("--submission writes predictions for a table's test rows: give --data DIR".into()));
+    }
+    let Some(k) = options.folds else { return Ok(()) };
+    if !table {
+        return Err(Error::Usage("--folds cross-validates a regression on a table: give --data DIR".into()));
+    }
+    if k < 2 || k > rows {
+        return Err(Error::Usage(format!("--folds {k}: give between 2 and the {rows} training rows")));
+    }
+    if options.save.is_some() || options.resume.is_some() || options.checkpoint_every.is_some() {
+        return Err(Error::Usage(
+            "--folds trains K models, and checkpoints keep one: train without --folds to save or resume".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What every epoch of a run needs, whichever fold it trains.
+struct Fit<'a> {
+    options: &'a TrainOptions,
+    all_params: &'a [String],
+    task: &'a Task,
+    x_input: InputFeed<'a>,
+    y_type: &'a TensorType,
+    step_logits: bool,
+}
+
+impl Fit<'_> {
+    /// Trains from `first_epoch` to the options' last epoch on `train_set`,
+    /// measuring on `held_out` (the test set of a classifier, the held-out
+    /// fold of a table) after each; saves checkpoints as asked.
+    #[allow(clippy::too_many_arguments)]
+    fn epochs(
+        &self,
+        trainer: &mut Trainer<'_>,
+        train_set: &Dataset,
+        held_out: &Dataset,
+        first_epoch: usize,
+        fold: Option<usize>,
+        on_batch: &mut impl FnMut(usize, usize),
+        on_epoch: &mut impl FnMut(&EpochReport),
+    ) -> Result<Vec<EpochReport>, Error> {
+        let (options, task, x_input, y_type) = (self.options, self.task, self.x_input, self.y_type);
+        let mut epochs = Vec::new();
+        for epoch in first_epoch..options.epochs {
+            let start = Instant::now();
+            let batches = train_set.batches(options.batch, options.seed, epoch as u64);
+            let (mut loss_sum, mut seen, mut correct) = (0.0, 0usize, 0usize);
+            let mut step_seconds = 0.0;
+            let mut batch_losses = Vec::with_capacity(batches.len());
+            // The next batches are gathered on another thread while a step runs.
+            std::thread::scope(|scope| -> Result<(), Error> {
+                let (send, receive) = std::sync::mpsc::sync_channel(2);
+                let (data, order) = (train_set, &batches);
+                let producer = scope.spawn(move || {
+                    for indices in order {
+                        let batch = batch_inputs(data, indices, &x_input)
+                            .and_then(|x| Ok((x, batch_targets(data, indices, y_type)?)));
+                        if send.send(batch).is_err() {
+                            break; // the loop below stopped early
+                        }
+                    }
+                });
+                for (b, indices) in batches.iter().enumerate() {
+                    let (x, y) = receive.recv().map_err(|_| Error::Internal("the batch loader stopped".into()))??;
+                    if let (Task::Classification { .. }, false) = (task, self.step_logits) {
+                        let logits = trainer.run_host("forward", std::slice::from_ref(&x)).map_err(Error::from)?;
+                        correct += count_correct(&logits[0], &train_set.labels, indices);
+                    }
+                    let step_start = Instant::now();
+                    let (loss, outputs) = trainer.step_host(vec![x, y]).map_err(Error::from)?;
+                    step_seconds += step_start.elapsed().as_secs_f64();
+                    if let (Task::Classification { .. }, true, Some(logits)) = (task, self.step_logits, outputs.first())
+                    {
+                        correct += count_correct(logits, &train_set.labels, indices);
+                    }
+                    if !loss.is_finite() {
+                        let at = fold.map_or_else(String::new, |f| format!("fold {f} "));
+                        return Err(Error::Usage(format!(
+                            "the loss became {loss} in {at}epoch {} batch {}: lower the learning rate",
+                            epoch + 1,
+                            b + 1
+                        )));
+                    }
+                    loss_sum += loss * indices.len() as f64;
+                    batch_losses.push(loss);
+                    seen += indices.len();
+                    on_batch(b + 1, batches.len());
+                }
+                drop(receive);
+                producer.join().map_err(|_| Error::Internal("the batch loader panicked".into()))
+            })?;
+            let (mut train_accuracy, mut test_accuracy) = (None, None);
+            let (mut train_log_rmse, mut valid_log_rmse) = (None, None);
+            match task {
+                Task::Classification { .. } => {
+                    test_accuracy = Some(accuracy(trainer, held_out, &x_input, options.batch)?);
+                    train_accuracy = Some(correct as f64 / seen.max(1) as f64);
+                }
+                Task::Table(_) => {
+                    train_log_rmse = Some(log_rmse(trainer, train_set, &x_input, options.batch)?);
+                    if !held_out.is_empty() {
+                        valid_log_rmse = Some(log_rmse(trainer, held_out, &x_input, options.batch)?);
+                    }
+                }
+                Task::Regression => {}
+            }
+            let report = EpochReport {
+                epoch: epoch + 1,
+                fold,
+                train_loss: loss_sum / seen.max(1) as f64,
+                train_accuracy,
+                test_accuracy,
+                train_log_rmse,
+                valid_log_rmse,
+                seconds: start.elapsed().as_secs_f64(),
+                step_seconds,
+                batch_losses,
+            };
+            on_epoch(&report);
+            epochs.push(report);
+            let due = options.checkpoint_every.is_some_and(|k| (epoch + 1) % k == 0);
+            if let (Some(save), true) = (&options.save, due || epoch + 1 == options.epochs) {
+                let state = TrainState {
+                    epoch: epoch as u64 + 1,
+                    steps: trainer.steps(),
+                    seed: options.seed,
+                    batch: options.batch as u64,
+                };
+                kiln_runtime::checkpoint::save_training(save, &trainer.params()?, self.all_params, state)?;
+            }
+        }
+        Ok(epochs)
+    }
 }
 
 /// The checkpoint and plot paths are usable before any training is done:
@@ -384,18 +555,26 @@ pub fn train(
 /// files; checkpoints every so many epochs have a file to go to.
 fn check_outputs(source: &Path, options: &TrainOptions) -> Result<(), Error> {
     let same = |a: &Path, b: &Path| a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
-    if let (Some(save), Some(plot)) = (&options.save, &options.plot)
-        && same(save, plot)
-    {
-        return Err(Error::Usage(format!("the checkpoint and the plot would both be written to {}", save.display())));
+    let targets = [("checkpoint", &options.save), ("plot", &options.plot), ("submission", &options.submission)];
+    for (i, (first, a)) in targets.iter().enumerate() {
+        for (second, b) in &targets[i + 1..] {
+            if let (Some(a), Some(b)) = (a, b)
+                && same(a, b)
+            {
+                return Err(Error::Usage(format!(
+                    "the {first} and the {second} would both be written to {}",
+                    a.display()
+                )));
+            }
+        }
     }
-    for (what, target) in [("checkpoint", &options.save), ("plot", &options.plot)] {
+    for (what, target) in targets {
         let Some(target) = target else { continue };
         if same(target, source) {
             return Err(Error::Usage(format!("the {what} would overwrite the model's source {}", source.display())));
         }
-        if options.resume.as_deref().is_some_and(|r| same(target, r)) && what == "plot" {
-            return Err(Error::Usage(format!("the plot would overwrite the checkpoint {}", target.display())));
+        if options.resume.as_deref().is_some_and(|r| same(target, r)) && what != "checkpoint" {
+            return Err(Error::Usage(format!("the {what} would overwrite the checkpoint {}", target.display())));
         }
         kiln_runtime::checkpoint::check_target(target)?;
     }
@@ -531,6 +710,38 @@ fn accuracy(trainer: &Trainer<'_>, data: &Dataset, feed: &InputFeed<'_>, batch: 
     Ok(correct as f64 / data.len() as f64)
 }
 
+/// `forward`'s prediction for each example of a data set (one number
+/// each), in batches of the training step's size.
+fn predict(trainer: &Trainer<'_>, data: &Dataset, feed: &InputFeed<'_>, batch: usize) -> Result<Vec<f64>, Error> {
+    let all: Vec<usize> = (0..data.len()).collect();
+    let mut predictions = Vec::with_capacity(data.len());
+    for chunk in all.chunks(batch.max(1)) {
+        let x = batch_inputs(data, chunk, feed)?;
+        let out = trainer.run_host("forward", &[x]).map_err(Error::from)?;
+        let values = out.first().map(Tensor::to_f64_vec).unwrap_or_default();
+        if values.len() != chunk.len() {
+            return Err(Error::Usage(format!(
+                "`forward` returns {} numbers for {} examples; a regression predicts one per example ([N] or [N, 1])",
+                values.len(),
+                chunk.len()
+            )));
+        }
+        predictions.extend(values);
+    }
+    Ok(predictions)
+}
+
+/// The root-mean-square error between the logarithms of `forward`'s
+/// predictions and of the targets, predictions below 1 counting as 1: the
+/// book's `log_rmse`, which makes an error of 10% count the same on a cheap
+/// house and a dear one.
+fn log_rmse(trainer: &Trainer<'_>, data: &Dataset, feed: &InputFeed<'_>, batch: usize) -> Result<f64, Error> {
+    let predictions = predict(trainer, data, feed, batch)?;
+    let squares: f64 =
+        predictions.iter().zip(&data.targets).map(|(p, y)| (p.max(1.0).ln() - f64::from(*y).ln()).powi(2)).sum();
+    Ok((squares / predictions.len().max(1) as f64).sqrt())
+}
+
 /// One curve of the plot: a figure of each epoch, if it has one.
 type Metric = fn(&EpochReport) -> Option<f64>;
 
@@ -572,10 +783,12 @@ pub fn plot(path: &Path, title: &str, epochs: &[EpochReport]) -> Result<(), Erro
         .map_err(|e| fail(e.to_string()))?
         .label("train loss, within epochs")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], light.stroke_width(1)));
-    let series: [(&str, RGBColor, Metric); 3] = [
+    let series: [(&str, RGBColor, Metric); 5] = [
         ("train loss", BLUE, |e| Some(e.train_loss)),
         ("train acc", MAGENTA, |e| e.train_accuracy),
         ("test acc", GREEN, |e| e.test_accuracy),
+        ("train log rmse", MAGENTA, |e| e.train_log_rmse),
+        ("valid log rmse", GREEN, |e| e.valid_log_rmse),
     ];
     for (name, color, value) in series {
         let points: Vec<(f64, f64)> = epochs.iter().filter_map(|e| value(e).map(|v| (e.epoch as f64, v))).collect();

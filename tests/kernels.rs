@@ -92,6 +92,7 @@ fn examples_forward_loss_and_training_step() {
         "examples/mlp.kiln",
         "examples/lenet.kiln",
         "examples/batchnorm_lenet.kiln",
+        "examples/kaggle_house.kiln",
     ] {
         check_all(path);
     }

@@ -41,6 +41,29 @@ impl Dataset {
         }
     }
 
+    /// The examples at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> Dataset {
+        let pick = |v: &[f32]| if v.is_empty() { Vec::new() } else { indices.iter().map(|&i| v[i]).collect() };
+        Dataset {
+            features: self.features,
+            inputs: self.gather_inputs(indices),
+            labels: if self.labels.is_empty() { Vec::new() } else { indices.iter().map(|&i| self.labels[i]).collect() },
+            targets: pick(&self.targets),
+            image: self.image,
+        }
+    }
+
+    /// Fold `fold` of `k` as the book's `k_fold_data` cuts it: the rows
+    /// `fold * size .. (fold + 1) * size` held out (`size` = len / k,
+    /// rounded down), the rest to train on; the last `len % k` rows are
+    /// never held out.
+    pub fn k_fold(&self, k: usize, fold: usize) -> (Dataset, Dataset) {
+        let size = self.len() / k.max(1);
+        let held: std::ops::Range<usize> = fold * size..(fold + 1) * size;
+        let rest: Vec<usize> = (0..self.len()).filter(|i| !held.contains(i)).collect();
+        (self.select(&rest), self.select(&held.collect::<Vec<_>>()))
+    }
+
     /// The examples of `epoch` split into batches of at most `batch`, in an
     /// order drawn from `seed` and the epoch.
     pub fn batches(&self, batch: usize, seed: u64, epoch: u64) -> Vec<Vec<usize>> {
@@ -163,6 +186,19 @@ mod tests {
         assert_eq!(all, (0..10).collect::<Vec<_>>());
         assert_ne!(d.batches(4, 7, 0), d.batches(4, 7, 1), "each epoch is reshuffled");
         assert_eq!(d.batches(4, 7, 3), d.batches(4, 7, 3), "and reproducibly");
+    }
+
+    #[test]
+    fn folds_hold_out_each_kth_once() {
+        let d = synthetic_linear(11, 2);
+        let mut held = Vec::new();
+        for fold in 0..5 {
+            let (train, valid) = d.k_fold(5, fold);
+            assert_eq!((train.len(), valid.len()), (9, 2));
+            held.extend(valid.targets.clone());
+            assert!(valid.targets.iter().all(|t| !train.targets.contains(t)), "no row both trains and is held out");
+        }
+        assert_eq!(held, d.targets[..10], "the folds hold out rows 0..10 in order; row 10 always trains");
     }
 
     #[test]

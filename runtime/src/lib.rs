@@ -14,4 +14,5 @@ pub mod files;
 pub mod idx;
 pub mod npy;
 pub mod resize;
+pub mod table;
 pub mod trainer;
