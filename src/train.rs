@@ -233,14 +233,14 @@ pub fn train(
         check_labels(&train_set, classes, "training")?;
         check_labels(&test_set, classes, "test")?;
     }
-    if let Task::Table(table) = &task {
-        if let Some((i, y)) = train_set.targets.iter().enumerate().find(|(_, y)| !(**y > 0.0)) {
-            return Err(Error::Usage(format!(
-                "`{}` of training row {} is {y}: log-RMSE needs positive labels",
-                table.label,
-                i + 1
-            )));
-        }
+    if let Task::Table(table) = &task
+        && let Some((i, y)) = train_set.targets.iter().enumerate().find(|(_, y)| y.is_nan() || **y <= 0.0)
+    {
+        return Err(Error::Usage(format!(
+            "`{}` of training row {} is {y}: log-RMSE needs positive labels",
+            table.label,
+            i + 1
+        )));
     }
     check_folds(options, &task, train_set.len())?;
     let resize = match options.resize {
