@@ -89,6 +89,40 @@ fn adam_and_momentum_train_too() {
     }
 }
 
+/// `clip`: the gradients are scaled together so that their global norm is
+/// at most `clip`; smaller or zero gradients are left as they are.
+#[test]
+fn clipping_bounds_the_gradients_global_norm() {
+    use kiln_ir::interp::{EvalOptions, Tensor, evaluate};
+    let path = scratch("clip.kiln");
+    std::fs::write(
+        &path,
+        "model M {\n    param a: f32[2] = zeros\n    param b: f32[3] = zeros\n    \
+         fn forward(x: f32[N, 2]) -> f32[N] { sum(x * a, 1) + sum(b) }\n}\n\
+         train M {\n    fn loss(x: f32[N, 2], y: f32[N]) -> f32 { mean((forward(x) - y) ** 2) }\n    \
+         optimizer sgd(lr = 1, clip = 0.5)\n}\n",
+    )
+    .unwrap();
+    let module = kiln::compile_file(&path, &kiln_frontend::Options::default()).unwrap().module;
+    let params = kiln_ir::initialize_params(&module, 0);
+    let vector = |v: &[f64]| {
+        Tensor::float(kiln_ir::DType::F32, ndarray::ArrayD::from_shape_vec(vec![v.len()], v.to_vec()).unwrap())
+    };
+    let step = |a: &[f64], b: &[f64]| -> (Vec<f64>, Vec<f64>) {
+        let out =
+            evaluate(&module, "apply_gradients", &[vector(a), vector(b)], &params, EvalOptions::default()).unwrap();
+        (out[0].to_f64_vec(), out[1].to_f64_vec())
+    };
+    // Norm 5: scaled by 0.5 / 5.
+    let (a, b) = step(&[3.0, 0.0], &[0.0, 4.0, 0.0]);
+    assert!((a[0] + 0.3).abs() < 1e-6 && (b[1] + 0.4).abs() < 1e-6, "{a:?} {b:?}");
+    // Norm 0.1: as it is.
+    let (a, _) = step(&[0.1, 0.0], &[0.0, 0.0, 0.0]);
+    assert!((a[0] + 0.1).abs() < 1e-6, "{a:?}");
+    let (a, b) = step(&[0.0, 0.0], &[0.0, 0.0, 0.0]);
+    assert!(a.iter().chain(&b).all(|v| *v == 0.0), "a zero norm moves nothing: {a:?} {b:?}");
+}
+
 fn idx(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
     let mut b = magic.to_be_bytes().to_vec();
     for d in dims {

@@ -31,25 +31,33 @@ pub struct TrainSpec {
 }
 
 /// An optimizer and its hyperparameters, with the defaults of the book's
-/// frameworks where an argument is left out.
+/// frameworks where an argument is left out. `clip` > 0 scales every
+/// gradient by `min(1, clip / norm)` first, `norm` being the gradients'
+/// global L2 norm (the book's `clip_gradients`); 0 leaves them as they are.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Optimizer {
-    /// `sgd(lr, momentum = 0, weight_decay = 0)`
-    Sgd { lr: f64, momentum: f64, weight_decay: f64 },
-    /// `adam(lr = 0.001, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0)`
-    Adam { lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64 },
+    /// `sgd(lr, momentum = 0, weight_decay = 0, clip = 0)`
+    Sgd { lr: f64, momentum: f64, weight_decay: f64, clip: f64 },
+    /// `adam(lr = 0.001, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0, clip = 0)`
+    Adam { lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64, clip: f64 },
 }
 
 type ArgError = (Option<Span>, String, String);
 
 impl Optimizer {
+    /// The global-norm bound on the gradients, when there is one.
+    pub fn clip(&self) -> Option<f64> {
+        let (Optimizer::Sgd { clip, .. } | Optimizer::Adam { clip, .. }) = self;
+        (*clip > 0.0).then_some(*clip)
+    }
+
     /// Builds an optimizer from its name and named arguments.
     pub fn from_args(name: &str, args: &[(Ident, f64)]) -> Result<Optimizer, ArgError> {
         let (known, defaults): (&[&str], &[Option<f64>]) = match name {
-            "sgd" => (&["lr", "momentum", "weight_decay"], &[None, Some(0.0), Some(0.0)]),
+            "sgd" => (&["lr", "momentum", "weight_decay", "clip"], &[None, Some(0.0), Some(0.0), Some(0.0)]),
             "adam" => (
-                &["lr", "beta1", "beta2", "eps", "weight_decay"],
-                &[Some(0.001), Some(0.9), Some(0.999), Some(1e-8), Some(0.0)],
+                &["lr", "beta1", "beta2", "eps", "weight_decay", "clip"],
+                &[Some(0.001), Some(0.9), Some(0.999), Some(1e-8), Some(0.0), Some(0.0)],
             ),
             other => {
                 return Err((None, format!("unknown optimizer `{other}`"), "kiln has `sgd` and `adam`".into()));
@@ -82,8 +90,8 @@ impl Optimizer {
         }
         let v: Vec<f64> = values.into_iter().map(|v| v.unwrap_or(0.0)).collect();
         Ok(match name {
-            "sgd" => Optimizer::Sgd { lr: v[0], momentum: v[1], weight_decay: v[2] },
-            _ => Optimizer::Adam { lr: v[0], beta1: v[1], beta2: v[2], eps: v[3], weight_decay: v[4] },
+            "sgd" => Optimizer::Sgd { lr: v[0], momentum: v[1], weight_decay: v[2], clip: v[3] },
+            _ => Optimizer::Adam { lr: v[0], beta1: v[1], beta2: v[2], eps: v[3], weight_decay: v[4], clip: v[5] },
         })
     }
 }

@@ -5,6 +5,8 @@
 //! declared as parameters named `opt.<param>.<what>` with zero initializers.
 //! The update rules are the prelude's kiln functions (`sgd_step`,
 //! `adam_step`, ...), so a user reads them there, and may replace them.
+//! With `clip`, the gradients are first scaled to a global norm of at most
+//! `clip` by the prelude's `squared_norm`, `clip_factor` and `clipped`.
 
 use kiln_ir::{Init, InputDecl, Literal, NodeId, Op, ParamDecl, Shape, TensorType};
 
@@ -71,13 +73,20 @@ impl Checker<'_> {
             }
             Optimizer::Sgd { .. } => None,
         };
-        for (index, p) in trained.iter().enumerate() {
+        let mut gradients = Vec::with_capacity(trained.len());
+        for index in 0..trained.len() {
             let Value::Tensor(g) = self.emit(Op::Input { index: index as u32 }, &[], span) else { return None };
+            gradients.push(g);
+        }
+        if let Some(clip) = optimizer.clip() {
+            gradients = self.clip_by_global_norm(&gradients, clip, span)?;
+        }
+        for (p, &g) in trained.iter().zip(&gradients) {
             let value = self.param_value(&p.name, span)?;
             let t = Value::Tensor;
             let f = Value::Float;
             match *optimizer {
-                Optimizer::Sgd { lr, momentum, weight_decay } if momentum > 0.0 => {
+                Optimizer::Sgd { lr, momentum, weight_decay, .. } if momentum > 0.0 => {
                     let velocity = self.param_value(&state(p, "velocity").name, span)?;
                     let v = self.call_rule(
                         "sgd_velocity",
@@ -92,7 +101,7 @@ impl Checker<'_> {
                     outputs.push(self.call_rule("sgd_step", vec![t(value), t(g), f(lr), f(weight_decay)], span));
                     updates.push(p.name.clone());
                 }
-                Optimizer::Adam { lr, beta1, beta2, eps, weight_decay } => {
+                Optimizer::Adam { lr, beta1, beta2, eps, weight_decay, .. } => {
                     let m = self.param_value(&state(p, "m").name, span)?;
                     let v = self.param_value(&state(p, "v").name, span)?;
                     let m = self.call_rule(
@@ -124,6 +133,26 @@ impl Checker<'_> {
         }
         self.finish_function(nodes);
         Some(Update { params: trained.into_iter().map(|p| p.name).collect(), updates })
+    }
+
+    /// Every gradient scaled by the prelude's `clip_factor` of their
+    /// squared global norm (the sum of `squared_norm` over the gradients).
+    fn clip_by_global_norm(&mut self, gradients: &[NodeId], clip: f64, span: Span) -> Option<Vec<NodeId>> {
+        let tensor = |v: Value| if let Value::Tensor(id) = v { Some(id) } else { None };
+        let mut total: Option<NodeId> = None;
+        for &g in gradients {
+            let squares = tensor(self.call_rule("squared_norm", vec![Value::Tensor(g)], span))?;
+            total = Some(match total {
+                None => squares,
+                Some(sum) => tensor(self.emit(Op::Binary(kiln_ir::BinaryOp::Add), &[sum, squares], span))?,
+            });
+        }
+        let Some(total) = total else { return Some(Vec::new()) };
+        let factor = tensor(self.call_rule("clip_factor", vec![Value::Tensor(total), Value::Float(clip)], span))?;
+        gradients
+            .iter()
+            .map(|&g| tensor(self.call_rule("clipped", vec![Value::Tensor(g), Value::Tensor(factor)], span)))
+            .collect()
     }
 
     fn param_value(&mut self, name: &str, span: Span) -> Option<NodeId> {
