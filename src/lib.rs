@@ -12,6 +12,7 @@ pub mod differential;
 pub mod emit;
 pub mod gpu;
 pub mod jit;
+pub mod language;
 pub mod opt;
 pub mod ptx;
 pub mod train;

@@ -171,6 +171,33 @@ enum Command {
         #[arg(long, value_name = "CSV")]
         submission: Option<PathBuf>,
     },
+    /// Continue a text with a trained language model: its `next(token,
+    /// state...)` step runs once per token, compiled once.
+    Generate {
+        file: PathBuf,
+        /// The text the model was trained on (its vocabulary is rebuilt from it).
+        #[arg(long)]
+        data: PathBuf,
+        /// Parameters saved by `kiln train --save` (fresh ones if absent).
+        #[arg(long)]
+        params: Option<PathBuf>,
+        #[arg(long, default_value = kiln::language::PREFIX)]
+        prefix: String,
+        /// How many tokens to add after the prefix.
+        #[arg(long, default_value_t = 50)]
+        tokens: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, value_enum, default_value_t = BackendArg::Jit)]
+        backend: BackendArg,
+        #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+        device: DeviceArg,
+        #[arg(long)]
+        model: Option<String>,
+        /// Give the root model's argument ARG this value instead of its default.
+        #[arg(long = "set", value_name = "ARG=VALUE")]
+        set: Vec<String>,
+    },
     /// Compile functions ahead of time into a static library and a C header.
     Build {
         file: PathBuf,
@@ -472,6 +499,20 @@ fn execute(command: Command) -> Result<(), Error> {
             };
             train(&file, &options)
         }
+        Command::Generate { file, data, params, prefix, tokens, seed, backend, device, model, set } => {
+            let options = kiln::language::GenerateOptions {
+                data,
+                params,
+                prefix,
+                tokens,
+                seed,
+                model,
+                args: model_args(&set)?,
+                backend: backend_of(backend, device)?,
+            };
+            out(&format!("{}\n", kiln::language::generate_file(&file, &options)?));
+            Ok(())
+        }
         Command::Run {
             file,
             function,
@@ -569,6 +610,9 @@ fn train(file: &std::path::Path, options: &kiln::train::TrainOptions) -> Result<
             if let Some(v) = e.valid_log_rmse {
                 metrics.push_str(&format!(", valid log rmse {v:.4}"));
             }
+            if let (Some(train), Some(valid)) = (e.train_perplexity, e.valid_perplexity) {
+                metrics.push_str(&format!(", train perplexity {train:.3}, valid perplexity {valid:.3}"));
+            }
             let fold = e.fold.map_or_else(String::new, |f| format!("fold {f} "));
             out(&format!(
                 "{fold}epoch {}: train loss {:.4}{metrics} ({:.3} s, steps {:.3} s)\n",
@@ -603,6 +647,9 @@ fn train(file: &std::path::Path, options: &kiln::train::TrainOptions) -> Result<
             let shown: Vec<String> = values.iter().map(|v| format!("{v:.4}")).collect();
             out(&format!("{name} = [{}]\n", shown.join(", ")));
         }
+    }
+    if let Some(text) = &report.sample {
+        out(&format!("{text}\n"));
     }
     if let (Some(k), Some(mean)) = (options.folds, report.cross_validation) {
         out(&format!("{k}-fold validation: mean log rmse {mean:.4}\n"));

@@ -13,8 +13,9 @@ use kiln_frontend::Options;
 use kiln_ir::interp::{Params, Tensor};
 use kiln_ir::{DType, Dim, Module, TensorType};
 use kiln_runtime::checkpoint::TrainState;
-use kiln_runtime::dataset::{Dataset, Split, load_image_classification, synthetic_linear};
+use kiln_runtime::dataset::{Dataset, Split, load_image_classification, shuffled_batches, synthetic_linear};
 use kiln_runtime::execute::{HostData, HostTensor};
+use kiln_runtime::text::{Corpus, Sequences, TRAIN_SEQUENCES, VALID_SEQUENCES, load_char_corpus};
 use kiln_runtime::trainer::Trainer;
 
 use crate::{Error, compile_file, with_train_step};
@@ -117,6 +118,12 @@ pub struct EpochReport {
     pub train_log_rmse: Option<f64>,
     /// The same on the fold held out, when cross-validating.
     pub valid_log_rmse: Option<f64>,
+    /// A language model's perplexity on its training tokens (`exp` of the
+    /// epoch's mean loss).
+    pub train_perplexity: Option<f64>,
+    /// A language model's perplexity on the held-out text (of `forward`,
+    /// after the epoch).
+    pub valid_perplexity: Option<f64>,
     /// The epoch's wall time.
     pub seconds: f64,
     /// Of which in training steps (the compiled step's calls, from batch in
@@ -149,6 +156,9 @@ pub struct TrainReport {
     /// With folds, the mean over the folds of the held-out log-RMSE after
     /// the last epoch (the book's "average validation log rmse").
     pub cross_validation: Option<f64>,
+    /// A language model's continuation of "time traveller" after
+    /// training, when it has a `next` step to generate with.
+    pub sample: Option<String>,
 }
 
 enum Task {
@@ -160,6 +170,45 @@ enum Task {
     /// A table's regression: the training rows of `table`, measured by
     /// log-RMSE, predicting its test rows.
     Table(Box<kiln_runtime::table::Table>),
+    /// A language model on a character corpus: subsequences of `steps`
+    /// tokens, measured by perplexity.
+    Language {
+        corpus: Box<Corpus>,
+        steps: usize,
+    },
+}
+
+/// The examples one epoch trains on or one evaluation measures.
+#[derive(Clone, Copy)]
+enum Examples<'a> {
+    Rows(&'a Dataset),
+    Text(&'a Sequences),
+}
+
+impl Examples<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Examples::Rows(d) => d.len(),
+            Examples::Text(s) => s.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The model's inputs and targets for the examples at `indices`.
+    fn batch(
+        &self,
+        indices: &[usize],
+        feed: &InputFeed<'_>,
+        y: &TensorType,
+    ) -> Result<(HostTensor, HostTensor), Error> {
+        match self {
+            Examples::Rows(d) => Ok((batch_inputs(d, indices, feed)?, batch_targets(d, indices, y)?)),
+            Examples::Text(s) => Ok(crate::language::batch(s, indices, feed.ty, y)),
+        }
+    }
 }
 
 /// Trains the model of `path`; `on_epoch` sees each epoch's report as it
@@ -192,7 +241,16 @@ pub fn train(
             data_inputs.len()
         )));
     };
-    let task = if y_type.dtype.is_int() {
+    let task = if crate::language::is_language_model(x_type, y_type) {
+        let Some(path) = &options.data else {
+            return Err(Error::Usage(
+                "a language model trains on a text: give --data, such as ../shared/data/timemachine".into(),
+            ));
+        };
+        let corpus = load_char_corpus(path).map_err(|e| Error::Usage(e.to_string()))?;
+        let steps = crate::language::check_model(&module, x_type, y_type, &corpus.vocab)?;
+        Task::Language { corpus: Box::new(corpus), steps }
+    } else if y_type.dtype.is_int() {
         Task::Classification { classes: classes(&module)? }
     } else {
         match &options.data {
@@ -215,6 +273,7 @@ pub fn train(
             Split { train: synthetic_linear(SYNTHETIC_EXAMPLES, options.seed), test: Dataset::default() }
         }
         Task::Table(table) => Split { train: table.train.clone(), test: table.test.clone() },
+        Task::Language { .. } => Split { train: Dataset::default(), test: Dataset::default() },
         Task::Classification { .. } => {
             let dir = options.data.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
             if !dir.exists() {
@@ -242,12 +301,28 @@ pub fn train(
             i + 1
         )));
     }
+    // A language model's examples: the book's 10,000 subsequences to train
+    // on and the next 5,000 to validate on (or as many as the limits say).
+    let text = match &task {
+        Task::Language { corpus, steps } => {
+            let train_count = options.limit.unwrap_or(TRAIN_SEQUENCES);
+            let valid_count = options.test_limit.unwrap_or(VALID_SEQUENCES);
+            let train_part = corpus.subsequences(*steps, 0, train_count);
+            let valid_part = corpus.subsequences(*steps, train_count, train_count + valid_count);
+            Some((train_part, valid_part))
+        }
+        _ => None,
+    };
+    let (train_examples, test_examples) = match &text {
+        Some((t, v)) => (Examples::Text(t), Examples::Text(v)),
+        None => (Examples::Rows(&train_set), Examples::Rows(&test_set)),
+    };
     check_folds(options, &task, train_set.len())?;
     let resize = match options.resize {
         Some([h, w]) if h == 0 || w == 0 => {
             return Err(Error::Usage(format!("cannot resize images to {h}x{w}: both sizes must be at least 1")));
         }
-        Some(to) if train_set.image.is_none() => {
+        Some(to) if train_set.image.is_none() || text.is_some() => {
             return Err(Error::Usage(format!("--resize {}x{}: the training data are not images", to[0], to[1])));
         }
         Some(to) => Some(to),
@@ -261,7 +336,8 @@ pub fn train(
         },
     };
     let features = resize.map_or(train_set.features, |[h, w]| h * w);
-    input_shape(x_type, 1, features).map_err(|e| match (e, train_set.image, resize) {
+    let rows = if text.is_some() { Ok(Vec::new()) } else { input_shape(x_type, 1, features) };
+    rows.map_err(|e| match (e, train_set.image, resize) {
         (Error::Usage(m), Some([h, w]), None) => Error::Usage(format!("{m} ({h}x{w} images)")),
         (Error::Usage(m), None, None) if matches!(task, Task::Table(_)) => {
             Error::Usage(format!("{m} (the table's preprocessing; set the model's feature count to {features})"))
@@ -275,8 +351,13 @@ pub fn train(
     if options.epochs == 0 {
         return Err(Error::Usage("0 epochs would train nothing: ask for at least 1".into()));
     }
-    if train_set.is_empty() {
+    if train_examples.is_empty() {
         return Err(Error::Usage("there are no training examples (is the limit 0?)".into()));
+    }
+    if let (Task::Language { .. }, true) = (&task, test_examples.is_empty()) {
+        return Err(Error::Usage(
+            "there is no text left to measure perplexity on (is the test limit 0, or the corpus short?)".into(),
+        ));
     }
     if let (Task::Classification { .. }, true) = (&task, test_set.is_empty()) {
         return Err(Error::Usage("there are no test examples to measure accuracy on (is the test limit 0?)".into()));
@@ -306,6 +387,7 @@ pub fn train(
         step_logits: spec.loss_and_logits.is_some(),
     };
     let mut epochs = Vec::new();
+    let mut sample = None;
     let (params, resumed_after, cross_validation) = if let Some(k) = options.folds {
         // The book's `k_fold`: a fresh model per fold; the submission is
         // the mean of their predictions.
@@ -315,8 +397,9 @@ pub fn train(
             let (train_part, valid_part) = train_set.k_fold(k, fold);
             let params = kiln_ir::try_initialize_params(&module, options.seed).map_err(Error::Allocation)?;
             let mut trainer = Trainer::new(&module, executor, spec.updates.clone(), params, options.seed);
+            let (train_part, valid_part) = (Examples::Rows(&train_part), Examples::Rows(&valid_part));
             let reports =
-                fit.epochs(&mut trainer, &train_part, &valid_part, 0, Some(fold + 1), &mut on_batch, &mut on_epoch)?;
+                fit.epochs(&mut trainer, train_part, valid_part, 0, Some(fold + 1), &mut on_batch, &mut on_epoch)?;
             held_out.push(reports.last().and_then(|r| r.valid_log_rmse).unwrap_or(f64::NAN));
             epochs.extend(reports);
             if options.submission.is_some() {
@@ -344,8 +427,20 @@ pub fn train(
             trainer.resume_at(state.steps);
         }
         let first_epoch = resumed.map_or(0, |s| s.epoch as usize);
-        let evaluate_on = if matches!(task, Task::Table(_)) { &Dataset::default() } else { &test_set };
-        epochs = fit.epochs(&mut trainer, &train_set, evaluate_on, first_epoch, None, &mut on_batch, &mut on_epoch)?;
+        let nothing = Dataset::default();
+        let evaluate_on = if matches!(task, Task::Table(_)) { Examples::Rows(&nothing) } else { test_examples };
+        epochs =
+            fit.epochs(&mut trainer, train_examples, evaluate_on, first_epoch, None, &mut on_batch, &mut on_epoch)?;
+        if let (Task::Language { corpus, .. }, true) = (&task, module.function(crate::language::NEXT).is_some()) {
+            let run = |f: &str, inputs: &[HostTensor]| trainer.run_host(f, inputs);
+            sample = Some(crate::language::generate(
+                &run,
+                &module,
+                &corpus.vocab,
+                crate::language::PREFIX,
+                crate::language::SAMPLE_TOKENS,
+            )?);
+        }
         if let (Some(path), Task::Table(table)) = (&options.submission, &task) {
             let predictions = predict(&trainer, &test_set, &x_input, options.batch)?;
             kiln_runtime::table::write_submission(path, table, &predictions)
@@ -376,6 +471,7 @@ pub fn train(
         resized_to: resize,
         compilations: jit.compilations(),
         cross_validation,
+        sample,
     })
 }
 
@@ -449,8 +545,8 @@ impl Fit<'_> {
     fn epochs(
         &self,
         trainer: &mut Trainer<'_>,
-        train_set: &Dataset,
-        held_out: &Dataset,
+        train_set: Examples<'_>,
+        held_out: Examples<'_>,
         first_epoch: usize,
         fold: Option<usize>,
         on_batch: &mut impl FnMut(usize, usize),
@@ -460,7 +556,7 @@ impl Fit<'_> {
         let mut epochs = Vec::new();
         for epoch in first_epoch..options.epochs {
             let start = Instant::now();
-            let batches = train_set.batches(options.batch, options.seed, epoch as u64);
+            let batches = shuffled_batches(train_set.len(), options.batch, options.seed, epoch as u64);
             let (mut loss_sum, mut seen, mut correct) = (0.0, 0usize, 0usize);
             let mut step_seconds = 0.0;
             let mut batch_losses = Vec::with_capacity(batches.len());
@@ -470,8 +566,7 @@ impl Fit<'_> {
                 let (data, order) = (train_set, &batches);
                 let producer = scope.spawn(move || {
                     for indices in order {
-                        let batch = batch_inputs(data, indices, &x_input)
-                            .and_then(|x| Ok((x, batch_targets(data, indices, y_type)?)));
+                        let batch = data.batch(indices, &x_input, y_type);
                         if send.send(batch).is_err() {
                             break; // the loop below stopped early
                         }
@@ -479,16 +574,19 @@ impl Fit<'_> {
                 });
                 for (b, indices) in batches.iter().enumerate() {
                     let (x, y) = receive.recv().map_err(|_| Error::Internal("the batch loader stopped".into()))??;
-                    if let (Task::Classification { .. }, false) = (task, self.step_logits) {
+                    if let (Task::Classification { .. }, false, Examples::Rows(rows)) =
+                        (task, self.step_logits, train_set)
+                    {
                         let logits = trainer.run_host("forward", std::slice::from_ref(&x)).map_err(Error::from)?;
-                        correct += count_correct(&logits[0], &train_set.labels, indices);
+                        correct += count_correct(&logits[0], &rows.labels, indices);
                     }
                     let step_start = Instant::now();
                     let (loss, outputs) = trainer.step_host(vec![x, y]).map_err(Error::from)?;
                     step_seconds += step_start.elapsed().as_secs_f64();
-                    if let (Task::Classification { .. }, true, Some(logits)) = (task, self.step_logits, outputs.first())
+                    if let (Task::Classification { .. }, true, Some(logits), Examples::Rows(rows)) =
+                        (task, self.step_logits, outputs.first(), train_set)
                     {
-                        correct += count_correct(logits, &train_set.labels, indices);
+                        correct += count_correct(logits, &rows.labels, indices);
                     }
                     if !loss.is_finite() {
                         let at = fold.map_or_else(String::new, |f| format!("fold {f} "));
@@ -508,27 +606,37 @@ impl Fit<'_> {
             })?;
             let (mut train_accuracy, mut test_accuracy) = (None, None);
             let (mut train_log_rmse, mut valid_log_rmse) = (None, None);
-            match task {
-                Task::Classification { .. } => {
+            let (mut train_perplexity, mut valid_perplexity) = (None, None);
+            let train_loss = loss_sum / seen.max(1) as f64;
+            match (task, train_set, held_out) {
+                (Task::Classification { .. }, _, Examples::Rows(held_out)) => {
                     test_accuracy = Some(accuracy(trainer, held_out, &x_input, options.batch)?);
                     train_accuracy = Some(correct as f64 / seen.max(1) as f64);
                 }
-                Task::Table(_) => {
+                (Task::Table(_), Examples::Rows(train_set), Examples::Rows(held_out)) => {
                     train_log_rmse = Some(log_rmse(trainer, train_set, &x_input, options.batch)?);
                     if !held_out.is_empty() {
                         valid_log_rmse = Some(log_rmse(trainer, held_out, &x_input, options.batch)?);
                     }
                 }
-                Task::Regression => {}
+                (Task::Language { .. }, _, Examples::Text(held_out)) => {
+                    train_perplexity = Some(train_loss.exp());
+                    let run = |f: &str, inputs: &[HostTensor]| trainer.run_host(f, inputs);
+                    valid_perplexity =
+                        Some(crate::language::perplexity(&run, held_out, options.batch, x_input.ty, y_type)?);
+                }
+                _ => {}
             }
             let report = EpochReport {
                 epoch: epoch + 1,
                 fold,
-                train_loss: loss_sum / seen.max(1) as f64,
+                train_loss,
                 train_accuracy,
                 test_accuracy,
                 train_log_rmse,
                 valid_log_rmse,
+                train_perplexity,
+                valid_perplexity,
                 seconds: start.elapsed().as_secs_f64(),
                 step_seconds,
                 batch_losses,
@@ -783,12 +891,14 @@ pub fn plot(path: &Path, title: &str, epochs: &[EpochReport]) -> Result<(), Erro
         .map_err(|e| fail(e.to_string()))?
         .label("train loss, within epochs")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], light.stroke_width(1)));
-    let series: [(&str, RGBColor, Metric); 5] = [
+    let series: [(&str, RGBColor, Metric); 7] = [
         ("train loss", BLUE, |e| Some(e.train_loss)),
         ("train acc", MAGENTA, |e| e.train_accuracy),
         ("test acc", GREEN, |e| e.test_accuracy),
         ("train log rmse", MAGENTA, |e| e.train_log_rmse),
         ("valid log rmse", GREEN, |e| e.valid_log_rmse),
+        ("train perplexity", MAGENTA, |e| e.train_perplexity),
+        ("valid perplexity", GREEN, |e| e.valid_perplexity),
     ];
     for (name, color, value) in series {
         let points: Vec<(f64, f64)> = epochs.iter().filter_map(|e| value(e).map(|v| (e.epoch as f64, v))).collect();

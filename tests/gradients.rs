@@ -176,6 +176,16 @@ fn batch_norm_lenet() {
     check_file("examples/batchnorm_lenet.kiln", &["loss"]);
 }
 
+/// The book's recurrent language models, unrolled over 32 steps: the
+/// gathered input rows, the recurrences and the gates, and the loss over
+/// every step's logits.
+#[test]
+fn recurrent_language_models() {
+    for path in ["examples/rnn_lm.kiln", "examples/gru_lm.kiln", "examples/lstm_lm.kiln"] {
+        check_file(path, &["loss"]);
+    }
+}
+
 #[test]
 fn gru_unrolled_over_steps() {
     check_file("tests/filetests/ok/gru_unrolled.kiln", &["forward"]);

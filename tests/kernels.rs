@@ -93,6 +93,9 @@ fn examples_forward_loss_and_training_step() {
         "examples/lenet.kiln",
         "examples/batchnorm_lenet.kiln",
         "examples/kaggle_house.kiln",
+        "examples/rnn_lm.kiln",
+        "examples/gru_lm.kiln",
+        "examples/lstm_lm.kiln",
     ] {
         check_all(path);
     }

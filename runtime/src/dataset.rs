@@ -67,12 +67,7 @@ impl Dataset {
     /// The examples of `epoch` split into batches of at most `batch`, in an
     /// order drawn from `seed` and the epoch.
     pub fn batches(&self, batch: usize, seed: u64, epoch: u64) -> Vec<Vec<usize>> {
-        let mut order: Vec<usize> = (0..self.len()).collect();
-        for i in (1..order.len()).rev() {
-            let j = (random::bits(seed, 0x5eed_0000 + epoch, i as u64) % (i as u64 + 1)) as usize;
-            order.swap(i, j);
-        }
-        order.chunks(batch.max(1)).map(<[usize]>::to_vec).collect()
+        shuffled_batches(self.len(), batch, seed, epoch)
     }
 
     /// The inputs of the examples at `indices`, row after row.
@@ -94,6 +89,17 @@ impl Dataset {
             _ => self.gather_inputs(indices),
         }
     }
+}
+
+/// The indices `0..len` in an order drawn from `seed` and `epoch`, split
+/// into batches of at most `batch`.
+pub fn shuffled_batches(len: usize, batch: usize, seed: u64, epoch: u64) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..len).collect();
+    for i in (1..order.len()).rev() {
+        let j = (random::bits(seed, 0x5eed_0000 + epoch, i as u64) % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    order.chunks(batch.max(1)).map(<[usize]>::to_vec).collect()
 }
 
 /// A training and a test set.

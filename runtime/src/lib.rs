@@ -15,4 +15,5 @@ pub mod idx;
 pub mod npy;
 pub mod resize;
 pub mod table;
+pub mod text;
 pub mod trainer;

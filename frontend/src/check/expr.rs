@@ -407,6 +407,10 @@ impl Checker<'_> {
                     _ => self.bad_operands(op, &a, &b, span),
                 };
             }
+            // Lists join: `outputs = outputs + [h]` collects a loop's values.
+            (Value::List(x), Value::List(y)) if op == BinaryOp::Add => {
+                return Value::List(x.iter().chain(y).cloned().collect());
+            }
             (Value::Tensor(_), _) | (_, Value::Tensor(_)) => {}
             _ => return self.bad_operands(op, &a, &b, span),
         }

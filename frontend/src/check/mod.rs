@@ -302,9 +302,20 @@ impl Checker<'_> {
         if self.diags.len() > errors_before {
             return None;
         }
+        // An entry function may return a list of tensors: one output each
+        // (a recurrent step's prediction and its new state).
+        let (result, more) = match result {
+            Value::List(items) if !items.is_empty() && items.iter().all(|v| matches!(v, Value::Tensor(_))) => {
+                let ids: Vec<NodeId> =
+                    items.iter().filter_map(|v| if let Value::Tensor(id) = v { Some(*id) } else { None }).collect();
+                (Value::Tensor(ids[0]), ids[1..].to_vec())
+            }
+            other => (other, Vec::new()),
+        };
         match result {
             Value::Tensor(id) => {
                 let mut outputs = vec![id];
+                outputs.extend(more);
                 if self.keep_state {
                     let updates = std::mem::take(&mut self.state_updates);
                     self.loss_states = updates.iter().map(|(name, _)| name.clone()).collect();
