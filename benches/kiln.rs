@@ -2,7 +2,7 @@
 //! Every figure is the median of repeated runs on fixed inputs, printed as
 //! a Markdown table for `docs/performance.md`. Pass a filter (`matmul`,
 //! `chain`, `bandwidth`, `step`, `conv`, `optimize`, `compile`, and
-//! `profile` and `cnn`, which only run when named) to run only some, and
+//! `profile`, `cnn` and `rnn`, which only run when named) to run only some, and
 //! `--threads N` to use N threads.
 
 use std::path::Path;
@@ -165,7 +165,14 @@ fn training_step_at(
         .iter()
         .enumerate()
         .map(|(k, i)| match i.ty.dtype {
-            DType::I32 => Tensor::int(DType::I32, ArrayD::from_shape_fn(IxDyn(&[batch]), |j| (j[0] % 10) as i64)),
+            DType::I32 => {
+                // Labels [N] or tokens [N, steps]: small valid indices.
+                let shape: Vec<usize> =
+                    i.ty.shape.0.iter().map(|d| d.as_const().unwrap_or(batch as u64) as usize).collect();
+                let n: usize = shape.iter().product();
+                let values = ArrayD::from_shape_vec(IxDyn(&shape), (0..n).map(|j| (j % 10) as i64).collect());
+                Tensor::int(DType::I32, values.expect("sized"))
+            }
             DType::I64 => Tensor::int(DType::I64, ArrayD::from_elem(IxDyn(&[]), 7)),
             _ => {
                 let shape: Vec<usize> =
@@ -259,6 +266,32 @@ fn cnn_steps() {
         let t = median(runs, || drop(session.run_updating("train_step", &inputs, &updates).expect("runs")));
         let sizes = args.iter().map(|(k, v)| format!(" {k}={v}")).collect::<String>();
         println!("| {example}{sizes} | {:.2} | {compile_ms:.0} |", t.as_secs_f64() * 1e3);
+    }
+    println!();
+}
+
+/// The book's recurrent language models unrolled over 32 and 128 steps at
+/// the book's batch of 1024: the training step's compile time (graph
+/// passes, lowering, Cranelift) and its time, and the tokens it trains on
+/// per second (`docs/performance.md`, "Recurrence").
+fn rnn_steps() {
+    println!(
+        "| training step, batch 1024, JIT session | steps | compile ms | step ms | tokens/s |\n| --- | --- | --- | --- | --- |"
+    );
+    for example in ["rnn_lm.kiln", "gru_lm.kiln", "lstm_lm.kiln"] {
+        for steps in ["32", "128"] {
+            let (m, updates, params, inputs) = training_step_at(example, &[("steps", steps)], 1024);
+            let start = Instant::now();
+            let jit = kiln::jit::Jit::new(&m);
+            let mut bindings = Bindings::new();
+            bindings.insert(Symbol::new("N"), 1024);
+            drop(jit.compiled("train_step", &bindings).expect("compiles"));
+            let compile_ms = start.elapsed().as_secs_f64() * 1e3;
+            let mut session = jit.session(params);
+            let t = median(11, || drop(session.run_updating("train_step", &inputs, &updates).expect("runs")));
+            let tokens = 1024.0 * steps.parse::<f64>().expect("a number") / t.as_secs_f64();
+            println!("| {example} | {steps} | {compile_ms:.0} | {:.2} | {tokens:.0} |", t.as_secs_f64() * 1e3);
+        }
     }
     println!();
 }
@@ -680,6 +713,9 @@ fn main() {
     }
     if filter.iter().any(|f| f == "cnn") {
         cnn_steps();
+    }
+    if filter.iter().any(|f| f == "rnn") {
+        rnn_steps();
     }
     if let Some(at) = args.iter().position(|a| a == "profile-parts") {
         let arg = |k: usize| args.get(at + k).cloned();

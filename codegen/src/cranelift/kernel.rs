@@ -32,7 +32,8 @@ pub struct KernelBuilder<'a, 'f> {
     pub module: &'a mut dyn Module,
     pub plan: &'a Plan,
     pub pointer: Type,
-    buffers: Vec<Value>,
+    /// The pointer of each buffer the kernel touches, by buffer id.
+    buffers: Vec<Option<Value>>,
     /// The value of each of the plan's size symbols, loaded in the entry
     /// block from the sizes array the kernel is called with.
     sizes: Vec<(Symbol, Value)>,
@@ -181,9 +182,17 @@ pub fn build(module: &mut dyn Module, func: &mut Function, plan: &Plan, kernel: 
     let array = b.block_params(entry)[0];
     let size_array = b.block_params(entry)[1];
     let (lo, hi) = (b.block_params(entry)[2], b.block_params(entry)[3]);
-    let buffers = (0..plan.buffers.len())
-        .map(|i| b.ins().load(pointer, MemFlagsData::trusted(), array, (i * pointer.bytes() as usize) as i32))
-        .collect();
+    // Only the pointers of the buffers this kernel touches: a plan of
+    // thousands of buffers (an unrolled recurrence) would otherwise load
+    // them all in every kernel.
+    let mut buffers = vec![None; plan.buffers.len()];
+    for id in kiln_ir::kernel::buffers_of(&kernel.body) {
+        let i = id.0 as usize;
+        if i < buffers.len() {
+            let offset = (i * pointer.bytes() as usize) as i32;
+            buffers[i] = Some(b.ins().load(pointer, MemFlagsData::trusted(), array, offset));
+        }
+    }
     let sizes = plan
         .symbols
         .iter()
@@ -475,7 +484,12 @@ impl KernelBuilder<'_, '_> {
     /// The address of element `index` (an i64 value) of `buffer`.
     pub fn element(&mut self, buffer: BufferId, index: Value) -> Gen<Value> {
         let size = self.dtype(buffer)?.size_bytes() as i64;
-        let base = *self.buffers.get(buffer.0 as usize).ok_or_else(|| format!("{buffer} is not declared"))?;
+        let base = self
+            .buffers
+            .get(buffer.0 as usize)
+            .copied()
+            .flatten()
+            .ok_or_else(|| format!("{buffer} is not declared"))?;
         let offset = self.b.ins().imul_imm_s(index, size);
         Ok(self.b.ins().iadd(base, offset))
     }
