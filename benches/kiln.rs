@@ -2,7 +2,7 @@
 //! Every figure is the median of repeated runs on fixed inputs, printed as
 //! a Markdown table for `docs/performance.md`. Pass a filter (`matmul`,
 //! `chain`, `bandwidth`, `step`, `conv`, `optimize`, `compile`, and
-//! `profile`, `cnn` and `rnn`, which only run when named) to run only some, and
+//! `profile`, `cnn`, `rnn` and `gru-step`, which only run when named) to run only some, and
 //! `--threads N` to use N threads.
 
 use std::path::Path;
@@ -274,12 +274,12 @@ fn cnn_steps() {
 /// the book's batch of 1024: the training step's compile time (graph
 /// passes, lowering, Cranelift) and its time, and the tokens it trains on
 /// per second (`docs/performance.md`, "Recurrence").
-fn rnn_steps() {
+fn rnn_steps(examples: &[&str], all_steps: &[&str]) {
     println!(
         "| training step, batch 1024, JIT session | steps | compile ms | step ms | tokens/s |\n| --- | --- | --- | --- | --- |"
     );
-    for example in ["rnn_lm.kiln", "gru_lm.kiln", "lstm_lm.kiln"] {
-        for steps in ["32", "128"] {
+    for &example in examples {
+        for &steps in all_steps {
             let (m, updates, params, inputs) = training_step_at(example, &[("steps", steps)], 1024);
             let start = Instant::now();
             let jit = kiln::jit::Jit::new(&m);
@@ -715,7 +715,11 @@ fn main() {
         cnn_steps();
     }
     if filter.iter().any(|f| f == "rnn") {
-        rnn_steps();
+        rnn_steps(&["rnn_lm.kiln", "gru_lm.kiln", "lstm_lm.kiln"], &["32", "128"]);
+    }
+    if filter.iter().any(|f| f == "gru-step") {
+        // The GRU language model's step alone, for `language_models.py --bench`.
+        rnn_steps(&["gru_lm.kiln"], &["32"]);
     }
     if let Some(at) = args.iter().position(|a| a == "profile-parts") {
         let arg = |k: usize| args.get(at + k).cloned();

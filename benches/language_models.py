@@ -4,6 +4,7 @@
 
     /tmp/peers/bin/pip install numpy torch
     /tmp/peers/bin/python benches/language_models.py [--model rnn|gru|lstm] [--epochs E] [--seed S]
+    /tmp/peers/bin/python benches/language_models.py --bench [--rounds 3]
     kiln train examples/rnn_lm.kiln --data ../shared/data/timemachine --epochs 100 --batch 1024
 
 The same data as `kiln train`: the corpus preprocessed as the book does
@@ -18,12 +19,22 @@ others. Printed: each epoch's training perplexity (exp of the mean batch
 loss, weighted by batch size) and the validation perplexity (exp of the
 mean cross-entropy over every validation token) after it, and the
 greedy continuation of "time traveller".
+
+`--bench` times one training step of the GRU language model (batch 1024,
+32 steps, forward, loss, backward, clipping and SGD) in rounds: PyTorch
+eager with the book's from-scratch GRU, PyTorch eager with `nn.GRU` on
+one-hot inputs (the book's concise GRU), `torch.compile` of the
+from-scratch step, and kiln (`cargo bench --bench kiln -- gru-step`), one
+after another in each round; each ratio is taken within a round and the
+medians are printed, with tokens per second.
 """
 
 import argparse
 import math
 import os
 import re
+import statistics
+import subprocess
 import time
 
 import torch
@@ -90,12 +101,90 @@ class Scratch:
         return torch.stack(outputs, 1) @ self.w_hq + self.b_q
 
 
+def clip_and_step(params, lr):
+    with torch.no_grad():
+        norm = torch.sqrt(sum((q.grad ** 2).sum() for q in params))
+        scale = torch.clamp(1.0 / norm, max=1.0)
+        for q in params:
+            q -= lr * scale * q.grad
+            q.grad = None
+
+
+def timed(step, runs=7):
+    step()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def kiln_gru_step():
+    out = subprocess.run(["cargo", "bench", "--bench", "kiln", "--", "gru-step"],
+                         capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        m = re.match(r"\| gru_lm.kiln \| 32 \| ([\d.]+) \| ([\d.]+) \|", line)
+        if m:
+            return float(m.group(2))
+    raise SystemExit("no gru_lm.kiln line in: " + out)
+
+
+def bench(rounds):
+    tokens, vocab, _ = corpus()
+    windows = tokens.unfold(0, 33, 1)
+    x, y = windows[:1024, :-1], windows[:1024, 1:]
+    scratch = Scratch("gru", len(vocab))
+
+    def scratch_step():
+        loss = F.cross_entropy(scratch.forward(x).reshape(-1, len(vocab)), y.reshape(-1))
+        loss.backward()
+        clip_and_step(scratch.params(), 4.0)
+
+    gru, dense = torch.nn.GRU(len(vocab), 32), torch.nn.Linear(32, len(vocab))
+    concise = list(gru.parameters()) + list(dense.parameters())
+
+    def concise_step():
+        outputs, _ = gru(F.one_hot(x.T, len(vocab)).float())
+        loss = F.cross_entropy(dense(outputs).reshape(-1, len(vocab)), y.T.reshape(-1))
+        loss.backward()
+        clip_and_step(concise, 4.0)
+
+    compiled_loss = torch.compile(
+        lambda: F.cross_entropy(scratch.forward(x).reshape(-1, len(vocab)), y.reshape(-1)))
+
+    def compiled_step():
+        compiled_loss().backward()
+        clip_and_step(scratch.params(), 4.0)
+
+    compiled_step()  # compiles
+    names = ["PyTorch eager, from scratch", "PyTorch eager, nn.GRU", "torch.compile, from scratch"]
+    ratios = {n: [] for n in names}
+    kiln_times = []
+    for r in range(rounds):
+        times = [timed(scratch_step), timed(concise_step), timed(compiled_step)]
+        k = kiln_gru_step()
+        kiln_times.append(k)
+        print(f"round {r + 1}: " + ", ".join(f"{n} {t:.2f} ms" for n, t in zip(names, times)) + f", kiln {k:.2f} ms",
+              flush=True)
+        for n, t in zip(names, times):
+            ratios[n].append(t / k)
+    k = statistics.median(kiln_times)
+    print(f"\nkiln: {k:.2f} ms a step, {1024 * 32 / k * 1e3:.0f} tokens/s (median of {rounds} rounds)")
+    for n in names:
+        print(f"kiln's throughput / {n}'s: {statistics.median(ratios[n]):.2f}x (median of the rounds' ratios)")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--model", choices=SETTINGS, default="rnn")
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bench", action="store_true")
+    p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()
+    if args.bench:
+        return bench(args.rounds)
     lr, epochs = SETTINGS[args.model]
     epochs = args.epochs or epochs
     torch.manual_seed(args.seed)
