@@ -56,6 +56,45 @@ pub fn check_model(module: &Module, x: &TensorType, y: &TensorType, vocab: &Voca
     }
 }
 
+/// Checks a language model's recurrent states: inputs of the loss after
+/// the tokens and targets, each f32 `[N, ...]` with constant sizes after
+/// `N`, returned by the loss after the loss itself in the same order and
+/// types (what the next batch starts from).
+pub fn check_states(loss: &kiln_ir::Function, states: &[&TensorType]) -> Result<Vec<TensorType>, Error> {
+    let outputs = loss.output_types();
+    for (k, ty) in states.iter().enumerate() {
+        let shaped = ty.dtype == DType::F32
+            && matches!(ty.shape.0.first(), Some(Dim::Sym(_)))
+            && ty.shape.0[1..].iter().all(|d| d.as_const().is_some());
+        if !shaped {
+            return Err(Error::Usage(format!(
+                "the loss's input {} is {ty}: a recurrent state is f32 [N, ...] with constant sizes after N",
+                k + 3
+            )));
+        }
+        if outputs.get(k + 1).map(|o| &**o) != Some(*ty) {
+            return Err(Error::Usage(format!(
+                "the loss takes a recurrent state {ty} after the targets, so it returns [loss, new state...] \
+                 with the new state {ty} as output {}",
+                k + 2
+            )));
+        }
+    }
+    Ok(states.iter().map(|t| (*t).clone()).collect())
+}
+
+/// A state of type `ty` for a batch of `rows`, all zeros.
+pub fn zeros(ty: &TensorType, rows: usize) -> HostTensor {
+    let shape: Vec<usize> =
+        std::iter::once(rows).chain(ty.shape.0[1..].iter().map(|d| d.as_const().unwrap_or(1) as usize)).collect();
+    HostTensor::f32(shape.clone(), vec![0.0; shape.iter().product()])
+}
+
+/// A state a step returned, as the next step's input.
+pub fn to_host(t: &Tensor) -> HostTensor {
+    HostTensor::f32(t.shape().to_vec(), t.to_f64_vec().into_iter().map(|v| v as f32).collect())
+}
+
 /// The tokens and targets of the examples at `indices`, in the dtypes the
 /// loss declares.
 pub fn batch(seqs: &Sequences, indices: &[usize], x: &TensorType, y: &TensorType) -> (HostTensor, HostTensor) {

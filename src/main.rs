@@ -170,6 +170,10 @@ enum Command {
         /// (`Id,SalePrice`; with --folds, the mean of the K models').
         #[arg(long, value_name = "CSV")]
         submission: Option<PathBuf>,
+        /// How a language model's text is cut into batches (D2L 9.3):
+        /// sequential carries the recurrent states from batch to batch.
+        #[arg(long, value_enum, default_value_t = PartitionArg::Random)]
+        partition: PartitionArg,
     },
     /// Continue a text with a trained language model: its `next(token,
     /// state...)` step runs once per token, compiled once.
@@ -318,6 +322,14 @@ enum ModeArg {
     Eval,
     /// Training: batch statistics and dropout.
     Train,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PartitionArg {
+    /// The subsequences at every offset, shuffled; states start at zero.
+    Random,
+    /// Consecutive batches continue each other; states are carried.
+    Sequential,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -477,6 +489,7 @@ fn execute(command: Command) -> Result<(), Error> {
             set,
             folds,
             submission,
+            partition,
         } => {
             let options = kiln::train::TrainOptions {
                 data,
@@ -496,6 +509,10 @@ fn execute(command: Command) -> Result<(), Error> {
                 args: model_args(&set)?,
                 folds,
                 submission,
+                partition: match partition {
+                    PartitionArg::Random => kiln::train::Partition::Random,
+                    PartitionArg::Sequential => kiln::train::Partition::Sequential,
+                },
             };
             train(&file, &options)
         }

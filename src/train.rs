@@ -70,6 +70,23 @@ pub struct TrainOptions {
     /// Where a table's regression writes its predictions for the test rows
     /// (`Id,label` lines; with folds, the mean of the K models').
     pub submission: Option<PathBuf>,
+    /// How a language model's text is cut into batches.
+    pub partition: Partition,
+}
+
+/// How a language model's training text becomes batches (D2L 9.3).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Partition {
+    /// The subsequences at every offset, shuffled each epoch (the book's
+    /// `TimeMachine`); recurrent states start at zero in every batch.
+    #[default]
+    Random,
+    /// Each epoch from a random offset, the text laid out in `batch` rows
+    /// read `steps` tokens at a time (the book's `seq_data_iter_sequential`),
+    /// so that each batch continues the one before: recurrent states are
+    /// carried from batch to batch (their gradient stopped there), starting
+    /// at zero in each epoch.
+    Sequential,
 }
 
 impl Default for TrainOptions {
@@ -94,6 +111,7 @@ impl Default for TrainOptions {
             args: Vec::new(),
             folds: None,
             submission: None,
+            partition: Partition::Random,
         }
     }
 }
@@ -183,6 +201,13 @@ enum Task {
 enum Examples<'a> {
     Rows(&'a Dataset),
     Text(&'a Sequences),
+    /// The tokens of `corpus` before `end`, partitioned sequentially anew
+    /// each epoch.
+    Sequential {
+        corpus: &'a Corpus,
+        steps: usize,
+        end: usize,
+    },
 }
 
 impl Examples<'_> {
@@ -190,6 +215,7 @@ impl Examples<'_> {
         match self {
             Examples::Rows(d) => d.len(),
             Examples::Text(s) => s.len(),
+            Examples::Sequential { end, steps, .. } => end.saturating_sub(*steps),
         }
     }
 
@@ -207,6 +233,7 @@ impl Examples<'_> {
         match self {
             Examples::Rows(d) => Ok((batch_inputs(d, indices, feed)?, batch_targets(d, indices, y)?)),
             Examples::Text(s) => Ok(crate::language::batch(s, indices, feed.ty, y)),
+            Examples::Sequential { .. } => Err(Error::Internal("sequential text is batched per epoch".into())),
         }
     }
 }
@@ -234,12 +261,19 @@ pub fn train(
     let module = with_train_step(&compiled)?;
     let loss = module.function(&spec.loss).ok_or_else(|| Error::Usage("the loss function is missing".into()))?;
     let data_inputs: Vec<&TensorType> = loss.inputs.iter().filter(|i| i.name != "key").map(|i| &i.ty).collect();
-    let [x_type, y_type] = data_inputs.as_slice() else {
-        return Err(Error::Usage(format!(
-            "`{}` takes {} data inputs; `kiln train` feeds two: inputs and labels or targets",
-            spec.loss,
-            data_inputs.len()
-        )));
+    let (x_type, y_type, state_types) = match data_inputs.as_slice() {
+        [x, y] => (*x, *y, Vec::new()),
+        [x, y, states @ ..] if crate::language::is_language_model(x, y) => {
+            (*x, *y, crate::language::check_states(loss, states)?)
+        }
+        _ => {
+            return Err(Error::Usage(format!(
+                "`{}` takes {} data inputs; `kiln train` feeds two (inputs and labels or targets), or a language \
+                 model's tokens, targets and recurrent states",
+                spec.loss,
+                data_inputs.len()
+            )));
+        }
     };
     let task = if crate::language::is_language_model(x_type, y_type) {
         let Some(path) = &options.data else {
@@ -309,14 +343,34 @@ pub fn train(
             let valid_count = options.test_limit.unwrap_or(VALID_SEQUENCES);
             let train_part = corpus.subsequences(*steps, 0, train_count);
             let valid_part = corpus.subsequences(*steps, train_count, train_count + valid_count);
+            if options.partition == Partition::Sequential {
+                // The same text, cut sequentially: even from the last offset
+                // an epoch must fill one batch.
+                let end = (train_count + steps).min(corpus.tokens.len());
+                if corpus.sequential(options.batch, *steps, *steps, end).1.is_empty() {
+                    return Err(Error::Usage(format!(
+                        "sequential partitioning of {end} training tokens into {} rows leaves fewer than {steps} \
+                         tokens a row: use a smaller --batch, or more text with --limit",
+                        options.batch
+                    )));
+                }
+            }
             Some((train_part, valid_part))
         }
         _ => None,
     };
-    let (train_examples, test_examples) = match &text {
-        Some((t, v)) => (Examples::Text(t), Examples::Text(v)),
-        None => (Examples::Rows(&train_set), Examples::Rows(&test_set)),
+    let (train_examples, test_examples) = match (&text, &task) {
+        (Some((_, v)), Task::Language { corpus, steps }) if options.partition == Partition::Sequential => {
+            let train_count = options.limit.unwrap_or(TRAIN_SEQUENCES);
+            let end = (train_count + steps).min(corpus.tokens.len());
+            (Examples::Sequential { corpus, steps: *steps, end }, Examples::Text(v))
+        }
+        (Some((t, v)), _) => (Examples::Text(t), Examples::Text(v)),
+        (None, _) => (Examples::Rows(&train_set), Examples::Rows(&test_set)),
     };
+    if options.partition == Partition::Sequential && !matches!(task, Task::Language { .. }) {
+        return Err(Error::Usage("--partition cuts a language model's text: this model is not one".into()));
+    }
     check_folds(options, &task, train_set.len())?;
     let resize = match options.resize {
         Some([h, w]) if h == 0 || w == 0 => {
@@ -385,6 +439,7 @@ pub fn train(
         y_type,
         // Whether the step returns the logits its loss was computed from.
         step_logits: spec.loss_and_logits.is_some(),
+        states: &state_types,
     };
     let mut epochs = Vec::new();
     let mut sample = None;
@@ -535,6 +590,9 @@ struct Fit<'a> {
     x_input: InputFeed<'a>,
     y_type: &'a TensorType,
     step_logits: bool,
+    /// A language model's recurrent states, inputs of the loss after the
+    /// tokens and targets (and outputs after the loss).
+    states: &'a [TensorType],
 }
 
 impl Fit<'_> {
@@ -556,14 +614,26 @@ impl Fit<'_> {
         let mut epochs = Vec::new();
         for epoch in first_epoch..options.epochs {
             let start = Instant::now();
-            let batches = shuffled_batches(train_set.len(), options.batch, options.seed, epoch as u64);
+            // Sequential text is laid out anew each epoch, from a random offset.
+            let (laid_out, batches) = match train_set {
+                Examples::Sequential { corpus, steps, end } => {
+                    let offset = (kiln_ir::random::bits(options.seed, 0x0ff5_e700 + epoch as u64, 0)
+                        % (steps as u64 + 1)) as usize;
+                    let (seqs, batches) = corpus.sequential(options.batch, steps, offset, end);
+                    (Some(seqs), batches)
+                }
+                _ => (None, shuffled_batches(train_set.len(), options.batch, options.seed, epoch as u64)),
+            };
+            let epoch_set = laid_out.as_ref().map_or(train_set, Examples::Text);
+            let carry = laid_out.is_some();
+            let mut carried: Vec<HostTensor> = Vec::new();
             let (mut loss_sum, mut seen, mut correct) = (0.0, 0usize, 0usize);
             let mut step_seconds = 0.0;
             let mut batch_losses = Vec::with_capacity(batches.len());
             // The next batches are gathered on another thread while a step runs.
             std::thread::scope(|scope| -> Result<(), Error> {
                 let (send, receive) = std::sync::mpsc::sync_channel(2);
-                let (data, order) = (train_set, &batches);
+                let (data, order) = (epoch_set, &batches);
                 let producer = scope.spawn(move || {
                     for indices in order {
                         let batch = data.batch(indices, &x_input, y_type);
@@ -580,9 +650,19 @@ impl Fit<'_> {
                         let logits = trainer.run_host("forward", std::slice::from_ref(&x)).map_err(Error::from)?;
                         correct += count_correct(&logits[0], &rows.labels, indices);
                     }
+                    let mut inputs = vec![x, y];
+                    if !self.states.is_empty() {
+                        if !carry || carried.is_empty() {
+                            carried = self.states.iter().map(|ty| crate::language::zeros(ty, indices.len())).collect();
+                        }
+                        inputs.append(&mut carried);
+                    }
                     let step_start = Instant::now();
-                    let (loss, outputs) = trainer.step_host(vec![x, y]).map_err(Error::from)?;
+                    let (loss, outputs) = trainer.step_host(inputs).map_err(Error::from)?;
                     step_seconds += step_start.elapsed().as_secs_f64();
+                    if carry {
+                        carried = outputs.iter().take(self.states.len()).map(crate::language::to_host).collect();
+                    }
                     if let (Task::Classification { .. }, true, Some(logits), Examples::Rows(rows)) =
                         (task, self.step_logits, outputs.first(), train_set)
                     {

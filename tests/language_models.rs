@@ -81,6 +81,43 @@ fn generate_continues_a_prefix_from_saved_parameters() {
     assert_eq!(short, text[..short.len()], "the interpreter picks the same tokens");
 }
 
+/// With `--partition sequential` each batch starts from the state the one
+/// before returned (here the state counts the batches, and the loss reads
+/// it), from zero in each epoch; with random partitioning every batch
+/// starts from zero.
+#[test]
+fn sequential_partitioning_carries_the_state_from_batch_to_batch() {
+    let path = scratch("counter.kiln");
+    std::fs::write(
+        &path,
+        "model Counter(steps: int = 4) {\n    param w: f32[28, 28] = zeros\n    \
+         fn forward(x: i32[N, steps]) -> f32[N, steps, 28] { w[x] }\n}\n\
+         train Counter {\n    fn loss(x: i32[N, steps], y: i32[N, steps], h: f32[N, 2]) {\n        \
+         [mean(h) + 0.0 * sum(forward(x)), h + 1.0]\n    }\n    optimizer sgd(lr = 0.1)\n}\n",
+    )
+    .unwrap();
+    let o = TrainOptions { epochs: 2, batch: 8, limit: Some(200), args: Vec::new(), ..options(2) };
+    let sequential =
+        train(&path, &TrainOptions { partition: kiln::train::Partition::Sequential, ..o.clone() }, |_, _| {}, |_| {})
+            .unwrap();
+    for epoch in &sequential.epochs {
+        let expected: Vec<f64> = (0..epoch.batch_losses.len()).map(|b| b as f64).collect();
+        assert_eq!(epoch.batch_losses, expected, "epoch {}", epoch.epoch);
+        assert!(epoch.batch_losses.len() >= 5, "200 tokens in 8 rows of at least 24: 6 or 7 batches of 4 steps");
+    }
+    let random = train(&path, &o, |_, _| {}, |_| {}).unwrap();
+    assert!(random.epochs.iter().all(|e| e.batch_losses.iter().all(|l| *l == 0.0)));
+    let e = train(
+        &path,
+        &TrainOptions { batch: 100, partition: kiln::train::Partition::Sequential, ..o },
+        |_, _| {},
+        |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("leaves fewer than 4 tokens a row"), "{e}");
+}
+
 #[test]
 fn misuse_is_a_clear_error() {
     let e = run("rnn_lm.kiln", &TrainOptions { data: None, ..options(1) }).unwrap_err().to_string();
@@ -91,6 +128,19 @@ fn misuse_is_a_clear_error() {
     assert!(e.contains("`forward` predicts 30 tokens, but the corpus has a vocabulary of 28"), "{e}");
     let e = run("rnn_lm.kiln", &TrainOptions { test_limit: Some(0), ..options(1) }).unwrap_err().to_string();
     assert!(e.contains("no text left to measure perplexity on"), "{e}");
+
+    // A loss that takes a state must return the state it ends in.
+    let path = scratch("stateless.kiln");
+    std::fs::write(
+        &path,
+        "model M(steps: int = 4) {\n    param w: f32[28, 28] = zeros\n    \
+         fn forward(x: i32[N, steps]) -> f32[N, steps, 28] { w[x] }\n}\n\
+         train M {\n    fn loss(x: i32[N, steps], y: i32[N, steps], h: f32[N, 2]) -> f32 {\n        \
+         mean(cross_entropy(forward(x), y)) + mean(h)\n    }\n    optimizer sgd(lr = 0.1)\n}\n",
+    )
+    .unwrap();
+    let e = train(&path, &TrainOptions { args: Vec::new(), ..options(1) }, |_, _| {}, |_| {}).unwrap_err().to_string();
+    assert!(e.contains("so it returns [loss, new state...] with the new state f32[N, 2] as output 2"), "{e}");
 
     let generate = |file: &str, prefix: &str| {
         let o = GenerateOptions {

@@ -112,6 +112,33 @@ impl Corpus {
     }
 }
 
+impl Corpus {
+    /// The book's sequential partitioning (`seq_data_iter_sequential`) of
+    /// the tokens before `end`: from `offset`, as many tokens as fill
+    /// `batch` rows equally are laid out row after row, and batch `b` takes
+    /// columns `b * steps .. (b + 1) * steps` of every row, so that row `r`
+    /// of each batch continues row `r` of the batch before (a recurrent
+    /// state carried from batch to batch follows one stretch of text).
+    /// Returns the examples and the batches (in order) as their indices.
+    pub fn sequential(&self, batch: usize, steps: usize, offset: usize, end: usize) -> (Sequences, Vec<Vec<usize>>) {
+        let end = end.min(self.tokens.len());
+        let batch = batch.max(1);
+        let usable = end.saturating_sub(offset + 1) / batch * batch;
+        let row = usable / batch;
+        let count = row / steps.max(1);
+        let mut seqs = Sequences { steps, inputs: Vec::new(), targets: Vec::new() };
+        for b in 0..count {
+            for r in 0..batch {
+                let start = offset + r * row + b * steps;
+                seqs.inputs.extend_from_slice(&self.tokens[start..start + steps]);
+                seqs.targets.extend_from_slice(&self.tokens[start + 1..start + steps + 1]);
+            }
+        }
+        let batches = (0..count).map(|b| (b * batch..(b + 1) * batch).collect()).collect();
+        (seqs, batches)
+    }
+}
+
 /// Examples of `steps` tokens each, with as many target tokens.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Sequences {
@@ -199,6 +226,26 @@ mod tests {
         let (x, y) = s.gather(&[1]);
         let text = |v: &[i32]| v.iter().map(|&t| c.vocab.token(t as usize)).collect::<String>();
         assert_eq!((text(&x), text(&y)), ("bcd".into(), "cde".into()));
+    }
+
+    #[test]
+    fn sequential_batches_continue_each_other_row_by_row() {
+        let c = Corpus::from_text("abcdefghijklmnopqrstuvwxyz");
+        // From offset 1, 24 tokens in 2 rows of 12: batches of 3 steps.
+        let (s, batches) = c.sequential(2, 3, 1, 26);
+        assert_eq!(batches, [vec![0, 1], vec![2, 3], vec![4, 5], vec![6, 7]]);
+        let text = |v: &[i32]| v.iter().map(|&t| c.vocab.token(t as usize)).collect::<String>();
+        let rows: Vec<(String, String)> = (0..8)
+            .map(|i| {
+                let (x, y) = s.gather(&[i]);
+                (text(&x), text(&y))
+            })
+            .collect();
+        assert_eq!(rows[0], ("bcd".into(), "cde".into()));
+        assert_eq!(rows[1].0, "nop", "row 1 starts 12 tokens on");
+        assert_eq!(rows[2].0, "efg", "batch 2 row 0 continues batch 1 row 0");
+        assert_eq!(rows[7].0, "wxy");
+        assert!(c.sequential(30, 3, 0, 26).1.is_empty(), "rows too short for one batch");
     }
 
     #[test]
