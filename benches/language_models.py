@@ -7,7 +7,8 @@
     /tmp/peers/bin/python benches/language_models.py --bench [--rounds 3]
     kiln train examples/rnn_lm.kiln --data ../shared/data/timemachine --epochs 100 --batch 1024
 
-The same data as `kiln train`: the corpus preprocessed as the book does
+`--model deep` is `examples/deep_rnn.kiln` (two RNN layers, learning rate
+2, 100 epochs). The same data as `kiln train`: the corpus preprocessed as the book does
 (runs of non-letters to one space, lower case, one token per character,
 28 tokens sorted), the subsequences of 32 characters at every offset, the
 first 10,000 to train on (shuffled, batches of 1024) and the next 5,000 to
@@ -42,7 +43,7 @@ from torch.nn import functional as F
 
 torch.set_num_threads(2)
 TEXT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "timemachine", "timemachine.txt")
-SETTINGS = {"rnn": (1.0, 100), "gru": (4.0, 50), "lstm": (4.0, 50)}
+SETTINGS = {"rnn": (1.0, 100), "gru": (4.0, 50), "lstm": (4.0, 50), "deep": (2.0, 100)}
 
 
 def corpus():
@@ -61,12 +62,14 @@ def zeros(*shape):
 
 
 class Scratch:
-    """The book's RNNScratch, GRUScratch or LSTMScratch and RNNLMScratch."""
+    """The book's RNNScratch, GRUScratch, LSTMScratch or StackedRNNScratch
+    (two RNN layers, "deep") and RNNLMScratch."""
 
     def __init__(self, kind, vocab, hiddens=32):
         self.kind, self.hiddens = kind, hiddens
-        gates = {"rnn": 1, "gru": 3, "lstm": 4}[kind]
-        self.w_x = [weights(vocab, hiddens) for _ in range(gates)]
+        gates = {"rnn": 1, "gru": 3, "lstm": 4, "deep": 2}[kind]
+        # The deep model's second layer reads the first's state.
+        self.w_x = [weights(vocab if g == 0 or kind != "deep" else hiddens, hiddens) for g in range(gates)]
         self.w_h = [weights(hiddens, hiddens) for _ in range(gates)]
         self.b = [zeros(hiddens) for _ in range(gates)]
         self.w_hq, self.b_q = weights(hiddens, vocab), zeros(vocab)
@@ -76,12 +79,16 @@ class Scratch:
 
     def begin(self, n):
         h = torch.zeros(n, self.hiddens)
-        return (h, torch.zeros(n, self.hiddens)) if self.kind == "lstm" else (h,)
+        return (h, torch.zeros(n, self.hiddens)) if self.kind in ("lstm", "deep") else (h,)
 
     def step(self, x, state):
-        # x: token indices [N]; x @ W for a one-hot x is a row of W.
-        xw = [w[x] for w in self.w_x]
+        # x: token indices [N]; x @ W for a one-hot x is a row of W. The
+        # first state is the one the output layer reads.
         h = state[0]
+        if self.kind == "deep":
+            h1 = torch.tanh(self.w_x[0][x] + state[1] @ self.w_h[0] + self.b[0])
+            return (torch.tanh(h1 @ self.w_x[1] + h @ self.w_h[1] + self.b[1]), h1)
+        xw = [w[x] for w in self.w_x]
         if self.kind == "rnn":
             return (torch.tanh(xw[0] + h @ self.w_h[0] + self.b[0]),)
         if self.kind == "gru":
@@ -177,7 +184,7 @@ def bench(rounds):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--model", choices=SETTINGS, default="rnn")
+    p.add_argument("--model", choices=SETTINGS, default="rnn", help="deep: two RNN layers (D2L 10.3)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bench", action="store_true")

@@ -16,6 +16,7 @@ pub mod language;
 pub mod opt;
 pub mod ptx;
 pub mod train;
+pub mod translate;
 
 use std::path::{Path, PathBuf};
 

@@ -627,6 +627,9 @@ fn train(file: &std::path::Path, options: &kiln::train::TrainOptions) -> Result<
             if let Some(v) = e.valid_log_rmse {
                 metrics.push_str(&format!(", valid log rmse {v:.4}"));
             }
+            if let Some(v) = e.valid_loss {
+                metrics.push_str(&format!(", valid loss {v:.4}"));
+            }
             if let (Some(train), Some(valid)) = (e.train_perplexity, e.valid_perplexity) {
                 metrics.push_str(&format!(", train perplexity {train:.3}, valid perplexity {valid:.3}"));
             }
@@ -664,6 +667,9 @@ fn train(file: &std::path::Path, options: &kiln::train::TrainOptions) -> Result<
             let shown: Vec<String> = values.iter().map(|v| format!("{v:.4}")).collect();
             out(&format!("{name} = [{}]\n", shown.join(", ")));
         }
+    }
+    for t in &report.translations {
+        out(&format!("{} => {} (reference: {}), bleu {:.3}\n", t.source, t.translation, t.reference, t.bleu));
     }
     if let Some(text) = &report.sample {
         out(&format!("{text}\n"));

@@ -17,6 +17,7 @@ use kiln_runtime::dataset::{Dataset, Split, load_image_classification, shuffled_
 use kiln_runtime::execute::{HostData, HostTensor};
 use kiln_runtime::text::{Corpus, Sequences, TRAIN_SEQUENCES, VALID_SEQUENCES, load_char_corpus};
 use kiln_runtime::trainer::Trainer;
+use kiln_runtime::translation::{BOOK_LINES, BOOK_TRAIN_PAIRS, Pairs, load_pairs};
 
 use crate::{Error, compile_file, with_train_step};
 
@@ -142,6 +143,9 @@ pub struct EpochReport {
     /// A language model's perplexity on the held-out text (of `forward`,
     /// after the epoch).
     pub valid_perplexity: Option<f64>,
+    /// A translation model's loss on the validation pairs (of `forward`,
+    /// teacher-forced, after the epoch).
+    pub valid_loss: Option<f64>,
     /// The epoch's wall time.
     pub seconds: f64,
     /// Of which in training steps (the compiled step's calls, from batch in
@@ -177,6 +181,22 @@ pub struct TrainReport {
     /// A language model's continuation of "time traveller" after
     /// training, when it has a `next` step to generate with.
     pub sample: Option<String>,
+    /// A translation model's greedy translations of the book's test
+    /// sentences after training.
+    pub translations: Vec<Translation>,
+}
+
+/// One test sentence translated after training.
+#[derive(Clone, Debug)]
+pub struct Translation {
+    /// The English sentence, as the book writes it.
+    pub source: String,
+    /// The French the book expects.
+    pub reference: String,
+    /// What the model wrote, up to `<eos>`.
+    pub translation: String,
+    /// The book's BLEU with n-grams up to 2.
+    pub bleu: f64,
 }
 
 enum Task {
@@ -194,6 +214,12 @@ enum Task {
         corpus: Box<Corpus>,
         steps: usize,
     },
+    /// An encoder-decoder on sentence pairs: measured by the validation
+    /// loss, and by BLEU on the book's test sentences after training.
+    Translation {
+        train: Box<Pairs>,
+        valid: Box<Pairs>,
+    },
 }
 
 /// The examples one epoch trains on or one evaluation measures.
@@ -208,6 +234,7 @@ enum Examples<'a> {
         steps: usize,
         end: usize,
     },
+    Pairs(&'a Pairs),
 }
 
 impl Examples<'_> {
@@ -216,6 +243,7 @@ impl Examples<'_> {
             Examples::Rows(d) => d.len(),
             Examples::Text(s) => s.len(),
             Examples::Sequential { end, steps, .. } => end.saturating_sub(*steps),
+            Examples::Pairs(p) => p.len(),
         }
     }
 
@@ -223,16 +251,22 @@ impl Examples<'_> {
         self.len() == 0
     }
 
-    /// The model's inputs and targets for the examples at `indices`.
+    /// The loss's data inputs for the examples at `indices`: inputs and
+    /// targets, or a translation model's five.
     fn batch(
         &self,
         indices: &[usize],
         feed: &InputFeed<'_>,
         y: &TensorType,
-    ) -> Result<(HostTensor, HostTensor), Error> {
+        all: &[&TensorType],
+    ) -> Result<Vec<HostTensor>, Error> {
         match self {
-            Examples::Rows(d) => Ok((batch_inputs(d, indices, feed)?, batch_targets(d, indices, y)?)),
-            Examples::Text(s) => Ok(crate::language::batch(s, indices, feed.ty, y)),
+            Examples::Rows(d) => Ok(vec![batch_inputs(d, indices, feed)?, batch_targets(d, indices, y)?]),
+            Examples::Text(s) => {
+                let (x, y) = crate::language::batch(s, indices, feed.ty, y);
+                Ok(vec![x, y])
+            }
+            Examples::Pairs(p) => Ok(crate::translate::batch(p, indices, all)),
             Examples::Sequential { .. } => Err(Error::Internal("sequential text is batched per epoch".into())),
         }
     }
@@ -263,6 +297,7 @@ pub fn train(
     let data_inputs: Vec<&TensorType> = loss.inputs.iter().filter(|i| i.name != "key").map(|i| &i.ty).collect();
     let (x_type, y_type, state_types) = match data_inputs.as_slice() {
         [x, y] => (*x, *y, Vec::new()),
+        inputs if crate::translate::is_translation(inputs) => (inputs[0], inputs[3], Vec::new()),
         [x, y, states @ ..] if crate::language::is_language_model(x, y) => {
             (*x, *y, crate::language::check_states(loss, states)?)
         }
@@ -275,7 +310,27 @@ pub fn train(
             )));
         }
     };
-    let task = if crate::language::is_language_model(x_type, y_type) {
+    let task = if crate::translate::is_translation(&data_inputs) {
+        let Some(path) = &options.data else {
+            return Err(Error::Usage(
+                "a translation model trains on sentence pairs: give --data, such as ../shared/data/fra-eng/fra.txt"
+                    .into(),
+            ));
+        };
+        let steps = crate::translate::check_model(&module, &data_inputs)?;
+        // The vocabularies come from the book's 641 lines (or more, when
+        // the limits ask for more pairs), whatever the limits train on.
+        let train_count = options.limit.unwrap_or(BOOK_TRAIN_PAIRS);
+        let valid_count = options.test_limit.unwrap_or(BOOK_LINES - 1 - BOOK_TRAIN_PAIRS);
+        let lines = BOOK_LINES.max(train_count + valid_count + 1);
+        let pairs = load_pairs(path, steps, lines).map_err(|e| Error::Usage(e.to_string()))?;
+        crate::translate::check_vocab(&module, &pairs)?;
+        let train_count = train_count.min(pairs.len());
+        let valid_end = (train_count + valid_count).min(pairs.len());
+        let train_part = pairs.select(&(0..train_count).collect::<Vec<_>>());
+        let valid_part = pairs.select(&(train_count..valid_end).collect::<Vec<_>>());
+        Task::Translation { train: Box::new(train_part), valid: Box::new(valid_part) }
+    } else if crate::language::is_language_model(x_type, y_type) {
         let Some(path) = &options.data else {
             return Err(Error::Usage(
                 "a language model trains on a text: give --data, such as ../shared/data/timemachine".into(),
@@ -307,7 +362,9 @@ pub fn train(
             Split { train: synthetic_linear(SYNTHETIC_EXAMPLES, options.seed), test: Dataset::default() }
         }
         Task::Table(table) => Split { train: table.train.clone(), test: table.test.clone() },
-        Task::Language { .. } => Split { train: Dataset::default(), test: Dataset::default() },
+        Task::Language { .. } | Task::Translation { .. } => {
+            Split { train: Dataset::default(), test: Dataset::default() }
+        }
         Task::Classification { .. } => {
             let dir = options.data.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
             if !dir.exists() {
@@ -366,6 +423,7 @@ pub fn train(
             (Examples::Sequential { corpus, steps: *steps, end }, Examples::Text(v))
         }
         (Some((t, v)), _) => (Examples::Text(t), Examples::Text(v)),
+        (None, Task::Translation { train, valid }) => (Examples::Pairs(train), Examples::Pairs(valid)),
         (None, _) => (Examples::Rows(&train_set), Examples::Rows(&test_set)),
     };
     if options.partition == Partition::Sequential && !matches!(task, Task::Language { .. }) {
@@ -390,7 +448,11 @@ pub fn train(
         },
     };
     let features = resize.map_or(train_set.features, |[h, w]| h * w);
-    let rows = if text.is_some() { Ok(Vec::new()) } else { input_shape(x_type, 1, features) };
+    let rows = if text.is_some() || matches!(task, Task::Translation { .. }) {
+        Ok(Vec::new())
+    } else {
+        input_shape(x_type, 1, features)
+    };
     rows.map_err(|e| match (e, train_set.image, resize) {
         (Error::Usage(m), Some([h, w]), None) => Error::Usage(format!("{m} ({h}x{w} images)")),
         (Error::Usage(m), None, None) if matches!(task, Task::Table(_)) => {
@@ -440,9 +502,11 @@ pub fn train(
         // Whether the step returns the logits its loss was computed from.
         step_logits: spec.loss_and_logits.is_some(),
         states: &state_types,
+        inputs: &data_inputs,
     };
     let mut epochs = Vec::new();
     let mut sample = None;
+    let mut translations = Vec::new();
     let (params, resumed_after, cross_validation) = if let Some(k) = options.folds {
         // The book's `k_fold`: a fresh model per fold; the submission is
         // the mean of their predictions.
@@ -486,6 +550,19 @@ pub fn train(
         let evaluate_on = if matches!(task, Task::Table(_)) { Examples::Rows(&nothing) } else { test_examples };
         epochs =
             fit.epochs(&mut trainer, train_examples, evaluate_on, first_epoch, None, &mut on_batch, &mut on_epoch)?;
+        if let Task::Translation { train, .. } = &task {
+            let run = |f: &str, inputs: &[HostTensor]| trainer.run_host(f, inputs);
+            for (source, reference) in crate::translate::TEST_SENTENCES {
+                let translation = crate::translate::translate(&run, train, source, &data_inputs)?.join(" ");
+                let bleu = crate::translate::bleu(&translation, reference, 2);
+                translations.push(Translation {
+                    source: source.into(),
+                    reference: reference.into(),
+                    translation,
+                    bleu,
+                });
+            }
+        }
         if let (Task::Language { corpus, .. }, true) = (&task, module.function(crate::language::NEXT).is_some()) {
             let run = |f: &str, inputs: &[HostTensor]| trainer.run_host(f, inputs);
             sample = Some(crate::language::generate(
@@ -527,6 +604,7 @@ pub fn train(
         compilations: jit.compilations(),
         cross_validation,
         sample,
+        translations,
     })
 }
 
@@ -593,6 +671,8 @@ struct Fit<'a> {
     /// A language model's recurrent states, inputs of the loss after the
     /// tokens and targets (and outputs after the loss).
     states: &'a [TensorType],
+    /// The types of all the loss's data inputs.
+    inputs: &'a [&'a TensorType],
 }
 
 impl Fit<'_> {
@@ -633,24 +713,24 @@ impl Fit<'_> {
             // The next batches are gathered on another thread while a step runs.
             std::thread::scope(|scope| -> Result<(), Error> {
                 let (send, receive) = std::sync::mpsc::sync_channel(2);
-                let (data, order) = (epoch_set, &batches);
+                let (data, order, inputs_of_loss) = (epoch_set, &batches, self.inputs);
                 let producer = scope.spawn(move || {
                     for indices in order {
-                        let batch = data.batch(indices, &x_input, y_type);
+                        let batch = data.batch(indices, &x_input, y_type, inputs_of_loss);
                         if send.send(batch).is_err() {
                             break; // the loop below stopped early
                         }
                     }
                 });
                 for (b, indices) in batches.iter().enumerate() {
-                    let (x, y) = receive.recv().map_err(|_| Error::Internal("the batch loader stopped".into()))??;
+                    let mut inputs =
+                        receive.recv().map_err(|_| Error::Internal("the batch loader stopped".into()))??;
                     if let (Task::Classification { .. }, false, Examples::Rows(rows)) =
                         (task, self.step_logits, train_set)
                     {
-                        let logits = trainer.run_host("forward", std::slice::from_ref(&x)).map_err(Error::from)?;
+                        let logits = trainer.run_host("forward", &inputs[..1]).map_err(Error::from)?;
                         correct += count_correct(&logits[0], &rows.labels, indices);
                     }
-                    let mut inputs = vec![x, y];
                     if !self.states.is_empty() {
                         if !carry || carried.is_empty() {
                             carried = self.states.iter().map(|ty| crate::language::zeros(ty, indices.len())).collect();
@@ -687,6 +767,7 @@ impl Fit<'_> {
             let (mut train_accuracy, mut test_accuracy) = (None, None);
             let (mut train_log_rmse, mut valid_log_rmse) = (None, None);
             let (mut train_perplexity, mut valid_perplexity) = (None, None);
+            let mut valid_loss = None;
             let train_loss = loss_sum / seen.max(1) as f64;
             match (task, train_set, held_out) {
                 (Task::Classification { .. }, _, Examples::Rows(held_out)) => {
@@ -698,6 +779,10 @@ impl Fit<'_> {
                     if !held_out.is_empty() {
                         valid_log_rmse = Some(log_rmse(trainer, held_out, &x_input, options.batch)?);
                     }
+                }
+                (Task::Translation { .. }, _, Examples::Pairs(held_out)) if !held_out.is_empty() => {
+                    let run = |f: &str, inputs: &[HostTensor]| trainer.run_host(f, inputs);
+                    valid_loss = Some(crate::translate::valid_loss(&run, held_out, options.batch, self.inputs)?);
                 }
                 (Task::Language { .. }, _, Examples::Text(held_out)) => {
                     train_perplexity = Some(train_loss.exp());
@@ -717,6 +802,7 @@ impl Fit<'_> {
                 valid_log_rmse,
                 train_perplexity,
                 valid_perplexity,
+                valid_loss,
                 seconds: start.elapsed().as_secs_f64(),
                 step_seconds,
                 batch_losses,
@@ -971,7 +1057,7 @@ pub fn plot(path: &Path, title: &str, epochs: &[EpochReport]) -> Result<(), Erro
         .map_err(|e| fail(e.to_string()))?
         .label("train loss, within epochs")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], light.stroke_width(1)));
-    let series: [(&str, RGBColor, Metric); 7] = [
+    let series: [(&str, RGBColor, Metric); 8] = [
         ("train loss", BLUE, |e| Some(e.train_loss)),
         ("train acc", MAGENTA, |e| e.train_accuracy),
         ("test acc", GREEN, |e| e.test_accuracy),
@@ -979,6 +1065,7 @@ pub fn plot(path: &Path, title: &str, epochs: &[EpochReport]) -> Result<(), Erro
         ("valid log rmse", GREEN, |e| e.valid_log_rmse),
         ("train perplexity", MAGENTA, |e| e.train_perplexity),
         ("valid perplexity", GREEN, |e| e.valid_perplexity),
+        ("valid loss", GREEN, |e| e.valid_loss),
     ];
     for (name, color, value) in series {
         let points: Vec<(f64, f64)> = epochs.iter().filter_map(|e| value(e).map(|v| (e.epoch as f64, v))).collect();

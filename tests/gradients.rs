@@ -181,7 +181,7 @@ fn batch_norm_lenet() {
 /// every step's logits.
 #[test]
 fn recurrent_language_models() {
-    for path in ["examples/rnn_lm.kiln", "examples/gru_lm.kiln", "examples/lstm_lm.kiln"] {
+    for path in ["examples/rnn_lm.kiln", "examples/gru_lm.kiln", "examples/lstm_lm.kiln", "examples/deep_rnn.kiln"] {
         check_file(path, &["loss"]);
     }
 }

@@ -96,6 +96,7 @@ fn examples_forward_loss_and_training_step() {
         "examples/rnn_lm.kiln",
         "examples/gru_lm.kiln",
         "examples/lstm_lm.kiln",
+        "examples/deep_rnn.kiln",
     ] {
         check_all(path);
     }
@@ -143,6 +144,17 @@ fn modern_cnns_agree_with_the_interpreter() {
             check_deep(&module, function);
         }
         eprintln!("{path} at {size}: {:.1} s", start.elapsed().as_secs_f64());
+    }
+}
+
+/// The encoder-decoder (two-layer GRUs, embeddings, dropout, the masked
+/// loss), at states of 16: the training step and the forward pass compiled
+/// agree with the interpreter.
+#[test]
+fn seq2seq_agrees_with_the_interpreter() {
+    let module = support::with_step_set("examples/seq2seq.kiln", &[("embed", "16"), ("hiddens", "16")]);
+    for function in ["forward", "train_step"] {
+        check_deep(&module, function);
     }
 }
 

@@ -89,6 +89,24 @@ impl Pairs {
         self.len() == 0
     }
 
+    /// The pairs at `indices`, in that order (the vocabularies kept).
+    pub fn select(&self, indices: &[usize]) -> Pairs {
+        let t = self.steps;
+        let rows =
+            |v: &[i32]| -> Vec<i32> { indices.iter().flat_map(|&i| v[i * t..(i + 1) * t].iter().copied()).collect() };
+        let each = |v: &[i32]| -> Vec<i32> { indices.iter().map(|&i| v[i]).collect() };
+        Pairs {
+            steps: t,
+            source_vocab: self.source_vocab.clone(),
+            target_vocab: self.target_vocab.clone(),
+            source: rows(&self.source),
+            source_valid: each(&self.source_valid),
+            target_in: rows(&self.target_in),
+            target_out: rows(&self.target_out),
+            target_valid: each(&self.target_valid),
+        }
+    }
+
     /// A source sentence as the model reads it: preprocessed, tokenized,
     /// padded or cut, with its valid length.
     pub fn encode_source(&self, sentence: &str) -> (Vec<i32>, i32) {
