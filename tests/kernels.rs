@@ -158,6 +158,21 @@ fn seq2seq_agrees_with_the_interpreter() {
     }
 }
 
+/// Additive attention (masked softmax, batched products) and the
+/// Transformer (multi-head attention on [N, heads, steps, d], layer norm,
+/// positional encoding) at reduced sizes: compiled against the interpreter.
+#[test]
+fn attention_models_agree_with_the_interpreter() {
+    let bahdanau = support::with_step_set("examples/bahdanau.kiln", &[("embed", "16"), ("hiddens", "16")]);
+    let transformer =
+        support::with_step_set("examples/transformer.kiln", &[("hiddens", "16"), ("inner", "8"), ("heads", "2")]);
+    for module in [&bahdanau, &transformer] {
+        for function in ["forward", "train_step"] {
+            check_deep(module, function);
+        }
+    }
+}
+
 #[test]
 fn the_ok_corpus() {
     for path in [

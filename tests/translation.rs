@@ -35,19 +35,34 @@ fn run(name: &str, o: &TrainOptions) -> Result<TrainReport, kiln::Error> {
 
 /// The loss falls, the validation loss is measured after every epoch, and
 /// the four test sentences are translated and scored.
-#[test]
-fn seq2seq_trains_and_translates() {
-    let report = run("seq2seq.kiln", &options(4)).unwrap();
+fn trains_and_translates(name: &str, args: &[(&str, &str)]) {
+    let o = TrainOptions { args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), ..options(4) };
+    let report = run(name, &o).unwrap();
     let (first, last) = (&report.epochs[0], &report.epochs[3]);
-    assert!(last.train_loss < first.train_loss, "{:?}", report.epochs);
+    assert!(last.train_loss < first.train_loss, "{name}: {:?}", report.epochs);
     assert!(report.epochs.iter().all(|e| e.valid_loss.is_some_and(f64::is_finite)));
     assert_eq!(report.translations.len(), 4);
     for t in &report.translations {
-        assert!((0.0..=1.0).contains(&t.bleu), "{t:?}");
+        assert!((0.0..=1.0).contains(&t.bleu), "{name}: {t:?}");
         assert!(t.translation.split(' ').count() <= 9, "at most 9 tokens: {t:?}");
         assert!(!t.translation.contains("<eos>") && !t.translation.contains("<bos>"), "{t:?}");
     }
     assert_eq!(report.translations[0].source, "go .");
+}
+
+#[test]
+fn seq2seq_trains_and_translates() {
+    trains_and_translates("seq2seq.kiln", &[("embed", "32"), ("hiddens", "32")]);
+}
+
+#[test]
+fn bahdanau_attention_trains_and_translates() {
+    trains_and_translates("bahdanau.kiln", &[("embed", "32"), ("hiddens", "32")]);
+}
+
+#[test]
+fn the_transformer_trains_and_translates() {
+    trains_and_translates("transformer.kiln", &[("hiddens", "32"), ("inner", "16"), ("heads", "2")]);
 }
 
 #[test]
