@@ -675,3 +675,19 @@ fn run_chooses_evaluation_or_training_mode() {
         assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-3, "feature {feature}: {column:?}");
     }
 }
+
+/// `kiln generate` continues a prefix through the command line, and says
+/// what is missing when the text or the step is.
+#[test]
+fn generate_continues_a_prefix() {
+    let o = kiln(&["generate", "examples/rnn_lm.kiln", "--data", "../shared/data/timemachine", "--tokens", "5"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.starts_with("time traveller") && text.trim_end_matches('\n').chars().count() == 19, "{text}");
+    let o = kiln(&["generate", "examples/rnn_lm.kiln", "--data", "/nonexistent"]);
+    assert!(!o.status.success() && stderr(&o).contains("/nonexistent"), "{}", stderr(&o));
+    let o = kiln(&["generate", "examples/mlp.kiln", "--data", "../shared/data/timemachine"]);
+    assert!(stderr(&o).contains("has no `next(token, state...)`"), "{}", stderr(&o));
+    let o = kiln(&["train", "examples/rnn_lm.kiln", "--data", "../shared/data/timemachine", "--partition", "sideways"]);
+    assert!(!o.status.success() && stderr(&o).contains("sideways"), "{}", stderr(&o));
+}
