@@ -2,7 +2,8 @@
 //! Every figure is the median of repeated runs on fixed inputs, printed as
 //! a Markdown table for `docs/performance.md`. Pass a filter (`matmul`,
 //! `chain`, `bandwidth`, `step`, `conv`, `optimize`, `compile`, and
-//! `profile`, `cnn`, `rnn` and `gru-step`, which only run when named) to run only some, and
+//! `profile`, `cnn`, `rnn`, `gru-step` and `transformer-step`, which only
+//! run when named) to run only some, and
 //! `--threads N` to use N threads.
 
 use std::path::Path;
@@ -716,6 +717,14 @@ fn main() {
     }
     if filter.iter().any(|f| f == "rnn") {
         rnn_steps(&["rnn_lm.kiln", "gru_lm.kiln", "lstm_lm.kiln"], &["32", "128"]);
+    }
+    if filter.iter().any(|f| f == "transformer-step") {
+        // The Transformer's step at the book's batch of 128, for `translation.py --bench`.
+        let (m, updates, params, inputs) = training_step_at("transformer.kiln", &[], 128);
+        let jit = kiln::jit::Jit::new(&m);
+        let mut session = jit.session(params);
+        let t = median(5, || drop(session.run_updating("train_step", &inputs, &updates).expect("runs")));
+        println!("| transformer.kiln step ms | {:.2} |", t.as_secs_f64() * 1e3);
     }
     if filter.iter().any(|f| f == "gru-step") {
         // The GRU language model's step alone, for `language_models.py --bench`.

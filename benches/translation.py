@@ -6,6 +6,7 @@ BLEU can be compared:
 
     /tmp/peers/bin/pip install numpy torch
     /tmp/peers/bin/python benches/translation.py [--model seq2seq|bahdanau|transformer] [--epochs 30] [--seed S]
+    /tmp/peers/bin/python benches/translation.py --bench [--rounds 3]    # the Transformer's step beside kiln's
     kiln train examples/seq2seq.kiln --data ../shared/data/fra-eng/fra.txt --epochs 30 --batch 128
 
 The same data as `kiln train` (the book's `MTFraEng`): the first 641 lines
@@ -240,12 +241,53 @@ def masked_loss(logits, y, pad_index):
     return (l * mask).sum() / mask.sum()
 
 
+def bench(rounds):
+    """The Transformer's training step at batch 128 (forward, masked loss,
+    backward, clipping, Adam) in PyTorch eager and in kiln (`cargo bench
+    --bench kiln -- transformer-step`), in rounds; the ratio of each round
+    and their median."""
+    import re
+    import statistics
+    import subprocess
+    src, tgt_in, tgt_out, src_valid, sv, tv = data()
+    model = Transformer(len(sv.tokens), len(tv.tokens))
+    opt = torch.optim.Adam(model.parameters(), lr=0.001)
+    batch = (src[:128], tgt_in[:128], tgt_out[:128], src_valid[:128])
+
+    def step():
+        loss = masked_loss(model(batch[0], batch[1], batch[3]), batch[2], tv["<pad>"])
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    ratios = []
+    for r in range(rounds):
+        step()
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+        eager = statistics.median(times) * 1e3
+        out = subprocess.run(["cargo", "bench", "--bench", "kiln", "--", "transformer-step"],
+                             capture_output=True, text=True, check=True).stdout
+        kiln = float(re.search(r"\| transformer.kiln step ms \| ([\d.]+) \|", out).group(1))
+        ratios.append(kiln / eager)
+        print(f"round {r + 1}: PyTorch eager {eager:.1f} ms, kiln {kiln:.1f} ms, kiln / eager {kiln / eager:.2f}", flush=True)
+    print(f"median kiln / PyTorch eager: {statistics.median(ratios):.2f}")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--model", choices=["seq2seq", "bahdanau", "transformer"], default="seq2seq")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bench", action="store_true", help="time the Transformer's step beside kiln's, in rounds")
+    p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()
+    if args.bench:
+        return bench(args.rounds)
     torch.manual_seed(args.seed)
     src, tgt_in, tgt_out, src_valid, sv, tv = data()
     print(f"{len(src)} pairs, vocabularies {len(sv.tokens)} and {len(tv.tokens)}")
