@@ -95,19 +95,33 @@ pub fn to_host(t: &Tensor) -> HostTensor {
     HostTensor::f32(t.shape().to_vec(), t.to_f64_vec().into_iter().map(|v| v as f32).collect())
 }
 
+/// Integer values as a host tensor of `dtype` (i64, else i32).
+pub fn int_tensor(values: Vec<i32>, shape: Vec<usize>, dtype: DType) -> HostTensor {
+    let data = match dtype {
+        DType::I64 => HostData::I64(values.into_iter().map(i64::from).collect()),
+        _ => HostData::I32(values),
+    };
+    HostTensor { shape, data }
+}
+
+/// The cross-entropy of one row of logits against the token `target`.
+pub fn token_loss(logits: &[f64], target: usize) -> f64 {
+    let top = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let log_sum = logits.iter().map(|v| (v - top).exp()).sum::<f64>().ln() + top;
+    log_sum - logits[target]
+}
+
+/// The index of the largest value (the first of equals).
+pub fn argmax(row: &[f64]) -> usize {
+    row.iter().enumerate().fold(0, |b, (k, v)| if *v > row[b] { k } else { b })
+}
+
 /// The tokens and targets of the examples at `indices`, in the dtypes the
 /// loss declares.
 pub fn batch(seqs: &Sequences, indices: &[usize], x: &TensorType, y: &TensorType) -> (HostTensor, HostTensor) {
     let (inputs, targets) = seqs.gather(indices);
     let shape = vec![indices.len(), seqs.steps];
-    let typed = |values: Vec<i32>, ty: &TensorType| HostTensor {
-        shape: shape.clone(),
-        data: match ty.dtype {
-            DType::I64 => HostData::I64(values.into_iter().map(i64::from).collect()),
-            _ => HostData::I32(values),
-        },
-    };
-    (typed(inputs, x), typed(targets, y))
+    (int_tensor(inputs, shape.clone(), x.dtype), int_tensor(targets, shape, y.dtype))
 }
 
 /// `exp` of the mean cross-entropy of `forward`'s logits against the
@@ -132,10 +146,7 @@ pub fn perplexity(
         };
         let vocab = values.len() / targets.len().max(1);
         for (k, &target) in targets.iter().enumerate() {
-            let row = &values[k * vocab..(k + 1) * vocab];
-            let top = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let log_sum = row.iter().map(|v| (v - top).exp()).sum::<f64>().ln() + top;
-            total += log_sum - row[target];
+            total += token_loss(&values[k * vocab..(k + 1) * vocab], target);
         }
         count += targets.len();
     }
@@ -176,8 +187,7 @@ pub fn generate(
     tokens: usize,
 ) -> Result<String, Error> {
     let inputs = step_inputs(module)?;
-    let encoded: Vec<usize> =
-        kiln_runtime::text::preprocess(prefix).chars().map(|c| vocab.index(&c.to_string())).collect();
+    let encoded: Vec<usize> = kiln_runtime::text::encode(vocab, prefix).into_iter().map(|t| t as usize).collect();
     let Some(&first) = encoded.first() else {
         return Err(Error::Usage("the prefix is empty: give at least one character to continue".into()));
     };
@@ -190,13 +200,7 @@ pub fn generate(
             HostTensor::f32(shape.clone(), vec![0.0; shape.iter().product()])
         })
         .collect();
-    let token = |t: usize| HostTensor {
-        shape: vec![1],
-        data: match inputs[0].dtype {
-            DType::I64 => HostData::I64(vec![t as i64]),
-            _ => HostData::I32(vec![t as i32]),
-        },
-    };
+    let token = |t: usize| int_tensor(vec![t as i32], vec![1], inputs[0].dtype);
     let mut out = vec![first];
     for i in 0..encoded.len() + tokens - 1 {
         let mut args = vec![token(out[out.len() - 1])];
@@ -210,9 +214,7 @@ pub fn generate(
         if i + 1 < encoded.len() {
             out.push(encoded[i + 1]);
         } else {
-            let logits = outputs[0].to_f64_vec();
-            let best = logits.iter().enumerate().fold(0, |b, (k, v)| if *v > logits[b] { k } else { b });
-            out.push(best);
+            out.push(argmax(&outputs[0].to_f64_vec()));
         }
     }
     Ok(out.iter().map(|&t| vocab.token(t)).collect())
@@ -256,28 +258,6 @@ pub fn generate_file(file: &std::path::Path, o: &GenerateOptions) -> Result<Stri
             corpus.vocab.len()
         )));
     }
-    let params = match &o.params {
-        Some(path) => {
-            let mut loaded = kiln_runtime::checkpoint::load(path, module, |n| !n.starts_with("opt."))?;
-            for p in module.params.iter().filter(|p| p.name.starts_with("opt.")) {
-                loaded.insert(p.name.clone(), kiln_ir::initialize(p, o.seed));
-            }
-            loaded
-        }
-        None => kiln_ir::try_initialize_params(module, o.seed).map_err(Error::Allocation)?,
-    };
-    let interpreter = kiln_runtime::execute::Interpreter { module };
-    let jit = crate::jit::Jit::new(module);
-    let gpu = match o.backend {
-        crate::Backend::Cuda => Some(crate::gpu::Gpu::new(module)?),
-        _ => None,
-    };
-    let executor: &dyn kiln_runtime::execute::Execute = match (&o.backend, &gpu) {
-        (_, Some(gpu)) => gpu,
-        (crate::Backend::Interp, _) => &interpreter,
-        _ => &jit,
-    };
-    let session = executor.session(params);
-    let run = |f: &str, inputs: &[HostTensor]| session.run_host(f, inputs);
-    generate(&run, module, &corpus.vocab, &o.prefix, o.tokens)
+    let params = crate::inference_params(module, o.params.as_deref(), o.seed)?;
+    crate::with_session(module, o.backend, params, |run| generate(run, module, &corpus.vocab, &o.prefix, o.tokens))
 }

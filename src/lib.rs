@@ -440,3 +440,45 @@ pub fn no_function(module: &Module, name: &str) -> Error {
     let names: Vec<&str> = module.functions.iter().map(|f| f.name.as_str()).collect();
     Error::NoFunction { name: name.into(), available: names.iter().map(|n| n.to_string()).collect() }
 }
+
+/// The parameters to run a trained model with: those of a checkpoint saved
+/// by `kiln train --save` (its optimizer state left out, so a checkpoint of
+/// another optimizer loads too), or fresh ones drawn from `seed`.
+pub fn inference_params(module: &Module, checkpoint: Option<&Path>, seed: u64) -> Result<Params, Error> {
+    match checkpoint {
+        Some(path) => {
+            let mut loaded = kiln_runtime::checkpoint::load(path, module, |n| !n.starts_with("opt."))?;
+            for p in module.params.iter().filter(|p| p.name.starts_with("opt.")) {
+                loaded.insert(p.name.clone(), kiln_ir::initialize(p, seed));
+            }
+            Ok(loaded)
+        }
+        None => kiln_ir::try_initialize_params(module, seed).map_err(Error::Allocation),
+    }
+}
+
+/// Runs `body` with a function that runs `module`'s functions on `backend`
+/// in one session holding `params` (each function compiled once, on its
+/// first call): what host loops such as generation and translation call.
+pub fn with_session<T>(
+    module: &Module,
+    backend: Backend,
+    params: Params,
+    body: impl FnOnce(
+        &dyn Fn(&str, &[kiln_runtime::execute::HostTensor]) -> kiln_runtime::execute::Outputs,
+    ) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let interpreter = kiln_runtime::execute::Interpreter { module };
+    let jit = jit::Jit::new(module);
+    let gpu = match backend {
+        Backend::Cuda => Some(gpu::Gpu::new(module)?),
+        _ => None,
+    };
+    let executor: &dyn kiln_runtime::execute::Execute = match (&backend, &gpu) {
+        (_, Some(gpu)) => gpu,
+        (Backend::Interp, _) => &interpreter,
+        _ => &jit,
+    };
+    let session = executor.session(params);
+    body(&|f: &str, inputs: &[kiln_runtime::execute::HostTensor]| session.run_host(f, inputs))
+}

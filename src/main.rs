@@ -188,8 +188,35 @@ enum Command {
         #[arg(long, default_value = kiln::language::PREFIX)]
         prefix: String,
         /// How many tokens to add after the prefix.
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = kiln::language::SAMPLE_TOKENS)]
         tokens: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, value_enum, default_value_t = BackendArg::Jit)]
+        backend: BackendArg,
+        #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+        device: DeviceArg,
+        #[arg(long)]
+        model: Option<String>,
+        /// Give the root model's argument ARG this value instead of its default.
+        #[arg(long = "set", value_name = "ARG=VALUE")]
+        set: Vec<String>,
+    },
+    /// Translate sentences greedily with a trained encoder-decoder: its
+    /// `forward` runs once per token, compiled once.
+    Translate {
+        file: PathBuf,
+        /// The sentence pairs the model was trained on (its vocabularies
+        /// are rebuilt from them).
+        #[arg(long)]
+        data: PathBuf,
+        /// Parameters saved by `kiln train --save` (fresh ones if absent).
+        #[arg(long)]
+        params: Option<PathBuf>,
+        /// A sentence to translate; repeatable (default: the book's test
+        /// sentences, each with its BLEU).
+        #[arg(long = "sentence")]
+        sentences: Vec<String>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         #[arg(long, value_enum, default_value_t = BackendArg::Jit)]
@@ -530,6 +557,24 @@ fn execute(command: Command) -> Result<(), Error> {
             out(&format!("{}\n", kiln::language::generate_file(&file, &options)?));
             Ok(())
         }
+        Command::Translate { file, data, params, sentences, seed, backend, device, model, set } => {
+            let options = kiln::translate::TranslateOptions {
+                data,
+                params,
+                sentences,
+                seed,
+                model,
+                args: model_args(&set)?,
+                backend: backend_of(backend, device)?,
+            };
+            for (source, translation, score) in kiln::translate::translate_file(&file, &options)? {
+                match score {
+                    Some(b) => out(&format!("{source} => {translation}, bleu {b:.3}\n")),
+                    None => out(&format!("{source} => {translation}\n")),
+                }
+            }
+            Ok(())
+        }
         Command::Run {
             file,
             function,
@@ -558,17 +603,7 @@ fn execute(command: Command) -> Result<(), Error> {
                 }
                 named.push((name.to_string(), kiln_runtime::npy::read(std::path::Path::new(path))?));
             }
-            let params = match params {
-                Some(path) => {
-                    let mut loaded =
-                        kiln_runtime::checkpoint::load(&path, &compiled.module, |n| !n.starts_with("opt."))?;
-                    for p in compiled.module.params.iter().filter(|p| p.name.starts_with("opt.")) {
-                        loaded.insert(p.name.clone(), kiln_ir::initialize(p, seed));
-                    }
-                    loaded
-                }
-                None => kiln_ir::try_initialize_params(&compiled.module, seed).map_err(Error::Allocation)?,
-            };
+            let params = kiln::inference_params(&compiled.module, params.as_deref(), seed)?;
             let precision = match precision {
                 PrecisionArg::Native => Precision::Native,
                 PrecisionArg::F64 => Precision::F64,

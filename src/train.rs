@@ -321,12 +321,12 @@ pub fn train(
         // The vocabularies come from the book's 641 lines (or more, when
         // the limits ask for more pairs), whatever the limits train on.
         let train_count = options.limit.unwrap_or(BOOK_TRAIN_PAIRS);
-        let valid_count = options.test_limit.unwrap_or(BOOK_LINES - 1 - BOOK_TRAIN_PAIRS);
-        let lines = BOOK_LINES.max(train_count + valid_count + 1);
+        let valid_count = options.test_limit.unwrap_or(BOOK_LINES - BOOK_TRAIN_PAIRS);
+        let lines = BOOK_LINES.max(train_count.saturating_add(valid_count));
         let pairs = load_pairs(path, steps, lines).map_err(|e| Error::Usage(e.to_string()))?;
         crate::translate::check_vocab(&module, &pairs)?;
         let train_count = train_count.min(pairs.len());
-        let valid_end = (train_count + valid_count).min(pairs.len());
+        let valid_end = train_count.saturating_add(valid_count).min(pairs.len());
         let train_part = pairs.select(&(0..train_count).collect::<Vec<_>>());
         let valid_part = pairs.select(&(train_count..valid_end).collect::<Vec<_>>());
         Task::Translation { train: Box::new(train_part), valid: Box::new(valid_part) }
@@ -394,16 +394,26 @@ pub fn train(
     }
     // A language model's examples: the book's 10,000 subsequences to train
     // on and the next 5,000 to validate on (or as many as the limits say).
+    // Sequential partitioning cuts the same text: the tokens before `end`.
+    let text_end = |corpus: &Corpus, steps: usize| {
+        options.limit.unwrap_or(TRAIN_SEQUENCES).saturating_add(steps).min(corpus.tokens.len())
+    };
     let text = match &task {
         Task::Language { corpus, steps } => {
             let train_count = options.limit.unwrap_or(TRAIN_SEQUENCES);
             let valid_count = options.test_limit.unwrap_or(VALID_SEQUENCES);
             let train_part = corpus.subsequences(*steps, 0, train_count);
-            let valid_part = corpus.subsequences(*steps, train_count, train_count + valid_count);
+            let valid_part = corpus.subsequences(*steps, train_count, train_count.saturating_add(valid_count));
             if options.partition == Partition::Sequential {
-                // The same text, cut sequentially: even from the last offset
-                // an epoch must fill one batch.
-                let end = (train_count + steps).min(corpus.tokens.len());
+                // Even from the last offset an epoch must fill one batch.
+                let end = text_end(corpus, *steps);
+                if state_types.is_empty() {
+                    return Err(Error::Usage(
+                        "--partition sequential carries recurrent states from batch to batch, but the loss takes \
+                         none: give it the states after the targets and return them after the loss"
+                            .into(),
+                    ));
+                }
                 if corpus.sequential(options.batch, *steps, *steps, end).1.is_empty() {
                     return Err(Error::Usage(format!(
                         "sequential partitioning of {end} training tokens into {} rows leaves fewer than {steps} \
@@ -418,9 +428,7 @@ pub fn train(
     };
     let (train_examples, test_examples) = match (&text, &task) {
         (Some((_, v)), Task::Language { corpus, steps }) if options.partition == Partition::Sequential => {
-            let train_count = options.limit.unwrap_or(TRAIN_SEQUENCES);
-            let end = (train_count + steps).min(corpus.tokens.len());
-            (Examples::Sequential { corpus, steps: *steps, end }, Examples::Text(v))
+            (Examples::Sequential { corpus, steps: *steps, end: text_end(corpus, *steps) }, Examples::Text(v))
         }
         (Some((t, v)), _) => (Examples::Text(t), Examples::Text(v)),
         (None, Task::Translation { train, valid }) => (Examples::Pairs(train), Examples::Pairs(valid)),
@@ -473,6 +481,11 @@ pub fn train(
     if let (Task::Language { .. }, true) = (&task, test_examples.is_empty()) {
         return Err(Error::Usage(
             "there is no text left to measure perplexity on (is the test limit 0, or the corpus short?)".into(),
+        ));
+    }
+    if let (Task::Translation { .. }, true) = (&task, test_examples.is_empty()) {
+        return Err(Error::Usage(
+            "there are no pairs left to validate on (is the test limit 0, or the file short?)".into(),
         ));
     }
     if let (Task::Classification { .. }, true) = (&task, test_set.is_empty()) {
@@ -644,6 +657,9 @@ fn check_folds(options: &TrainOptions, task: &Task, rows: usize) -> Result<(), E
     let table = matches!(task, Task::Table(_));
     if options.submission.is_some() && !table {
         return Err(Error::Usage("--submission writes predictions for a table's test rows: give --data DIR".into()));
+    }
+    if options.submission.is_some() && options.test_limit.is_some() {
+        return Err(Error::Usage("--submission predicts every test row: leave out --test-limit".into()));
     }
     let Some(k) = options.folds else { return Ok(()) };
     if !table {
@@ -1012,8 +1028,15 @@ fn predict(trainer: &Trainer<'_>, data: &Dataset, feed: &InputFeed<'_>, batch: u
 fn log_rmse(trainer: &Trainer<'_>, data: &Dataset, feed: &InputFeed<'_>, batch: usize) -> Result<f64, Error> {
     let predictions = predict(trainer, data, feed, batch)?;
     let squares: f64 =
-        predictions.iter().zip(&data.targets).map(|(p, y)| (p.max(1.0).ln() - f64::from(*y).ln()).powi(2)).sum();
+        // A NaN prediction stays NaN (`max` would make it 1).
+        predictions.iter().zip(&data.targets).map(|(p, y)| (clamp_below(*p).ln() - f64::from(*y).ln()).powi(2)).sum();
     Ok((squares / predictions.len().max(1) as f64).sqrt())
+}
+
+/// A prediction below 1 counted as 1, as the book's `log_rmse` clamps it;
+/// NaN stays NaN.
+fn clamp_below(p: f64) -> f64 {
+    if p.is_nan() { p } else { p.max(1.0) }
 }
 
 /// One curve of the plot: a figure of each epoch, if it has one.

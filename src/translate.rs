@@ -7,8 +7,8 @@
 //! book computes it (D2L sections 10.5-10.7).
 
 use kiln_ir::interp::Tensor;
-use kiln_ir::{DType, Dim, Module, TensorType};
-use kiln_runtime::execute::{HostData, HostTensor, Outputs};
+use kiln_ir::{Dim, Module, TensorType};
+use kiln_runtime::execute::{HostTensor, Outputs};
 use kiln_runtime::translation::{BOS, EOS, Pairs};
 
 use crate::Error;
@@ -67,8 +67,12 @@ pub fn check_model(module: &Module, inputs: &[&TensorType]) -> Result<usize, Err
 pub fn check_vocab(module: &Module, pairs: &Pairs) -> Result<(), Error> {
     let out = module.function("forward").map(|f| f.output_types()[0].clone());
     match out.as_ref().map(|t| &t.shape.0[..]) {
-        Some([_, Dim::Const(_), Dim::Const(v)]) if *v as usize == pairs.target_vocab.len() => Ok(()),
-        Some([_, Dim::Const(_), Dim::Const(v)]) => Err(Error::Usage(format!(
+        Some([_, Dim::Const(t), Dim::Const(v)])
+            if *t as usize == pairs.steps && *v as usize == pairs.target_vocab.len() =>
+        {
+            Ok(())
+        }
+        Some([_, Dim::Const(t), Dim::Const(v)]) if *t as usize == pairs.steps => Err(Error::Usage(format!(
             "`forward` predicts {v} tokens, but the target vocabulary has {}: set the model's target \
              vocabulary size to {} (and the source's to {})",
             pairs.target_vocab.len(),
@@ -76,34 +80,28 @@ pub fn check_vocab(module: &Module, pairs: &Pairs) -> Result<(), Error> {
             pairs.source_vocab.len()
         ))),
         _ => Err(Error::Usage(format!(
-            "`forward` returns {}; a translation model returns logits [N, steps, target vocabulary]",
-            out.map_or_else(|| "nothing".into(), |t| t.to_string())
+            "`forward` returns {}; a translation model returns logits [N, {}, target vocabulary]",
+            out.map_or_else(|| "nothing".into(), |t| t.to_string()),
+            pairs.steps
         ))),
     }
 }
 
 fn ints(values: Vec<i32>, shape: Vec<usize>, ty: &TensorType) -> HostTensor {
-    let data = match ty.dtype {
-        DType::I64 => HostData::I64(values.into_iter().map(i64::from).collect()),
-        _ => HostData::I32(values),
-    };
-    HostTensor { shape, data }
+    crate::language::int_tensor(values, shape, ty.dtype)
 }
 
 /// The loss's five inputs for the pairs at `indices`, in the dtypes it
 /// declares.
 pub fn batch(pairs: &Pairs, indices: &[usize], types: &[&TensorType]) -> Vec<HostTensor> {
-    let t = pairs.steps;
-    let rows =
-        |v: &[i32]| -> Vec<i32> { indices.iter().flat_map(|&i| v[i * t..(i + 1) * t].iter().copied()).collect() };
-    let each = |v: &[i32]| -> Vec<i32> { indices.iter().map(|&i| v[i]).collect() };
-    let (n, grid) = (indices.len(), vec![indices.len(), t]);
+    let p = pairs.select(indices);
+    let (n, grid) = (indices.len(), vec![indices.len(), pairs.steps]);
     vec![
-        ints(rows(&pairs.source), grid.clone(), types[0]),
-        ints(each(&pairs.source_valid), vec![n], types[1]),
-        ints(rows(&pairs.target_in), grid.clone(), types[2]),
-        ints(rows(&pairs.target_out), grid, types[3]),
-        ints(each(&pairs.target_valid), vec![n], types[4]),
+        ints(p.source, grid.clone(), types[0]),
+        ints(p.source_valid, vec![n], types[1]),
+        ints(p.target_in, grid.clone(), types[2]),
+        ints(p.target_out, grid, types[3]),
+        ints(p.target_valid, vec![n], types[4]),
     ]
 }
 
@@ -122,14 +120,21 @@ pub fn valid_loss(
         let inputs = batch(pairs, chunk, types);
         let logits = run("forward", &inputs[..3]).map_err(Error::from)?;
         let values = logits.first().map(Tensor::to_f64_vec).unwrap_or_default();
-        let vocab = values.len() / (chunk.len() * pairs.steps).max(1);
+        let vocab = pairs.target_vocab.len();
+        if values.len() != chunk.len() * pairs.steps * vocab {
+            return Err(Error::Internal(format!(
+                "`forward` returned {} logits, not {}",
+                values.len(),
+                chunk.len() * pairs.steps * vocab
+            )));
+        }
         for (row, &i) in chunk.iter().enumerate() {
-            for s in 0..pairs.target_valid[i] as usize {
+            for s in 0..(pairs.target_valid[i] as usize).min(pairs.steps) {
                 let at = (row * pairs.steps + s) * vocab;
-                let logits = &values[at..at + vocab];
-                let top = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let log_sum = logits.iter().map(|v| (v - top).exp()).sum::<f64>().ln() + top;
-                total += log_sum - logits[pairs.target_out[i * pairs.steps + s] as usize];
+                total += crate::language::token_loss(
+                    &values[at..at + vocab],
+                    pairs.target_out[i * pairs.steps + s] as usize,
+                );
                 count += 1;
             }
         }
@@ -160,9 +165,11 @@ pub fn translate(
         ];
         let logits = run("forward", &inputs).map_err(Error::from)?;
         let values = logits.first().map(Tensor::to_f64_vec).unwrap_or_default();
-        let vocab = values.len() / t;
-        let row = &values[step * vocab..(step + 1) * vocab];
-        let best = row.iter().enumerate().fold(0, |b, (k, v)| if *v > row[b] { k } else { b });
+        let vocab = pairs.target_vocab.len();
+        if values.len() != t * vocab {
+            return Err(Error::Internal(format!("`forward` returned {} logits, not {}", values.len(), t * vocab)));
+        }
+        let best = crate::language::argmax(&values[step * vocab..(step + 1) * vocab]);
         let token = pairs.target_vocab.token(best);
         if token == EOS {
             break;
@@ -221,4 +228,69 @@ mod tests {
         assert!((b - expected).abs() < 1e-12, "{b} against {expected}");
         assert_eq!(bleu("perdu", "j'ai perdu .", 2), (1.0f64 - 3.0).exp());
     }
+}
+
+/// What `kiln translate` was asked for.
+#[derive(Clone, Debug)]
+pub struct TranslateOptions {
+    /// The sentence pairs the model was trained on: its vocabularies are
+    /// rebuilt from them as `kiln train` built them.
+    pub data: std::path::PathBuf,
+    /// Trained parameters (`kiln train --save`); fresh ones from `seed` if absent.
+    pub params: Option<std::path::PathBuf>,
+    /// The sentences to translate; the book's test sentences if empty.
+    pub sentences: Vec<String>,
+    /// Seeds fresh parameters.
+    pub seed: u64,
+    /// The model to use, when the file has several.
+    pub model: Option<String>,
+    /// Values for the root model's arguments.
+    pub args: Vec<(String, String)>,
+    /// What runs `forward`.
+    pub backend: crate::Backend,
+}
+
+/// Compiles `file`, loads its parameters and translates each sentence
+/// greedily; with no sentences given, the book's test sentences, each
+/// with its BLEU against the book's reference.
+pub fn translate_file(
+    file: &std::path::Path,
+    o: &TranslateOptions,
+) -> Result<Vec<(String, String, Option<f64>)>, Error> {
+    let options = kiln_frontend::Options { model: o.model.clone(), args: o.args.clone(), ..Default::default() };
+    let compiled = crate::compile_file(file, &options)?;
+    let module = &compiled.module;
+    let forward = module.function("forward").ok_or_else(|| {
+        Error::Usage("a translation model needs `forward(source, source_valid, decoder_input)`".into())
+    })?;
+    let types: Vec<TensorType> = forward.inputs.iter().filter(|i| i.name != "key").map(|i| i.ty.clone()).collect();
+    let ranks: Vec<usize> = types.iter().map(TensorType::rank).collect();
+    if ranks != [2, 1, 2] || !types.iter().all(|t| t.dtype.is_int()) {
+        return Err(Error::Usage(format!(
+            "`forward` takes ({}); a translation model's takes integer (source [N, steps], source_valid [N], \
+             decoder_input [N, steps])",
+            types.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let steps = types[0].shape.0.get(1).and_then(Dim::as_const).unwrap_or(0) as usize;
+    let pairs = kiln_runtime::translation::load_pairs(&o.data, steps, kiln_runtime::translation::BOOK_LINES)
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    check_vocab(module, &pairs)?;
+    let sentences: Vec<(String, Option<&str>)> = if o.sentences.is_empty() {
+        TEST_SENTENCES.iter().map(|(s, r)| (s.to_string(), Some(*r))).collect()
+    } else {
+        o.sentences.iter().map(|s| (s.clone(), None)).collect()
+    };
+    let params = crate::inference_params(module, o.params.as_deref(), o.seed)?;
+    let refs: Vec<&TensorType> = types.iter().collect();
+    crate::with_session(module, o.backend, params, |run| {
+        sentences
+            .iter()
+            .map(|(sentence, reference)| {
+                let translation = translate(run, &pairs, sentence, &refs)?.join(" ");
+                let score = reference.map(|r| bleu(&translation, r, 2));
+                Ok((sentence.clone(), translation, score))
+            })
+            .collect()
+    })
 }

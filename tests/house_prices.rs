@@ -58,7 +58,7 @@ fn five_folds_cross_validate_and_write_a_submission() {
 }
 
 /// Without folds the model trains on every training row and reports the
-/// log-RMSE on them; the hidden layer (`--set hidden=64`) trains too.
+/// log-RMSE on them; a hidden layer (`--set hidden=16`) trains too.
 #[test]
 fn one_model_trains_on_every_row() {
     let o = TrainOptions { args: vec![("hidden".into(), "16".into())], ..options(5) };

@@ -40,6 +40,7 @@ fn trains_and_translates(name: &str, args: &[(&str, &str)]) {
     let report = run(name, &o).unwrap();
     let (first, last) = (&report.epochs[0], &report.epochs[3]);
     assert!(last.train_loss < first.train_loss, "{name}: {:?}", report.epochs);
+    assert!(last.valid_loss < first.valid_loss, "{name}: the validation loss falls too: {:?}", report.epochs);
     assert!(report.epochs.iter().all(|e| e.valid_loss.is_some_and(f64::is_finite)));
     assert_eq!(report.translations.len(), 4);
     for t in &report.translations {
@@ -63,6 +64,37 @@ fn bahdanau_attention_trains_and_translates() {
 #[test]
 fn the_transformer_trains_and_translates() {
     trains_and_translates("transformer.kiln", &[("hiddens", "32"), ("inner", "16"), ("heads", "2")]);
+}
+
+/// `kiln translate` on a checkpoint writes what the run that saved it
+/// wrote, on the JIT and on the interpreter, and scores the book's
+/// sentences; a sentence of its own gets no score.
+#[test]
+fn translate_from_saved_parameters() {
+    let saved = std::env::temp_dir().join(format!("kiln-translate-{}.safetensors", std::process::id()));
+    let report = run("seq2seq.kiln", &TrainOptions { save: Some(saved.clone()), ..options(2) }).unwrap();
+    let mut o = kiln::translate::TranslateOptions {
+        data: pairs(),
+        params: Some(saved),
+        sentences: Vec::new(),
+        seed: 0,
+        model: None,
+        args: options(1).args,
+        backend: kiln::Backend::Jit,
+    };
+    let translated = kiln::translate::translate_file(&example("seq2seq.kiln"), &o).unwrap();
+    assert_eq!(translated.len(), 4);
+    for ((source, translation, bleu), t) in translated.iter().zip(&report.translations) {
+        assert_eq!((source, translation), (&t.source, &t.translation));
+        assert_eq!(*bleu, Some(t.bleu));
+    }
+    o.backend = kiln::Backend::Interp;
+    o.sentences = vec!["go .".into()];
+    let one = kiln::translate::translate_file(&example("seq2seq.kiln"), &o).unwrap();
+    assert_eq!(one, [(translated[0].0.clone(), translated[0].1.clone(), None)]);
+    o.data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/timemachine/timemachine.txt");
+    let e = kiln::translate::translate_file(&example("seq2seq.kiln"), &o).unwrap_err().to_string();
+    assert!(e.contains("no `source<TAB>target` line"), "{e}");
 }
 
 #[test]

@@ -176,7 +176,8 @@ pub fn load_table(dir: &Path) -> Result<Table, DataError> {
         train.rows.iter().map(|r| r[*train_at].as_str()).chain(test.rows.iter().map(|r| r[*test_at].as_str())).collect()
     };
     let missing = |cell: &str| MISSING.contains(&cell);
-    let number = |cell: &str| cell.trim().parse::<f64>().ok();
+    // `inf` and `NaN` parse as numbers in Rust but are not data here.
+    let number = |cell: &str| cell.trim().parse::<f64>().ok().filter(|v| v.is_finite());
     let mut encodings = Vec::with_capacity(columns.len());
     for c in 0..columns.len() {
         let values = cells(c);
@@ -269,11 +270,15 @@ pub fn write_submission(path: &Path, table: &Table, predictions: &[f64]) -> Resu
             format!("{} predictions for {} test rows", predictions.len(), table.test_ids.len()),
         ));
     }
-    let mut text = format!("{},{}\n", table.id_column.as_deref().unwrap_or("Id"), table.label);
+    // Through the CSV writer, so that an id with a comma is quoted.
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let fail = |e: csv::Error| DataError::new(path, format!("cannot write: {e}"));
+    writer.write_record([table.id_column.as_deref().unwrap_or("Id"), table.label.as_str()]).map_err(fail)?;
     for (id, p) in table.test_ids.iter().zip(predictions) {
-        text.push_str(&format!("{id},{p}\n"));
+        writer.write_record([id.as_str(), p.to_string().as_str()]).map_err(fail)?;
     }
-    std::fs::write(path, text).map_err(|e| DataError::new(path, format!("cannot write: {e}")))
+    let bytes = writer.into_inner().map_err(|e| DataError::new(path, format!("cannot write: {e}")))?;
+    std::fs::write(path, bytes).map_err(|e| DataError::new(path, format!("cannot write: {e}")))
 }
 
 #[cfg(test)]

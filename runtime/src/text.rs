@@ -57,6 +57,12 @@ impl Vocab {
     }
 }
 
+/// `text` preprocessed and tokenized by character with `vocab` (a trained
+/// model's), `<unk>` for characters outside it.
+pub fn encode(vocab: &Vocab, text: &str) -> Vec<i32> {
+    preprocess(text).chars().map(|c| vocab.index(&c.to_string()) as i32).collect()
+}
+
 /// The book's preprocessing of text for a character model: runs of
 /// non-letters to one space, lower case.
 pub fn preprocess(text: &str) -> String {
@@ -91,9 +97,9 @@ impl Corpus {
         Corpus { tokens, vocab }
     }
 
-    /// `text` tokenized with an existing vocabulary (a trained model's).
+    /// `text` tokenized with this corpus' vocabulary.
     pub fn encode(&self, text: &str) -> Vec<i32> {
-        preprocess(text).chars().map(|c| self.vocab.index(&c.to_string()) as i32).collect()
+        encode(&self.vocab, text)
     }
 
     /// The examples the book trains on: the subsequences of `steps` tokens
@@ -101,7 +107,7 @@ impl Corpus {
     /// followed by its targets, `steps` tokens one later.
     pub fn subsequences(&self, steps: usize, from: usize, to: usize) -> Sequences {
         let last = self.tokens.len().saturating_sub(steps);
-        let (from, to) = (from.min(last), to.min(last));
+        let (from, to) = (from.min(last), to.min(last).max(from.min(last)));
         let mut inputs = Vec::with_capacity((to - from) * steps);
         let mut targets = Vec::with_capacity((to - from) * steps);
         for i in from..to {
@@ -186,17 +192,22 @@ pub fn text_file(path: &Path) -> Result<PathBuf, DataError> {
     }
 }
 
+/// The text of `file`, which must be UTF-8 (an error names the line of
+/// the first bad byte).
+pub fn read_utf8(file: &Path) -> Result<String, DataError> {
+    let bytes = crate::files::read_checked(file, crate::files::MAX_FILE_BYTES).map_err(|e| DataError::new(file, e))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        DataError::new(file, format!("line {line}: not valid UTF-8 (byte {at})"))
+    })
+}
+
 /// Reads a text corpus (UTF-8) and tokenizes it by character; a corpus
 /// with no letters is an error.
 pub fn load_char_corpus(path: &Path) -> Result<Corpus, DataError> {
     let file = text_file(path)?;
-    let bytes =
-        crate::files::read_checked(&file, crate::files::MAX_FILE_BYTES).map_err(|e| DataError::new(&file, e))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let at = e.utf8_error().valid_up_to();
-        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
-        DataError::new(&file, format!("line {line}: not valid UTF-8 (byte {at})"))
-    })?;
+    let text = read_utf8(&file)?;
     let corpus = Corpus::from_text(&text);
     if !corpus.tokens.iter().any(|&t| corpus.vocab.token(t as usize).chars().all(|c| c.is_ascii_alphabetic())) {
         return Err(DataError::new(&file, "no letters: a character model needs text"));

@@ -157,13 +157,7 @@ pub fn pairs_from_text(text: &str, steps: usize, lines: usize) -> Pairs {
 /// Reads a pairs file (UTF-8): the book's first `lines` lines of it.
 pub fn load_pairs(path: &Path, steps: usize, lines: usize) -> Result<Pairs, DataError> {
     let file = crate::text::text_file(path)?;
-    let bytes =
-        crate::files::read_checked(&file, crate::files::MAX_FILE_BYTES).map_err(|e| DataError::new(&file, e))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let at = e.utf8_error().valid_up_to();
-        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
-        DataError::new(&file, format!("line {line}: not valid UTF-8 (byte {at})"))
-    })?;
+    let text = crate::text::read_utf8(&file)?;
     if steps == 0 {
         return Err(DataError::new(&file, "sentences of 0 steps hold nothing: give at least 1"));
     }
@@ -173,6 +167,17 @@ pub fn load_pairs(path: &Path, steps: usize, lines: usize) -> Result<Pairs, Data
             &file,
             format!("no `source<TAB>target` line in the first {lines} lines: is this a file of sentence pairs?"),
         ));
+    }
+    // Seen fewer than twice, a special token would be `<unk>`.
+    for (side, vocab, specials) in
+        [("source", &pairs.source_vocab, &[EOS, PAD][..]), ("target", &pairs.target_vocab, &[BOS, EOS, PAD][..])]
+    {
+        if let Some(missing) = specials.iter().find(|t| vocab.token(vocab.index(t)) != **t) {
+            return Err(DataError::new(
+                &file,
+                format!("the {side} sentences hold `{missing}` fewer than twice: too few pairs to train on"),
+            ));
+        }
     }
     Ok(pairs)
 }
@@ -234,6 +239,9 @@ mod tests {
         std::fs::write(&path, "just one column\nand another\n").unwrap();
         let e = load_pairs(&path, 9, 10).unwrap_err().to_string();
         assert!(e.contains("no `source<TAB>target` line in the first 10 lines"), "{e}");
+        std::fs::write(&path, "go.\tva !\n").unwrap();
+        let e = load_pairs(&path, 9, 10).unwrap_err().to_string();
+        assert!(e.contains("the source sentences hold `<eos>` fewer than twice"), "{e}");
         std::fs::write(&path, b"go.\tva !\n\xc3(\tx\n").unwrap();
         let e = load_pairs(&path, 9, 10).unwrap_err().to_string();
         assert!(e.contains("line 2: not valid UTF-8"), "{e}");

@@ -302,7 +302,7 @@ impl Checker<'_> {
         let message = if decl.body.value.is_none() {
             format!("`{}` does not return a value", decl.name.name)
         } else {
-            format!("`{}` must return a tensor, not {what}", decl.name.name)
+            format!("`{}` must return a tensor or a list of tensors, not {what}", decl.name.name)
         };
         self.error(
             Diagnostic::new(Code("E0407"), span, message)
