@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use kiln::emit::Emit;
 use kiln::{Error, compile_file};
 use kiln_frontend::{Options, Style};
@@ -15,6 +15,23 @@ use kiln_ir::interp::{Precision, Tensor};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// How `kiln generate` and `kiln translate` run a trained model.
+#[derive(Args)]
+struct Trained {
+    /// Seeds fresh parameters when no checkpoint is given.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, value_enum, default_value_t = BackendArg::Jit)]
+    backend: BackendArg,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+    #[arg(long)]
+    model: Option<String>,
+    /// Give the root model's argument ARG this value instead of its default.
+    #[arg(long = "set", value_name = "ARG=VALUE")]
+    set: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -190,17 +207,8 @@ enum Command {
         /// How many tokens to add after the prefix.
         #[arg(long, default_value_t = kiln::language::SAMPLE_TOKENS)]
         tokens: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        #[arg(long, value_enum, default_value_t = BackendArg::Jit)]
-        backend: BackendArg,
-        #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-        device: DeviceArg,
-        #[arg(long)]
-        model: Option<String>,
-        /// Give the root model's argument ARG this value instead of its default.
-        #[arg(long = "set", value_name = "ARG=VALUE")]
-        set: Vec<String>,
+        #[command(flatten)]
+        with: Trained,
     },
     /// Translate sentences greedily with a trained encoder-decoder: its
     /// `forward` runs once per token, compiled once.
@@ -217,17 +225,8 @@ enum Command {
         /// sentences, each with its BLEU).
         #[arg(long = "sentence")]
         sentences: Vec<String>,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        #[arg(long, value_enum, default_value_t = BackendArg::Jit)]
-        backend: BackendArg,
-        #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-        device: DeviceArg,
-        #[arg(long)]
-        model: Option<String>,
-        /// Give the root model's argument ARG this value instead of its default.
-        #[arg(long = "set", value_name = "ARG=VALUE")]
-        set: Vec<String>,
+        #[command(flatten)]
+        with: Trained,
     },
     /// Compile functions ahead of time into a static library and a C header.
     Build {
@@ -543,29 +542,29 @@ fn execute(command: Command) -> Result<(), Error> {
             };
             train(&file, &options)
         }
-        Command::Generate { file, data, params, prefix, tokens, seed, backend, device, model, set } => {
+        Command::Generate { file, data, params, prefix, tokens, with } => {
             let options = kiln::language::GenerateOptions {
                 data,
                 params,
                 prefix,
                 tokens,
-                seed,
-                model,
-                args: model_args(&set)?,
-                backend: backend_of(backend, device)?,
+                seed: with.seed,
+                args: model_args(&with.set)?,
+                backend: backend_of(with.backend, with.device)?,
+                model: with.model,
             };
             out(&format!("{}\n", kiln::language::generate_file(&file, &options)?));
             Ok(())
         }
-        Command::Translate { file, data, params, sentences, seed, backend, device, model, set } => {
+        Command::Translate { file, data, params, sentences, with } => {
             let options = kiln::translate::TranslateOptions {
                 data,
                 params,
                 sentences,
-                seed,
-                model,
-                args: model_args(&set)?,
-                backend: backend_of(backend, device)?,
+                seed: with.seed,
+                args: model_args(&with.set)?,
+                backend: backend_of(with.backend, with.device)?,
+                model: with.model,
             };
             for (source, translation, score) in kiln::translate::translate_file(&file, &options)? {
                 match score {
