@@ -1112,3 +1112,27 @@ fn a_compilation_holds_every_stage() {
     let e = kiln_passes::compile(&step, "nope", &n, &CompileOptions::default()).unwrap_err();
     assert_eq!(e, kiln_passes::CompileError::UnknownFunction("nope".into()));
 }
+
+/// A weight shared by every batch (`[N, T, K] @ [K, M]`, and its transpose
+/// in the input gradient) is read in place: no broadcast is written out,
+/// the forward product is one GEMM over all `N * T` rows, and the step
+/// agrees with the interpreter, with GEMM calls and as loop nests.
+#[test]
+fn shared_weights_are_read_in_place() {
+    let source = "model M {\n    param w: f32[8, 4] = xavier_uniform\n    \
+                  fn forward(x: f32[N, 3, 8]) -> f32[N, 3, 4] { x @ w }\n}\n\
+                  train M {\n    fn loss(x: f32[N, 3, 8], y: f32[N, 3, 4]) -> f32 { mean((forward(x) - y) ** 2) }\n    \
+                  optimizer sgd(lr = 0.1)\n}\n";
+    let path = std::env::temp_dir().join(format!("kiln-shared-weight-{}.kiln", std::process::id()));
+    std::fs::write(&path, source).unwrap();
+    let step = with_step(path.to_str().unwrap());
+    let mut n = Bindings::new();
+    n.insert(Symbol::new("N"), 8);
+    let plan = kiln_passes::compile_plan(&step, "train_step", &n).unwrap().to_string();
+    assert!(!plan.contains("_broadcast {"), "no broadcast is written out:\n{plan}");
+    assert!(plan.contains("gemm(batch=1, m=3*N, n=4, k=8"), "one product over the N x 3 rows:\n{plan}");
+    check(&step, "train_step");
+    check(&step, "forward");
+    let loops = lowering(LowerOptions { gemm: GemmLowering::Loops, ..LowerOptions::default() });
+    check_with(&step, "train_step", loops);
+}

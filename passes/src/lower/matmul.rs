@@ -33,15 +33,66 @@ pub(super) fn transposed_views(f: &Function) -> Vec<bool> {
         .collect()
 }
 
+/// For each node, whether it is a broadcast that only puts batch axes in
+/// front of a matrix and that only matrix products read, as their right
+/// operand, directly or through a transpose of its last two axes: a
+/// weight shared by every batch (`[N, T, K] @ [K, M]`, and `g @ W^T` in its
+/// gradient). The products read the matrix itself (batch stride 0), and
+/// the broadcast is never written out.
+pub(super) fn broadcast_views(f: &Function) -> Vec<bool> {
+    // For each node, whether every reader is a float product reading it as
+    // its right operand; an output is read by the caller.
+    let mut right_of_products = vec![true; f.graph.len()];
+    // For each node, whether every reader is such a product or a transpose
+    // that only such products read.
+    let mut readers: Vec<Vec<(usize, usize)>> = vec![Vec::new(); f.graph.len()];
+    for (id, node) in f.graph.nodes() {
+        for (k, &a) in node.args.iter().enumerate() {
+            readers[a.index()].push((id.index(), k));
+            if !(matches!(node.op, Op::MatMul) && k == 1 && node.ty.dtype.is_float()) {
+                right_of_products[a.index()] = false;
+            }
+        }
+    }
+    for &o in &f.outputs {
+        right_of_products[o.index()] = false;
+    }
+    let nodes: Vec<&kiln_ir::Node> = f.graph.nodes().map(|(_, n)| n).collect();
+    let transposed_right =
+        |p: usize| matches!(&nodes[p].op, Op::Permute { perm } if swaps_last_two(perm)) && right_of_products[p];
+    let mut outputs = vec![false; f.graph.len()];
+    for &o in &f.outputs {
+        outputs[o.index()] = true;
+    }
+    f.graph
+        .nodes()
+        .map(|(id, node)| {
+            let Op::Broadcast { .. } = node.op else { return false };
+            let source = f.graph.ty(node.args[0]);
+            let r = node.ty.rank();
+            !outputs[id.index()]
+                && readers[id.index()].iter().all(|&(c, k)| {
+                    (matches!(nodes[c].op, Op::MatMul) && k == 1 && nodes[c].ty.dtype.is_float()) || transposed_right(c)
+                })
+                && source.rank() == 2
+                && r > 2
+                && node.ty.shape.0[r - 2..] == source.shape.0[..]
+                && !matches!(f.graph.node(node.args[0]).op, Op::Permute { .. })
+        })
+        .collect()
+}
+
 impl Lowering<'_> {
     /// `out = a @ b`; `transposed[k]` says operand `k`'s buffer holds it
-    /// transposed (the source of an absorbed permute).
+    /// transposed (the source of an absorbed permute); `shared_b` that `b`'s
+    /// buffer holds one matrix for every batch (an absorbed broadcast).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn matmul(
         &mut self,
         a: BufferId,
         b: BufferId,
         transposed: [bool; 2],
+        shared_b: bool,
         a_shape: &[Size],
         out_shape: &[Size],
         out: BufferId,
@@ -55,8 +106,19 @@ impl Lowering<'_> {
                 let m = MatrixRef::row_major(buffer, 0, cols.clone(), rows.clone() * cols.clone());
                 if transposed { MatrixRef { row_stride: 1.into(), col_stride: rows.clone(), ..m } } else { m }
             };
-            let (a, b, c) =
+            if shared_b && !transposed[0] {
+                // One product: the batches of `a` and `out` are consecutive
+                // rows of one matrix each.
+                let rows = batch * m;
+                let (a, b, c) =
+                    (matrix(a, &rows, &k, false), matrix(b, &k, &n, transposed[1]), matrix(out, &rows, &n, false));
+                return self.gemm([Size::constant(1), rows, n, k], a, b, c, dtype);
+            }
+            let (a, mut b, c) =
                 (matrix(a, &m, &k, transposed[0]), matrix(b, &k, &n, transposed[1]), matrix(out, &m, &n, false));
+            if shared_b {
+                b.batch_stride = Size::constant(0);
+            }
             return self.gemm([batch, m, n, k], a, b, c, dtype);
         }
         let [j, i, col, l] = [self.vars(1)[0], self.vars(1)[0], self.vars(1)[0], self.vars(1)[0]];

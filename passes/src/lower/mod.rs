@@ -21,7 +21,10 @@
 //! epilogues and verifies after it).
 //!
 //! Reshapes and `stop_gradient` alias their operand's buffer, as do permutes
-//! only matrix products read (the products read them transposed); inlined
+//! only matrix products read (the products read them transposed) and
+//! broadcasts of a weight matrix that products read as their right operand
+//! (read once for every batch; the batches of the left operand are then the
+//! rows of one product); inlined
 //! values have no buffer: the elementwise kernels and reductions that use
 //! them compute them where they would have loaded them; every other node
 //! gets one kernel writing a fresh buffer. Outer loops are marked parallel;
@@ -168,6 +171,12 @@ pub fn lower(f: &Function, fusion: &Fusion, hints: &Bindings, options: LowerOpti
             .zip(f.graph.nodes())
             .map(|(t, (_, node))| t && node.args.iter().all(|a| !inlined[a.index()]))
             .collect(),
+        // A product reads a broadcast weight in place only if it is in memory.
+        shared: matmul::broadcast_views(f)
+            .into_iter()
+            .zip(f.graph.nodes())
+            .map(|(v, (id, node))| v && !inlined[id.index()] && !inlined[node.args[0].index()])
+            .collect(),
         inlined,
         merge: fusion.merges.clone(),
         acc_of: BTreeMap::new(),
@@ -215,6 +224,9 @@ struct Lowering<'a> {
     /// only by matrix products: no kernel, the products read their operand
     /// transposed through strides.
     transposed: Vec<bool>,
+    /// For each node, whether it is a broadcast of a matrix that the
+    /// products reading it read once for every batch (`matmul::broadcast_views`).
+    shared: Vec<bool>,
     /// Values computed inside the kernels that use them (no buffer, no
     /// kernel of their own); see `fuse`.
     inlined: Vec<bool>,
@@ -308,6 +320,7 @@ impl Lowering<'_> {
                 }
                 Op::Reshape { .. } | Op::StopGradient => self.node_buffer[node.args[0].index()],
                 Op::Permute { .. } if self.transposed[id.index()] => self.node_buffer[node.args[0].index()],
+                Op::Broadcast { .. } if self.shared[id.index()] => self.node_buffer[node.args[0].index()],
                 // Never read through a buffer (`value_of` computes it).
                 _ if self.inlined[id.index()] => BufferId(u32::MAX),
                 _ => self.new_buffer(BufferRole::Temp, dtype, len),
@@ -363,6 +376,7 @@ impl Lowering<'_> {
             _ if let Some(r) = self.epilogue_of(id) => self.reduce_many(&[r], Some(id))?,
             Op::Reshape { .. } if self.inlined[arg(0).index()] => self.fused_elementwise(id, out, &shape, dtype)?,
             Op::Input { .. } | Op::Param { .. } | Op::Reshape { .. } | Op::StopGradient => Vec::new(),
+            Op::Broadcast { .. } if self.shared[id.index()] => Vec::new(),
             Op::Constant { .. }
             | Op::DimValue { .. }
             | Op::Iota { .. }
@@ -391,8 +405,12 @@ impl Lowering<'_> {
             }
             Op::MatMul => {
                 let transposed = [self.transposed[arg(0).index()], self.transposed[arg(1).index()]];
+                // The weight is shared directly, or through a transpose.
+                let through = self.f.graph.node(arg(1)).args.first().copied();
+                let shared_b = self.shared[arg(1).index()]
+                    || (self.transposed[arg(1).index()] && through.is_some_and(|t| self.shared[t.index()]));
                 let (a, b) = (self.node_buffer[arg(0).index()], self.node_buffer[arg(1).index()]);
-                self.matmul(a, b, transposed, &self.shapes[arg(0).index()].clone(), &shape, out, dtype)
+                self.matmul(a, b, transposed, shared_b, &self.shapes[arg(0).index()].clone(), &shape, out, dtype)
             }
             Op::Conv(attrs) => self.conv(id, attrs),
             Op::ConvTranspose { conv, .. } => self.conv_transpose(id, conv),
